@@ -1,0 +1,99 @@
+# refinery — the only entry points: build, run, test, bench, deps.
+# `make run` and `make test` install what they need themselves (scripts/deps.sh),
+# so a newcomer on a fresh Debian machine types nothing else.
+
+CC      ?= cc
+BUILD   ?= build
+PKGS    := libmicrohttpd jansson libpq libcurl openssl oniguruma
+# pkg-config runs lazily (=, not :=) so that `make deps` can install the
+# packages before anything asks for their flags.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation
+CPPFLAGS = -D_GNU_SOURCE -I. -I$(BUILD)/gen -I/usr/include/x86_64-linux-gnu/openblas-pthread $(PKG_CFLAGS)
+OPT     ?= -O2 -g -march=x86-64-v2
+LDLIBS   = $(PKG_LIBS) -lopenblas -llapacke -lpthread -lm
+SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+# Every .c under the three layers is part of the library except the entry point.
+LIB_SRC  := $(filter-out service/main.c,$(wildcard engine/*.c engine/*/*.c service/*.c handlers/*.c))
+MIGRATIONS := $(sort $(wildcard migrations/*.sql))
+GEN_SRC  := $(BUILD)/gen/rf_embedded.c
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+BENCH_SRC := $(wildcard bench/*/*.c)
+
+OBJ      := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/rf_embedded.o
+ASAN_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/%.o) $(BUILD)/asan/gen/rf_embedded.o
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/tests/%)
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+.PHONY: all asan deps run test bench clean format unit
+all: $(BUILD)/refinery
+
+deps:
+	@./scripts/deps.sh
+
+# Embedded files: migrations and the OpenAPI contract travel inside the binary.
+$(GEN_SRC): scripts/embed.sh $(MIGRATIONS) $(wildcard openapi/openapi.yaml)
+	@mkdir -p $(@D)
+	./scripts/embed.sh $@ $(MIGRATIONS) $(wildcard openapi/openapi.yaml)
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(OPT) $(CPPFLAGS) -c $< -o $@
+$(BUILD)/asan/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(SAN) $(CPPFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(OPT) $(CPPFLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/asan/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(SAN) $(CPPFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/librefinery.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(BUILD)/asan/librefinery.a: $(ASAN_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/refinery: $(BUILD)/obj/service/main.o $(BUILD)/librefinery.a
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS)
+$(BUILD)/asan/refinery: $(BUILD)/asan/service/main.o $(BUILD)/asan/librefinery.a
+	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/asan/tests/%: $(BUILD)/asan/tests/unit/%.o $(BUILD)/asan/librefinery.a
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/librefinery.a
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(OPT) $(CPPFLAGS) -o $@ $^ $(LDLIBS)
+
+asan: $(BUILD)/asan/refinery $(UNIT_BIN)
+
+run:
+	@./scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@./scripts/run.sh
+
+test:
+	@./scripts/deps.sh
+	@$(MAKE) --no-print-directory all asan
+	@./scripts/test.sh
+
+bench:
+	@./scripts/deps.sh
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
+	@./scripts/bench.sh
+
+format:
+	clang-format -i $(wildcard engine/*.[ch] engine/*/*.[ch] service/*.[ch] handlers/*.[ch] tests/unit/*.c bench/*/*.c)
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d)

@@ -1,0 +1,37 @@
+#include "engine/job.h"
+
+#include <string.h>
+
+#define RF_MAX_RUNNERS 64
+
+static const rf_runner *g_runners[RF_MAX_RUNNERS];
+static int g_nrunners;
+
+int rf_runner_register(const rf_runner *runner)
+{
+    if (!runner || !runner->type || !runner->run) return RF_EINVAL;
+    for (int i = 0; i < g_nrunners; i++)
+        if (strcmp(g_runners[i]->type, runner->type) == 0) return RF_ECONFLICT;
+    if (g_nrunners == RF_MAX_RUNNERS) return RF_ENOMEM;
+    g_runners[g_nrunners++] = runner;
+    return 0;
+}
+
+const rf_runner *rf_runner_find(const char *type)
+{
+    if (!type) return NULL;
+    for (int i = 0; i < g_nrunners; i++)
+        if (strcmp(g_runners[i]->type, type) == 0) return g_runners[i];
+    return NULL;
+}
+
+int rf_runner_types(const char **names, int cap)
+{
+    for (int i = 0; i < g_nrunners && i < cap; i++) names[i] = g_runners[i]->type;
+    return g_nrunners;
+}
+
+void rf_runners_register_builtin(void)
+{
+    /* Engine job types register here as they land (evaluate, train, …). */
+}

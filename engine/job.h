@@ -1,0 +1,60 @@
+/* Job runners and the context they run in.
+ *
+ * A runner is the engine side of a job type: it validates its params (so that a
+ * bad request is refused at POST, naming the field) and runs them. It talks to
+ * the outside world only through rf_job_ctx, which the service implements on
+ * PostgreSQL and the artifact store, and `refinery run job.json` implements on
+ * stdout and a local folder. Nothing here knows about HTTP or SQL. */
+#ifndef RF_JOB_H
+#define RF_JOB_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "engine/error.h"
+
+typedef struct rf_job_ctx rf_job_ctx;
+
+struct rf_job_ctx {
+    void *self;
+    const char *job_id;
+    int attempt;         /* 1 on the first run, 2 after one rescue, … */
+    const char *workdir; /* private folder of this job, kept across attempts */
+    /* The state saved by the last checkpoint of an earlier attempt, or NULL. */
+    const json_t *resume;
+
+    /* fraction in [0,1]; message may be NULL. */
+    int (*progress)(rf_job_ctx *ctx, double fraction, const char *message);
+    /* Append an event: kind is "log", "metrics", "progress" or a runner's own;
+     * data is borrowed. */
+    int (*event)(rf_job_ctx *ctx, const char *kind, const json_t *data);
+    /* Durably record state from which a later attempt resumes (files it names
+     * must already be fsynced under workdir). */
+    int (*checkpoint)(rf_job_ctx *ctx, const json_t *state);
+    /* Register a finished file under workdir as an artifact of the job. */
+    int (*artifact)(rf_job_ctx *ctx, const char *kind, const char *path, const char *name);
+    /* True once the job should stop at its next safe point: cancelled by a
+     * user, or the process is shutting down. The runner then returns
+     * RF_ECANCELED; the service decides which of the two it was. */
+    bool (*should_stop)(rf_job_ctx *ctx);
+};
+
+typedef struct rf_runner {
+    const char *type;
+    /* Check params without side effects; on failure fill err with the field. */
+    int (*validate)(const json_t *params, rf_error *err);
+    /* Run to completion; *result (owned by the caller afterwards) on success.
+     * RF_EINVAL and RF_EUNSUPPORTED are final; other errors may be retried. */
+    int (*run)(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err);
+} rf_runner;
+
+/* The registry maps a job type to its runner. Registration happens at start,
+ * before any worker thread runs; lookups afterwards need no lock. */
+int rf_runner_register(const rf_runner *runner);
+const rf_runner *rf_runner_find(const char *type);
+/* Fills names with up to cap registered types; returns how many exist. */
+int rf_runner_types(const char **names, int cap);
+/* The engine's own job types (none yet; later issues add them). */
+void rf_runners_register_builtin(void);
+
+#endif

@@ -1,0 +1,17 @@
+/* refinery — one binary: serve | worker | migrate | keys | run. */
+#include <stdio.h>
+#include <string.h>
+
+static int usage(FILE *f)
+{
+    fprintf(f, "usage: refinery serve | worker | migrate | keys create --tenant NAME | keys revoke ID\n");
+    return f == stderr ? 2 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) return usage(stderr);
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return usage(stdout);
+    fprintf(stderr, "refinery: unknown command '%s'\n", argv[1]);
+    return usage(stderr);
+}

@@ -1,0 +1,36 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "engine/error.h"
+
+static void test_errorf_fills_and_returns(void **state)
+{
+    rf_error e;
+    assert_int_equal(rf_errorf(&e, RF_EINVAL, "bad %s %d", "x", 3), RF_EINVAL);
+    assert_int_equal(e.code, RF_EINVAL);
+    assert_string_equal(e.msg, "bad x 3");
+    assert_string_equal(e.field, "");
+}
+
+static void test_field_and_wrap(void **state)
+{
+    rf_error e;
+    rf_error_field(&e, RF_EINVAL, "params.lr", "must be positive");
+    rf_error_wrap(&e, "job %s", "job_1");
+    assert_string_equal(e.field, "params.lr");
+    assert_string_equal(e.msg, "job job_1: must be positive");
+    assert_int_equal(rf_errorf(NULL, RF_EIO, "ignored"), RF_EIO);
+    assert_string_equal(rf_strerror(RF_ENOTFOUND), "not found");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_errorf_fills_and_returns),
+        cmocka_unit_test(test_field_and_wrap),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
