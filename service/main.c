@@ -1,17 +1,168 @@
-/* refinery — one binary: serve | worker | migrate | keys | run. */
+/* refinery — one binary: serve | worker | migrate | keys. */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "engine/job.h"
+#include "engine/jobs/testjobs.h"
+#include "handlers/routes.h"
+#include "service/auth.h"
+#include "service/config.h"
+#include "service/db.h"
+#include "service/http.h"
+#include "service/log.h"
+#include "service/migrate.h"
+#include "service/worker.h"
 
 static int usage(FILE *f)
 {
-    fprintf(f, "usage: refinery serve | worker | migrate | keys create --tenant NAME | keys revoke ID\n");
+    fprintf(f,
+            "usage: refinery COMMAND\n"
+            "  serve                       HTTP API and engine workers\n"
+            "  worker                      engine workers only (no HTTP)\n"
+            "  migrate                     apply database migrations and exit\n"
+            "  keys create --tenant NAME   create an API key (printed once)\n"
+            "  keys revoke KEY_ID          revoke an API key\n"
+            "configuration: REFINERY_DATABASE_URL, REFINERY_LISTEN, REFINERY_WORKERS, … (README)\n");
     return f == stderr ? 2 : 0;
+}
+
+static int fail(const rf_error *err)
+{
+    fprintf(stderr, "refinery: %s\n", err->msg);
+    return 1;
+}
+
+static int load(rf_config *cfg, rf_error *err)
+{
+    if (rf_config_load(cfg, err)) return -1;
+    rf_log_init(cfg->log_json);
+    if (!cfg->database_url[0]) {
+        rf_errorf(err, RF_EINVAL, "REFINERY_DATABASE_URL is not set (make run starts a local "
+                                  "PostgreSQL and sets it)");
+        return -1;
+    }
+    return 0;
+}
+
+static int migrate_with(const rf_config *cfg, rf_error *err)
+{
+    PGconn *c;
+    int applied = 0;
+    if (rf_db_connect(cfg->database_url, &c, err)) return -1;
+    int rc = rf_migrate(c, cfg->migrations_dir, &applied, err);
+    PQfinish(c);
+    if (!rc) rf_log(RF_LOG_INFO, "database schema current (%d migration(s) applied now)", applied);
+    return rc;
+}
+
+static int cmd_migrate(void)
+{
+    rf_config cfg;
+    rf_error err;
+    if (load(&cfg, &err) || migrate_with(&cfg, &err)) return fail(&err);
+    return 0;
+}
+
+static int cmd_keys(int argc, char **argv)
+{
+    rf_config cfg;
+    rf_error err;
+    PGconn *c = NULL;
+    int rc = 2;
+    if (argc < 2) return usage(stderr);
+    if (load(&cfg, &err) || rf_db_connect(cfg.database_url, &c, &err)) return fail(&err);
+    if (!strcmp(argv[1], "create")) {
+        const char *tenant = NULL;
+        for (int i = 2; i < argc; i++) {
+            if (!strcmp(argv[i], "--tenant") && i + 1 < argc) tenant = argv[++i];
+            else if (!strncmp(argv[i], "--tenant=", 9)) tenant = argv[i] + 9;
+            else {
+                fprintf(stderr, "refinery keys create: unknown argument '%s'\n", argv[i]);
+                goto out;
+            }
+        }
+        if (!tenant) {
+            fprintf(stderr, "refinery keys create: --tenant NAME is required\n");
+            goto out;
+        }
+        char key[RF_KEY_MAX], id[RF_ID_MAX], tid[RF_ID_MAX];
+        if (rf_key_create(c, tenant, key, id, tid, &err)) {
+            rc = fail(&err);
+            goto out;
+        }
+        /* The key on stdout alone, so that scripts can capture it. */
+        printf("%s\n", key);
+        fprintf(stderr, "created key %s for tenant %s (%s); it is shown only this once\n", id,
+                tenant, tid);
+        rc = 0;
+    } else if (!strcmp(argv[1], "revoke") && argc == 3) {
+        if (rf_key_revoke(c, argv[2], &err)) {
+            rc = fail(&err);
+            goto out;
+        }
+        fprintf(stderr, "revoked key %s\n", argv[2]);
+        rc = 0;
+    } else {
+        usage(stderr);
+    }
+out:
+    PQfinish(c);
+    return rc;
+}
+
+/* serve and worker: run until SIGTERM or SIGINT, then shut down in order. */
+static int cmd_serve(bool http)
+{
+    rf_config cfg;
+    rf_error err;
+    rf_workers *workers = NULL;
+    rf_http *server = NULL;
+    if (load(&cfg, &err)) return fail(&err);
+
+    /* Signals are taken synchronously by this thread; every thread started
+     * below inherits the mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (migrate_with(&cfg, &err)) return fail(&err);
+    rf_runners_register_builtin();
+    if (cfg.test_jobs) rf_testjobs_register();
+    if (!http && cfg.workers == 0) cfg.workers = 1;
+
+    if (rf_workers_start(&cfg, &workers, &err)) return fail(&err);
+    if (http) {
+        if (rf_http_start(&cfg, rf_routes, &server, &err)) {
+            rf_workers_stop(workers, 0);
+            return fail(&err);
+        }
+        rf_log(RF_LOG_INFO, "listening on http://%s:%d", cfg.listen_host, rf_http_port(server));
+    }
+
+    int sig = 0;
+    sigwait(&set, &sig);
+    rf_log(RF_LOG_INFO, "%s received: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    if (server) rf_http_quiesce(server);
+    rf_workers_stop(workers, cfg.shutdown_grace_ms);
+    if (server) rf_http_stop(server, cfg.shutdown_grace_ms);
+    rf_log(RF_LOG_INFO, "stopped");
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     if (argc < 2) return usage(stderr);
-    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return usage(stdout);
-    fprintf(stderr, "refinery: unknown command '%s'\n", argv[1]);
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) return usage(stdout);
+    if (!strcmp(cmd, "serve")) return cmd_serve(true);
+    if (!strcmp(cmd, "worker")) return cmd_serve(false);
+    if (!strcmp(cmd, "migrate")) return cmd_migrate();
+    if (!strcmp(cmd, "keys")) return cmd_keys(argc - 1, argv + 1);
+    fprintf(stderr, "refinery: unknown command '%s'\n", cmd);
     return usage(stderr);
 }

@@ -1,0 +1,156 @@
+#include "engine/jobs/testjobs.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/job.h"
+
+/* Only the named keys may appear, each an integer in [lo, hi] when present. */
+static int check_int(const json_t *params, const char *key, long long lo, long long hi,
+                     bool required, rf_error *err)
+{
+    json_t *v = json_object_get(params, key);
+    if (!v) return required ? rf_error_field(err, RF_EINVAL, key, "'%s' is required", key) : 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return rf_error_field(err, RF_EINVAL, key, "'%s' must be an integer in [%lld, %lld]", key,
+                              lo, hi);
+    return 0;
+}
+
+static int only_keys(const json_t *params, const char *const *keys, rf_error *err)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)params, k, v) {
+        bool ok = false;
+        for (const char *const *p = keys; *p; p++) ok |= !strcmp(*p, k);
+        if (!ok) return rf_error_field(err, RF_EINVAL, k, "unknown parameter '%s'", k);
+    }
+    return 0;
+}
+
+/* ---- test.noop ---- */
+
+static int noop_validate(const json_t *params, rf_error *err)
+{
+    static const char *const keys[] = {"echo", NULL};
+    return only_keys(params, keys, err);
+}
+
+static int noop_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
+{
+    json_t *echo = json_object_get(params, "echo");
+    *result = json_pack("{s:O?,s:i}", "echo", echo, "attempt", ctx->attempt);
+    return *result ? 0 : rf_errorf(err, RF_ENOMEM, "out of memory");
+}
+
+/* ---- test.sleep ---- */
+
+static int sleep_validate(const json_t *params, rf_error *err)
+{
+    static const char *const keys[] = {"ms", "steps", NULL};
+    int rc = only_keys(params, keys, err);
+    if (!rc) rc = check_int(params, "ms", 0, 3600000, true, err);
+    if (!rc) rc = check_int(params, "steps", 1, 100000, false, err);
+    return rc;
+}
+
+static void sleep_ms(long long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) && errno == EINTR) {
+    }
+}
+
+static int sleep_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
+{
+    long long ms = json_integer_value(json_object_get(params, "ms"));
+    json_t *sv = json_object_get(params, "steps");
+    long long steps = sv ? json_integer_value(sv) : 10;
+    long long start = 0;
+    if (ctx->resume) start = json_integer_value(json_object_get(ctx->resume, "step"));
+    for (long long s = start; s < steps; s++) {
+        if (ctx->should_stop(ctx))
+            return rf_errorf(err, RF_ECANCELED, "stopped at step %lld of %lld", s, steps);
+        sleep_ms(ms / steps);
+        json_t *state = json_pack("{s:I}", "step", (json_int_t)(s + 1));
+        int rc = ctx->checkpoint(ctx, state);
+        json_decref(state);
+        if (rc) return rf_errorf(err, rc, "could not save a checkpoint at step %lld", s + 1);
+        ctx->progress(ctx, (double)(s + 1) / (double)steps, NULL);
+    }
+    *result = json_pack("{s:I,s:I,s:i}", "steps", (json_int_t)steps, "resumed_from",
+                        (json_int_t)start, "attempt", ctx->attempt);
+    return 0;
+}
+
+/* ---- test.fail ---- */
+
+static int fail_validate(const json_t *params, rf_error *err)
+{
+    static const char *const keys[] = {"fail_attempts", "final", NULL};
+    int rc = only_keys(params, keys, err);
+    if (!rc) rc = check_int(params, "fail_attempts", 0, 100, false, err);
+    json_t *f = json_object_get(params, "final");
+    if (!rc && f && !json_is_boolean(f))
+        rc = rf_error_field(err, RF_EINVAL, "final", "'final' must be a boolean");
+    return rc;
+}
+
+static int fail_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
+{
+    if (json_is_true(json_object_get(params, "final")))
+        return rf_errorf(err, RF_EINVAL, "test failure that retrying cannot fix");
+    long long n = json_integer_value(json_object_get(params, "fail_attempts"));
+    if (ctx->attempt <= n)
+        return rf_errorf(err, RF_EIO, "test failure on attempt %d", ctx->attempt);
+    *result = json_pack("{s:i}", "attempt", ctx->attempt);
+    return 0;
+}
+
+/* ---- test.artifact ---- */
+
+static int artifact_validate(const json_t *params, rf_error *err)
+{
+    static const char *const keys[] = {"content", "name", NULL};
+    int rc = only_keys(params, keys, err);
+    if (rc) return rc;
+    if (!json_is_string(json_object_get(params, "content")))
+        return rf_error_field(err, RF_EINVAL, "content", "'content' must be a string");
+    json_t *name = json_object_get(params, "name");
+    if (name && (!json_is_string(name) || strchr(json_string_value(name), '/')))
+        return rf_error_field(err, RF_EINVAL, "name", "'name' must be a file name");
+    return 0;
+}
+
+static int artifact_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
+{
+    json_t *nv = json_object_get(params, "name");
+    const char *name = nv ? json_string_value(nv) : "output.txt";
+    json_t *content = json_object_get(params, "content");
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s", ctx->workdir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f) return rf_errorf(err, RF_EIO, "cannot write %s: %s", path, strerror(errno));
+    size_t n = json_string_length(content);
+    bool ok = fwrite(json_string_value(content), 1, n, f) == n;
+    ok &= fclose(f) == 0;
+    if (!ok) return rf_errorf(err, RF_EIO, "writing %s failed", path);
+    int rc = ctx->artifact(ctx, "test", path, name);
+    if (rc) return rf_errorf(err, rc, "could not register the artifact");
+    *result = json_pack("{s:s,s:I}", "name", name, "bytes", (json_int_t)n);
+    return 0;
+}
+
+void rf_testjobs_register(void)
+{
+    static const rf_runner runners[] = {
+        {"test.noop", noop_validate, noop_run},
+        {"test.sleep", sleep_validate, sleep_run},
+        {"test.fail", fail_validate, fail_run},
+        {"test.artifact", artifact_validate, artifact_run},
+    };
+    for (size_t i = 0; i < sizeof runners / sizeof runners[0]; i++) rf_runner_register(&runners[i]);
+}

@@ -1,0 +1,111 @@
+#include "handlers/jobs.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service/jobs.h"
+
+/* An optional integer query parameter in [lo, hi]; false after replying 422. */
+static bool query_int(rf_req *req, const char *name, long long def, long long lo, long long hi,
+                      long long *out)
+{
+    const char *v = rf_req_query(req, name);
+    *out = def;
+    if (!v) return true;
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || errno || x < lo || x > hi) {
+        rf_error e;
+        rf_error_field(&e, RF_EINVAL, name, "'%s' must be an integer in [%lld, %lld]", name, lo, hi);
+        rf_reply_error(req, &e);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
+static void reply_result(rf_req *req, int rc, int status, char *json, const rf_error *err)
+{
+    if (rc) rf_reply_error(req, err);
+    else rf_reply_json_text(req, status, json);
+}
+
+void rf_h_jobs_create(rf_req *req)
+{
+    PGconn *c = rf_req_db(req);
+    if (!c) return;
+    json_t *body = rf_req_json(req);
+    if (!body) return;
+    char *json = NULL;
+    bool created = false;
+    rf_error err;
+    int rc = rf_jobs_create(c, req->tenant, body, rf_req_header(req, "Idempotency-Key"), &json,
+                            &created, &err);
+    json_decref(body);
+    reply_result(req, rc, created ? 201 : 200, json, &err);
+}
+
+void rf_h_jobs_list(rf_req *req)
+{
+    PGconn *c = rf_req_db(req);
+    if (!c) return;
+    static const char *const statuses[] = {"queued", "running", "succeeded", "failed", "cancelled",
+                                           NULL};
+    rf_job_query q = {.type = rf_req_query(req, "type"),
+                      .status = rf_req_query(req, "status"),
+                      .after = rf_req_query(req, "after")};
+    long long limit;
+    if (!query_int(req, "limit", 20, 1, 100, &limit)) return;
+    q.limit = (int)limit;
+    if (q.status) {
+        bool ok = false;
+        for (const char *const *s = statuses; *s; s++) ok |= !strcmp(*s, q.status);
+        if (!ok) {
+            rf_error e;
+            rf_error_field(&e, RF_EINVAL, "status",
+                           "'status' must be one of queued, running, succeeded, failed, cancelled");
+            rf_reply_error(req, &e);
+            return;
+        }
+    }
+    char *json = NULL;
+    rf_error err;
+    int rc = rf_jobs_list(c, req->tenant, &q, &json, &err);
+    reply_result(req, rc, 200, json, &err);
+}
+
+void rf_h_jobs_get(rf_req *req)
+{
+    PGconn *c = rf_req_db(req);
+    if (!c) return;
+    char *json = NULL;
+    rf_error err;
+    int rc = rf_jobs_get(c, req->tenant, rf_req_param(req, 0), &json, &err);
+    reply_result(req, rc, 200, json, &err);
+}
+
+void rf_h_jobs_cancel(rf_req *req)
+{
+    PGconn *c = rf_req_db(req);
+    if (!c) return;
+    char *json = NULL;
+    rf_error err;
+    int rc = rf_jobs_cancel(c, req->tenant, rf_req_param(req, 0), &json, &err);
+    reply_result(req, rc, 200, json, &err);
+}
+
+void rf_h_jobs_events(rf_req *req)
+{
+    PGconn *c = rf_req_db(req);
+    if (!c) return;
+    long long after, limit;
+    if (!query_int(req, "after", 0, 0, 9223372036854775807LL, &after) ||
+        !query_int(req, "limit", 100, 1, 1000, &limit))
+        return;
+    char *json = NULL;
+    rf_error err;
+    int rc = rf_jobs_events(c, req->tenant, rf_req_param(req, 0), after, (int)limit, &json, &err);
+    reply_result(req, rc, 200, json, &err);
+}

@@ -1,0 +1,35 @@
+/* Process configuration, read once from the environment (DESIGN.md). */
+#ifndef RF_CONFIG_H
+#define RF_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "engine/error.h"
+
+typedef struct rf_config {
+    char database_url[1024]; /* REFINERY_DATABASE_URL (libpq conninfo or URI) */
+    char listen_host[256];   /* REFINERY_LISTEN host part, default 127.0.0.1 */
+    int listen_port;         /* REFINERY_LISTEN port part, default 8080 */
+    char data_dir[1024];     /* REFINERY_DATA_DIR, default ./.run/data */
+    char migrations_dir[1024]; /* REFINERY_MIGRATIONS_DIR: override the embedded set */
+    int workers;             /* REFINERY_WORKERS, default 1 */
+    int http_threads;        /* REFINERY_HTTP_THREADS, default 2×cores (max 64) */
+    int http_max_connections; /* REFINERY_HTTP_MAX_CONNECTIONS, default 1024 */
+    int http_timeout_s;      /* REFINERY_HTTP_TIMEOUT, idle connection timeout, default 60 */
+    size_t max_body_bytes;   /* REFINERY_MAX_BODY_BYTES, default 1 MiB */
+    bool log_json;           /* REFINERY_LOG_FORMAT=json */
+    bool access_log;         /* REFINERY_ACCESS_LOG=0 turns the access log off */
+    int lease_ms;            /* REFINERY_LEASE_MS, default 30000 */
+    int poll_ms;             /* REFINERY_POLL_MS, fallback claim polling, default 1000 */
+    int retry_base_ms;       /* REFINERY_RETRY_BASE_MS, backoff base, default 2000 */
+    int retry_max_ms;        /* REFINERY_RETRY_MAX_MS, backoff cap, default 600000 */
+    int shutdown_grace_ms;   /* REFINERY_SHUTDOWN_GRACE_MS, default 30000 */
+    bool test_jobs;          /* REFINERY_TEST_JOBS=1 registers the test.* job types */
+} rf_config;
+
+/* Fill cfg from the environment; an unparsable value is an error naming the
+ * variable. */
+int rf_config_load(rf_config *cfg, rf_error *err);
+
+#endif

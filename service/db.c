@@ -1,0 +1,115 @@
+#include "service/db.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void trim_newline(char *s)
+{
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == ' ')) s[--n] = '\0';
+}
+
+/* Server notices (e.g. "relation already exists, skipping") are not errors. */
+static void quiet_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+int rf_db_connect(const char *url, PGconn **out, rf_error *err)
+{
+    *out = NULL;
+    if (!url || !*url) return rf_errorf(err, RF_EDB, "no database URL configured");
+    PGconn *c = PQconnectdb(url);
+    if (!c) return rf_errorf(err, RF_ENOMEM, "out of memory connecting to the database");
+    if (PQstatus(c) != CONNECTION_OK) {
+        rf_errorf(err, RF_EDB, "cannot connect to the database: %s", PQerrorMessage(c));
+        if (err) trim_newline(err->msg);
+        PQfinish(c);
+        return RF_EDB;
+    }
+    PQsetNoticeProcessor(c, quiet_notice, NULL);
+    *out = c;
+    return 0;
+}
+
+int rf_db_exec(PGconn *c, const char *sql, int n, const char *const *params, PGresult **res,
+               rf_error *err)
+{
+    if (res) *res = NULL;
+    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
+        const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+        rf_errorf(err, RF_EDB, "database error%s%s%s: %s", state ? " (SQLSTATE " : "",
+                  state ? state : "", state ? ")" : "", msg && *msg ? msg : "connection lost");
+        if (err) trim_newline(err->msg);
+        /* Keep the failed result for callers that inspect the SQLSTATE. */
+        if (res) *res = r;
+        else PQclear(r);
+        return RF_EDB;
+    }
+    if (res) *res = r;
+    else PQclear(r);
+    return 0;
+}
+
+const char *rf_db_sqlstate(const PGresult *res)
+{
+    const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return s ? s : "";
+}
+
+int rf_db_begin(PGconn *c, rf_error *err)
+{
+    return rf_db_exec(c, "BEGIN", 0, NULL, NULL, err);
+}
+
+int rf_db_commit(PGconn *c, rf_error *err)
+{
+    return rf_db_exec(c, "COMMIT", 0, NULL, NULL, err);
+}
+
+void rf_db_rollback(PGconn *c)
+{
+    PGresult *r = PQexec(c, "ROLLBACK");
+    PQclear(r);
+}
+
+/* Per-thread connections for HTTP pool threads. */
+static pthread_key_t g_key;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static char g_url[1024];
+
+static void close_conn(void *p)
+{
+    PQfinish(p);
+}
+
+static void make_key(void)
+{
+    pthread_key_create(&g_key, close_conn);
+}
+
+void rf_db_set_url(const char *url)
+{
+    snprintf(g_url, sizeof g_url, "%s", url);
+}
+
+PGconn *rf_db_thread(rf_error *err)
+{
+    pthread_once(&g_once, make_key);
+    PGconn *c = pthread_getspecific(g_key);
+    if (c && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE) return c;
+    if (c) {
+        /* Broken, or left inside a transaction by a failed request: start over. */
+        PQfinish(c);
+        pthread_setspecific(g_key, NULL);
+    }
+    if (rf_db_connect(g_url, &c, err)) return NULL;
+    pthread_setspecific(g_key, c);
+    return c;
+}

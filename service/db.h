@@ -1,0 +1,33 @@
+/* Thin helpers over libpq. A connection belongs to one thread: HTTP pool
+ * threads each get their own (rf_db_thread), workers and the listener open
+ * theirs. Parameters are always sent separately from the SQL text. */
+#ifndef RF_DB_H
+#define RF_DB_H
+
+#include <libpq-fe.h>
+
+#include "engine/error.h"
+
+int rf_db_connect(const char *url, PGconn **out, rf_error *err);
+
+/* Run sql with n text parameters (NULL entries are SQL NULL). On success *res
+ * holds the result (PQclear it); on failure err says what the server said.
+ * res may be NULL when the caller needs no rows. */
+int rf_db_exec(PGconn *c, const char *sql, int n, const char *const *params, PGresult **res,
+               rf_error *err);
+
+/* The SQLSTATE of a failed result, "" when none. */
+const char *rf_db_sqlstate(const PGresult *res);
+
+/* This thread's connection, opened on first use and reopened after a broken
+ * one; NULL with err filled when the database cannot be reached. Closed when
+ * the thread exits. */
+PGconn *rf_db_thread(rf_error *err);
+void rf_db_set_url(const char *url);
+
+/* BEGIN / COMMIT / ROLLBACK (rollback ignores errors: it is the cleanup path). */
+int rf_db_begin(PGconn *c, rf_error *err);
+int rf_db_commit(PGconn *c, rf_error *err);
+void rf_db_rollback(PGconn *c);
+
+#endif

@@ -1,0 +1,260 @@
+#include "service/queue.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service/db.h"
+
+void rf_claimed_job_clear(rf_claimed_job *j)
+{
+    json_decref(j->params);
+    json_decref(j->checkpoint);
+    memset(j, 0, sizeof *j);
+}
+
+/* The fence every write on a running job carries: $1 id, $2 owner, $3 attempt. */
+#define FENCE " WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'running'"
+
+/* Backoff delay for the attempt just made: base·2^(attempts−1), capped, times a
+ * jitter factor in [0.5, 1) so that retries of many jobs spread out. B and M
+ * name the parameters holding the base and the cap, in milliseconds. */
+#define BACKOFF(B, M)                                                                              \
+    "now() + (least(" M "::float8, " B "::float8 * power(2, greatest(attempts - 1, 0)))"           \
+    " * (0.5 + random() / 2)) * interval '1 millisecond'"
+
+int rf_queue_claim(PGconn *c, const char *owner, const char *types, int lease_ms,
+                   rf_claimed_job *job, bool *got, rf_error *err)
+{
+    char lease[32];
+    snprintf(lease, sizeof lease, "%d", lease_ms);
+    const char *p[3] = {owner, types, lease};
+    PGresult *r;
+    *got = false;
+    memset(job, 0, sizeof *job);
+    int rc = rf_db_exec(
+        c,
+        "WITH next AS ("
+        "  SELECT id FROM jobs"
+        "  WHERE status = 'queued' AND run_after <= now() AND type = ANY($2::text[])"
+        "  ORDER BY priority DESC, seq"
+        "  FOR UPDATE SKIP LOCKED LIMIT 1)"
+        " UPDATE jobs j SET status = 'running', attempts = j.attempts + 1, lease_owner = $1,"
+        "   lease_expires_at = now() + $3 * interval '1 millisecond',"
+        "   started_at = coalesce(j.started_at, now()), updated_at = now()"
+        " FROM next WHERE j.id = next.id"
+        " RETURNING j.id, j.tenant_id, j.type, j.attempts, j.max_attempts, j.params::text,"
+        "   j.checkpoint::text",
+        3, p, &r, err);
+    if (rc) goto out;
+    if (PQntuples(r) == 1) {
+        snprintf(job->id, sizeof job->id, "%s", PQgetvalue(r, 0, 0));
+        snprintf(job->tenant, sizeof job->tenant, "%s", PQgetvalue(r, 0, 1));
+        snprintf(job->type, sizeof job->type, "%s", PQgetvalue(r, 0, 2));
+        job->attempt = atoi(PQgetvalue(r, 0, 3));
+        job->max_attempts = atoi(PQgetvalue(r, 0, 4));
+        job->params = json_loads(PQgetvalue(r, 0, 5), 0, NULL);
+        if (!PQgetisnull(r, 0, 6)) job->checkpoint = json_loads(PQgetvalue(r, 0, 6), 0, NULL);
+        if (!job->params) {
+            rc = rf_errorf(err, RF_EINTERNAL, "job %s has unreadable params", job->id);
+            goto out;
+        }
+        *got = true;
+    }
+out:
+    PQclear(r);
+    return rc;
+}
+
+static void fence_params(const rf_claimed_job *j, const char *owner, char attempt[16],
+                         const char *p[3])
+{
+    snprintf(attempt, 16, "%d", j->attempt);
+    p[0] = j->id;
+    p[1] = owner;
+    p[2] = attempt;
+}
+
+/* Run a fenced statement; RF_ECONFLICT when it touched no row. */
+static int fenced(PGconn *c, const char *sql, int n, const char *const *p, PGresult **out,
+                  rf_error *err)
+{
+    PGresult *r;
+    int rc = rf_db_exec(c, sql, n, p, &r, err);
+    if (!rc && atoi(PQcmdTuples(r)) == 0)
+        rc = rf_errorf(err, RF_ECONFLICT, "job %s is no longer held by this worker (lease lost)",
+                       p[0]);
+    if (out && !rc) *out = r;
+    else PQclear(r);
+    return rc;
+}
+
+int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const char *status,
+                    const char *result_json, const char *error, rf_error *err)
+{
+    char attempt[16];
+    const char *p[6];
+    fence_params(j, owner, attempt, p);
+    p[3] = status;
+    p[4] = result_json;
+    p[5] = error;
+    return fenced(c,
+                  "UPDATE jobs SET status = $4, result = $5::jsonb, error = $6,"
+                  " progress = CASE WHEN $4 = 'succeeded' THEN 1 ELSE progress END,"
+                  " finished_at = now(), updated_at = now(), lease_owner = NULL,"
+                  " lease_expires_at = NULL" FENCE,
+                  6, p, NULL, err);
+}
+
+int rf_queue_retry(PGconn *c, const rf_claimed_job *j, const char *owner, const char *error,
+                   int base_ms, int max_ms, bool *final, rf_error *err)
+{
+    char attempt[16], base[16], cap[16];
+    const char *p[6];
+    fence_params(j, owner, attempt, p);
+    snprintf(base, sizeof base, "%d", base_ms);
+    snprintf(cap, sizeof cap, "%d", max_ms);
+    p[3] = base;
+    p[4] = cap;
+    p[5] = error;
+    PGresult *r = NULL;
+    int rc = fenced(c,
+                    "WITH u AS (UPDATE jobs SET"
+                    "  status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,"
+                    "  error = CASE WHEN attempts >= max_attempts"
+                    "    THEN format('%s (attempt %s of %s; giving up)', $6::text, attempts, max_attempts)"
+                    "    ELSE format('%s (attempt %s of %s; will retry)', $6::text, attempts, max_attempts) END,"
+                    "  finished_at = CASE WHEN attempts >= max_attempts THEN now() END,"
+                    "  run_after = " BACKOFF("$4", "$5") ","
+                    "  lease_owner = NULL, lease_expires_at = NULL, updated_at = now()" FENCE
+                    "  RETURNING status)"
+                    " SELECT status, pg_notify('refinery_jobs', '') FROM u",
+                    6, p, &r, err);
+    if (!rc) *final = !strcmp(PQgetvalue(r, 0, 0), "failed");
+    PQclear(r);
+    return rc;
+}
+
+int rf_queue_release(PGconn *c, const rf_claimed_job *j, const char *owner, rf_error *err)
+{
+    if (!j) {
+        const char *p[1] = {owner};
+        return rf_db_exec(c,
+                          "WITH u AS (UPDATE jobs SET status = 'queued', attempts = attempts - 1,"
+                          "  run_after = now(), lease_owner = NULL, lease_expires_at = NULL,"
+                          "  updated_at = now() WHERE lease_owner = $1 AND status = 'running'"
+                          "  RETURNING id)"
+                          " SELECT pg_notify('refinery_jobs', '') FROM u",
+                          1, p, NULL, err);
+    }
+    char attempt[16];
+    const char *p[3];
+    fence_params(j, owner, attempt, p);
+    return fenced(c,
+                  "WITH u AS (UPDATE jobs SET status = 'queued', attempts = attempts - 1,"
+                  "  run_after = now(), lease_owner = NULL, lease_expires_at = NULL,"
+                  "  updated_at = now()" FENCE " RETURNING id)"
+                  " SELECT pg_notify('refinery_jobs', '') FROM u",
+                  3, p, NULL, err);
+}
+
+int rf_queue_heartbeat(PGconn *c, const char *owner, int lease_ms,
+                       void (*on_job)(const char *id, bool cancel, void *arg), void *arg,
+                       rf_error *err)
+{
+    char lease[32];
+    snprintf(lease, sizeof lease, "%d", lease_ms);
+    const char *p[2] = {owner, lease};
+    PGresult *r;
+    int rc = rf_db_exec(c,
+                        "UPDATE jobs SET lease_expires_at = now() + $2 * interval '1 millisecond'"
+                        " WHERE lease_owner = $1 AND status = 'running'"
+                        " RETURNING id, cancel_requested",
+                        2, p, &r, err);
+    if (!rc && on_job)
+        for (int i = 0; i < PQntuples(r); i++)
+            on_job(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1)[0] == 't', arg);
+    PQclear(r);
+    return rc;
+}
+
+int rf_queue_rescue(PGconn *c, int base_ms, int max_ms, int *rescued, rf_error *err)
+{
+    char base[16], cap[16];
+    snprintf(base, sizeof base, "%d", base_ms);
+    snprintf(cap, sizeof cap, "%d", max_ms);
+    const char *p[2] = {base, cap};
+    PGresult *r;
+    int rc = rf_db_exec(
+        c,
+        "WITH expired AS ("
+        "  SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < now()"
+        "  FOR UPDATE SKIP LOCKED),"
+        " u AS (UPDATE jobs j SET"
+        "  status = CASE WHEN j.cancel_requested THEN 'cancelled'"
+        "    WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,"
+        "  error = CASE WHEN j.cancel_requested THEN 'cancelled; its worker was lost'"
+        "    WHEN j.attempts >= j.max_attempts"
+        "    THEN format('worker lost (lease expired) on attempt %s of %s; giving up',"
+        "                j.attempts, j.max_attempts)"
+        "    ELSE format('worker lost (lease expired) on attempt %s of %s; will retry',"
+        "                j.attempts, j.max_attempts) END,"
+        "  finished_at = CASE WHEN j.cancel_requested OR j.attempts >= j.max_attempts"
+        "    THEN now() END,"
+        "  run_after = " BACKOFF("$1", "$2") ","
+        "  lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
+        "  FROM expired WHERE j.id = expired.id"
+        "  RETURNING j.id, j.status, j.error),"
+        " ev AS (INSERT INTO job_events (job_id, kind, data)"
+        "  SELECT id, 'log', json_build_object('level', 'warn', 'message', error) FROM u),"
+        " idem AS (DELETE FROM idempotency_keys WHERE created_at < now() - interval '25 hours')"
+        " SELECT count(*), (SELECT count(*) FROM (SELECT pg_notify('refinery_jobs', '')"
+        "   FROM u WHERE status = 'queued' LIMIT 1) n) FROM u",
+        2, p, &r, err);
+    if (!rc && rescued) *rescued = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return rc;
+}
+
+int rf_queue_event(PGconn *c, const char *job_id, const char *kind, const char *data_json,
+                   rf_error *err)
+{
+    const char *p[3] = {job_id, kind, data_json};
+    return rf_db_exec(c,
+                      "WITH e AS (INSERT INTO job_events (job_id, kind, data)"
+                      " VALUES ($1, $2, $3::jsonb) RETURNING id)"
+                      " SELECT pg_notify('refinery_events', $1) FROM e",
+                      3, p, NULL, err);
+}
+
+int rf_queue_progress(PGconn *c, const rf_claimed_job *j, const char *owner, double fraction,
+                      rf_error *err)
+{
+    char attempt[16], f[32];
+    const char *p[4];
+    fence_params(j, owner, attempt, p);
+    snprintf(f, sizeof f, "%.6f", fraction < 0 ? 0 : fraction > 1 ? 1 : fraction);
+    p[3] = f;
+    return fenced(c, "UPDATE jobs SET progress = $4, updated_at = now()" FENCE, 4, p, NULL, err);
+}
+
+int rf_queue_checkpoint(PGconn *c, const rf_claimed_job *j, const char *owner,
+                        const char *state_json, rf_error *err)
+{
+    char attempt[16];
+    const char *p[4];
+    fence_params(j, owner, attempt, p);
+    p[3] = state_json;
+    return fenced(c, "UPDATE jobs SET checkpoint = $4::jsonb, updated_at = now()" FENCE, 4, p,
+                  NULL, err);
+}
+
+int rf_queue_cancel_requested(PGconn *c, const rf_claimed_job *j, bool *yes, rf_error *err)
+{
+    const char *p[1] = {j->id};
+    PGresult *r;
+    int rc = rf_db_exec(c, "SELECT cancel_requested FROM jobs WHERE id = $1", 1, p, &r, err);
+    *yes = !rc && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return rc;
+}

@@ -1,0 +1,67 @@
+/* The job queue on PostgreSQL: claim, lease, heartbeat, finish, retry with
+ * backoff, release, rescue. Every write that changes a running job is fenced
+ * by (id, lease_owner, attempts), so a worker that lost its lease can no
+ * longer touch the job it thought it had. */
+#ifndef RF_QUEUE_H
+#define RF_QUEUE_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "engine/error.h"
+#include "service/ids.h"
+
+typedef struct rf_claimed_job {
+    char id[RF_ID_MAX];
+    char tenant[RF_ID_MAX];
+    char type[64];
+    int attempt;       /* this run's number, 1-based */
+    int max_attempts;
+    json_t *params;
+    json_t *checkpoint; /* NULL when no earlier attempt saved one */
+} rf_claimed_job;
+
+void rf_claimed_job_clear(rf_claimed_job *j);
+
+/* Claim the most urgent runnable job of one of types (a PostgreSQL text[]
+ * literal such as {a,b}). *got is false when none is runnable. */
+int rf_queue_claim(PGconn *c, const char *owner, const char *types, int lease_ms,
+                   rf_claimed_job *job, bool *got, rf_error *err);
+
+/* Final states. status is "succeeded", "failed" or "cancelled"; result_json
+ * and error may be NULL. RF_ECONFLICT when the lease was lost meanwhile. */
+int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const char *status,
+                    const char *result_json, const char *error, rf_error *err);
+
+/* A failed attempt that may be retried: back to the queue after an exponential
+ * backoff with jitter, or failed for good once max_attempts is reached.
+ * *final tells which. */
+int rf_queue_retry(PGconn *c, const rf_claimed_job *j, const char *owner, const char *error,
+                   int base_ms, int max_ms, bool *final, rf_error *err);
+
+/* Hand a job back untouched (shutdown): queued again at once, this attempt not
+ * counted. owner alone (j NULL) releases every job of that owner. */
+int rf_queue_release(PGconn *c, const rf_claimed_job *j, const char *owner, rf_error *err);
+
+/* Extend the leases of every job owner holds. For each, on_job(id, cancel
+ * requested, arg) is called, so the caller learns of cancels too. */
+int rf_queue_heartbeat(PGconn *c, const char *owner, int lease_ms,
+                       void (*on_job)(const char *id, bool cancel, void *arg), void *arg,
+                       rf_error *err);
+
+/* Re-queue (or fail, past max_attempts; or cancel, if asked) the jobs whose
+ * lease expired, and prune idempotency keys older than a day. */
+int rf_queue_rescue(PGconn *c, int base_ms, int max_ms, int *rescued, rf_error *err);
+
+/* Per-job writes from a running job, fenced like the others. */
+int rf_queue_event(PGconn *c, const char *job_id, const char *kind, const char *data_json,
+                   rf_error *err);
+int rf_queue_progress(PGconn *c, const rf_claimed_job *j, const char *owner, double fraction,
+                      rf_error *err);
+int rf_queue_checkpoint(PGconn *c, const rf_claimed_job *j, const char *owner,
+                        const char *state_json, rf_error *err);
+/* Whether a cancel was asked for this job (false when it no longer runs here). */
+int rf_queue_cancel_requested(PGconn *c, const rf_claimed_job *j, bool *yes, rf_error *err);
+
+#endif

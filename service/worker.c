@@ -1,0 +1,430 @@
+#include "service/worker.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/job.h"
+#include "service/db.h"
+#include "service/log.h"
+#include "service/artifacts.h"
+#include "service/auth.h"
+#include "service/queue.h"
+
+typedef struct worker {
+    struct rf_workers *pool;
+    int index;
+    pthread_t thread;
+    PGconn *db;
+    pthread_mutex_t lock;         /* guards job_id */
+    char job_id[RF_ID_MAX];       /* the job running now, "" when idle */
+    atomic_bool cancel;           /* a cancel was asked for that job */
+    rf_claimed_job job;
+    double last_cancel_check;     /* monotonic seconds */
+    char workdir[1200];
+} worker;
+
+struct rf_workers {
+    const rf_config *cfg;
+    char owner[128];     /* lease owner: host:pid:random, one per process */
+    char types[2048];    /* text[] literal of the types this process runs */
+    int n;
+    worker *w;
+    pthread_t listener;
+    bool listener_started;
+    PGconn *ldb;
+    atomic_bool stopping;
+    atomic_int busy;
+    pthread_mutex_t wake_lock;
+    pthread_cond_t wake;
+    unsigned wake_seq;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void wake_all(rf_workers *p)
+{
+    pthread_mutex_lock(&p->wake_lock);
+    p->wake_seq++;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->wake_lock);
+}
+
+/* Mark the worker running job id (if any) as cancelled. */
+static void flag_cancel(rf_workers *p, const char *id)
+{
+    for (int i = 0; i < p->n; i++) {
+        worker *w = &p->w[i];
+        pthread_mutex_lock(&w->lock);
+        if (!strcmp(w->job_id, id)) atomic_store(&w->cancel, true);
+        pthread_mutex_unlock(&w->lock);
+    }
+}
+
+static void on_heartbeat(const char *id, bool cancel, void *arg)
+{
+    if (cancel) flag_cancel(arg, id);
+}
+
+/* ---- the context a runner sees ---------------------------------------- */
+
+static worker *ctx_worker(rf_job_ctx *ctx)
+{
+    return ctx->self;
+}
+
+static int ctx_event(rf_job_ctx *ctx, const char *kind, const json_t *data)
+{
+    worker *w = ctx_worker(ctx);
+    char *s = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9));
+    if (!s) return RF_ENOMEM;
+    rf_error err;
+    int rc = rf_queue_event(w->db, w->job.id, kind, s, &err);
+    if (rc) rf_log(RF_LOG_WARN, "job %s: event not recorded: %s", w->job.id, err.msg);
+    free(s);
+    return rc;
+}
+
+static int ctx_progress(rf_job_ctx *ctx, double fraction, const char *message)
+{
+    worker *w = ctx_worker(ctx);
+    rf_error err;
+    int rc = rf_queue_progress(w->db, &w->job, w->pool->owner, fraction, &err);
+    if (rc) return rc;
+    json_t *d = json_pack("{s:f}", "progress", fraction);
+    if (message) json_object_set_new(d, "message", json_string(message));
+    rc = ctx_event(ctx, "progress", d);
+    json_decref(d);
+    return rc;
+}
+
+static int ctx_checkpoint(rf_job_ctx *ctx, const json_t *state)
+{
+    worker *w = ctx_worker(ctx);
+    char *s = json_dumps(state, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!s) return RF_ENOMEM;
+    rf_error err;
+    int rc = rf_queue_checkpoint(w->db, &w->job, w->pool->owner, s, &err);
+    free(s);
+    if (rc) rf_log(RF_LOG_WARN, "job %s: checkpoint not saved: %s", w->job.id, err.msg);
+    return rc;
+}
+
+static int ctx_artifact(rf_job_ctx *ctx, const char *kind, const char *path, const char *name)
+{
+    worker *w = ctx_worker(ctx);
+    char id[RF_ID_MAX];
+    rf_error err;
+    int rc = rf_artifact_register(w->db, w->pool->cfg->data_dir, w->job.tenant, w->job.id, kind,
+                                  path, name, id, &err);
+    if (rc) {
+        rf_log(RF_LOG_WARN, "job %s: artifact %s not registered: %s", w->job.id, name, err.msg);
+        return rc;
+    }
+    json_t *d = json_pack("{s:s,s:s,s:s}", "artifact_id", id, "kind", kind, "name", name);
+    ctx_event(ctx, "artifact", d);
+    json_decref(d);
+    return 0;
+}
+
+static bool ctx_should_stop(rf_job_ctx *ctx)
+{
+    worker *w = ctx_worker(ctx);
+    if (atomic_load(&w->pool->stopping) || atomic_load(&w->cancel)) return true;
+    /* NOTIFY is the fast path; this is the fallback that bounds the delay to
+     * about a second even if a notification was lost. */
+    double t = now_s();
+    if (t - w->last_cancel_check >= 0.5) {
+        w->last_cancel_check = t;
+        bool yes = false;
+        if (!rf_queue_cancel_requested(w->db, &w->job, &yes, NULL) && yes)
+            atomic_store(&w->cancel, true);
+    }
+    return atomic_load(&w->cancel);
+}
+
+/* ---- running one job ---------------------------------------------------- */
+
+static void run_one(worker *w)
+{
+    rf_workers *p = w->pool;
+    rf_claimed_job *j = &w->job;
+    const rf_runner *runner = rf_runner_find(j->type);
+    rf_error err;
+    rf_error_clear(&err);
+    json_t *result = NULL;
+    int rc;
+
+    snprintf(w->workdir, sizeof w->workdir, "%s/jobs/%s", p->cfg->data_dir, j->id);
+    char jobs_dir[1100];
+    snprintf(jobs_dir, sizeof jobs_dir, "%s/jobs", p->cfg->data_dir);
+    mkdir(p->cfg->data_dir, 0750);
+    mkdir(jobs_dir, 0750);
+    if (mkdir(w->workdir, 0750) && errno != EEXIST) {
+        rc = rf_errorf(&err, RF_EIO, "cannot create the job's folder %s: %s", w->workdir,
+                       strerror(errno));
+        goto done;
+    }
+
+    rf_job_ctx ctx = {
+        .self = w,
+        .job_id = j->id,
+        .attempt = j->attempt,
+        .workdir = w->workdir,
+        .resume = j->checkpoint,
+        .progress = ctx_progress,
+        .event = ctx_event,
+        .checkpoint = ctx_checkpoint,
+        .artifact = ctx_artifact,
+        .should_stop = ctx_should_stop,
+    };
+    w->last_cancel_check = now_s();
+    rf_log(RF_LOG_INFO, "job %s (%s) attempt %d/%d started", j->id, j->type, j->attempt,
+           j->max_attempts);
+    rc = runner ? runner->run(j->params, &ctx, &result, &err)
+                : rf_errorf(&err, RF_EUNSUPPORTED, "no runner for job type '%s'", j->type);
+done:;
+    rf_error qerr;
+    int qrc;
+    if (rc == 0) {
+        char *s = result ? json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        qrc = rf_queue_finish(w->db, j, p->owner, "succeeded", s ? s : "null", NULL, &qerr);
+        free(s);
+        rf_log(RF_LOG_INFO, "job %s succeeded", j->id);
+    } else if (rc == RF_ECANCELED && atomic_load(&w->cancel)) {
+        qrc = rf_queue_finish(w->db, j, p->owner, "cancelled", NULL, "cancelled by request", &qerr);
+        rf_log(RF_LOG_INFO, "job %s cancelled", j->id);
+    } else if (rc == RF_ECANCELED && atomic_load(&p->stopping)) {
+        qrc = rf_queue_release(w->db, j, p->owner, &qerr);
+        rf_log(RF_LOG_INFO, "job %s released to the queue (shutting down)", j->id);
+    } else if (rc == RF_EINVAL || rc == RF_EUNSUPPORTED || rc == RF_ECANCELED) {
+        /* Bad input does not get better by retrying. */
+        qrc = rf_queue_finish(w->db, j, p->owner, "failed", NULL, err.msg, &qerr);
+        rf_log(RF_LOG_WARN, "job %s failed: %s", j->id, err.msg);
+    } else {
+        bool final = false;
+        qrc = rf_queue_retry(w->db, j, p->owner, err.msg[0] ? err.msg : rf_strerror(rc),
+                             p->cfg->retry_base_ms, p->cfg->retry_max_ms, &final, &qerr);
+        rf_log(RF_LOG_WARN, "job %s attempt %d failed%s: %s", j->id, j->attempt,
+               final ? " for good" : ", will retry", err.msg);
+    }
+    if (qrc) rf_log(RF_LOG_WARN, "job %s: could not record its outcome: %s", j->id, qerr.msg);
+    json_decref(result);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    rf_workers *p = w->pool;
+    while (!atomic_load(&p->stopping)) {
+        rf_error err;
+        if (!w->db || PQstatus(w->db) != CONNECTION_OK) {
+            if (w->db) PQfinish(w->db);
+            w->db = NULL;
+            if (rf_db_connect(p->cfg->database_url, &w->db, &err)) {
+                rf_log(RF_LOG_WARN, "worker %d: %s", w->index, err.msg);
+                sleep(1);
+                continue;
+            }
+        }
+        pthread_mutex_lock(&p->wake_lock);
+        unsigned seq = p->wake_seq;
+        pthread_mutex_unlock(&p->wake_lock);
+
+        bool got = false;
+        if (rf_queue_claim(w->db, p->owner, p->types, p->cfg->lease_ms, &w->job, &got, &err)) {
+            rf_log(RF_LOG_WARN, "worker %d: claim failed: %s", w->index, err.msg);
+            got = false;
+        }
+        if (got) {
+            pthread_mutex_lock(&w->lock);
+            snprintf(w->job_id, sizeof w->job_id, "%s", w->job.id);
+            atomic_store(&w->cancel, false);
+            pthread_mutex_unlock(&w->lock);
+            atomic_fetch_add(&p->busy, 1);
+            run_one(w);
+            atomic_fetch_sub(&p->busy, 1);
+            pthread_mutex_lock(&w->lock);
+            w->job_id[0] = '\0';
+            pthread_mutex_unlock(&w->lock);
+            rf_claimed_job_clear(&w->job);
+            continue;
+        }
+        /* Nothing runnable: sleep until NOTIFY wakes us or the poll interval
+         * passes (jobs whose backoff ends need no notification). */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        long ns = until.tv_nsec + (long)(p->cfg->poll_ms % 1000) * 1000000L;
+        until.tv_sec += p->cfg->poll_ms / 1000 + ns / 1000000000L;
+        until.tv_nsec = ns % 1000000000L;
+        pthread_mutex_lock(&p->wake_lock);
+        while (p->wake_seq == seq && !atomic_load(&p->stopping))
+            if (pthread_cond_timedwait(&p->wake, &p->wake_lock, &until) == ETIMEDOUT) break;
+        pthread_mutex_unlock(&p->wake_lock);
+    }
+    if (w->db) PQfinish(w->db);
+    w->db = NULL;
+    return NULL;
+}
+
+/* ---- the listener ------------------------------------------------------- */
+
+static int listen_connect(rf_workers *p, rf_error *err)
+{
+    if (p->ldb) PQfinish(p->ldb);
+    p->ldb = NULL;
+    int rc = rf_db_connect(p->cfg->database_url, &p->ldb, err);
+    if (rc) return rc;
+    /* PQexec: three statements in one string (PQexecParams takes one). */
+    PGresult *r = PQexec(p->ldb, "LISTEN refinery_jobs; LISTEN refinery_cancel; LISTEN refinery_keys");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        rc = rf_errorf(err, RF_EDB, "LISTEN failed: %s", PQerrorMessage(p->ldb));
+    PQclear(r);
+    return rc;
+}
+
+static void *listener_main(void *arg)
+{
+    rf_workers *p = arg;
+    int beat_ms = p->cfg->lease_ms / 3;
+    int rescue_ms = p->cfg->lease_ms / 2 < 5000 ? p->cfg->lease_ms / 2 : 5000;
+    double next_beat = 0, next_rescue = 0;
+    while (!atomic_load(&p->stopping)) {
+        rf_error err;
+        if (!p->ldb || PQstatus(p->ldb) != CONNECTION_OK) {
+            if (listen_connect(p, &err)) {
+                rf_log(RF_LOG_WARN, "listener: %s", err.msg);
+                sleep(1);
+                continue;
+            }
+            wake_all(p); /* notifications may have been missed meanwhile */
+        }
+        double t = now_s();
+        if (t >= next_beat) {
+            if (p->n && rf_queue_heartbeat(p->ldb, p->owner, p->cfg->lease_ms, on_heartbeat, p, &err))
+                rf_log(RF_LOG_WARN, "heartbeat failed: %s", err.msg);
+            next_beat = t + beat_ms / 1000.0;
+        }
+        if (t >= next_rescue) {
+            int n = 0;
+            if (rf_queue_rescue(p->ldb, p->cfg->retry_base_ms, p->cfg->retry_max_ms, &n, &err))
+                rf_log(RF_LOG_WARN, "rescue failed: %s", err.msg);
+            else if (n)
+                rf_log(RF_LOG_WARN, "rescued %d job(s) whose worker was lost", n);
+            next_rescue = t + rescue_ms / 1000.0;
+        }
+        double next = next_beat < next_rescue ? next_beat : next_rescue;
+        int timeout = (int)((next - now_s()) * 1000);
+        if (timeout > 250) timeout = 250; /* also bounds how long stop() waits */
+        if (timeout < 0) timeout = 0;
+        struct pollfd pfd = {.fd = PQsocket(p->ldb), .events = POLLIN};
+        if (poll(&pfd, 1, timeout) > 0 && !PQconsumeInput(p->ldb)) continue;
+        PGnotify *n;
+        while ((n = PQnotifies(p->ldb))) {
+            if (!strcmp(n->relname, "refinery_jobs")) wake_all(p);
+            else if (!strcmp(n->relname, "refinery_cancel")) flag_cancel(p, n->extra);
+            else if (!strcmp(n->relname, "refinery_keys")) rf_auth_flush();
+            PQfreemem(n);
+        }
+    }
+    return NULL;
+}
+
+/* ---- start and stop ----------------------------------------------------- */
+
+int rf_workers_start(const rf_config *cfg, rf_workers **out, rf_error *err)
+{
+    rf_workers *p = calloc(1, sizeof *p);
+    if (!p) return rf_errorf(err, RF_ENOMEM, "out of memory");
+    p->cfg = cfg;
+    pthread_mutex_init(&p->wake_lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    char host[64] = "host", rnd[9];
+    gethostname(host, sizeof host - 1);
+    rf_random_alnum(rnd, 8);
+    snprintf(p->owner, sizeof p->owner, "%s:%d:%s", host, (int)getpid(), rnd);
+
+    /* {type1,type2}: the types this process can run. */
+    const char *names[64];
+    int nt = rf_runner_types(names, 64);
+    size_t len = (size_t)snprintf(p->types, sizeof p->types, "{");
+    for (int i = 0; i < nt && i < 64; i++)
+        len += (size_t)snprintf(p->types + len, sizeof p->types - len, "%s\"%s\"", i ? "," : "",
+                                names[i]);
+    snprintf(p->types + len, sizeof p->types - len, "}");
+
+    p->n = cfg->workers;
+    p->w = calloc((size_t)(p->n ? p->n : 1), sizeof *p->w);
+    if (!p->w) {
+        free(p);
+        return rf_errorf(err, RF_ENOMEM, "out of memory");
+    }
+    int rc = listen_connect(p, err);
+    if (rc) goto fail;
+    if (pthread_create(&p->listener, NULL, listener_main, p)) {
+        rc = rf_errorf(err, RF_EINTERNAL, "cannot start the listener thread");
+        goto fail;
+    }
+    p->listener_started = true;
+    for (int i = 0; i < p->n; i++) {
+        worker *w = &p->w[i];
+        w->pool = p;
+        w->index = i;
+        pthread_mutex_init(&w->lock, NULL);
+        if (pthread_create(&w->thread, NULL, worker_main, w)) {
+            p->n = i;
+            rc = rf_errorf(err, RF_EINTERNAL, "cannot start worker thread %d", i);
+            goto fail;
+        }
+    }
+    rf_log(RF_LOG_INFO, "%d worker(s) started as %s for job types %s", p->n, p->owner, p->types);
+    *out = p;
+    return 0;
+fail:
+    rf_workers_stop(p, 0);
+    return rc;
+}
+
+int rf_workers_busy(const rf_workers *w)
+{
+    return w ? atomic_load(&w->busy) : 0;
+}
+
+void rf_workers_stop(rf_workers *p, int grace_ms)
+{
+    if (!p) return;
+    atomic_store(&p->stopping, true);
+    wake_all(p);
+    /* Runners see should_stop() and hand their jobs back; wait for them. */
+    double deadline = now_s() + grace_ms / 1000.0;
+    while (atomic_load(&p->busy) > 0 && now_s() < deadline) usleep(20000);
+    bool stuck = atomic_load(&p->busy) > 0;
+    if (p->listener_started) pthread_join(p->listener, NULL);
+    if (stuck) {
+        /* A runner that did not reach a safe point in time: give its job back
+         * from here, and leave its thread to die with the process. */
+        rf_error err;
+        if (p->ldb && rf_queue_release(p->ldb, NULL, p->owner, &err))
+            rf_log(RF_LOG_WARN, "could not release jobs at shutdown: %s", err.msg);
+        rf_log(RF_LOG_WARN, "%d job(s) did not stop within %d ms; released to the queue",
+               atomic_load(&p->busy), grace_ms);
+    } else {
+        for (int i = 0; i < p->n; i++) pthread_join(p->w[i].thread, NULL);
+        for (int i = 0; i < p->n; i++) pthread_mutex_destroy(&p->w[i].lock);
+        free(p->w);
+    }
+    if (p->ldb) PQfinish(p->ldb);
+    if (!stuck) free(p);
+}
