@@ -158,7 +158,7 @@ json_t *rf_req_json(rf_req *req)
         return NULL;
     }
     json_error_t je;
-    json_t *v = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+    json_t *v = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!v) {
         char detail[300];
         snprintf(detail, sizeof detail, "malformed JSON at line %d, column %d: %s", je.line,

@@ -1,4 +1,6 @@
 /* refinery — one binary: serve | worker | migrate | keys. */
+#include <errno.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +114,15 @@ out:
     return rc;
 }
 
+static sem_t g_stop;
+static volatile sig_atomic_t g_signal;
+
+static void on_stop_signal(int sig)
+{
+    g_signal = sig;
+    sem_post(&g_stop); /* async-signal-safe */
+}
+
 /* serve and worker: run until SIGTERM or SIGINT, then shut down in order. */
 static int cmd_serve(bool http)
 {
@@ -121,13 +132,13 @@ static int cmd_serve(bool http)
     rf_http *server = NULL;
     if (load(&cfg, &err)) return fail(&err);
 
-    /* Signals are taken synchronously by this thread; every thread started
-     * below inherits the mask. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* A handler, not a blocked mask: libraries start threads of their own
+     * (OpenBLAS at load time) that would otherwise take the default action. */
+    sem_init(&g_stop, 0, 0);
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     if (migrate_with(&cfg, &err)) return fail(&err);
@@ -144,9 +155,9 @@ static int cmd_serve(bool http)
         rf_log(RF_LOG_INFO, "listening on http://%s:%d", cfg.listen_host, rf_http_port(server));
     }
 
-    int sig = 0;
-    sigwait(&set, &sig);
-    rf_log(RF_LOG_INFO, "%s received: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    while (sem_wait(&g_stop) && errno == EINTR) {
+    }
+    rf_log(RF_LOG_INFO, "%s received: shutting down", g_signal == SIGTERM ? "SIGTERM" : "SIGINT");
     if (server) rf_http_quiesce(server);
     rf_workers_stop(workers, cfg.shutdown_grace_ms);
     if (server) rf_http_stop(server, cfg.shutdown_grace_ms);

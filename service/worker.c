@@ -191,6 +191,10 @@ static void run_one(worker *w)
         .should_stop = ctx_should_stop,
     };
     w->last_cancel_check = now_s();
+    json_t *started = json_pack("{s:s,s:s,s:i,s:s}", "level", "info", "message", "attempt started",
+                                "attempt", j->attempt, "worker", p->owner);
+    ctx_event(&ctx, "log", started);
+    json_decref(started);
     rf_log(RF_LOG_INFO, "job %s (%s) attempt %d/%d started", j->id, j->type, j->attempt,
            j->max_attempts);
     rc = runner ? runner->run(j->params, &ctx, &result, &err)

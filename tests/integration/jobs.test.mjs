@@ -1,0 +1,162 @@
+// The jobs API: create, idempotency, list and pagination, get, cancel, events,
+// and the catalogue of bad input, each leaving the database as it was.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createDb, migrate, createKey, start, api, waitFor, assertProblem, psql } from './harness.mjs';
+
+let db, srv, key;
+const counts = () => psql(db, 'SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM idempotency_keys), ' +
+  "(SELECT count(*) FROM job_events), (SELECT count(*) FROM jobs WHERE status = 'cancelled')")[0].join(',');
+
+before(async () => {
+  db = createDb();
+  migrate(db);
+  key = createKey(db, 'acme').key;
+  srv = await start(db, { REFINERY_WORKERS: '0' });
+});
+after(async () => assert.equal((await srv.stop()).code, 0, srv.logs));
+
+test('POST /v1/jobs creates a queued job object', async () => {
+  const r = await api(srv.base, key, 'POST', '/v1/jobs', {
+    type: 'test.sleep', params: { ms: 10, steps: 2 }, priority: 5, max_attempts: 4, metadata: { run: 'a1' },
+  });
+  assert.equal(r.status, 201, r.text);
+  const j = r.json;
+  assert.match(j.id, /^job_[0-9a-z]{24}$/);
+  assert.equal(j.object, 'job');
+  assert.equal(j.type, 'test.sleep');
+  assert.equal(j.status, 'queued');
+  assert.deepEqual(j.params, { ms: 10, steps: 2 });
+  assert.equal(j.result, null);
+  assert.equal(j.error, null);
+  assert.equal(j.progress, 0);
+  assert.equal(j.attempts, 0);
+  assert.equal(j.max_attempts, 4);
+  assert.equal(j.priority, 5);
+  assert.deepEqual(j.metadata, { run: 'a1' });
+  assert.ok(Math.abs(j.created_at - Date.now() / 1000) < 60);
+  assert.equal(j.started_at, null);
+  assert.equal(j.finished_at, null);
+  const g = await api(srv.base, key, 'GET', `/v1/jobs/${j.id}`);
+  assert.equal(g.status, 200);
+  assert.deepEqual(g.json, j);
+});
+
+test('Idempotency-Key: same body gives the same job, a different body 422', async () => {
+  const body = { type: 'test.noop', params: { echo: 1 } };
+  const before_ = counts();
+  const a = await api(srv.base, key, 'POST', '/v1/jobs', body, { 'idempotency-key': 'k-1' });
+  assert.equal(a.status, 201);
+  // Same content, other key order: the same request.
+  const b = await api(srv.base, key, 'POST', '/v1/jobs', '{"params":{"echo":1},"type":"test.noop"}', { 'idempotency-key': 'k-1' });
+  assert.equal(b.status, 200);
+  assert.equal(b.json.id, a.json.id);
+  const mid = counts();
+  const c = await api(srv.base, key, 'POST', '/v1/jobs', { type: 'test.noop', params: { echo: 2 } }, { 'idempotency-key': 'k-1' });
+  assertProblem(assert, c, 422, 'Idempotency-Key');
+  assert.equal(counts(), mid, 'the conflict stored nothing');
+  assert.notEqual(mid, before_);
+  // Concurrent duplicates still make one job.
+  const many = await Promise.all(Array.from({ length: 8 }, () =>
+    api(srv.base, key, 'POST', '/v1/jobs', { type: 'test.noop' }, { 'idempotency-key': 'k-race' })));
+  assert.equal(new Set(many.map((r) => r.json.id)).size, 1);
+  assert.deepEqual(many.map((r) => r.status).sort(), [200, 200, 200, 200, 200, 200, 200, 201]);
+  // Keys are kept at least 24 hours, then forgotten.
+  psql(db, "UPDATE idempotency_keys SET created_at = now() - interval '23 hours' WHERE key = 'k-1'");
+  assert.equal((await api(srv.base, key, 'POST', '/v1/jobs', body, { 'idempotency-key': 'k-1' })).json.id, a.json.id);
+  psql(db, "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'k-1'");
+  const fresh = await api(srv.base, key, 'POST', '/v1/jobs', body, { 'idempotency-key': 'k-1' });
+  assert.equal(fresh.status, 201);
+  assert.notEqual(fresh.json.id, a.json.id);
+});
+
+test('bad input: right status, problem+json naming the field, nothing stored', async () => {
+  const cases = [
+    ['{"type": "test.noop",', 400, undefined],
+    ['[1, 2]', 422, undefined],
+    ['"text"', 422, undefined],
+    ['{"type":"test.noop","type":"test.noop"}', 400, undefined],
+    [{}, 422, 'type'],
+    [{ type: 42 }, 422, 'type'],
+    [{ type: 'no.such.type' }, 422, 'type'],
+    [{ type: 'test.noop', params: [] }, 422, 'params'],
+    [{ type: 'test.noop', params: { nope: 1 } }, 422, 'params.nope'],
+    [{ type: 'test.sleep', params: {} }, 422, 'params.ms'],
+    [{ type: 'test.sleep', params: { ms: 'ten' } }, 422, 'params.ms'],
+    [{ type: 'test.sleep', params: { ms: -1 } }, 422, 'params.ms'],
+    [{ type: 'test.noop', priority: 'high' }, 422, 'priority'],
+    [{ type: 'test.noop', priority: 1.5 }, 422, 'priority'],
+    [{ type: 'test.noop', max_attempts: 0 }, 422, 'max_attempts'],
+    [{ type: 'test.noop', metadata: { a: 1 } }, 422, 'metadata'],
+    [{ type: 'test.noop', surprise: true }, 422, 'surprise'],
+  ];
+  const before_ = counts();
+  for (const [body, status, field] of cases) {
+    const r = await api(srv.base, key, 'POST', '/v1/jobs', body);
+    assertProblem(assert, r, status, field);
+  }
+  assertProblem(assert, await api(srv.base, key, 'POST', '/v1/jobs', ''), 400);
+  assertProblem(assert, await api(srv.base, key, 'POST', '/v1/jobs', '--x--', { 'content-type': 'multipart/form-data; boundary=x' }), 415);
+  assertProblem(assert, await api(srv.base, key, 'GET', '/v1/jobs?limit=0'), 422, 'limit');
+  assertProblem(assert, await api(srv.base, key, 'GET', '/v1/jobs?limit=abc'), 422, 'limit');
+  assertProblem(assert, await api(srv.base, key, 'GET', '/v1/jobs?status=done'), 422, 'status');
+  assertProblem(assert, await api(srv.base, key, 'GET', '/v1/jobs?after=bogus'), 422, 'after');
+  for (const id of ['bogus', 'job_', 'job_ABC', 'art_000000000000000000000000', "job_'; DROP TABLE jobs; --"]) {
+    const p = `/v1/jobs/${encodeURIComponent(id)}`;
+    assertProblem(assert, await api(srv.base, key, 'GET', p), 404);
+    assertProblem(assert, await api(srv.base, key, 'POST', `${p}/cancel`), 404);
+    assertProblem(assert, await api(srv.base, key, 'GET', `${p}/events`), 404);
+  }
+  assertProblem(assert, await api(srv.base, key, 'GET', '/v1/jobs/job_000000000000000000000000/events?after=-1'), 422, 'after');
+  assert.equal(counts(), before_);
+});
+
+test('list: newest first, filters, cursor pagination stable under inserts', async () => {
+  const fresh = createKey(db, 'lister').key;
+  const ids = [];
+  for (let i = 0; i < 7; i++) {
+    const r = await api(srv.base, fresh, 'POST', '/v1/jobs', { type: i % 2 ? 'test.noop' : 'test.fail' });
+    ids.push(r.json.id);
+  }
+  const all = await api(srv.base, fresh, 'GET', '/v1/jobs?limit=100');
+  assert.equal(all.json.object, 'list');
+  assert.deepEqual(all.json.data.map((j) => j.id), [...ids].reverse());
+  assert.equal(all.json.has_more, false);
+  // Page through three at a time while new jobs keep arriving.
+  const seen = [];
+  let after = null;
+  for (;;) {
+    const q = `/v1/jobs?limit=3${after ? `&after=${after}` : ''}`;
+    const page = await api(srv.base, fresh, 'GET', q);
+    assert.equal(page.status, 200);
+    seen.push(...page.json.data.map((j) => j.id));
+    await api(srv.base, fresh, 'POST', '/v1/jobs', { type: 'test.noop' });
+    if (!page.json.has_more) break;
+    after = page.json.data.at(-1).id;
+  }
+  assert.deepEqual(seen, [...ids].reverse(), 'every job exactly once, none shifted in');
+  const noop = await api(srv.base, fresh, 'GET', '/v1/jobs?type=test.fail&limit=100');
+  assert.deepEqual(noop.json.data.map((j) => j.id), ids.filter((_, i) => i % 2 === 0).reverse());
+  const queued = await api(srv.base, fresh, 'GET', '/v1/jobs?status=succeeded');
+  assert.equal(queued.json.data.length, 0);
+});
+
+test('cancel: queued at once, then 409; events record it', async () => {
+  const j = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'test.noop' })).json;
+  const c = await api(srv.base, key, 'POST', `/v1/jobs/${j.id}/cancel`);
+  assert.equal(c.status, 200);
+  assert.equal(c.json.status, 'cancelled');
+  assert.equal(c.json.cancel_requested, true);
+  assert.ok(c.json.finished_at);
+  const before_ = counts();
+  const again = await api(srv.base, key, 'POST', `/v1/jobs/${j.id}/cancel`);
+  assertProblem(assert, again, 409);
+  assert.equal(counts(), before_);
+  const ev = await api(srv.base, key, 'GET', `/v1/jobs/${j.id}/events`);
+  assert.equal(ev.status, 200);
+  assert.equal(ev.json.object, 'list');
+  assert.equal(ev.json.data.length, 1);
+  assert.equal(ev.json.data[0].object, 'job.event');
+  assert.equal(ev.json.data[0].kind, 'log');
+  assert.match(ev.json.data[0].data.message, /cancel/);
+});
