@@ -1,0 +1,211 @@
+/* The queue's SQL, called directly on a fresh database of the test cluster
+ * (REFINERY_TEST_PG_URL, set by scripts/test.sh; skipped without it). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "service/db.h"
+#include "service/ids.h"
+#include "service/migrate.h"
+#include "service/queue.h"
+
+static PGconn *db;
+static const char *OWNER = "test:1:owner";
+
+static int setup(void **state)
+{
+    const char *url = getenv("REFINERY_TEST_PG_URL");
+    if (!url) return 0;
+    char admin[1200], name[32], mine[1200];
+    rf_random_alnum(name + 2, 10);
+    name[0] = 'u';
+    name[1] = '_';
+    snprintf(admin, sizeof admin, "%s dbname=postgres", url);
+    snprintf(mine, sizeof mine, "%s dbname=%s", url, name);
+    PGconn *a;
+    rf_error e;
+    char sql[64];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    if (rf_db_connect(admin, &a, &e) || rf_db_exec(a, sql, 0, NULL, NULL, &e)) {
+        fprintf(stderr, "setup: %s\n", e.msg);
+        return -1;
+    }
+    PQfinish(a);
+    if (rf_db_connect(mine, &db, &e) || rf_migrate(db, NULL, NULL, &e)) {
+        fprintf(stderr, "setup: %s\n", e.msg);
+        return -1;
+    }
+    return rf_db_exec(db, "INSERT INTO tenants (id, name) VALUES ('ten_t', 't')", 0, NULL, NULL, &e);
+}
+
+static int teardown(void **state)
+{
+    if (db) PQfinish(db);
+    return 0;
+}
+
+#define NEED_DB()                                                                                  \
+    do {                                                                                           \
+        if (!db) skip();                                                                           \
+    } while (0)
+
+static void sql(const char *q)
+{
+    rf_error e;
+    int rc = rf_db_exec(db, q, 0, NULL, NULL, &e);
+    if (rc) fail_msg("%s: %s", q, e.msg);
+}
+
+static char *one(const char *q)
+{
+    static char buf[512];
+    PGresult *r;
+    rf_error e;
+    if (rf_db_exec(db, q, 0, NULL, &r, &e) || PQntuples(r) != 1) fail_msg("%s: %s", q, e.msg);
+    snprintf(buf, sizeof buf, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return buf;
+}
+
+static void add_job(const char *id, const char *type, int priority, int max_attempts)
+{
+    char q[512];
+    snprintf(q, sizeof q,
+             "INSERT INTO jobs (id, tenant_id, type, params, priority, max_attempts)"
+             " VALUES ('%s', 'ten_t', '%s', '{\"n\":1}', %d, %d)",
+             id, type, priority, max_attempts);
+    sql(q);
+}
+
+static void test_claim_order_and_types(void **state)
+{
+    NEED_DB();
+    sql("DELETE FROM jobs");
+    add_job("job_a", "x", 0, 3);
+    add_job("job_b", "x", 5, 3);
+    add_job("job_c", "y", 9, 3);
+    add_job("job_d", "x", 5, 3);
+    rf_claimed_job j;
+    bool got;
+    rf_error e;
+    const char *order[] = {"job_b", "job_d", "job_a"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(rf_queue_claim(db, OWNER, "{x}", 60000, &j, &got, &e), 0);
+        assert_true(got);
+        assert_string_equal(j.id, order[i]);
+        assert_int_equal(j.attempt, 1);
+        assert_int_equal(json_integer_value(json_object_get(j.params, "n")), 1);
+        assert_null(j.checkpoint);
+        rf_claimed_job_clear(&j);
+    }
+    assert_int_equal(rf_queue_claim(db, OWNER, "{x}", 60000, &j, &got, &e), 0);
+    assert_false(got); /* job_c is of a type this owner does not run */
+    assert_string_equal(one("SELECT status FROM jobs WHERE id = 'job_c'"), "queued");
+}
+
+static void test_fence_and_finish(void **state)
+{
+    NEED_DB();
+    sql("DELETE FROM jobs");
+    add_job("job_f", "x", 0, 3);
+    rf_claimed_job j;
+    bool got;
+    rf_error e;
+    assert_int_equal(rf_queue_claim(db, OWNER, "{x}", 60000, &j, &got, &e), 0);
+    rf_claimed_job stale = j;
+    stale.attempt = 7; /* a worker that thinks it holds another attempt */
+    assert_int_equal(rf_queue_finish(db, &stale, OWNER, "succeeded", "{}", NULL, &e), RF_ECONFLICT);
+    assert_int_equal(rf_queue_finish(db, &j, "someone:else", "succeeded", "{}", NULL, &e),
+                     RF_ECONFLICT);
+    assert_int_equal(rf_queue_checkpoint(db, &j, OWNER, "{\"step\":3}", &e), 0);
+    assert_int_equal(rf_queue_progress(db, &j, OWNER, 1.7, &e), 0);
+    assert_string_equal(one("SELECT progress FROM jobs WHERE id = 'job_f'"), "1");
+    assert_int_equal(rf_queue_finish(db, &j, OWNER, "succeeded", "{\"ok\":true}", NULL, &e), 0);
+    assert_string_equal(one("SELECT status || ' ' || result::text || ' ' || (lease_owner IS NULL)"
+                            " FROM jobs WHERE id = 'job_f'"),
+                        "succeeded {\"ok\": true} true");
+    /* Finished: every further fenced write is refused. */
+    assert_int_equal(rf_queue_checkpoint(db, &j, OWNER, "{}", &e), RF_ECONFLICT);
+    rf_claimed_job_clear(&j);
+}
+
+static void test_retry_backoff_and_give_up(void **state)
+{
+    NEED_DB();
+    sql("DELETE FROM jobs");
+    add_job("job_r", "x", 0, 2);
+    rf_claimed_job j;
+    bool got, final;
+    rf_error e;
+    assert_int_equal(rf_queue_claim(db, OWNER, "{x}", 60000, &j, &got, &e), 0);
+    assert_int_equal(rf_queue_retry(db, &j, OWNER, "disk on fire", 10000, 60000, &final, &e), 0);
+    assert_false(final);
+    /* First retry waits base·2^0·[0.5, 1) = 5..10 s. */
+    double wait = atof(one("SELECT extract(epoch from run_after - now()) FROM jobs WHERE id = 'job_r'"));
+    assert_true(wait > 4.9 && wait < 10.1);
+    assert_string_equal(one("SELECT error FROM jobs WHERE id = 'job_r'"),
+                        "disk on fire (attempt 1 of 2; will retry)");
+    rf_claimed_job_clear(&j);
+    assert_int_equal(rf_queue_claim(db, OWNER, "{x}", 60000, &j, &got, &e), 0);
+    assert_false(got); /* not before its time */
+    sql("UPDATE jobs SET run_after = now() WHERE id = 'job_r'");
+    assert_int_equal(rf_queue_claim(db, OWNER, "{x}", 60000, &j, &got, &e), 0);
+    assert_true(got);
+    assert_int_equal(j.attempt, 2);
+    assert_int_equal(rf_queue_retry(db, &j, OWNER, "still burning", 10000, 60000, &final, &e), 0);
+    assert_true(final);
+    assert_string_equal(one("SELECT status || ': ' || error FROM jobs WHERE id = 'job_r'"),
+                        "failed: still burning (attempt 2 of 2; giving up)");
+    rf_claimed_job_clear(&j);
+}
+
+static void test_release_heartbeat_rescue(void **state)
+{
+    NEED_DB();
+    sql("DELETE FROM jobs");
+    add_job("job_h", "x", 0, 3);
+    add_job("job_l", "x", 0, 3);
+    rf_claimed_job j, k;
+    bool got;
+    rf_error e;
+    assert_int_equal(rf_queue_claim(db, OWNER, "{x}", 60000, &j, &got, &e), 0);
+    assert_int_equal(rf_queue_claim(db, "other:2:x", "{x}", 60000, &k, &got, &e), 0);
+    /* Release hands the job back without counting the attempt. */
+    assert_int_equal(rf_queue_release(db, &j, OWNER, &e), 0);
+    assert_string_equal(one("SELECT status || attempts FROM jobs WHERE id = 'job_h'"), "queued0");
+    rf_claimed_job_clear(&j);
+    /* The other owner's lease runs out: the rescuer re-queues with attempt kept. */
+    sql("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = 'job_l'");
+    assert_int_equal(rf_queue_heartbeat(db, OWNER, 60000, NULL, NULL, &e), 0);
+    assert_string_equal(one("SELECT status FROM jobs WHERE id = 'job_l'"), "running");
+    int n = 0;
+    assert_int_equal(rf_queue_rescue(db, 0, 0, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(one("SELECT status || attempts FROM jobs WHERE id = 'job_l'"), "queued1");
+    assert_string_equal(one("SELECT data->>'message' FROM job_events WHERE job_id = 'job_l'"),
+                        "worker lost (lease expired) on attempt 1 of 3; will retry");
+    /* Heartbeat extends a live lease so that rescue leaves it alone. */
+    assert_int_equal(rf_queue_claim(db, OWNER, "{x}", 1, &j, &got, &e), 0);
+    usleep(20000);
+    assert_int_equal(rf_queue_heartbeat(db, OWNER, 60000, NULL, NULL, &e), 0);
+    assert_int_equal(rf_queue_rescue(db, 0, 0, &n, &e), 0);
+    assert_int_equal(n, 0);
+    rf_claimed_job_clear(&j);
+    rf_claimed_job_clear(&k);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_claim_order_and_types),
+        cmocka_unit_test(test_fence_and_finish),
+        cmocka_unit_test(test_retry_backoff_and_give_up),
+        cmocka_unit_test(test_release_heartbeat_rescue),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
