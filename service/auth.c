@@ -47,7 +47,7 @@ int rf_key_create(PGconn *c, const char *tenant, char key_out[RF_KEY_MAX],
     PGresult *r = NULL;
     if ((rc = rf_db_begin(c, err))) return rc;
     const char *p1[2] = {tid, tenant};
-    if ((rc = rf_db_exec(c,
+    if ((rc = rf_db_execp(c,
                          "INSERT INTO tenants (id, name) VALUES ($1, $2) "
                          "ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
                          2, p1, &r, err)))
@@ -58,7 +58,7 @@ int rf_key_create(PGconn *c, const char *tenant, char key_out[RF_KEY_MAX],
     char prefix[16];
     snprintf(prefix, sizeof prefix, "%.10s", key_out);
     const char *p2[4] = {id_out, tenant_id_out, hash, prefix};
-    if ((rc = rf_db_exec(c,
+    if ((rc = rf_db_execp(c,
                          "INSERT INTO api_keys (id, tenant_id, key_hash, prefix) "
                          "VALUES ($1, $2, $3::bytea, $4)",
                          4, p2, NULL, err)) ||
@@ -77,7 +77,7 @@ int rf_key_revoke(PGconn *c, const char *id, rf_error *err)
         return rf_error_field(err, RF_EINVAL, "id", "'%s' is not a key id (key_…)", id);
     PGresult *r;
     const char *p[1] = {id};
-    int rc = rf_db_exec(c,
+    int rc = rf_db_execp(c,
                         "WITH k AS (SELECT id, revoked_at FROM api_keys WHERE id = $1), "
                         "u AS (UPDATE api_keys SET revoked_at = now() WHERE id = $1 "
                         "      AND revoked_at IS NULL RETURNING id), "
@@ -151,7 +151,7 @@ int rf_auth_bearer(PGconn *c, const char *header, char tenant_out[RF_ID_MAX], rf
 
     PGresult *r;
     const char *p[1] = {hash};
-    int rc = rf_db_exec(c,
+    int rc = rf_db_execp(c,
                         "SELECT tenant_id FROM api_keys WHERE key_hash = $1::bytea "
                         "AND revoked_at IS NULL",
                         1, p, &r, err);

@@ -1,6 +1,8 @@
 #include "service/db.h"
 
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +57,87 @@ int rf_db_exec(PGconn *c, const char *sql, int n, const char *const *params, PGr
     if (res) *res = r;
     else PQclear(r);
     return 0;
+}
+
+/* Prepared statements, per connection, for the hot paths. The SQL passed to
+ * rf_db_execp is a string literal, so its address names it. Each thread uses
+ * its own connections, so the record of what was prepared is thread-local; a
+ * connection reopened at a recycled address is caught by the server's "does
+ * not exist" answer and prepared again. */
+#define PREP_SLOTS 128
+
+typedef struct {
+    const PGconn *conn;
+    const char *sql;
+} prep_slot;
+
+static _Thread_local prep_slot t_prep[PREP_SLOTS];
+
+static prep_slot *prep_find(const PGconn *c, const char *sql, bool *found)
+{
+    size_t h = (((uintptr_t)sql >> 3) ^ ((uintptr_t)c >> 4)) % PREP_SLOTS;
+    for (size_t i = 0; i < PREP_SLOTS; i++) {
+        prep_slot *s = &t_prep[(h + i) % PREP_SLOTS];
+        if (s->conn == c && s->sql == sql) {
+            *found = true;
+            return s;
+        }
+        if (!s->conn) {
+            *found = false;
+            return s;
+        }
+    }
+    /* Full: forget everything (statements stay on the server, harmlessly). */
+    memset(t_prep, 0, sizeof t_prep);
+    *found = false;
+    return &t_prep[h];
+}
+
+int rf_db_execp(PGconn *c, const char *sql, int n, const char *const *params, PGresult **res,
+                rf_error *err)
+{
+    char name[32];
+    snprintf(name, sizeof name, "rf_%lx", (unsigned long)(uintptr_t)sql);
+    bool found;
+    prep_slot *slot = prep_find(c, sql, &found);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!found) {
+            PGresult *p = PQprepare(c, name, sql, n, NULL);
+            ExecStatusType st = PQresultStatus(p);
+            /* 42P05: already prepared on this connection (our record was lost). */
+            bool ok = st == PGRES_COMMAND_OK || !strcmp(rf_db_sqlstate(p), "42P05");
+            if (!ok) {
+                rf_errorf(err, RF_EDB, "database error: %s", PQresultErrorMessage(p));
+                if (err) trim_newline(err->msg);
+                if (res) *res = p;
+                else PQclear(p);
+                return RF_EDB;
+            }
+            PQclear(p);
+            slot->conn = c;
+            slot->sql = sql;
+        }
+        PGresult *r = PQexecPrepared(c, name, n, params, NULL, NULL, 0);
+        ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+            if (res) *res = r;
+            else PQclear(r);
+            return 0;
+        }
+        if (attempt == 0 && !strcmp(rf_db_sqlstate(r), "26000")) { /* not prepared after all */
+            PQclear(r);
+            found = false;
+            continue;
+        }
+        const char *state = rf_db_sqlstate(r);
+        rf_errorf(err, RF_EDB, "database error%s%s%s: %s", *state ? " (SQLSTATE " : "", state,
+                  *state ? ")" : "", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+        if (err) trim_newline(err->msg);
+        if (res) *res = r;
+        else PQclear(r);
+        return RF_EDB;
+    }
+    return RF_EDB;
 }
 
 const char *rf_db_sqlstate(const PGresult *res)

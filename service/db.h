@@ -16,6 +16,11 @@ int rf_db_connect(const char *url, PGconn **out, rf_error *err);
 int rf_db_exec(PGconn *c, const char *sql, int n, const char *const *params, PGresult **res,
                rf_error *err);
 
+/* The same, as a statement prepared once per connection. sql must be a string
+ * literal (its address is its name). For the hot paths. */
+int rf_db_execp(PGconn *c, const char *sql, int n, const char *const *params, PGresult **res,
+                rf_error *err);
+
 /* The SQLSTATE of a failed result, "" when none. */
 const char *rf_db_sqlstate(const PGresult *res);
 

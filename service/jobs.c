@@ -8,6 +8,7 @@
 #include "engine/job.h"
 #include "service/db.h"
 #include "service/ids.h"
+#include "service/queue.h"
 
 /* The job object, built where the row is (one round trip, no re-encoding);
  * row_to_json keeps the column order and writes compact JSON. */
@@ -141,10 +142,10 @@ int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char
         in_tx = true;
         /* Serialise requests that carry the same key, then look it up. */
         const char *pk[2] = {tenant, idem_key};
-        if ((rc = rf_db_exec(c, "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
+        if ((rc = rf_db_execp(c, "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
                              2, pk, NULL, err)))
             goto fail;
-        if ((rc = rf_db_exec(c,
+        if ((rc = rf_db_execp(c,
                              "SELECT i.request_hash = $3::bytea, " JOB_JSON
                              " FROM idempotency_keys i JOIN jobs j ON j.id = i.job_id"
                              " WHERE i.tenant_id = $1 AND i.key = $2"
@@ -171,19 +172,18 @@ int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char
 
     const char *p[7] = {id, tenant, json_string_value(json_object_get(body, "type")), params_s,
                         md_s, prio, maxa};
-    if ((rc = rf_db_exec(c,
+    if ((rc = rf_db_execp(c,
                          "WITH j AS (INSERT INTO jobs (id, tenant_id, type, params, metadata,"
                          "  priority, max_attempts) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb,"
-                         "  $6::int, $7::int) RETURNING *),"
-                         " n AS (SELECT pg_notify('refinery_jobs', '') FROM j)"
-                         " SELECT " JOB_JSON ", (SELECT count(*) FROM n) FROM j",
+                         "  $6::int, $7::int) RETURNING *)"
+                         " SELECT " JOB_JSON " FROM j",
                          7, p, &r, err)))
         goto fail;
     *json = take_text(r, 0, 0);
     if (idem_key) {
         PQclear(r);
         r = NULL;
-        if ((rc = rf_db_exec(c,
+        if ((rc = rf_db_execp(c,
                              "INSERT INTO idempotency_keys (tenant_id, key, request_hash, job_id)"
                              " VALUES ($1, $2, $3::bytea, $4) ON CONFLICT (tenant_id, key) DO UPDATE"
                              " SET request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id,"
@@ -193,6 +193,7 @@ int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char
             goto fail;
         in_tx = false;
     }
+    rf_queue_announce(c);
     rc = 0;
 fail:
     if (in_tx) rf_db_rollback(c);
@@ -211,7 +212,7 @@ static int one(PGconn *c, const char *sql, int n, const char *const *p, const ch
                const char *id, char **json, rf_error *err)
 {
     PGresult *r;
-    int rc = rf_db_exec(c, sql, n, p, &r, err);
+    int rc = rf_db_execp(c, sql, n, p, &r, err);
     if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no %s with id '%s'", what, id);
     if (!rc) *json = take_text(r, 0, 0);
     PQclear(r);
@@ -256,7 +257,7 @@ int rf_jobs_list(PGconn *c, const char *tenant, const rf_job_query *q, char **js
     PGresult *r;
     /* Newest first by insertion sequence: a cursor, so concurrent inserts
      * never shift a page. An `after` of another tenant matches nothing. */
-    int rc = rf_db_exec(c,
+    int rc = rf_db_execp(c,
                         "SELECT " JOB_JSON " FROM jobs j WHERE j.tenant_id = $1"
                         " AND ($2::text IS NULL OR j.type = $2)"
                         " AND ($3::text IS NULL OR j.status = $3)"
@@ -275,7 +276,7 @@ int rf_jobs_cancel(PGconn *c, const char *tenant, const char *id, char **json, r
         return rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
     PGresult *r;
     const char *p[2] = {id, tenant};
-    int rc = rf_db_exec(
+    int rc = rf_db_execp(
         c,
         "WITH j AS (UPDATE jobs SET cancel_requested = true,"
         "   status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,"
@@ -315,11 +316,11 @@ int rf_jobs_events(PGconn *c, const char *tenant, const char *id, long long afte
     snprintf(l, sizeof l, "%d", limit + 1);
     PGresult *r;
     const char *p[2] = {id, tenant};
-    int rc = rf_db_exec(c, "SELECT 1 FROM jobs WHERE id = $1 AND tenant_id = $2", 2, p, &r, err);
+    int rc = rf_db_execp(c, "SELECT 1 FROM jobs WHERE id = $1 AND tenant_id = $2", 2, p, &r, err);
     if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
     PQclear(r);
     if (rc) return rc;
-    rc = rf_db_exec(c,
+    rc = rf_db_execp(c,
                     "SELECT (SELECT row_to_json(o) FROM (SELECT e.id, 'job.event' AS object,"
                     "  e.job_id, e.kind, e.data,"
                     "  extract(epoch from e.created_at)::bigint AS created_at) o)::text"

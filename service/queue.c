@@ -2,7 +2,10 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include "service/db.h"
 
@@ -32,19 +35,25 @@ int rf_queue_claim(PGconn *c, const char *owner, const char *types, int lease_ms
     PGresult *r;
     *got = false;
     memset(job, 0, sizeof *job);
-    int rc = rf_db_exec(
+    int rc = rf_db_execp(
         c,
         "WITH next AS ("
         "  SELECT id FROM jobs"
         "  WHERE status = 'queued' AND run_after <= now() AND type = ANY($2::text[])"
         "  ORDER BY priority DESC, seq"
-        "  FOR UPDATE SKIP LOCKED LIMIT 1)"
-        " UPDATE jobs j SET status = 'running', attempts = j.attempts + 1, lease_owner = $1,"
+        "  FOR UPDATE SKIP LOCKED LIMIT 1),"
+        " u AS (UPDATE jobs j SET status = 'running', attempts = j.attempts + 1, lease_owner = $1,"
         "   lease_expires_at = now() + $3 * interval '1 millisecond',"
         "   started_at = coalesce(j.started_at, now()), updated_at = now()"
-        " FROM next WHERE j.id = next.id"
-        " RETURNING j.id, j.tenant_id, j.type, j.attempts, j.max_attempts, j.params::text,"
-        "   j.checkpoint::text",
+        "  FROM next WHERE j.id = next.id"
+        "  RETURNING j.id, j.tenant_id, j.type, j.attempts, j.max_attempts, j.params::text,"
+        "   j.checkpoint::text),"
+        /* The attempt's first event, in the same round trip. */
+        " e AS (INSERT INTO job_events (job_id, kind, data) SELECT id, 'log',"
+        "   json_build_object('level', 'info', 'message', 'attempt started',"
+        "   'attempt', attempts, 'worker', $1::text) FROM u RETURNING job_id)"
+        " SELECT u.*, (SELECT count(*) FROM (SELECT pg_notify('refinery_events', job_id) FROM e) n)"
+        " FROM u",
         3, p, &r, err);
     if (rc) goto out;
     if (PQntuples(r) == 1) {
@@ -80,7 +89,7 @@ static int fenced(PGconn *c, const char *sql, int n, const char *const *p, PGres
                   rf_error *err)
 {
     PGresult *r;
-    int rc = rf_db_exec(c, sql, n, p, &r, err);
+    int rc = rf_db_execp(c, sql, n, p, &r, err);
     if (!rc && atoi(PQcmdTuples(r)) == 0)
         rc = rf_errorf(err, RF_ECONFLICT, "job %s is no longer held by this worker (lease lost)",
                        p[0]);
@@ -98,12 +107,57 @@ int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const
     p[3] = status;
     p[4] = result_json;
     p[5] = error;
-    return fenced(c,
-                  "UPDATE jobs SET status = $4, result = $5::jsonb, error = $6,"
-                  " progress = CASE WHEN $4 = 'succeeded' THEN 1 ELSE progress END,"
-                  " finished_at = now(), updated_at = now(), lease_owner = NULL,"
-                  " lease_expires_at = NULL" FENCE,
-                  6, p, NULL, err);
+    /* Worker connections commit asynchronously (a lost claim or event only
+     * means a re-run); a job's outcome is the exception and waits for disk. */
+    PGresult *b = PQexec(c, "BEGIN; SET LOCAL synchronous_commit = on");
+    int ok = PQresultStatus(b) == PGRES_COMMAND_OK;
+    PQclear(b);
+    if (!ok) return rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
+    int rc = fenced(c,
+                    "UPDATE jobs SET status = $4, result = $5::jsonb, error = $6,"
+                    " progress = CASE WHEN $4 = 'succeeded' THEN 1 ELSE progress END,"
+                    " finished_at = now(), updated_at = now(), lease_owner = NULL,"
+                    " lease_expires_at = NULL" FENCE,
+                    6, p, NULL, err);
+    if (!rc) rc = rf_db_commit(c, err);
+    if (rc) rf_db_rollback(c);
+    return rc;
+}
+
+/* Wake-ups for new jobs: workers of this process directly, other processes
+ * by NOTIFY — at most one per interval, sent outside the inserting
+ * transaction, because a NOTIFY holds a cluster-wide lock through its
+ * transaction's commit and would serialise every insert behind one fsync. */
+#define ANNOUNCE_INTERVAL_NS 5000000L
+
+static void (*g_local_wake)(void *);
+static void *g_local_wake_arg;
+static pthread_rwlock_t g_wake_lock = PTHREAD_RWLOCK_INITIALIZER; /* the hook vs. its removal */
+static _Atomic long long g_last_announce;
+
+void rf_queue_set_local_wake(void (*fn)(void *), void *arg)
+{
+    pthread_rwlock_wrlock(&g_wake_lock);
+    g_local_wake = fn;
+    g_local_wake_arg = arg;
+    pthread_rwlock_unlock(&g_wake_lock);
+}
+
+void rf_queue_announce(PGconn *c)
+{
+    pthread_rwlock_rdlock(&g_wake_lock);
+    if (g_local_wake) g_local_wake(g_local_wake_arg);
+    pthread_rwlock_unlock(&g_wake_lock);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    long long last = atomic_load(&g_last_announce);
+    if (now - last < ANNOUNCE_INTERVAL_NS ||
+        !atomic_compare_exchange_strong(&g_last_announce, &last, now))
+        return;
+    /* Best effort: workers poll as well. */
+    PGresult *r = PQexec(c, "SET LOCAL synchronous_commit = off; NOTIFY refinery_jobs");
+    PQclear(r);
 }
 
 int rf_queue_retry(PGconn *c, const rf_claimed_job *j, const char *owner, const char *error,
@@ -139,7 +193,7 @@ int rf_queue_release(PGconn *c, const rf_claimed_job *j, const char *owner, rf_e
 {
     if (!j) {
         const char *p[1] = {owner};
-        return rf_db_exec(c,
+        return rf_db_execp(c,
                           "WITH u AS (UPDATE jobs SET status = 'queued', attempts = attempts - 1,"
                           "  run_after = now(), lease_owner = NULL, lease_expires_at = NULL,"
                           "  updated_at = now() WHERE lease_owner = $1 AND status = 'running'"
@@ -166,7 +220,7 @@ int rf_queue_heartbeat(PGconn *c, const char *owner, int lease_ms,
     snprintf(lease, sizeof lease, "%d", lease_ms);
     const char *p[2] = {owner, lease};
     PGresult *r;
-    int rc = rf_db_exec(c,
+    int rc = rf_db_execp(c,
                         "UPDATE jobs SET lease_expires_at = now() + $2 * interval '1 millisecond'"
                         " WHERE lease_owner = $1 AND status = 'running'"
                         " RETURNING id, cancel_requested",
@@ -185,7 +239,7 @@ int rf_queue_rescue(PGconn *c, int base_ms, int max_ms, int *rescued, rf_error *
     snprintf(cap, sizeof cap, "%d", max_ms);
     const char *p[2] = {base, cap};
     PGresult *r;
-    int rc = rf_db_exec(
+    int rc = rf_db_execp(
         c,
         "WITH expired AS ("
         "  SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < now()"
@@ -220,7 +274,7 @@ int rf_queue_event(PGconn *c, const char *job_id, const char *kind, const char *
                    rf_error *err)
 {
     const char *p[3] = {job_id, kind, data_json};
-    return rf_db_exec(c,
+    return rf_db_execp(c,
                       "WITH e AS (INSERT INTO job_events (job_id, kind, data)"
                       " VALUES ($1, $2, $3::jsonb) RETURNING id)"
                       " SELECT pg_notify('refinery_events', $1) FROM e",
@@ -253,7 +307,7 @@ int rf_queue_cancel_requested(PGconn *c, const rf_claimed_job *j, bool *yes, rf_
 {
     const char *p[1] = {j->id};
     PGresult *r;
-    int rc = rf_db_exec(c, "SELECT cancel_requested FROM jobs WHERE id = $1", 1, p, &r, err);
+    int rc = rf_db_execp(c, "SELECT cancel_requested FROM jobs WHERE id = $1", 1, p, &r, err);
     *yes = !rc && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
     return rc;

@@ -40,6 +40,12 @@ int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const
 int rf_queue_retry(PGconn *c, const rf_claimed_job *j, const char *owner, const char *error,
                    int base_ms, int max_ms, bool *final, rf_error *err);
 
+/* Tell workers that a job became runnable: this process's at once (through
+ * the hook the worker pool sets), other processes' by a rate-limited NOTIFY.
+ * Call after the commit that made the job visible. */
+void rf_queue_announce(PGconn *c);
+void rf_queue_set_local_wake(void (*fn)(void *), void *arg);
+
 /* Hand a job back untouched (shutdown): queued again at once, this attempt not
  * counted. owner alone (j NULL) releases every job of that owner. */
 int rf_queue_release(PGconn *c, const rf_claimed_job *j, const char *owner, rf_error *err);

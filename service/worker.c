@@ -62,6 +62,11 @@ static void wake_all(rf_workers *p)
     pthread_mutex_unlock(&p->wake_lock);
 }
 
+static void wake_hook(void *arg)
+{
+    wake_all(arg);
+}
+
 /* Mark the worker running job id (if any) as cancelled. */
 static void flag_cancel(rf_workers *p, const char *id)
 {
@@ -191,10 +196,6 @@ static void run_one(worker *w)
         .should_stop = ctx_should_stop,
     };
     w->last_cancel_check = now_s();
-    json_t *started = json_pack("{s:s,s:s,s:i,s:s}", "level", "info", "message", "attempt started",
-                                "attempt", j->attempt, "worker", p->owner);
-    ctx_event(&ctx, "log", started);
-    json_decref(started);
     rf_log(RF_LOG_INFO, "job %s (%s) attempt %d/%d started", j->id, j->type, j->attempt,
            j->max_attempts);
     rc = runner ? runner->run(j->params, &ctx, &result, &err)
@@ -237,7 +238,8 @@ static void *worker_main(void *arg)
         if (!w->db || PQstatus(w->db) != CONNECTION_OK) {
             if (w->db) PQfinish(w->db);
             w->db = NULL;
-            if (rf_db_connect(p->cfg->database_url, &w->db, &err)) {
+            if (rf_db_connect(p->cfg->database_url, &w->db, &err) ||
+                rf_db_exec(w->db, "SET synchronous_commit = off", 0, NULL, NULL, &err)) {
                 rf_log(RF_LOG_WARN, "worker %d: %s", w->index, err.msg);
                 sleep(1);
                 continue;
@@ -369,6 +371,7 @@ int rf_workers_start(const rf_config *cfg, rf_workers **out, rf_error *err)
                                 names[i]);
     snprintf(p->types + len, sizeof p->types - len, "}");
 
+    rf_queue_set_local_wake(wake_hook, p);
     p->n = cfg->workers;
     p->w = calloc((size_t)(p->n ? p->n : 1), sizeof *p->w);
     if (!p->w) {
@@ -409,6 +412,7 @@ int rf_workers_busy(const rf_workers *w)
 void rf_workers_stop(rf_workers *p, int grace_ms)
 {
     if (!p) return;
+    rf_queue_set_local_wake(NULL, NULL);
     atomic_store(&p->stopping, true);
     wake_all(p);
     /* Runners see should_stop() and hand their jobs back; wait for them. */

@@ -175,7 +175,7 @@ test('SIGTERM: in-flight requests finish, the running job goes back to the queue
   const closed = new Promise((r) => sock.on('close', r));
   sock.write(body.slice(10));
   await closed;
-  assert.match(reply, /^HTTP\/1\.1 201/, reply);
+  assert.match(reply, /^HTTP\/1\.1 201/, reply + s.logs);
   const { code } = await s.stop();
   assert.equal(code, 0, s.logs);
   const back = await get(j.id);
