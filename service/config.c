@@ -56,7 +56,11 @@ int rf_config_load(rf_config *cfg, rf_error *err)
     cfg->listen_port = (int)p;
 
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int threads_def = (int)(ncpu > 0 ? (ncpu * 2 > 64 ? 64 : ncpu * 2) : 4);
+    /* Handlers block on the database, so more threads than cores keep both the
+     * CPU and PostgreSQL's group commit busy. */
+    int threads_def = (int)(ncpu > 0 ? ncpu * 4 : 8);
+    if (threads_def < 8) threads_def = 8;
+    if (threads_def > 64) threads_def = 64;
     int rc;
     if ((rc = env_int("REFINERY_WORKERS", 1, 0, 256, &cfg->workers, err)) ||
         (rc = env_int("REFINERY_HTTP_THREADS", threads_def, 1, 256, &cfg->http_threads, err)) ||

@@ -14,7 +14,7 @@ typedef struct rf_config {
     char data_dir[1024];     /* REFINERY_DATA_DIR, default ./.run/data */
     char migrations_dir[1024]; /* REFINERY_MIGRATIONS_DIR: override the embedded set */
     int workers;             /* REFINERY_WORKERS, default 1 */
-    int http_threads;        /* REFINERY_HTTP_THREADS, default 2×cores (max 64) */
+    int http_threads;        /* REFINERY_HTTP_THREADS, default 4×cores in [8, 64] */
     int http_max_connections; /* REFINERY_HTTP_MAX_CONNECTIONS, default 1024 */
     int http_timeout_s;      /* REFINERY_HTTP_TIMEOUT, idle connection timeout, default 60 */
     size_t max_body_bytes;   /* REFINERY_MAX_BODY_BYTES, default 1 MiB */

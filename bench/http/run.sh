@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 runs=${BENCH_RUNS:-3}
 secs=${BENCH_SECONDS:-10}
 conns=${BENCH_CONNECTIONS:-32}
-threads=${BENCH_HTTP_THREADS:-$(( $(nproc) * 2 ))}
+threads=${BENCH_HTTP_THREADS:-8}
 tmp=$(mktemp -d /tmp/refinery-bench.XXXXXX)
 chmod 755 "$tmp"
 pids=()
@@ -18,6 +18,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 url=$(scripts/pg.sh start "$tmp/pg")
+# The unix socket, as a co-located deployment would use.
+[ "${BENCH_PG_TCP:-0}" = 1 ] || url=$(echo "$url" | sed "s|host=127.0.0.1|host=$tmp/pg|")
 export REFINERY_DATABASE_URL=$url
 build/refinery migrate >/dev/null 2>&1
 export BENCH_KEY=$(build/refinery keys create --tenant bench 2>/dev/null)
