@@ -7,7 +7,7 @@ pkgs=(
   build-essential pkg-config
   libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libpq-dev libssl-dev
   libcmocka-dev libopenblas-dev liblapacke-dev libonig-dev
-  postgresql wrk nodejs npm
+  postgresql wrk bc nodejs npm
 )
 
 missing=()

@@ -1,6 +1,7 @@
 #include "service/jobs.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,24 +208,70 @@ fail:
     return rc;
 }
 
-/* One object by id, or RF_ENOTFOUND. */
-static int one(PGconn *c, const char *sql, int n, const char *const *p, const char *what,
-               const char *id, char **json, rf_error *err)
+/* Finished jobs never change again, so their objects are kept in a small
+ * direct-mapped cache: a poll of a finished job costs no database round trip.
+ * Nothing here may cache a job that can still change; if jobs ever become
+ * deletable, deletion must invalidate this cache (in every process). */
+#define DONE_SLOTS 4096
+
+typedef struct {
+    char id[RF_ID_MAX];
+    char tenant[RF_ID_MAX];
+    char *json;
+} done_entry;
+
+static done_entry g_done[DONE_SLOTS];
+static pthread_rwlock_t g_done_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+static unsigned done_slot(const char *id)
 {
-    PGresult *r;
-    int rc = rf_db_execp(c, sql, n, p, &r, err);
-    if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no %s with id '%s'", what, id);
-    if (!rc) *json = take_text(r, 0, 0);
-    PQclear(r);
-    return rc;
+    unsigned h = 2166136261u;
+    for (const char *p = id; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % DONE_SLOTS;
+}
+
+static char *done_get(const char *tenant, const char *id)
+{
+    unsigned s = done_slot(id);
+    char *json = NULL;
+    pthread_rwlock_rdlock(&g_done_lock);
+    if (g_done[s].json && !strcmp(g_done[s].id, id) && !strcmp(g_done[s].tenant, tenant))
+        json = strdup(g_done[s].json);
+    pthread_rwlock_unlock(&g_done_lock);
+    return json;
+}
+
+static void done_put(const char *tenant, const char *id, const char *json)
+{
+    char *copy = strdup(json);
+    if (!copy) return;
+    unsigned s = done_slot(id);
+    pthread_rwlock_wrlock(&g_done_lock);
+    char *old = g_done[s].json;
+    snprintf(g_done[s].id, RF_ID_MAX, "%s", id);
+    snprintf(g_done[s].tenant, RF_ID_MAX, "%s", tenant);
+    g_done[s].json = copy;
+    pthread_rwlock_unlock(&g_done_lock);
+    free(old);
 }
 
 int rf_jobs_get(PGconn *c, const char *tenant, const char *id, char **json, rf_error *err)
 {
     if (!rf_id_valid("job", id))
         return rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
-    return one(c, "SELECT " JOB_JSON " FROM jobs j WHERE j.id = $1 AND j.tenant_id = $2", 2,
-               (const char *[]){id, tenant}, "job", id, json, err);
+    if ((*json = done_get(tenant, id))) return 0;
+    PGresult *r;
+    int rc = rf_db_execp(c,
+                         "SELECT " JOB_JSON ", j.status IN ('succeeded', 'failed', 'cancelled')"
+                         " FROM jobs j WHERE j.id = $1 AND j.tenant_id = $2",
+                         2, (const char *[]){id, tenant}, &r, err);
+    if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
+    if (!rc) {
+        *json = take_text(r, 0, 0);
+        if (PQgetvalue(r, 0, 1)[0] == 't') done_put(tenant, id, *json);
+    }
+    PQclear(r);
+    return rc;
 }
 
 /* {"object":"list","data":[rows…],"has_more":…}; rows beyond limit mean more. */

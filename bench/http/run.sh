@@ -33,8 +33,14 @@ for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$port_api/readyz" >/dev/null 2>&1 && curl -sf "http://127.0.0.1:$port_static/" >/dev/null 2>&1 && break
   sleep 0.1
 done
-job=$(curl -sf -H "Authorization: Bearer $BENCH_KEY" -d '{"type":"test.noop"}' "http://127.0.0.1:$port_api/v1/jobs" |
-      sed -n 's/.*"id":"\(job_[0-9a-z]*\)".*/\1/p')
+new_job() {
+  curl -sf -H "Authorization: Bearer $BENCH_KEY" -d "$1" "http://127.0.0.1:$port_api/v1/jobs" |
+    sed -n 's/.*"id":"\(job_[0-9a-z]*\)".*/\1/p'
+}
+# A finished job (served from the cache of finished jobs) and a running one
+# (read from PostgreSQL on every request).
+job=$(new_job '{"type":"test.noop"}')
+live=$(new_job '{"type":"test.sleep","params":{"ms":3600000,"steps":3600}}')
 
 # One wrk run; prints "rps p99_ms".
 wrk_run() {
@@ -48,12 +54,13 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 psql_q() { psql "$url" -qAtX -c "$1"; }
 
 declare -A rps p99
-for target in static get post; do
+for target in static get live post; do
   r=(); l=(); claimed=()
   for i in $(seq 1 "$runs"); do
     case $target in
       static) res=$(wrk_run "http://127.0.0.1:$port_static/") ;;
       get) res=$(wrk_run -s bench/http/get.lua "http://127.0.0.1:$port_api/v1/jobs/$job") ;;
+      live) res=$(wrk_run -s bench/http/get.lua "http://127.0.0.1:$port_api/v1/jobs/$live") ;;
       post)
         before=$(psql_q "SELECT count(*) FROM jobs WHERE status = 'succeeded'")
         t0=$(date +%s.%N)
@@ -71,12 +78,14 @@ for target in static get post; do
   p99[$target]=$(printf '%s\n' "${l[@]}" | median)
   [ "$target" = post ] && claimed_rate=$(printf '%s\n' "${claimed[@]}" | median)
 done
-left=$(psql_q "SELECT count(*) FROM jobs WHERE status <> 'succeeded'")
+left=$(psql_q "SELECT count(*) FROM jobs WHERE status <> 'succeeded' AND type = 'test.noop'")
 
 printf '\nbench/http  (%s cores, wrk -t2 -c%s -d%ss, median of %s runs)\n' "$(nproc)" "$conns" "$secs" "$runs"
 printf '  %-34s %10s req/s  p99 %8s ms\n' "static libmicrohttpd (ceiling)" "${rps[static]}" "${p99[static]}"
-printf '  %-34s %10s req/s  p99 %8s ms   ratio %.2f of ceiling\n' "GET /v1/jobs/{id}" "${rps[get]}" "${p99[get]}" \
+printf '  %-34s %10s req/s  p99 %8s ms   ratio %.2f of ceiling\n' "GET /v1/jobs/{id} (finished job)" "${rps[get]}" "${p99[get]}" \
   "$(echo "${rps[get]} / ${rps[static]}" | bc -l)"
+printf '  %-34s %10s req/s  p99 %8s ms   ratio %.2f of ceiling\n' "GET /v1/jobs/{id} (running job)" "${rps[live]}" "${p99[live]}" \
+  "$(echo "${rps[live]} / ${rps[static]}" | bc -l)"
 printf '  %-34s %10s req/s  p99 %8s ms   ratio %.2f of ceiling\n' "POST /v1/jobs (accepted)" "${rps[post]}" "${p99[post]}" \
   "$(echo "${rps[post]} / ${rps[static]}" | bc -l)"
 printf '  %-34s %10.0f jobs/s (%s not finished at the end)\n' "POST /v1/jobs (claimed and run)" "$claimed_rate" "$left"
