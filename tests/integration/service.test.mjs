@@ -165,3 +165,21 @@ test('an oversize body is refused with 413, before it is read when Content-Lengt
   assert.match(chunked, /^HTTP\/1\.1 413/);
   assert.equal(Number(psql(db, "SELECT count(*) FROM jobs WHERE params ? 'echo'")[0][0]), 0);
 });
+
+test('REFINERY_LOG_FORMAT=json writes one JSON object per line, access lines included', async () => {
+  const s = await start(db, { REFINERY_LOG_FORMAT: 'json', REFINERY_WORKERS: '0' });
+  try {
+    await api(s.base, alice.key, 'GET', '/v1/jobs', undefined, { 'x-request-id': 'json-log-1' });
+    await waitFor(() => s.logs.includes('json-log-1'));
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+  const lines = s.logs.trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(lines.every((l) => typeof l.ts === 'string' && typeof l.level === 'string'));
+  const access = lines.find((l) => l.request_id === 'json-log-1');
+  assert.equal(access.method, 'GET');
+  assert.equal(access.path, '/v1/jobs');
+  assert.equal(access.status, 200);
+  assert.equal(typeof access.ms, 'number');
+  assert.match(access.tenant, /^ten_/);
+});
