@@ -1,5 +1,6 @@
 #include "handlers/routes.h"
 
+#include "handlers/artifacts.h"
 #include "handlers/health.h"
 #include "handlers/jobs.h"
 
@@ -11,5 +12,8 @@ const rf_route rf_routes[] = {
     {"GET", "/v1/jobs/{id}", rf_h_jobs_get, false, NULL},
     {"POST", "/v1/jobs/{id}/cancel", rf_h_jobs_cancel, false, NULL},
     {"GET", "/v1/jobs/{id}/events", rf_h_jobs_events, false, NULL},
+    {"GET", "/v1/jobs/{id}/artifacts", rf_h_jobs_artifacts, false, NULL},
+    {"GET", "/v1/artifacts/{id}", rf_h_artifacts_get, false, NULL},
+    {"GET", "/v1/artifacts/{id}/content", rf_h_artifacts_content, false, NULL},
     {0},
 };

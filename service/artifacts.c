@@ -1,6 +1,8 @@
 #include "service/artifacts.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include "service/db.h"
+#include "service/log.h"
 
 /* SHA-256 of an open file as hex, read in 1 MiB pieces. */
 static int hash_fd(int fd, char hex[65], long long *bytes, rf_error *err)
@@ -88,4 +91,126 @@ undo:
     /* Not recorded: put the file back where the runner left it. */
     if (rename(dest, path)) unlink(dest);
     return rc;
+}
+
+#define ARTIFACT_JSON                                                                              \
+    "(SELECT row_to_json(o) FROM (SELECT a.id, 'artifact' AS object, a.job_id, a.kind, a.name,"   \
+    " a.bytes, a.sha256, a.content_type,"                                                          \
+    " extract(epoch from a.created_at)::bigint AS created_at) o)::text"
+
+int rf_artifacts_get(PGconn *c, const char *tenant, const char *id, char **json, rf_error *err)
+{
+    if (!rf_id_valid("art", id)) return rf_errorf(err, RF_ENOTFOUND, "no artifact with id '%s'", id);
+    PGresult *r;
+    int rc = rf_db_execp(c, "SELECT " ARTIFACT_JSON " FROM artifacts a WHERE a.id = $1 AND a.tenant_id = $2",
+                         2, (const char *[]){id, tenant}, &r, err);
+    if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no artifact with id '%s'", id);
+    if (!rc) *json = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return rc;
+}
+
+int rf_artifacts_of_job(PGconn *c, const char *tenant, const char *job_id, char **json,
+                        rf_error *err)
+{
+    if (!rf_id_valid("job", job_id)) return rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", job_id);
+    PGresult *r;
+    const char *p[2] = {job_id, tenant};
+    int rc = rf_db_execp(c,
+                         "SELECT (SELECT count(*) FROM jobs WHERE id = $1 AND tenant_id = $2),"
+                         " coalesce((SELECT json_agg(x ORDER BY n) FROM (SELECT " ARTIFACT_JSON
+                         "::json AS x, a.created_at AS n FROM artifacts a WHERE a.job_id = $1"
+                         " AND a.tenant_id = $2) q), '[]')::text",
+                         2, p, &r, err);
+    if (!rc && PQgetvalue(r, 0, 0)[0] == '0')
+        rc = rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", job_id);
+    if (!rc) {
+        const char *data = PQgetvalue(r, 0, 1);
+        size_t n = strlen(data) + 64;
+        *json = malloc(n);
+        if (*json) snprintf(*json, n, "{\"object\":\"list\",\"data\":%s,\"has_more\":false}", data);
+        else rc = rf_errorf(err, RF_ENOMEM, "out of memory");
+    }
+    PQclear(r);
+    return rc;
+}
+
+int rf_artifacts_file(PGconn *c, const char *tenant, const char *id, rf_artifact_file *f,
+                      rf_error *err)
+{
+    memset(f, 0, sizeof *f);
+    if (!rf_id_valid("art", id)) return rf_errorf(err, RF_ENOTFOUND, "no artifact with id '%s'", id);
+    PGresult *r;
+    int rc = rf_db_execp(c,
+                         "SELECT path, sha256, name, content_type FROM artifacts"
+                         " WHERE id = $1 AND tenant_id = $2",
+                         2, (const char *[]){id, tenant}, &r, err);
+    if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no artifact with id '%s'", id);
+    if (!rc) {
+        f->path = strdup(PQgetvalue(r, 0, 0));
+        f->sha256 = strdup(PQgetvalue(r, 0, 1));
+        f->name = strdup(PQgetvalue(r, 0, 2));
+        f->content_type = strdup(PQgetvalue(r, 0, 3));
+        if (!f->path || !f->sha256 || !f->name || !f->content_type) {
+            rf_artifact_file_free(f);
+            rc = rf_errorf(err, RF_ENOMEM, "out of memory");
+        }
+    }
+    PQclear(r);
+    return rc;
+}
+
+void rf_artifact_file_free(rf_artifact_file *f)
+{
+    free(f->path);
+    free(f->sha256);
+    free(f->name);
+    free(f->content_type);
+    memset(f, 0, sizeof *f);
+}
+
+int rf_artifacts_sweep(PGconn *c, const char *data_dir, int *removed, int *missing, rf_error *err)
+{
+    *removed = *missing = 0;
+    char root[1100];
+    snprintf(root, sizeof root, "%s/artifacts", data_dir);
+    DIR *d = opendir(root);
+    if (d) {
+        struct dirent *t;
+        while ((t = readdir(d))) {
+            if (t->d_name[0] == '.') continue;
+            char sub[1400];
+            snprintf(sub, sizeof sub, "%s/%s", root, t->d_name);
+            DIR *s = opendir(sub);
+            if (!s) continue;
+            struct dirent *e;
+            while ((e = readdir(s))) {
+                if (strncmp(e->d_name, ".tmp.", 5)) continue;
+                char path[1700];
+                snprintf(path, sizeof path, "%s/%s", sub, e->d_name);
+                if (!unlink(path)) {
+                    rf_log(RF_LOG_WARN, "sweep: removed the unfinished file %s", path);
+                    (*removed)++;
+                }
+            }
+            closedir(s);
+        }
+        closedir(d);
+    }
+    PGresult *r;
+    int rc = rf_db_exec(c, "SELECT id, path FROM artifacts", 0, NULL, &r, err);
+    if (rc) {
+        PQclear(r);
+        return rc;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct stat st;
+        if (stat(PQgetvalue(r, i, 1), &st)) {
+            rf_log(RF_LOG_WARN, "sweep: artifact %s is recorded but its file %s is missing",
+                   PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+            (*missing)++;
+        }
+    }
+    PQclear(r);
+    return 0;
 }

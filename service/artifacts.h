@@ -16,4 +16,23 @@ int rf_artifact_register(PGconn *c, const char *data_dir, const char *tenant, co
                          const char *kind, const char *path, const char *name,
                          char id_out[RF_ID_MAX], rf_error *err);
 
+/* The artifact object as JSON text (free it); RF_ENOTFOUND for another
+ * tenant's or an unknown id. */
+int rf_artifacts_get(PGconn *c, const char *tenant, const char *id, char **json, rf_error *err);
+/* {"object":"list","data":[…]} of a job's artifacts, oldest first. */
+int rf_artifacts_of_job(PGconn *c, const char *tenant, const char *job_id, char **json,
+                        rf_error *err);
+
+/* What a download needs; strings owned by the struct (rf_artifact_file_free). */
+typedef struct rf_artifact_file {
+    char *path, *sha256, *name, *content_type;
+} rf_artifact_file;
+int rf_artifacts_file(PGconn *c, const char *tenant, const char *id, rf_artifact_file *f,
+                      rf_error *err);
+void rf_artifact_file_free(rf_artifact_file *f);
+
+/* At start: delete temporaries (".tmp.*") left in the store by a crash, and
+ * report — never delete — rows whose file is missing. */
+int rf_artifacts_sweep(PGconn *c, const char *data_dir, int *removed, int *missing, rf_error *err);
+
 #endif

@@ -48,6 +48,28 @@ void rf_reply_text(rf_req *req, int status, const char *content_type, char *body
     if (req->resp && content_type) MHD_add_response_header(req->resp, "Content-Type", content_type);
 }
 
+void rf_reply_fd(rf_req *req, int status, int fd, uint64_t offset, uint64_t length,
+                 const char *content_type)
+{
+    if (req->resp || req->replied) {
+        close(fd);
+        return;
+    }
+    /* libmicrohttpd sends it with sendfile and closes fd when done. */
+    req->resp = MHD_create_response_from_fd_at_offset64(length, fd, offset);
+    req->status = status;
+    if (!req->resp) {
+        close(fd);
+        return;
+    }
+    if (content_type) MHD_add_response_header(req->resp, "Content-Type", content_type);
+}
+
+void rf_reply_empty(rf_req *req, int status)
+{
+    rf_reply_text(req, status, NULL, NULL, 0);
+}
+
 void rf_reply_json_text(rf_req *req, int status, char *json)
 {
     rf_reply_text(req, status, "application/json", json, json ? strlen(json) : 0);

@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "engine/error.h"
 #include "service/config.h"
@@ -57,6 +58,10 @@ json_t *rf_req_json(rf_req *req);
 /* Replies. Each queues exactly one response; later calls are ignored. */
 void rf_reply_text(rf_req *req, int status, const char *content_type, char *body, size_t len);
 void rf_reply_json_text(rf_req *req, int status, char *json); /* takes ownership */
+/* length bytes of fd from offset, sent with sendfile; takes ownership of fd. */
+void rf_reply_fd(rf_req *req, int status, int fd, uint64_t offset, uint64_t length,
+                 const char *content_type);
+void rf_reply_empty(rf_req *req, int status);
 void rf_reply_json(rf_req *req, int status, json_t *value);   /* steals the reference */
 /* RFC 9457: type, title, status, detail, instance, request_id, and field when
  * one is at fault. */

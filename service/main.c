@@ -9,6 +9,7 @@
 #include "engine/job.h"
 #include "engine/jobs/testjobs.h"
 #include "handlers/routes.h"
+#include "service/artifacts.h"
 #include "service/auth.h"
 #include "service/config.h"
 #include "service/db.h"
@@ -56,6 +57,20 @@ static int migrate_with(const rf_config *cfg, rf_error *err)
     int rc = rf_migrate(c, cfg->migrations_dir, &applied, err);
     PQfinish(c);
     if (!rc) rf_log(RF_LOG_INFO, "database schema current (%d migration(s) applied now)", applied);
+    return rc;
+}
+
+/* Crash leftovers in the artifact store: temporaries go, missing files are reported. */
+static int sweep(const rf_config *cfg, rf_error *err)
+{
+    PGconn *c;
+    int removed = 0, missing = 0;
+    if (rf_db_connect(cfg->database_url, &c, err)) return -1;
+    int rc = rf_artifacts_sweep(c, cfg->data_dir, &removed, &missing, err);
+    PQfinish(c);
+    if (!rc && (removed || missing))
+        rf_log(RF_LOG_WARN, "artifact sweep: %d unfinished file(s) removed, %d recorded file(s) missing",
+               removed, missing);
     return rc;
 }
 
@@ -141,7 +156,7 @@ static int cmd_serve(bool http)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (migrate_with(&cfg, &err)) return fail(&err);
+    if (migrate_with(&cfg, &err) || sweep(&cfg, &err)) return fail(&err);
     rf_runners_register_builtin();
     if (cfg.test_jobs) rf_testjobs_register();
     if (!http && cfg.workers == 0) cfg.workers = 1;

@@ -1,0 +1,18 @@
+/* Serving a stored file: ETag (its SHA-256), If-None-Match → 304,
+ * Accept-Ranges, a single Range → 206 or 416, If-Range, Content-Disposition,
+ * sent from the file descriptor (sendfile), never copied into memory. */
+#ifndef RF_DOWNLOAD_H
+#define RF_DOWNLOAD_H
+
+#include "service/http.h"
+
+typedef struct rf_file_info {
+    const char *path;
+    const char *sha256;       /* hex; becomes the strong ETag */
+    const char *name;         /* for Content-Disposition */
+    const char *content_type;
+} rf_file_info;
+
+void rf_reply_download(rf_req *req, const rf_file_info *f);
+
+#endif
