@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "service/db.h"
+#include "service/metrics.h"
 #include "service/migrate.h"
 
 void rf_h_healthz(rf_req *req)
@@ -29,4 +30,16 @@ void rf_h_readyz(rf_req *req)
         return;
     }
     rf_reply_json_text(req, 200, strdup("{\"status\":\"ready\"}"));
+}
+
+void rf_h_metrics(rf_req *req)
+{
+    rf_error err;
+    PGconn *c = rf_db_thread(&err); /* without a database, the process figures still go out */
+    char *text = rf_metrics_render(c);
+    if (!text) {
+        rf_reply_problem(req, 500, "out of memory rendering metrics", NULL);
+        return;
+    }
+    rf_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
 }

@@ -12,6 +12,7 @@
 
 #include "service/db.h"
 #include "service/log.h"
+#include "service/metrics.h"
 
 /* SHA-256 of an open file as hex, read in 1 MiB pieces. */
 static int hash_fd(int fd, char hex[65], long long *bytes, rf_error *err)
@@ -86,7 +87,10 @@ int rf_artifact_register(PGconn *c, const char *data_dir, const char *tenant, co
                     "INSERT INTO artifacts (id, tenant_id, job_id, kind, name, bytes, sha256, path)"
                     " VALUES ($1, $2, $3, $4, $5, $6::bigint, $7, $8)",
                     8, p, NULL, err);
-    if (!rc) return 0;
+    if (!rc) {
+        rf_metrics_artifact_bytes((uint64_t)bytes);
+        return 0;
+    }
 undo:
     /* Not recorded: put the file back where the runner left it. */
     if (rename(dest, path)) unlink(dest);

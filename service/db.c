@@ -1,5 +1,7 @@
 #include "service/db.h"
 
+#include "service/metrics.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -27,6 +29,7 @@ int rf_db_connect(const char *url, PGconn **out, rf_error *err)
     PGconn *c = PQconnectdb(url);
     if (!c) return rf_errorf(err, RF_ENOMEM, "out of memory connecting to the database");
     if (PQstatus(c) != CONNECTION_OK) {
+        rf_metrics_db_error();
         rf_errorf(err, RF_EDB, "cannot connect to the database: %s", PQerrorMessage(c));
         if (err) trim_newline(err->msg);
         PQfinish(c);
@@ -44,6 +47,7 @@ int rf_db_exec(PGconn *c, const char *sql, int n, const char *const *params, PGr
     PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        rf_metrics_db_error();
         const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
         const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
         rf_errorf(err, RF_EDB, "database error%s%s%s: %s", state ? " (SQLSTATE " : "",
@@ -129,6 +133,7 @@ int rf_db_execp(PGconn *c, const char *sql, int n, const char *const *params, PG
             found = false;
             continue;
         }
+        rf_metrics_db_error();
         const char *state = rf_db_sqlstate(r);
         rf_errorf(err, RF_EDB, "database error%s%s%s: %s", *state ? " (SQLSTATE " : "", state,
                   *state ? ")" : "", r ? PQresultErrorMessage(r) : PQerrorMessage(c));

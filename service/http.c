@@ -15,6 +15,7 @@
 #include "service/auth.h"
 #include "service/db.h"
 #include "service/log.h"
+#include "service/metrics.h"
 
 struct rf_http {
     struct MHD_Daemon *d;
@@ -318,6 +319,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     rf_http *h = cls;
     rf_req *req = *con_cls;
     if (!req) return;
+    rf_metrics_request(req->match.route, req->status, now_s() - req->start);
     if (h->cfg->access_log)
         rf_log_access(req->request_id, req->method, req->path, req->status,
                       (now_s() - req->start) * 1000.0, req->tenant);
@@ -343,6 +345,7 @@ int rf_http_start(const rf_config *cfg, const rf_route *routes, rf_http **out, r
     if (!h) return rf_errorf(err, RF_ENOMEM, "out of memory");
     h->cfg = cfg;
     h->routes = routes;
+    rf_metrics_init(routes);
     rf_db_set_url(cfg->database_url);
 
     struct sockaddr_storage ss = {0};

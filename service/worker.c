@@ -14,6 +14,7 @@
 #include "engine/job.h"
 #include "service/db.h"
 #include "service/log.h"
+#include "service/metrics.h"
 #include "service/artifacts.h"
 #include "service/auth.h"
 #include "service/queue.h"
@@ -260,7 +261,9 @@ static void *worker_main(void *arg)
             atomic_store(&w->cancel, false);
             pthread_mutex_unlock(&w->lock);
             atomic_fetch_add(&p->busy, 1);
+            rf_metrics_workers(0, 1);
             run_one(w);
+            rf_metrics_workers(0, -1);
             atomic_fetch_sub(&p->busy, 1);
             pthread_mutex_lock(&w->lock);
             w->job_id[0] = '\0';
@@ -396,6 +399,7 @@ int rf_workers_start(const rf_config *cfg, rf_workers **out, rf_error *err)
             goto fail;
         }
     }
+    rf_metrics_workers(p->n, 0);
     rf_log(RF_LOG_INFO, "%d worker(s) started as %s for job types %s", p->n, p->owner, p->types);
     *out = p;
     return 0;

@@ -160,3 +160,28 @@ test('cancel: queued at once, then 409; events record it', async () => {
   assert.equal(ev.json.data[0].kind, 'log');
   assert.match(ev.json.data[0].data.message, /cancel/);
 });
+
+test('/metrics: Prometheus text with requests, latency, jobs, queue depth, workers', async () => {
+  const before_ = await (await fetch(`${srv.base}/metrics`)).text();
+  const count = (text, re) => text.split('\n').filter((l) => re.test(l)).map((l) => Number(l.split(' ').at(-1))).reduce((a, b) => a + b, 0);
+  const listRe = /^refinery_http_requests_total\{route="\/v1\/jobs",method="GET",status="200"\}/;
+  for (let i = 0; i < 3; i++) await api(srv.base, key, 'GET', '/v1/jobs');
+  await api(srv.base, key, 'GET', '/v1/nowhere');
+  const res = await fetch(`${srv.base}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
+  const text = await res.text();
+  for (const line of text.split('\n').filter((l) => l && !l.startsWith('#')))
+    assert.match(line, /^[a-z_]+(\{([a-z_]+="[^"]*",?)*\})? -?[0-9.e+]+$/, line);
+  for (const name of ['refinery_http_requests_total', 'refinery_http_request_duration_seconds', 'refinery_jobs',
+    'refinery_queue_depth', 'refinery_workers_busy', 'refinery_artifact_bytes_written_total', 'refinery_db_errors_total'])
+    assert.match(text, new RegExp(`^# TYPE ${name} `, 'm'), name);
+  assert.equal(count(text, listRe) - count(before_, listRe), 3);
+  assert.match(text, /refinery_http_requests_total\{route="unmatched",method="",status="404"\} [1-9]/);
+  assert.match(text, /refinery_http_request_duration_seconds_bucket\{route="\/v1\/jobs",method="GET",le="\+Inf"\} [1-9]/);
+  const queued = Number(psql(db, "SELECT count(*) FROM jobs WHERE status = 'queued'")[0][0]);
+  assert.equal(count(text, /^refinery_queue_depth /), queued);
+  assert.equal(count(text, /^refinery_jobs\{type="test.noop",status="queued"\}/),
+    Number(psql(db, "SELECT count(*) FROM jobs WHERE status = 'queued' AND type = 'test.noop'")[0][0]));
+  assert.equal(count(text, /^refinery_workers /), 0, 'this server runs no workers');
+});
