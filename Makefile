@@ -96,4 +96,4 @@ format:
 clean:
 	rm -rf $(BUILD)
 
--include $(OBJ:.o=.d) $(ASAN_OBJ:.o=.d)
+-include $(shell find $(BUILD) -name "*.d" 2>/dev/null)

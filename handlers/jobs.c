@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "service/jobs.h"
+#include "service/sse.h"
 
 /* An optional integer query parameter in [lo, hi]; false after replying 422. */
 static bool query_int(rf_req *req, const char *name, long long def, long long lo, long long hi,
@@ -104,6 +105,33 @@ void rf_h_jobs_events(rf_req *req)
     if (!query_int(req, "after", 0, 0, 9223372036854775807LL, &after) ||
         !query_int(req, "limit", 100, 1, 1000, &limit))
         return;
+    const char *accept = rf_req_header(req, "Accept");
+    if (accept && strstr(accept, "text/event-stream")) {
+        /* Last-Event-ID (sent by a reconnecting EventSource) wins over ?after. */
+        const char *last = rf_req_header(req, "Last-Event-ID");
+        if (last) {
+            char *end;
+            errno = 0;
+            long long v = strtoll(last, &end, 10);
+            if (!*last || *end || errno || v < 0) {
+                rf_error e;
+                rf_error_field(&e, RF_EINVAL, "Last-Event-ID", "Last-Event-ID must be an event id");
+                rf_reply_error(req, &e);
+                return;
+            }
+            after = v;
+        }
+        char *json = NULL;
+        rf_error err;
+        /* The same ownership check as the list, for one event (or none). */
+        if (rf_jobs_events(c, req->tenant, rf_req_param(req, 0), after, 1, &json, &err)) {
+            rf_reply_error(req, &err);
+            return;
+        }
+        free(json);
+        rf_sse_reply(req, rf_req_param(req, 0), after);
+        return;
+    }
     char *json = NULL;
     rf_error err;
     int rc = rf_jobs_events(c, req->tenant, rf_req_param(req, 0), after, (int)limit, &json, &err);

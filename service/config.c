@@ -70,6 +70,8 @@ int rf_config_load(rf_config *cfg, rf_error *err)
         (rc = env_int("REFINERY_POLL_MS", 1000, 10, 60000, &cfg->poll_ms, err)) ||
         (rc = env_int("REFINERY_RETRY_BASE_MS", 2000, 0, 3600000, &cfg->retry_base_ms, err)) ||
         (rc = env_int("REFINERY_RETRY_MAX_MS", 600000, 0, 86400000, &cfg->retry_max_ms, err)) ||
+        (rc = env_int("REFINERY_SSE_MAX_STREAMS", 256, 1, 100000, &cfg->sse_max_streams, err)) ||
+        (rc = env_int("REFINERY_SSE_PING_MS", 15000, 100, 3600000, &cfg->sse_ping_ms, err)) ||
         (rc = env_int("REFINERY_SHUTDOWN_GRACE_MS", 30000, 0, 3600000, &cfg->shutdown_grace_ms, err)))
         return rc;
 

@@ -25,6 +25,8 @@ typedef struct rf_config {
     int retry_base_ms;       /* REFINERY_RETRY_BASE_MS, backoff base, default 2000 */
     int retry_max_ms;        /* REFINERY_RETRY_MAX_MS, backoff cap, default 600000 */
     int shutdown_grace_ms;   /* REFINERY_SHUTDOWN_GRACE_MS, default 30000 */
+    int sse_max_streams;     /* REFINERY_SSE_MAX_STREAMS, default 256 */
+    int sse_ping_ms;         /* REFINERY_SSE_PING_MS, keep-alive comment interval, default 15000 */
     bool test_jobs;          /* REFINERY_TEST_JOBS=1 registers the test.* job types */
 } rf_config;
 

@@ -16,6 +16,7 @@
 #include "service/db.h"
 #include "service/log.h"
 #include "service/metrics.h"
+#include "service/sse.h"
 
 struct rf_http {
     struct MHD_Daemon *d;
@@ -352,7 +353,7 @@ int rf_http_start(const rf_config *cfg, const rf_route *routes, rf_http **out, r
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (inet_pton(AF_INET, cfg->listen_host, &a4->sin_addr) == 1) {
         a4->sin_family = AF_INET;
         a4->sin_port = htons((uint16_t)cfg->listen_port);
@@ -380,6 +381,12 @@ int rf_http_start(const rf_config *cfg, const rf_route *routes, rf_http **out, r
         return rf_errorf(err, RF_EIO, "cannot listen on %s:%d (in use, or not allowed)",
                          cfg->listen_host, cfg->listen_port);
     }
+    int rc = rf_sse_start(cfg->sse_max_streams, cfg->sse_ping_ms, err);
+    if (rc) {
+        MHD_stop_daemon(h->d);
+        free(h);
+        return rc;
+    }
     *out = h;
     return 0;
 }
@@ -399,6 +406,7 @@ void rf_http_quiesce(rf_http *h)
 void rf_http_stop(rf_http *h, int grace_ms)
 {
     if (!h) return;
+    rf_sse_stop(); /* streams end, so that nothing stays in flight for ever */
     double deadline = now_s() + grace_ms / 1000.0;
     while (atomic_load(&h->in_flight) > 0 && now_s() < deadline) usleep(10000);
     MHD_stop_daemon(h->d);

@@ -111,10 +111,14 @@ int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const
      * means a re-run); a job's outcome is the exception and waits for disk.
      * The four statements go out as one pipeline: one round trip. */
     static const char *const upd =
-        "UPDATE jobs SET status = $4, result = $5::jsonb, error = $6,"
+        "WITH u AS (UPDATE jobs SET status = $4, result = $5::jsonb, error = $6,"
         " progress = CASE WHEN $4 = 'succeeded' THEN 1 ELSE progress END,"
         " finished_at = now(), updated_at = now(), lease_owner = NULL,"
-        " lease_expires_at = NULL" FENCE;
+        " lease_expires_at = NULL" FENCE " RETURNING id, status, error),"
+        /* The final state as an event too: event streams end on it. */
+        " e AS (INSERT INTO job_events (job_id, kind, data) SELECT id, 'status',"
+        "  json_build_object('status', status, 'error', error) FROM u)"
+        " SELECT pg_notify('refinery_events', id) FROM u";
     if (!PQenterPipelineMode(c)) return rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
     int sent = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
                PQsendQueryParams(c, "SET LOCAL synchronous_commit = on", 0, NULL, NULL, NULL, NULL, 0) &&
@@ -127,7 +131,7 @@ int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const
         ExecStatusType st = PQresultStatus(r);
         if (!rc && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
             rc = rf_errorf(err, RF_EDB, "database error: %s", PQresultErrorMessage(r));
-        else if (!rc && i == 2 && atoi(PQcmdTuples(r)) == 0)
+        else if (!rc && i == 2 && PQntuples(r) == 0)
             rc = rf_errorf(err, RF_ECONFLICT,
                            "job %s is no longer held by this worker (lease lost)", j->id);
         PQclear(r);
@@ -204,8 +208,9 @@ int rf_queue_retry(PGconn *c, const rf_claimed_job *j, const char *owner, const 
                     "  finished_at = CASE WHEN attempts >= max_attempts THEN now() END,"
                     "  run_after = " BACKOFF("$4", "$5") ","
                     "  lease_owner = NULL, lease_expires_at = NULL, updated_at = now()" FENCE
-                    "  RETURNING status)"
-                    " SELECT status, pg_notify('refinery_jobs', '') FROM u",
+                    "  RETURNING id, status)"
+                    " SELECT status, pg_notify('refinery_jobs', ''), pg_notify('refinery_events', id)"
+                    " FROM u",
                     6, p, &r, err);
     if (!rc) *final = !strcmp(PQgetvalue(r, 0, 0), "failed");
     PQclear(r);
@@ -286,7 +291,8 @@ int rf_queue_rescue(PGconn *c, int base_ms, int max_ms, int *rescued, rf_error *
         "  SELECT id, 'log', json_build_object('level', 'warn', 'message', error) FROM u),"
         " idem AS (DELETE FROM idempotency_keys WHERE created_at < now() - interval '25 hours')"
         " SELECT count(*), (SELECT count(*) FROM (SELECT pg_notify('refinery_jobs', '')"
-        "   FROM u WHERE status = 'queued' LIMIT 1) n) FROM u",
+        "   FROM u WHERE status = 'queued' LIMIT 1) n),"
+        "  (SELECT count(*) FROM (SELECT pg_notify('refinery_events', id) FROM u) m) FROM u",
         2, p, &r, err);
     if (!rc && rescued) *rescued = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);

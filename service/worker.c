@@ -18,6 +18,7 @@
 #include "service/artifacts.h"
 #include "service/auth.h"
 #include "service/queue.h"
+#include "service/sse.h"
 
 typedef struct worker {
     struct rf_workers *pool;
@@ -297,7 +298,8 @@ static int listen_connect(rf_workers *p, rf_error *err)
     int rc = rf_db_connect(p->cfg->database_url, &p->ldb, err);
     if (rc) return rc;
     /* PQexec: three statements in one string (PQexecParams takes one). */
-    PGresult *r = PQexec(p->ldb, "LISTEN refinery_jobs; LISTEN refinery_cancel; LISTEN refinery_keys");
+    PGresult *r = PQexec(p->ldb, "LISTEN refinery_jobs; LISTEN refinery_cancel; LISTEN refinery_keys;"
+                                 " LISTEN refinery_events");
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         rc = rf_errorf(err, RF_EDB, "LISTEN failed: %s", PQerrorMessage(p->ldb));
     PQclear(r);
@@ -345,6 +347,7 @@ static void *listener_main(void *arg)
             if (!strcmp(n->relname, "refinery_jobs")) wake_all(p);
             else if (!strcmp(n->relname, "refinery_cancel")) flag_cancel(p, n->extra);
             else if (!strcmp(n->relname, "refinery_keys")) rf_auth_flush();
+            else if (!strcmp(n->relname, "refinery_events")) rf_sse_notify(n->extra);
             PQfreemem(n);
         }
     }

@@ -72,9 +72,14 @@ static int sleep_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
     long long start = 0;
     if (ctx->resume) start = json_integer_value(json_object_get(ctx->resume, "step"));
     for (long long s = start; s < steps; s++) {
+        /* Sleep in slices of at most 50 ms so that a stop is seen promptly. */
+        for (long long left = ms / steps; left > 0; left -= 50) {
+            if (ctx->should_stop(ctx))
+                return rf_errorf(err, RF_ECANCELED, "stopped at step %lld of %lld", s, steps);
+            sleep_ms(left < 50 ? left : 50);
+        }
         if (ctx->should_stop(ctx))
             return rf_errorf(err, RF_ECANCELED, "stopped at step %lld of %lld", s, steps);
-        sleep_ms(ms / steps);
         json_t *state = json_pack("{s:I}", "step", (json_int_t)(s + 1));
         int rc = ctx->checkpoint(ctx, state);
         json_decref(state);
