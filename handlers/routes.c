@@ -1,6 +1,7 @@
 #include "handlers/routes.h"
 
 #include "handlers/artifacts.h"
+#include "handlers/datasets.h"
 #include "handlers/health.h"
 #include "handlers/jobs.h"
 
@@ -14,6 +15,11 @@ const rf_route rf_routes[] = {
     {"POST", "/v1/jobs/{id}/cancel", rf_h_jobs_cancel, false, NULL},
     {"GET", "/v1/jobs/{id}/events", rf_h_jobs_events, false, NULL},
     {"GET", "/v1/jobs/{id}/artifacts", rf_h_jobs_artifacts, false, NULL},
+    {"POST", "/v1/datasets", rf_h_datasets_create, false, &rf_h_datasets_upload_stream},
+    {"GET", "/v1/datasets", rf_h_datasets_list, false, NULL},
+    {"GET", "/v1/datasets/{id}", rf_h_datasets_get, false, NULL},
+    {"DELETE", "/v1/datasets/{id}", rf_h_datasets_delete, false, NULL},
+    {"GET", "/v1/datasets/{id}/content", rf_h_datasets_content, false, NULL},
     {"GET", "/v1/artifacts/{id}", rf_h_artifacts_get, false, NULL},
     {"GET", "/v1/artifacts/{id}/content", rf_h_artifacts_content, false, NULL},
     {0},

@@ -87,6 +87,17 @@ int rf_config_load(rf_config *cfg, rf_error *err)
         cfg->max_body_bytes = (size_t)x;
     }
 
+    const char *md = getenv("REFINERY_MAX_DATASET_BYTES");
+    cfg->max_dataset_bytes = 16ull << 30;
+    if (md && *md) {
+        errno = 0;
+        unsigned long long x = strtoull(md, &end, 10);
+        if (errno || *end || x < 1)
+            return rf_error_field(err, RF_EINVAL, "REFINERY_MAX_DATASET_BYTES",
+                                  "REFINERY_MAX_DATASET_BYTES must be a byte count, got '%s'", md);
+        cfg->max_dataset_bytes = x;
+    }
+
     const char *lf = getenv("REFINERY_LOG_FORMAT");
     if (lf && *lf && strcmp(lf, "text") && strcmp(lf, "json"))
         return rf_error_field(err, RF_EINVAL, "REFINERY_LOG_FORMAT",

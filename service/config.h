@@ -18,6 +18,7 @@ typedef struct rf_config {
     int http_max_connections; /* REFINERY_HTTP_MAX_CONNECTIONS, default 1024 */
     int http_timeout_s;      /* REFINERY_HTTP_TIMEOUT, idle connection timeout, default 60 */
     size_t max_body_bytes;   /* REFINERY_MAX_BODY_BYTES, default 1 MiB */
+    unsigned long long max_dataset_bytes; /* REFINERY_MAX_DATASET_BYTES, default 16 GiB */
     bool log_json;           /* REFINERY_LOG_FORMAT=json */
     bool access_log;         /* REFINERY_ACCESS_LOG=0 turns the access log off */
     int lease_ms;            /* REFINERY_LEASE_MS, default 30000 */

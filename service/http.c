@@ -103,6 +103,11 @@ static const char *problem_slug(int status)
 
 void rf_reply_problem(rf_req *req, int status, const char *detail, const char *field)
 {
+    rf_reply_problem_ext(req, status, detail, field, NULL);
+}
+
+void rf_reply_problem_ext(rf_req *req, int status, const char *detail, const char *field, json_t *ext)
+{
     char type[96];
     snprintf(type, sizeof type, "urn:refinery:problem:%s", problem_slug(status));
     const char *title = MHD_get_reason_phrase_for((unsigned)status);
@@ -111,6 +116,8 @@ void rf_reply_problem(rf_req *req, int status, const char *detail, const char *f
                           detail ? detail : "", "instance", req->path ? req->path : "",
                           "request_id", req->request_id);
     if (p && field && *field) json_object_set_new(p, "field", json_string(field));
+    if (p && ext) json_object_update(p, ext);
+    json_decref(ext);
     char *s = p ? json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(p);
     if (!s) s = strdup("{\"title\":\"Error\"}");
@@ -217,14 +224,9 @@ static enum MHD_Result send_reply(rf_req *req)
     return r;
 }
 
-static void dispatch(rf_http *h, rf_req *req)
+/* Route and authenticate; false after replying (404, 405, 401, 503). */
+static bool admit(rf_http *h, rf_req *req)
 {
-    if (req->body_too_big) {
-        char detail[128];
-        snprintf(detail, sizeof detail, "the request body exceeds %zu bytes", h->cfg->max_body_bytes);
-        rf_reply_problem(req, 413, detail, NULL);
-        return;
-    }
     if (!rf_route_match(h->routes, req->method, req->path, &req->match)) {
         if (req->match.allow[0]) {
             char detail[128];
@@ -235,26 +237,24 @@ static void dispatch(rf_http *h, rf_req *req)
         } else {
             rf_reply_problem(req, 404, "no such route", NULL);
         }
-        return;
+        return false;
     }
-    if (!req->match.route->public_route) {
-        PGconn *c = rf_req_db(req);
-        if (!c) return;
-        rf_error err;
-        int rc = rf_auth_bearer(c, rf_req_header(req, "Authorization"), req->tenant, &err);
-        if (rc == RF_EAUTH) {
-            /* No detail on why: missing, malformed, unknown and revoked look alike. */
-            rf_reply_problem(req, 401, "a valid API key is required (Authorization: Bearer <key>)",
-                             NULL);
-            rf_reply_header(req, "WWW-Authenticate", "Bearer");
-            return;
-        }
-        if (rc) {
-            rf_reply_error(req, &err);
-            return;
-        }
+    if (req->match.route->public_route) return true;
+    PGconn *c = rf_req_db(req);
+    if (!c) return false;
+    rf_error err;
+    int rc = rf_auth_bearer(c, rf_req_header(req, "Authorization"), req->tenant, &err);
+    if (rc == RF_EAUTH) {
+        /* No detail on why: missing, malformed, unknown and revoked look alike. */
+        rf_reply_problem(req, 401, "a valid API key is required (Authorization: Bearer <key>)", NULL);
+        rf_reply_header(req, "WWW-Authenticate", "Bearer");
+        return false;
     }
-    req->match.route->handler(req);
+    if (rc) {
+        rf_reply_error(req, &err);
+        return false;
+    }
+    return true;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -276,22 +276,31 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
         if (rid && valid_request_id(rid)) snprintf(req->request_id, sizeof req->request_id, "%s", rid);
         else rf_id_new("req", req->request_id);
-        /* Refuse an announced oversize body before reading any of it. */
+        /* Everything that can be refused before the body is, without reading it. */
+        if (!admit(h, req)) return send_reply(req);
+        const rf_body_stream *st = req->match.route->stream;
+        if (st) {
+            if (st->begin) st->begin(req);
+            return req->resp ? send_reply(req) : MHD_YES;
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > h->cfg->max_body_bytes) {
             req->body_too_big = true;
-            dispatch(h, req);
+            char detail[128];
+            snprintf(detail, sizeof detail, "the request body exceeds %zu bytes", h->cfg->max_body_bytes);
+            rf_reply_problem(req, 413, detail, NULL);
             return send_reply(req);
         }
         return MHD_YES;
     }
     if (*upload_size) {
-        if (req->replied) { /* already answered (413): drop the rest */
-            *upload_size = 0;
-            return MHD_YES;
-        }
         size_t n = *upload_size;
         *upload_size = 0;
+        if (req->replied || req->resp) return MHD_YES; /* answered already: drop the rest */
+        if (req->match.route->stream) {
+            req->match.route->stream->chunk(req, upload, n);
+            return MHD_YES;
+        }
         if (req->body_too_big || req->body_len + n > h->cfg->max_body_bytes) {
             req->body_too_big = true;
             return MHD_YES;
@@ -310,7 +319,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (req->replied) return MHD_YES;
-    dispatch(h, req);
+    if (!req->resp) {
+        if (req->body_too_big) {
+            char detail[128];
+            snprintf(detail, sizeof detail, "the request body exceeds %zu bytes", h->cfg->max_body_bytes);
+            rf_reply_problem(req, 413, detail, NULL);
+        } else {
+            req->match.route->handler(req);
+        }
+    }
     return send_reply(req);
 }
 
@@ -320,6 +337,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     rf_http *h = cls;
     rf_req *req = *con_cls;
     if (!req) return;
+    if (req->match.route && req->match.route->stream && req->match.route->stream->cleanup)
+        req->match.route->stream->cleanup(req);
     rf_metrics_request(req->match.route, req->status, now_s() - req->start);
     if (h->cfg->access_log)
         rf_log_access(req->request_id, req->method, req->path, req->status,

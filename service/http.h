@@ -30,6 +30,7 @@ struct rf_req {
     char *body;
     size_t body_len, body_cap;
     bool body_too_big;
+    void *stream;              /* a streaming route's own state */
     struct MHD_Response *resp; /* built, not yet queued */
     bool replied;              /* queued: later replies are ignored */
     int status;
@@ -66,6 +67,8 @@ void rf_reply_json(rf_req *req, int status, json_t *value);   /* steals the refe
 /* RFC 9457: type, title, status, detail, instance, request_id, and field when
  * one is at fault. */
 void rf_reply_problem(rf_req *req, int status, const char *detail, const char *field);
+/* The same with extension members (ext is stolen; may be NULL). */
+void rf_reply_problem_ext(rf_req *req, int status, const char *detail, const char *field, json_t *ext);
 /* Map an rf_error to its status and reply with a problem. */
 void rf_reply_error(rf_req *req, const rf_error *err);
 void rf_reply_header(rf_req *req, const char *name, const char *value);

@@ -11,12 +11,23 @@
 typedef struct rf_req rf_req;
 typedef void (*rf_handler)(rf_req *req);
 
+/* A route whose body is consumed as it arrives (uploads) instead of being
+ * buffered: begin runs once the request is admitted (routed and
+ * authenticated, before any body byte), chunk for each piece, the handler at
+ * the end, and cleanup always, last (also when the client went away). Each may
+ * reply with an error; the rest of the body is then read and dropped. */
+typedef struct rf_body_stream {
+    void (*begin)(rf_req *req);
+    void (*chunk)(rf_req *req, const char *data, size_t n);
+    void (*cleanup)(rf_req *req);
+} rf_body_stream;
+
 typedef struct rf_route {
     const char *method;  /* "GET", "POST", "DELETE"; GET also answers HEAD */
     const char *pattern; /* segments, "{name}" matches one non-empty segment */
     rf_handler handler;
     bool public_route;   /* true: no API key needed */
-    const char *name;    /* label for logs and metrics: the pattern by default */
+    const rf_body_stream *stream; /* NULL: the body is buffered, up to the body cap */
 } rf_route;
 
 typedef struct rf_match {
