@@ -1,0 +1,758 @@
+#include "engine/tokenizer_text.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+enum {
+    N_PREPEND = 1, N_REPLACE, N_UNICODE, N_LOWER, N_STRIP,
+    P_SPLIT, P_BYTELEVEL, P_METASPACE,
+    D_BYTELEVEL, D_REPLACE, D_BYTEFALLBACK, D_FUSE, D_STRIP, D_METASPACE,
+};
+/* Split behaviours, named as in tokenizer.json. */
+enum { B_REMOVED, B_ISOLATED, B_MERGED_PREV, B_MERGED_NEXT, B_CONTIGUOUS };
+
+/* GPT-2's split regex, which ByteLevel applies when `use_regex` is true. */
+static const char GPT2_RE[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+static pthread_once_t onig_once = PTHREAD_ONCE_INIT;
+static regex_t *re_gpt2, *re_space, *re_word;
+static int onig_ok;
+
+/* ---- buffers ---- */
+
+int rf_strbuf_add(rf_strbuf *b, const char *s, size_t n)
+{
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *p = realloc(b->s, cap);
+        if (!p) return RF_ENOMEM;
+        b->s = p, b->cap = cap;
+    }
+    if (n) memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = '\0';
+    return 0;
+}
+
+int rf_pieces_add(rf_pieces *p, const char *s, size_t n)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 64;
+        size_t *o = realloc(p->off, cap * sizeof *o);
+        if (o) p->off = o;
+        size_t *l = realloc(p->len, cap * sizeof *l);
+        if (l) p->len = l;
+        if (!o || !l) return RF_ENOMEM;
+        p->cap = cap;
+    }
+    p->off[p->n] = p->buf.n;
+    p->len[p->n] = n;
+    if (rf_strbuf_add(&p->buf, s, n)) return RF_ENOMEM;
+    p->n++;
+    return 0;
+}
+
+void rf_pieces_reset(rf_pieces *p)
+{
+    p->n = 0;
+    p->buf.n = 0;
+}
+
+void rf_pieces_free(rf_pieces *p)
+{
+    free(p->buf.s);
+    free(p->off);
+    free(p->len);
+    memset(p, 0, sizeof *p);
+}
+
+/* ---- Unicode helpers ---- */
+
+static regex_t *compile(const char *pat, size_t n, char *why, size_t why_n)
+{
+    regex_t *re = NULL;
+    OnigErrorInfo info;
+    /* The reference compiles with the onig crate's defaults: Ruby syntax,
+     * capture groups on. */
+    int r = onig_new(&re, (const UChar *)pat, (const UChar *)pat + n, ONIG_OPTION_CAPTURE_GROUP,
+                     ONIG_ENCODING_UTF8, ONIG_SYNTAX_DEFAULT, &info);
+    if (r != ONIG_NORMAL) {
+        UChar msg[ONIG_MAX_ERROR_MESSAGE_LEN];
+        onig_error_code_to_str(msg, r, &info);
+        snprintf(why, why_n, "%s", (char *)msg);
+        return NULL;
+    }
+    return re;
+}
+
+static void onig_setup(void)
+{
+    OnigEncoding enc[] = {ONIG_ENCODING_UTF8};
+    char why[128];
+    if (onig_initialize(enc, 1) != ONIG_NORMAL) return;
+    re_gpt2 = compile(GPT2_RE, sizeof GPT2_RE - 1, why, sizeof why);
+    re_space = compile("\\s", 2, why, sizeof why);
+    re_word = compile("\\w", 2, why, sizeof why);
+    onig_ok = re_gpt2 && re_space && re_word;
+}
+
+int rf_text_init(rf_error *err)
+{
+    pthread_once(&onig_once, onig_setup);
+    return onig_ok ? 0 : rf_errorf(err, RF_EINTERNAL, "Oniguruma failed to initialise");
+}
+
+static size_t class_at(regex_t *re, const char *s, const char *end)
+{
+    if (s >= end) return 0;
+    int r = onig_match(re, (const UChar *)s, (const UChar *)end, (const UChar *)s, NULL, ONIG_OPTION_NONE);
+    return r > 0 ? (size_t)r : 0;
+}
+
+size_t rf_text_space_at(const char *s, const char *end) { return class_at(re_space, s, end); }
+size_t rf_text_word_at(const char *s, const char *end) { return class_at(re_word, s, end); }
+
+/* Length of the valid UTF-8 sequence at s, or 0 — RFC 3629 bounds, so
+ * overlong forms and surrogates are invalid, as in every decoder. */
+static size_t utf8_valid_at(const uint8_t *s, size_t n)
+{
+    uint8_t c = s[0];
+    if (c < 0x80) return 1;
+    size_t len;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4) len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else return 0;
+    for (size_t i = 1; i < len; i++) {
+        if (i >= n || s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xBF)) return 0;
+    }
+    return len;
+}
+
+int rf_utf8_lossy(rf_strbuf *out, const char *s, size_t n)
+{
+    const uint8_t *u = (const uint8_t *)s;
+    size_t i = 0, run = 0;
+    while (i < n) {
+        size_t l = utf8_valid_at(u + i, n - i);
+        if (l) { i += l; continue; }
+        if (rf_strbuf_add(out, s + run, i - run)) return RF_ENOMEM;
+        /* One U+FFFD per maximal invalid prefix (WHATWG / Rust lossy). */
+        uint8_t c = u[i];
+        size_t skip = 1, want = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 1;
+        uint8_t lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+        uint8_t hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+        while (skip < want && i + skip < n && u[i + skip] >= (skip == 1 ? lo : 0x80) &&
+               u[i + skip] <= (skip == 1 ? hi : 0xBF))
+            skip++;
+        if (rf_strbuf_add(out, "\xEF\xBF\xBD", 3)) return RF_ENOMEM;
+        i += skip;
+        run = i;
+    }
+    return rf_strbuf_add(out, s + run, n - run);
+}
+
+/* The byte-level alphabet (GPT-2): printable bytes stand for themselves,
+ * the other 68 are shifted to U+0100.. in byte order, so that every byte
+ * has a visible, non-space character. */
+static int byte_to_cp(int b)
+{
+    static int table[256], ready;
+    if (!ready) {
+        int k = 0;
+        for (int i = 0; i < 256; i++) {
+            int printable = (i >= 33 && i <= 126) || (i >= 161 && i <= 172) || (i >= 174 && i <= 255);
+            table[i] = printable ? i : 256 + k++;
+        }
+        ready = 1; /* idempotent: racing initialisers write the same values */
+    }
+    return table[b];
+}
+
+static int cp_to_byte(int32_t cp)
+{
+    if (cp < 0 || cp > 511) return -1;
+    if ((cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || (cp >= 174 && cp <= 255)) return cp;
+    for (int b = 0; b < 256; b++)
+        if (byte_to_cp(b) == cp) return b;
+    return -1;
+}
+
+/* ---- patterns ---- */
+
+static int pattern_load(rf_pattern *p, json_t *j, const char *field, rf_error *err)
+{
+    json_t *re = json_object_get(j, "Regex"), *lit = json_object_get(j, "String");
+    char why[256];
+    if (json_is_string(re)) {
+        p->re = compile(json_string_value(re), json_string_length(re), why, sizeof why);
+        if (!p->re) return rf_error_field(err, RF_EINVAL, field, "regex does not compile: %s", why);
+        return 0;
+    }
+    if (json_is_string(lit)) {
+        p->lit_len = json_string_length(lit);
+        p->lit = malloc(p->lit_len + 1);
+        if (!p->lit) return rf_errorf(err, RF_ENOMEM, "out of memory");
+        memcpy(p->lit, json_string_value(lit), p->lit_len + 1);
+        return 0;
+    }
+    return rf_error_field(err, RF_EINVAL, field, "pattern must be {\"Regex\": …} or {\"String\": …}");
+}
+
+/* Next match of p in s[from, n): 1 and [*ms, *me) or 0. Empty matches are
+ * skipped, as the reference drops the empty pieces they would make. */
+static int pattern_next(const rf_pattern *p, const char *s, size_t n, size_t from, OnigRegion *rg,
+                        size_t *ms, size_t *me)
+{
+    if (p->lit) {
+        if (!p->lit_len || from >= n) return 0;
+        const char *hit = memmem(s + from, n - from, p->lit, p->lit_len);
+        if (!hit) return 0;
+        *ms = (size_t)(hit - s), *me = *ms + p->lit_len;
+        return 1;
+    }
+    const UChar *u = (const UChar *)s;
+    while (from <= n) {
+        int r = onig_search(p->re, u, u + n, u + from, u + n, rg, ONIG_OPTION_NONE);
+        if (r < 0) return 0;
+        *ms = (size_t)rg->beg[0], *me = (size_t)rg->end[0];
+        if (*me > *ms) return 1;
+        /* Empty match: step one character past it. */
+        from = *ms + 1;
+        while (from < n && ((uint8_t)s[from] & 0xC0) == 0x80) from++;
+    }
+    return 0;
+}
+
+static void pattern_free(rf_pattern *p)
+{
+    if (p->re) onig_free(p->re);
+    free(p->lit);
+}
+
+/* ---- loading ---- */
+
+static int step_add(rf_text_chain *c, rf_text_step **st, rf_error *err)
+{
+    rf_text_step *s = realloc(c->steps, (c->n + 1) * sizeof *s);
+    if (!s) return rf_errorf(err, RF_ENOMEM, "out of memory");
+    c->steps = s;
+    *st = &s[c->n++];
+    memset(*st, 0, sizeof **st);
+    return 0;
+}
+
+static int dup_str(json_t *v, char **out, size_t *n, const char *field, rf_error *err)
+{
+    if (!json_is_string(v)) return rf_error_field(err, RF_EINVAL, field, "%s must be a string", field);
+    *n = json_string_length(v);
+    if (!(*out = malloc(*n + 1))) return rf_errorf(err, RF_ENOMEM, "out of memory");
+    memcpy(*out, json_string_value(v), *n + 1);
+    return 0;
+}
+
+int rf_normalizer_load(rf_text_chain *c, json_t *j, rf_error *err)
+{
+    if (!j || json_is_null(j)) return 0;
+    const char *type = json_string_value(json_object_get(j, "type"));
+    rf_text_step *st;
+    int rc;
+    if (!type) return rf_error_field(err, RF_EINVAL, "normalizer.type", "normalizer has no type");
+    if (!strcmp(type, "Sequence")) {
+        json_t *list = json_object_get(j, "normalizers"), *e;
+        size_t i;
+        json_array_foreach(list, i, e) if ((rc = rf_normalizer_load(c, e, err))) return rc;
+        return 0;
+    }
+    if ((rc = step_add(c, &st, err))) return rc;
+    if (!strcmp(type, "Prepend")) {
+        st->type = N_PREPEND;
+        return dup_str(json_object_get(j, "prepend"), &st->a, &st->an, "normalizer.prepend", err);
+    }
+    if (!strcmp(type, "Replace")) {
+        st->type = N_REPLACE;
+        if ((rc = pattern_load(&st->pat, json_object_get(j, "pattern"), "normalizer.pattern", err))) return rc;
+        return dup_str(json_object_get(j, "content"), &st->b, &st->bn, "normalizer.content", err);
+    }
+    if (!strcmp(type, "NFC") || !strcmp(type, "NFD") || !strcmp(type, "NFKC") || !strcmp(type, "NFKD")) {
+        st->type = N_UNICODE;
+        st->i1 = UTF8PROC_STABLE | (type[2] == 'C' || type[3] == 'C' ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE) |
+                 (type[2] == 'K' ? UTF8PROC_COMPAT : 0);
+        return 0;
+    }
+    if (!strcmp(type, "Lowercase")) return st->type = N_LOWER, 0;
+    if (!strcmp(type, "Strip")) {
+        st->type = N_STRIP;
+        st->i1 = !json_is_false(json_object_get(j, "left"));
+        st->i2 = !json_is_false(json_object_get(j, "right"));
+        return 0;
+    }
+    return rf_error_field(err, RF_EUNSUPPORTED, "normalizer.type", "normalizer \"%s\" is not supported", type);
+}
+
+static int behavior_of(const char *b)
+{
+    if (!b) return -1;
+    if (!strcmp(b, "Removed")) return B_REMOVED;
+    if (!strcmp(b, "Isolated")) return B_ISOLATED;
+    if (!strcmp(b, "MergedWithPrevious")) return B_MERGED_PREV;
+    if (!strcmp(b, "MergedWithNext")) return B_MERGED_NEXT;
+    if (!strcmp(b, "Contiguous")) return B_CONTIGUOUS;
+    return -1;
+}
+
+static int prepend_scheme(json_t *j)
+{
+    const char *s = json_string_value(json_object_get(j, "prepend_scheme"));
+    if (s) return !strcmp(s, "first") ? 1 : !strcmp(s, "never") ? 2 : 0;
+    /* Older files: add_prefix_space true/false. */
+    return json_is_false(json_object_get(j, "add_prefix_space")) ? 2 : 0;
+}
+
+int rf_pretok_load(rf_text_chain *c, json_t *j, rf_error *err)
+{
+    if (!j || json_is_null(j)) return 0;
+    const char *type = json_string_value(json_object_get(j, "type"));
+    rf_text_step *st;
+    int rc;
+    if (!type) return rf_error_field(err, RF_EINVAL, "pre_tokenizer.type", "pre_tokenizer has no type");
+    if (!strcmp(type, "Sequence")) {
+        json_t *list = json_object_get(j, "pretokenizers"), *e;
+        size_t i;
+        json_array_foreach(list, i, e) if ((rc = rf_pretok_load(c, e, err))) return rc;
+        return 0;
+    }
+    /* Byte mapping is done once, after the last split; a step that cut
+     * the mapped text would see other characters, so refuse that order. */
+    if (c->byte_level)
+        return rf_error_field(err, RF_EUNSUPPORTED, "pre_tokenizer",
+                              "a pre-tokenizer after ByteLevel is not supported");
+    if ((rc = step_add(c, &st, err))) return rc;
+    if (!strcmp(type, "Split")) {
+        st->type = P_SPLIT;
+        if ((rc = pattern_load(&st->pat, json_object_get(j, "pattern"), "pre_tokenizer.pattern", err))) return rc;
+        st->i1 = behavior_of(json_string_value(json_object_get(j, "behavior")));
+        if (st->i1 < 0)
+            return rf_error_field(err, RF_EINVAL, "pre_tokenizer.behavior", "unknown Split behavior");
+        st->i2 = json_is_true(json_object_get(j, "invert"));
+        return 0;
+    }
+    if (!strcmp(type, "ByteLevel")) {
+        st->type = P_BYTELEVEL;
+        st->i1 = json_is_true(json_object_get(j, "add_prefix_space"));
+        st->i2 = !json_is_false(json_object_get(j, "use_regex"));
+        c->byte_level = 1;
+        return 0;
+    }
+    if (!strcmp(type, "Metaspace")) {
+        st->type = P_METASPACE;
+        if ((rc = dup_str(json_object_get(j, "replacement"), &st->a, &st->an, "pre_tokenizer.replacement", err)))
+            return rc;
+        st->i1 = prepend_scheme(j);
+        st->i2 = !json_is_false(json_object_get(j, "split"));
+        return 0;
+    }
+    return rf_error_field(err, RF_EUNSUPPORTED, "pre_tokenizer.type", "pre-tokenizer \"%s\" is not supported",
+                          type);
+}
+
+int rf_decoder_load(rf_text_chain *c, json_t *j, rf_error *err)
+{
+    if (!j || json_is_null(j)) return 0;
+    const char *type = json_string_value(json_object_get(j, "type"));
+    rf_text_step *st;
+    int rc;
+    if (!type) return rf_error_field(err, RF_EINVAL, "decoder.type", "decoder has no type");
+    if (!strcmp(type, "Sequence")) {
+        json_t *list = json_object_get(j, "decoders"), *e;
+        size_t i;
+        json_array_foreach(list, i, e) if ((rc = rf_decoder_load(c, e, err))) return rc;
+        return 0;
+    }
+    if ((rc = step_add(c, &st, err))) return rc;
+    if (!strcmp(type, "ByteLevel")) return st->type = D_BYTELEVEL, 0;
+    if (!strcmp(type, "ByteFallback")) return st->type = D_BYTEFALLBACK, 0;
+    if (!strcmp(type, "Fuse")) return st->type = D_FUSE, 0;
+    if (!strcmp(type, "Replace")) {
+        st->type = D_REPLACE;
+        if ((rc = pattern_load(&st->pat, json_object_get(j, "pattern"), "decoder.pattern", err))) return rc;
+        return dup_str(json_object_get(j, "content"), &st->b, &st->bn, "decoder.content", err);
+    }
+    if (!strcmp(type, "Strip")) {
+        st->type = D_STRIP;
+        if ((rc = dup_str(json_object_get(j, "content"), &st->a, &st->an, "decoder.content", err))) return rc;
+        st->i1 = (int)json_integer_value(json_object_get(j, "start"));
+        st->i2 = (int)json_integer_value(json_object_get(j, "stop"));
+        return 0;
+    }
+    if (!strcmp(type, "Metaspace")) {
+        st->type = D_METASPACE;
+        if ((rc = dup_str(json_object_get(j, "replacement"), &st->a, &st->an, "decoder.replacement", err)))
+            return rc;
+        st->i1 = prepend_scheme(j);
+        return 0;
+    }
+    return rf_error_field(err, RF_EUNSUPPORTED, "decoder.type", "decoder \"%s\" is not supported", type);
+}
+
+void rf_text_chain_free(rf_text_chain *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        pattern_free(&c->steps[i].pat);
+        free(c->steps[i].a);
+        free(c->steps[i].b);
+    }
+    free(c->steps);
+    memset(c, 0, sizeof *c);
+}
+
+/* ---- applying ---- */
+
+/* Append s with every match of p replaced by rep. */
+static int replace_all(const rf_pattern *p, const char *s, size_t n, const char *rep, size_t rn, rf_strbuf *out)
+{
+    OnigRegion *rg = p->re ? onig_region_new() : NULL;
+    size_t at = 0, ms, me;
+    int rc = 0;
+    if (p->re && !rg) return RF_ENOMEM;
+    while (!rc && pattern_next(p, s, n, at, rg, &ms, &me)) {
+        rc = rf_strbuf_add(out, s + at, ms - at) || rf_strbuf_add(out, rep, rn) ? RF_ENOMEM : 0;
+        at = me;
+    }
+    if (!rc) rc = rf_strbuf_add(out, s + at, n - at);
+    if (rg) onig_region_free(rg, 1);
+    return rc;
+}
+
+static int normalize_step(const rf_text_step *st, const char *s, size_t n, rf_strbuf *out)
+{
+    out->n = 0;
+    switch (st->type) {
+    case N_PREPEND:
+        if (!n) return rf_strbuf_add(out, "", 0);
+        return rf_strbuf_add(out, st->a, st->an) || rf_strbuf_add(out, s, n) ? RF_ENOMEM : 0;
+    case N_REPLACE: return replace_all(&st->pat, s, n, st->b, st->bn, out);
+    case N_UNICODE: {
+        utf8proc_uint8_t *dst = NULL;
+        utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst,
+                                          (utf8proc_option_t)st->i1);
+        if (r < 0) return r == UTF8PROC_ERROR_NOMEM ? RF_ENOMEM : RF_EINVAL;
+        int rc = rf_strbuf_add(out, (const char *)dst, (size_t)r);
+        free(dst);
+        return rc;
+    }
+    case N_LOWER:
+        for (size_t i = 0; i < n;) {
+            utf8proc_int32_t cp;
+            utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+            if (l <= 0) return RF_EINVAL;
+            utf8proc_uint8_t enc[4];
+            utf8proc_ssize_t el = utf8proc_encode_char(utf8proc_tolower(cp), enc);
+            if (rf_strbuf_add(out, (const char *)enc, (size_t)el)) return RF_ENOMEM;
+            i += (size_t)l;
+        }
+        return rf_strbuf_add(out, "", 0);
+    case N_STRIP: {
+        size_t b = 0, e = n, l;
+        while (st->i1 && b < e && (l = rf_text_space_at(s + b, s + e))) b += l;
+        /* Trailing: step back over whole characters while they are spaces. */
+        while (st->i2 && e > b) {
+            size_t k = e - 1;
+            while (k > b && ((uint8_t)s[k] & 0xC0) == 0x80) k--;
+            if (!rf_text_space_at(s + k, s + e)) break;
+            e = k;
+        }
+        return rf_strbuf_add(out, s + b, e - b);
+    }
+    }
+    return RF_EINTERNAL;
+}
+
+int rf_normalize(const rf_text_chain *c, const char *s, size_t n, rf_strbuf *out)
+{
+    rf_strbuf tmp = {0};
+    int rc = 0;
+    out->n = 0;
+    if ((rc = rf_strbuf_add(out, s, n))) return rc;
+    for (size_t i = 0; i < c->n && !rc; i++) {
+        if ((rc = normalize_step(&c->steps[i], out->s, out->n, &tmp))) break;
+        rf_strbuf t = *out;
+        *out = tmp, tmp = t;
+    }
+    free(tmp.s);
+    return rc;
+}
+
+/* Cut one piece by a pattern with a Split behaviour, appending to out.
+ * The runs (match or not) are folded the way the reference folds them:
+ * each either starts a new piece or extends the last one. */
+static int split_piece(const rf_pattern *p, int behavior, int invert, const char *s, size_t n, OnigRegion *rg,
+                       rf_pieces *out)
+{
+    size_t at = 0, ms = 0, me = 0, last_o = 0, last_n = 0;
+    int have_last = 0, prev_match = 0, rc;
+    for (;;) {
+        int found = pattern_next(p, s, n, at, rg, &ms, &me);
+        size_t seg[2][2] = {{at, found ? ms : n}, {ms, me}};
+        for (int k = 0; k < (found ? 2 : 1); k++) {
+            size_t o = seg[k][0], l = seg[k][1] - seg[k][0];
+            if (!l) continue;
+            int m = (k == 1) != invert, extend;
+            if (behavior == B_REMOVED && m) continue;
+            switch (behavior) {
+            case B_MERGED_PREV: extend = m && !prev_match; break;
+            case B_MERGED_NEXT: extend = prev_match; break;
+            case B_CONTIGUOUS: extend = m == prev_match; break;
+            default: extend = 0;
+            }
+            if (extend && have_last) {
+                last_n = o + l - last_o;
+            } else {
+                if (have_last && (rc = rf_pieces_add(out, s + last_o, last_n))) return rc;
+                last_o = o, last_n = l, have_last = 1;
+            }
+            prev_match = m;
+        }
+        if (!found) break;
+        at = me;
+    }
+    if (have_last && (rc = rf_pieces_add(out, s + last_o, last_n))) return rc;
+    return 0;
+}
+
+static int map_bytes(const char *s, size_t n, rf_strbuf *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        int cp = byte_to_cp((uint8_t)s[i]);
+        char enc[2];
+        size_t l = cp < 0x80 ? 1 : 2;
+        if (cp < 0x80) enc[0] = (char)cp;
+        else enc[0] = (char)(0xC0 | (cp >> 6)), enc[1] = (char)(0x80 | (cp & 0x3F));
+        if (rf_strbuf_add(out, enc, l)) return RF_ENOMEM;
+    }
+    return 0;
+}
+
+static int pretok_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out, int first, OnigRegion *rg)
+{
+    rf_strbuf tmp = {0};
+    int rc = 0;
+    rf_pieces_reset(out);
+    for (size_t i = 0; i < in->n && !rc; i++) {
+        const char *s = in->buf.s + in->off[i];
+        size_t n = in->len[i];
+        switch (st->type) {
+        case P_SPLIT: rc = split_piece(&st->pat, st->i1, st->i2, s, n, rg, out); break;
+        case P_BYTELEVEL:
+            tmp.n = 0;
+            if (st->i1 && (n == 0 || s[0] != ' ')) rc = rf_strbuf_add(&tmp, " ", 1);
+            if (!rc) rc = rf_strbuf_add(&tmp, s, n);
+            if (rc) break;
+            if (st->i2) {
+                rf_pattern gp = {.re = re_gpt2};
+                rc = split_piece(&gp, B_ISOLATED, 0, tmp.s, tmp.n, rg, out);
+            } else {
+                rc = rf_pieces_add(out, tmp.s, tmp.n);
+            }
+            break;
+        case P_METASPACE: {
+            tmp.n = 0;
+            rf_pattern sp = {.lit = " ", .lit_len = 1};
+            int starts = n >= st->an && !memcmp(s, st->a, st->an);
+            if (!starts && n && s[0] == ' ') starts = 1; /* the space becomes the replacement */
+            if (!starts && (st->i1 == 0 || (st->i1 == 1 && first && i == 0)))
+                rc = rf_strbuf_add(&tmp, st->a, st->an);
+            if (!rc) rc = replace_all(&sp, s, n, st->a, st->an, &tmp);
+            if (rc) break;
+            if (st->i2) {
+                rf_pattern rp = {.lit = st->a, .lit_len = st->an};
+                rc = split_piece(&rp, B_MERGED_NEXT, 0, tmp.s, tmp.n, rg, out);
+            } else {
+                rc = rf_pieces_add(out, tmp.s, tmp.n);
+            }
+            break;
+        }
+        default: rc = RF_EINTERNAL;
+        }
+    }
+    free(tmp.s);
+    return rc;
+}
+
+int rf_pretokenize(const rf_text_chain *c, const char *s, size_t n, int first, rf_pieces *out)
+{
+    rf_pieces a = {0}, b = {0};
+    rf_strbuf mapped = {0};
+    OnigRegion *rg = onig_region_new();
+    int rc = rg ? rf_pieces_add(&a, s, n) : RF_ENOMEM;
+    for (size_t i = 0; i < c->n && !rc; i++) {
+        if ((rc = pretok_step(&c->steps[i], &a, &b, first, rg))) break;
+        rf_pieces t = a;
+        a = b, b = t;
+    }
+    for (size_t i = 0; i < a.n && !rc; i++) {
+        if (!a.len[i]) continue;
+        if (c->byte_level) {
+            mapped.n = 0;
+            if (!(rc = map_bytes(a.buf.s + a.off[i], a.len[i], &mapped)))
+                rc = rf_pieces_add(out, mapped.s, mapped.n);
+        } else {
+            rc = rf_pieces_add(out, a.buf.s + a.off[i], a.len[i]);
+        }
+    }
+    if (rg) onig_region_free(rg, 1);
+    rf_pieces_free(&a);
+    rf_pieces_free(&b);
+    free(mapped.s);
+    return rc;
+}
+
+/* ---- decoding ---- */
+
+static int32_t next_cp(const char *s, size_t n, size_t *i)
+{
+    utf8proc_int32_t cp;
+    utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + *i, (utf8proc_ssize_t)(n - *i), &cp);
+    if (l <= 0) {
+        (*i)++;
+        return -1;
+    }
+    *i += (size_t)l;
+    return cp;
+}
+
+static int byte_token(const char *s, size_t n)
+{
+    if (n != 6 || memcmp(s, "<0x", 3) || s[5] != '>') return -1;
+    int v = 0;
+    for (int k = 3; k < 5; k++) {
+        char ch = s[k];
+        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+              : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* One decoder step over the token list `in`, written to `out`; the steps
+ * are those of the reference's decode_chain. */
+static int decode_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out)
+{
+    rf_strbuf t = {0};
+    int rc = 0;
+    rf_pieces_reset(out);
+    switch (st->type) {
+    case D_BYTELEVEL:
+        /* Each token maps back to bytes if all its characters are in the
+         * alphabet, else stays as it is (added tokens); then lossy UTF-8. */
+        for (size_t i = 0; i < in->n && !rc; i++) {
+            const char *s = in->buf.s + in->off[i];
+            size_t n = in->len[i], j = 0, mark = t.n;
+            int ok = 1;
+            while (j < n && ok) {
+                int b = cp_to_byte(next_cp(s, n, &j));
+                if (b < 0) ok = 0;
+                else { char ch = (char)b; rc = rf_strbuf_add(&t, &ch, 1); }
+            }
+            if (!ok) t.n = mark, rc = rf_strbuf_add(&t, s, n);
+        }
+        if (!rc) {
+            rf_strbuf u = {0};
+            rc = rf_utf8_lossy(&u, t.s ? t.s : "", t.n);
+            if (!rc) rc = rf_pieces_add(out, u.s ? u.s : "", u.n);
+            free(u.s);
+        }
+        break;
+    case D_REPLACE:
+        for (size_t i = 0; i < in->n && !rc; i++) {
+            t.n = 0;
+            rc = replace_all(&st->pat, in->buf.s + in->off[i], in->len[i], st->b, st->bn, &t);
+            if (!rc) rc = rf_pieces_add(out, t.s, t.n);
+        }
+        break;
+    case D_BYTEFALLBACK: {
+        size_t run = 0; /* byte tokens gathered in t */
+        for (size_t i = 0; i <= in->n && !rc; i++) {
+            int b = i < in->n ? byte_token(in->buf.s + in->off[i], in->len[i]) : -1;
+            if (b >= 0) {
+                char ch = (char)b;
+                rc = rf_strbuf_add(&t, &ch, 1);
+                run++;
+                continue;
+            }
+            if (run) {
+                size_t j = 0;
+                while (j < t.n && utf8_valid_at((const uint8_t *)t.s + j, t.n - j)) j += utf8_valid_at((const uint8_t *)t.s + j, t.n - j);
+                if (j == t.n) rc = rf_pieces_add(out, t.s, t.n);
+                else for (size_t k = 0; k < run && !rc; k++) rc = rf_pieces_add(out, "\xEF\xBF\xBD", 3);
+                t.n = 0, run = 0;
+            }
+            if (!rc && i < in->n) rc = rf_pieces_add(out, in->buf.s + in->off[i], in->len[i]);
+        }
+        break;
+    }
+    case D_FUSE:
+        for (size_t i = 0; i < in->n && !rc; i++) rc = rf_strbuf_add(&t, in->buf.s + in->off[i], in->len[i]);
+        if (!rc) rc = rf_pieces_add(out, t.s ? t.s : "", t.n);
+        break;
+    case D_STRIP:
+        for (size_t i = 0; i < in->n && !rc; i++) {
+            const char *s = in->buf.s + in->off[i];
+            size_t b = 0, e = in->len[i];
+            for (int k = 0; k < st->i1 && e - b >= st->an && !memcmp(s + b, st->a, st->an); k++) b += st->an;
+            for (int k = 0; k < st->i2 && e - b >= st->an && !memcmp(s + e - st->an, st->a, st->an); k++) e -= st->an;
+            rc = rf_pieces_add(out, s + b, e - b);
+        }
+        break;
+    case D_METASPACE:
+        for (size_t i = 0; i < in->n && !rc; i++) {
+            const char *s = in->buf.s + in->off[i];
+            size_t n = in->len[i];
+            t.n = 0;
+            for (size_t j = 0; j < n && !rc;) {
+                if (n - j >= st->an && !memcmp(s + j, st->a, st->an)) {
+                    /* The reference drops every replacement of the first
+                     * token when a prefix was prepended, not just one. */
+                    if (!(i == 0 && st->i1 != 2)) rc = rf_strbuf_add(&t, " ", 1);
+                    j += st->an;
+                } else {
+                    rc = rf_strbuf_add(&t, s + j, 1);
+                    j++;
+                }
+            }
+            if (!rc) rc = rf_pieces_add(out, t.s ? t.s : "", t.n);
+        }
+        break;
+    default: rc = RF_EINTERNAL;
+    }
+    free(t.s);
+    return rc;
+}
+
+int rf_decode_chain(const rf_text_chain *c, rf_pieces *toks, rf_strbuf *out)
+{
+    rf_pieces tmp = {0};
+    int rc = 0;
+    for (size_t i = 0; i < c->n && !rc; i++) {
+        if ((rc = decode_step(&c->steps[i], toks, &tmp))) break;
+        rf_pieces t = *toks;
+        *toks = tmp, tmp = t;
+    }
+    out->n = 0;
+    /* Without a decoder the reference joins tokens with spaces. */
+    for (size_t i = 0; i < toks->n && !rc; i++) {
+        if (!c->n && i && (rc = rf_strbuf_add(out, " ", 1))) break;
+        rc = rf_utf8_lossy(out, toks->buf.s + toks->off[i], toks->len[i]);
+    }
+    if (!rc) rc = rf_strbuf_add(out, "", 0);
+    rf_pieces_free(&tmp);
+    return rc;
+}
