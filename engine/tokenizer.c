@@ -37,6 +37,7 @@ struct rf_tokenizer {
     size_t n_prefix, n_suffix;
     char *bos, *eos, *chat_template;
     int32_t bos_id, eos_id;
+    int cleanup; /* tokenizer_config.json's clean_up_tokenization_spaces */
 };
 
 /* A stretch of input: an added token (id >= 0) or text to tokenize. */
@@ -223,7 +224,8 @@ static int config_token(json_t *v, char **out)
 static int load_config(rf_tokenizer *t, const char *config_json, rf_error *err)
 {
     json_error_t je;
-    json_t *c = json_loads(config_json, 0, &je);
+    /* model_max_length is often 1e30 written as an integer: read numbers as reals. */
+    json_t *c = json_loads(config_json, JSON_DECODE_INT_AS_REAL, &je);
     int rc = 0;
     if (!c) return rf_errorf(err, RF_EINVAL, "tokenizer_config.json: %s at line %d", je.text, je.line);
     json_t *tpl = json_object_get(c, "chat_template");
@@ -236,6 +238,8 @@ static int load_config(rf_tokenizer *t, const char *config_json, rf_error *err)
         tpl = found;
     }
     if (json_is_string(tpl) && !(t->chat_template = strdup(json_string_value(tpl)))) rc = RF_ENOMEM;
+    if (json_is_boolean(json_object_get(c, "clean_up_tokenization_spaces")))
+        t->cleanup = json_is_true(json_object_get(c, "clean_up_tokenization_spaces"));
     if (!rc) rc = config_token(json_object_get(c, "bos_token"), &t->bos);
     if (!rc) rc = config_token(json_object_get(c, "eos_token"), &t->eos);
     json_decref(c);
@@ -252,6 +256,7 @@ int rf_tokenizer_load_json(const char *tokenizer_json, const char *config_json, 
     *out = NULL;
     if (!t) return rf_errorf(err, RF_ENOMEM, "out of memory");
     t->bos_id = t->eos_id = -1;
+    t->cleanup = 1;
     if ((rc = rf_text_init(err))) goto fail;
     if (!(root = json_loads(tokenizer_json, 0, &je))) {
         rc = rf_errorf(err, RF_EINVAL, "tokenizer.json is not valid JSON: %s at line %d", je.text, je.line);
@@ -494,8 +499,30 @@ int rf_tokenizer_encode(const rf_tokenizer *t, const char *text, size_t len, int
 
 /* ---- decoding ---- */
 
-int rf_tokenizer_decode(const rf_tokenizer *t, const int32_t *ids, size_t n, int skip_special, char **text,
-                        size_t *len, rf_error *err)
+/* transformers' clean_up_tokenization: these replacements, in this order. */
+static int cleanup_spaces(rf_strbuf *b)
+{
+    static const char *const from[] = {" .", " ?", " !", " ,", " ' ", " n't", " 'm", " 's", " 've", " 're"};
+    static const char *const to[] = {".", "?", "!", ",", "'", "n't", "'m", "'s", "'ve", "'re"};
+    for (size_t k = 0; k < sizeof from / sizeof from[0]; k++) {
+        size_t fl = strlen(from[k]), tl = strlen(to[k]), w = 0, r = 0;
+        /* Every replacement is shorter than its pattern, so in place works. */
+        while (r < b->n) {
+            if (b->n - r >= fl && !memcmp(b->s + r, from[k], fl)) {
+                memmove(b->s + w, to[k], tl);
+                w += tl, r += fl;
+            } else {
+                b->s[w++] = b->s[r++];
+            }
+        }
+        b->n = w;
+        b->s[w] = '\0';
+    }
+    return 0;
+}
+
+int rf_tokenizer_decode(const rf_tokenizer *t, const int32_t *ids, size_t n, int flags, char **text, size_t *len,
+                        rf_error *err)
 {
     rf_pieces toks = {0};
     rf_strbuf out = {0};
@@ -507,11 +534,12 @@ int rf_tokenizer_decode(const rf_tokenizer *t, const int32_t *ids, size_t n, int
             rc = rf_errorf(err, RF_EINVAL, "token id %d (position %zu) is not in the vocabulary", ids[i], i);
             goto fail;
         }
-        if (skip_special && t->special[ids[i]]) continue;
+        if ((flags & RF_DECODE_SKIP_SPECIAL) && t->special[ids[i]]) continue;
         rc = rf_pieces_add(&toks, s, t->bpe.len[ids[i]]);
     }
     if (!rc) rc = rf_decode_chain(&t->dec, &toks, &out);
     if (!rc && !out.s) rc = rf_strbuf_add(&out, "", 0);
+    if (!rc && t->cleanup && !(flags & RF_DECODE_NO_CLEANUP)) rc = cleanup_spaces(&out);
     if (rc) {
         rc = rf_errorf(err, rc, "out of memory while decoding");
         goto fail;

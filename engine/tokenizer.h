@@ -32,11 +32,20 @@ void rf_tokenizer_free(rf_tokenizer *tok);
 int rf_tokenizer_encode(const rf_tokenizer *tok, const char *text, size_t len, int add_special,
                         int32_t **ids, size_t *n, rf_error *err);
 
+/* Decode flags. */
+enum {
+    RF_DECODE_SKIP_SPECIAL = 1, /* drop special added tokens */
+    RF_DECODE_NO_CLEANUP = 2,   /* ignore clean_up_tokenization_spaces */
+};
+
 /* Decode ids into malloc'd, NUL-terminated UTF-8 (*len excludes the NUL;
- * len may be NULL). skip_special drops special added tokens. Invalid UTF-8
- * from byte tokens becomes U+FFFD, as the reference does. */
-int rf_tokenizer_decode(const rf_tokenizer *tok, const int32_t *ids, size_t n, int skip_special,
-                        char **text, size_t *len, rf_error *err);
+ * len may be NULL). Invalid UTF-8 from byte tokens becomes U+FFFD, as the
+ * reference does. Unless RF_DECODE_NO_CLEANUP, tokenizer_config.json's
+ * clean_up_tokenization_spaces (true when absent, as in the reference)
+ * removes the space before . ? ! , n't 's 'm 've 're — lossy, so a caller
+ * that needs decode(encode(x)) == x passes RF_DECODE_NO_CLEANUP. */
+int rf_tokenizer_decode(const rf_tokenizer *tok, const int32_t *ids, size_t n, int flags, char **text,
+                        size_t *len, rf_error *err);
 
 /* Vocabulary size: one more than the largest id (model or added token). */
 int32_t rf_tokenizer_vocab_size(const rf_tokenizer *tok);

@@ -12,11 +12,12 @@
 static int usage(FILE *f)
 {
     fprintf(f,
-            "usage: refinery tokenize --model DIR [--decode] [--no-special] [--skip-special] [--jsonl]\n"
+            "usage: refinery tokenize --model DIR [--decode] [--no-special] [--skip-special] [--no-cleanup] [--jsonl]\n"
             "                         [--chat [--template FAMILY] [--no-generation-prompt]]\n"
             "  stdin text -> JSON ids; --decode: stdin JSON ids -> text.\n"
             "  --no-special    do not add the post-processor's BOS/EOS when encoding\n"
             "  --skip-special  leave special tokens out when decoding\n"
+            "  --no-cleanup    keep the spaces clean_up_tokenization_spaces would remove\n"
             "  --jsonl         one JSON string (or, with --decode, one id array) per line in,\n"
             "                  one JSON result per line out\n"
             "  --chat          stdin is a JSON array of {role, content}; print the formatted\n"
@@ -68,7 +69,7 @@ static int encode_one(const rf_tokenizer *tok, const char *s, size_t n, int spec
 }
 
 /* A JSON array of ids → text; the text is written raw or as a JSON string. */
-static int decode_one(const rf_tokenizer *tok, json_t *arr, int skip, int as_json)
+static int decode_one(const rf_tokenizer *tok, json_t *arr, int flags, int as_json)
 {
     rf_error err;
     size_t n = json_array_size(arr), i, len;
@@ -82,7 +83,7 @@ static int decode_one(const rf_tokenizer *tok, json_t *arr, int skip, int as_jso
         return 1;
     }
     json_array_foreach(arr, i, e) ids[i] = json_is_integer(e) ? (int32_t)json_integer_value(e) : -1;
-    int rc = rf_tokenizer_decode(tok, ids, n, skip, &text, &len, &err);
+    int rc = rf_tokenizer_decode(tok, ids, n, flags, &text, &len, &err);
     free(ids);
     if (rc) {
         fprintf(stderr, "refinery tokenize: %s\n", err.msg);
@@ -156,12 +157,13 @@ out:
 int rf_cmd_tokenize(int argc, char **argv)
 {
     const char *model = NULL, *family = NULL;
-    int decode = 0, special = 1, skip = 0, jsonl = 0, chat = 0, gen_prompt = 1;
+    int decode = 0, special = 1, flags = 0, jsonl = 0, chat = 0, gen_prompt = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--decode")) decode = 1;
         else if (!strcmp(argv[i], "--no-special")) special = 0;
-        else if (!strcmp(argv[i], "--skip-special")) skip = 1;
+        else if (!strcmp(argv[i], "--skip-special")) flags |= RF_DECODE_SKIP_SPECIAL;
+        else if (!strcmp(argv[i], "--no-cleanup")) flags |= RF_DECODE_NO_CLEANUP;
         else if (!strcmp(argv[i], "--jsonl")) jsonl = 1;
         else if (!strcmp(argv[i], "--chat")) chat = 1;
         else if (!strcmp(argv[i], "--template") && i + 1 < argc) family = argv[++i];
@@ -205,7 +207,7 @@ int rf_cmd_tokenize(int argc, char **argv)
                 fprintf(stderr, "refinery tokenize: bad JSON input: %s\n", je.text);
                 rc = 1;
             } else if (decode) {
-                rc = decode_one(tok, v, skip, jsonl);
+                rc = decode_one(tok, v, flags, jsonl);
             } else if (!json_is_string(v)) {
                 fprintf(stderr, "refinery tokenize: --jsonl expects one JSON string per line\n");
                 rc = 1;
