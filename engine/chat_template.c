@@ -66,12 +66,12 @@ typedef struct fmt {
 static void put(fmt *f, const char *s) { f->oom |= rf_strbuf_add(&f->b, s, strlen(s)) != 0; }
 static void putn(fmt *f, const char *s, size_t n) { f->oom |= rf_strbuf_add(&f->b, s, n) != 0; }
 
-/* Jinja's trim / Python's strip(): leading and trailing whitespace. */
-static void put_trimmed(fmt *f, const char *s)
+/* Jinja's trim / Python's strip(): leading (when left) and trailing whitespace. */
+static void put_stripped(fmt *f, const char *s, int left)
 {
     const char *e = s + strlen(s);
     size_t l;
-    while (s < e && (l = rf_text_space_at(s, e))) s += l;
+    while (left && s < e && (l = rf_text_space_at(s, e))) s += l;
     while (e > s) {
         const char *p = e - 1;
         while (p > s && ((unsigned char)*p & 0xC0) == 0x80) p--;
@@ -80,6 +80,8 @@ static void put_trimmed(fmt *f, const char *s)
     }
     putn(f, s, (size_t)(e - s));
 }
+
+static void put_trimmed(fmt *f, const char *s) { put_stripped(f, s, 1); }
 
 static void span_open(fmt *f, size_t *start) { *start = f->b.n; }
 
@@ -211,8 +213,8 @@ int rf_chat_format(const rf_tokenizer *tok, rf_chat_family fam, const rf_chat_ms
                     }
                 }
                 /* Llama 2 strips the whole content, system block included,
-                 * which only matters at the user text's end. */
-                if (fam == RF_CHAT_LLAMA2) put_trimmed(&f, m[i].content);
+                 * so after a system block only the user text's end is. */
+                if (fam == RF_CHAT_LLAMA2) put_stripped(&f, m[i].content, !(sys && i == first));
                 else put(&f, m[i].content);
                 put(&f, " [/INST]");
             } else {
