@@ -74,6 +74,25 @@ void rf_pieces_free(rf_pieces *p)
 
 /* ---- Unicode helpers ---- */
 
+/* The byte-level alphabet (GPT-2): printable bytes stand for themselves,
+ * the other 68 are shifted to U+0100.. in byte order, so that every byte
+ * has a visible, non-space character. Filled once in text_setup. */
+static int b2c[256], c2b[512];
+
+static void bytelevel_tables(void)
+{
+    int k = 0;
+    for (int c = 0; c < 512; c++) c2b[c] = -1;
+    for (int i = 0; i < 256; i++) {
+        int printable = (i >= 33 && i <= 126) || (i >= 161 && i <= 172) || (i >= 174 && i <= 255);
+        b2c[i] = printable ? i : 256 + k++;
+        c2b[b2c[i]] = i;
+    }
+}
+
+static int byte_to_cp(int b) { return b2c[b]; }
+static int cp_to_byte(int32_t cp) { return cp >= 0 && cp < 512 ? c2b[cp] : -1; }
+
 static regex_t *compile(const char *pat, size_t n, char *why, size_t why_n)
 {
     regex_t *re = NULL;
@@ -91,8 +110,9 @@ static regex_t *compile(const char *pat, size_t n, char *why, size_t why_n)
     return re;
 }
 
-static void onig_setup(void)
+static void text_setup(void)
 {
+    bytelevel_tables();
     OnigEncoding enc[] = {ONIG_ENCODING_UTF8};
     char why[128];
     if (onig_initialize(enc, 1) != ONIG_NORMAL) return;
@@ -104,7 +124,7 @@ static void onig_setup(void)
 
 int rf_text_init(rf_error *err)
 {
-    pthread_once(&onig_once, onig_setup);
+    pthread_once(&onig_once, text_setup);
     return onig_ok ? 0 : rf_errorf(err, RF_EINTERNAL, "Oniguruma failed to initialise");
 }
 
@@ -157,32 +177,6 @@ int rf_utf8_lossy(rf_strbuf *out, const char *s, size_t n)
         run = i;
     }
     return rf_strbuf_add(out, s + run, n - run);
-}
-
-/* The byte-level alphabet (GPT-2): printable bytes stand for themselves,
- * the other 68 are shifted to U+0100.. in byte order, so that every byte
- * has a visible, non-space character. */
-static int byte_to_cp(int b)
-{
-    static int table[256], ready;
-    if (!ready) {
-        int k = 0;
-        for (int i = 0; i < 256; i++) {
-            int printable = (i >= 33 && i <= 126) || (i >= 161 && i <= 172) || (i >= 174 && i <= 255);
-            table[i] = printable ? i : 256 + k++;
-        }
-        ready = 1; /* idempotent: racing initialisers write the same values */
-    }
-    return table[b];
-}
-
-static int cp_to_byte(int32_t cp)
-{
-    if (cp < 0 || cp > 511) return -1;
-    if ((cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || (cp >= 174 && cp <= 255)) return cp;
-    for (int b = 0; b < 256; b++)
-        if (byte_to_cp(b) == cp) return b;
-    return -1;
 }
 
 /* ---- patterns ---- */
