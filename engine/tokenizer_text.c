@@ -284,8 +284,8 @@ int rf_normalizer_load(rf_text_chain *c, json_t *j, rf_error *err)
     if (!strcmp(type, "Lowercase")) return st->type = N_LOWER, 0;
     if (!strcmp(type, "Strip")) {
         st->type = N_STRIP;
-        st->i1 = !json_is_false(json_object_get(j, "left"));
-        st->i2 = !json_is_false(json_object_get(j, "right"));
+        st->i1 = json_is_true(json_object_get(j, "strip_left"));
+        st->i2 = json_is_true(json_object_get(j, "strip_right"));
         return 0;
     }
     return rf_error_field(err, RF_EUNSUPPORTED, "normalizer.type", "normalizer \"%s\" is not supported", type);
@@ -425,6 +425,46 @@ static int replace_all(const rf_pattern *p, const char *s, size_t n, const char 
     return rc;
 }
 
+/* Unicode's Final_Sigma condition: a cased letter before (skipping
+ * case-ignorable marks), none after. */
+static int is_cased(utf8proc_int32_t cp)
+{
+    return utf8proc_tolower(cp) != cp || utf8proc_toupper(cp) != cp || utf8proc_totitle(cp) != cp;
+}
+
+static int is_case_ignorable(utf8proc_int32_t cp)
+{
+    utf8proc_category_t c = utf8proc_category(cp);
+    return c == UTF8PROC_CATEGORY_MN || c == UTF8PROC_CATEGORY_ME || c == UTF8PROC_CATEGORY_CF ||
+           c == UTF8PROC_CATEGORY_LM || c == UTF8PROC_CATEGORY_SK || cp == '\'' || cp == 0x2019 || cp == '.' ||
+           cp == ':' || cp == 0xB7;
+}
+
+static int final_sigma(const char *s, size_t n, size_t at, size_t len)
+{
+    int before = 0;
+    for (size_t i = at; i > 0;) {
+        size_t k = i - 1;
+        while (k > 0 && ((uint8_t)s[k] & 0xC0) == 0x80) k--;
+        utf8proc_int32_t cp;
+        utf8proc_iterate((const utf8proc_uint8_t *)s + k, (utf8proc_ssize_t)(i - k), &cp);
+        i = k;
+        if (is_case_ignorable(cp)) continue;
+        before = is_cased(cp);
+        break;
+    }
+    if (!before) return 0;
+    for (size_t i = at + len; i < n;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+        if (l <= 0) break;
+        i += (size_t)l;
+        if (is_case_ignorable(cp)) continue;
+        return !is_cased(cp);
+    }
+    return 1;
+}
+
 static int normalize_step(const rf_text_step *st, const char *s, size_t n, rf_strbuf *out)
 {
     out->n = 0;
@@ -443,12 +483,24 @@ static int normalize_step(const rf_text_step *st, const char *s, size_t n, rf_st
         return rc;
     }
     case N_LOWER:
+        /* Full lowercasing as the reference (Rust's str::to_lowercase)
+         * does it: utf8proc's simple mapping plus the two rules of
+         * SpecialCasing.txt that apply without a locale — U+0130 becomes
+         * "i" + U+0307, and capital sigma at a word's end becomes U+03C2. */
         for (size_t i = 0; i < n;) {
-            utf8proc_int32_t cp;
+            utf8proc_int32_t cp, lc;
             utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
             if (l <= 0) return RF_EINVAL;
-            utf8proc_uint8_t enc[4];
-            utf8proc_ssize_t el = utf8proc_encode_char(utf8proc_tolower(cp), enc);
+            utf8proc_uint8_t enc[8];
+            utf8proc_ssize_t el;
+            if (cp == 0x130) {
+                el = utf8proc_encode_char('i', enc);
+                el += utf8proc_encode_char(0x307, enc + el);
+            } else {
+                lc = utf8proc_tolower(cp);
+                if (cp == 0x3A3 && final_sigma(s, n, i, (size_t)l)) lc = 0x3C2;
+                el = utf8proc_encode_char(lc, enc);
+            }
             if (rf_strbuf_add(out, (const char *)enc, (size_t)el)) return RF_ENOMEM;
             i += (size_t)l;
         }
