@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/tokenizer_bpe.h"
+#include "engine/tokenizer_decode.h"
 #include "engine/tokenizer_text.h"
 
 /* An entry of tokenizer.json's `added_tokens`. */

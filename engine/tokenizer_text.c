@@ -10,7 +10,6 @@
 enum {
     N_PREPEND = 1, N_REPLACE, N_UNICODE, N_LOWER, N_STRIP,
     P_SPLIT, P_BYTELEVEL, P_METASPACE,
-    D_BYTELEVEL, D_REPLACE, D_BYTEFALLBACK, D_FUSE, D_STRIP, D_METASPACE,
 };
 /* Split behaviours, named as in tokenizer.json. */
 enum { B_REMOVED, B_ISOLATED, B_MERGED_PREV, B_MERGED_NEXT, B_CONTIGUOUS };
@@ -91,7 +90,7 @@ static void bytelevel_tables(void)
 }
 
 static int byte_to_cp(int b) { return b2c[b]; }
-static int cp_to_byte(int32_t cp) { return cp >= 0 && cp < 512 ? c2b[cp] : -1; }
+int rf_bytelevel_byte(int32_t cp) { return cp >= 0 && cp < 512 ? c2b[cp] : -1; }
 
 static regex_t *compile(const char *pat, size_t n, char *why, size_t why_n)
 {
@@ -140,7 +139,7 @@ size_t rf_text_word_at(const char *s, const char *end) { return class_at(re_word
 
 /* Length of the valid UTF-8 sequence at s, or 0 — RFC 3629 bounds, so
  * overlong forms and surrogates are invalid, as in every decoder. */
-static size_t utf8_valid_at(const uint8_t *s, size_t n)
+size_t rf_utf8_valid_at(const uint8_t *s, size_t n)
 {
     uint8_t c = s[0];
     if (c < 0x80) return 1;
@@ -161,7 +160,7 @@ int rf_utf8_lossy(rf_strbuf *out, const char *s, size_t n)
     const uint8_t *u = (const uint8_t *)s;
     size_t i = 0, run = 0;
     while (i < n) {
-        size_t l = utf8_valid_at(u + i, n - i);
+        size_t l = rf_utf8_valid_at(u + i, n - i);
         if (l) { i += l; continue; }
         if (rf_strbuf_add(out, s + run, i - run)) return RF_ENOMEM;
         /* One U+FFFD per maximal invalid prefix (WHATWG / Rust lossy). */
@@ -181,7 +180,7 @@ int rf_utf8_lossy(rf_strbuf *out, const char *s, size_t n)
 
 /* ---- patterns ---- */
 
-static int pattern_load(rf_pattern *p, json_t *j, const char *field, rf_error *err)
+int rf_pattern_load(rf_pattern *p, json_t *j, const char *field, rf_error *err)
 {
     json_t *re = json_object_get(j, "Regex"), *lit = json_object_get(j, "String");
     char why[256];
@@ -233,7 +232,7 @@ static void pattern_free(rf_pattern *p)
 
 /* ---- loading ---- */
 
-static int step_add(rf_text_chain *c, rf_text_step **st, rf_error *err)
+int rf_text_step_add(rf_text_chain *c, rf_text_step **st, rf_error *err)
 {
     rf_text_step *s = realloc(c->steps, (c->n + 1) * sizeof *s);
     if (!s) return rf_errorf(err, RF_ENOMEM, "out of memory");
@@ -243,7 +242,7 @@ static int step_add(rf_text_chain *c, rf_text_step **st, rf_error *err)
     return 0;
 }
 
-static int dup_str(json_t *v, char **out, size_t *n, const char *field, rf_error *err)
+int rf_text_dup_str(json_t *v, char **out, size_t *n, const char *field, rf_error *err)
 {
     if (!json_is_string(v)) return rf_error_field(err, RF_EINVAL, field, "%s must be a string", field);
     *n = json_string_length(v);
@@ -265,15 +264,15 @@ int rf_normalizer_load(rf_text_chain *c, json_t *j, rf_error *err)
         json_array_foreach(list, i, e) if ((rc = rf_normalizer_load(c, e, err))) return rc;
         return 0;
     }
-    if ((rc = step_add(c, &st, err))) return rc;
+    if ((rc = rf_text_step_add(c, &st, err))) return rc;
     if (!strcmp(type, "Prepend")) {
         st->type = N_PREPEND;
-        return dup_str(json_object_get(j, "prepend"), &st->a, &st->an, "normalizer.prepend", err);
+        return rf_text_dup_str(json_object_get(j, "prepend"), &st->a, &st->an, "normalizer.prepend", err);
     }
     if (!strcmp(type, "Replace")) {
         st->type = N_REPLACE;
-        if ((rc = pattern_load(&st->pat, json_object_get(j, "pattern"), "normalizer.pattern", err))) return rc;
-        return dup_str(json_object_get(j, "content"), &st->b, &st->bn, "normalizer.content", err);
+        if ((rc = rf_pattern_load(&st->pat, json_object_get(j, "pattern"), "normalizer.pattern", err))) return rc;
+        return rf_text_dup_str(json_object_get(j, "content"), &st->b, &st->bn, "normalizer.content", err);
     }
     if (!strcmp(type, "NFC") || !strcmp(type, "NFD") || !strcmp(type, "NFKC") || !strcmp(type, "NFKD")) {
         st->type = N_UNICODE;
@@ -302,7 +301,7 @@ static int behavior_of(const char *b)
     return -1;
 }
 
-static int prepend_scheme(json_t *j)
+int rf_text_prepend_scheme(json_t *j)
 {
     const char *s = json_string_value(json_object_get(j, "prepend_scheme"));
     if (s) return !strcmp(s, "first") ? 1 : !strcmp(s, "never") ? 2 : 0;
@@ -328,10 +327,10 @@ int rf_pretok_load(rf_text_chain *c, json_t *j, rf_error *err)
     if (c->byte_level)
         return rf_error_field(err, RF_EUNSUPPORTED, "pre_tokenizer",
                               "a pre-tokenizer after ByteLevel is not supported");
-    if ((rc = step_add(c, &st, err))) return rc;
+    if ((rc = rf_text_step_add(c, &st, err))) return rc;
     if (!strcmp(type, "Split")) {
         st->type = P_SPLIT;
-        if ((rc = pattern_load(&st->pat, json_object_get(j, "pattern"), "pre_tokenizer.pattern", err))) return rc;
+        if ((rc = rf_pattern_load(&st->pat, json_object_get(j, "pattern"), "pre_tokenizer.pattern", err))) return rc;
         st->i1 = behavior_of(json_string_value(json_object_get(j, "behavior")));
         if (st->i1 < 0)
             return rf_error_field(err, RF_EINVAL, "pre_tokenizer.behavior", "unknown Split behavior");
@@ -347,53 +346,14 @@ int rf_pretok_load(rf_text_chain *c, json_t *j, rf_error *err)
     }
     if (!strcmp(type, "Metaspace")) {
         st->type = P_METASPACE;
-        if ((rc = dup_str(json_object_get(j, "replacement"), &st->a, &st->an, "pre_tokenizer.replacement", err)))
+        if ((rc = rf_text_dup_str(json_object_get(j, "replacement"), &st->a, &st->an, "pre_tokenizer.replacement", err)))
             return rc;
-        st->i1 = prepend_scheme(j);
+        st->i1 = rf_text_prepend_scheme(j);
         st->i2 = !json_is_false(json_object_get(j, "split"));
         return 0;
     }
     return rf_error_field(err, RF_EUNSUPPORTED, "pre_tokenizer.type", "pre-tokenizer \"%s\" is not supported",
                           type);
-}
-
-int rf_decoder_load(rf_text_chain *c, json_t *j, rf_error *err)
-{
-    if (!j || json_is_null(j)) return 0;
-    const char *type = json_string_value(json_object_get(j, "type"));
-    rf_text_step *st;
-    int rc;
-    if (!type) return rf_error_field(err, RF_EINVAL, "decoder.type", "decoder has no type");
-    if (!strcmp(type, "Sequence")) {
-        json_t *list = json_object_get(j, "decoders"), *e;
-        size_t i;
-        json_array_foreach(list, i, e) if ((rc = rf_decoder_load(c, e, err))) return rc;
-        return 0;
-    }
-    if ((rc = step_add(c, &st, err))) return rc;
-    if (!strcmp(type, "ByteLevel")) return st->type = D_BYTELEVEL, 0;
-    if (!strcmp(type, "ByteFallback")) return st->type = D_BYTEFALLBACK, 0;
-    if (!strcmp(type, "Fuse")) return st->type = D_FUSE, 0;
-    if (!strcmp(type, "Replace")) {
-        st->type = D_REPLACE;
-        if ((rc = pattern_load(&st->pat, json_object_get(j, "pattern"), "decoder.pattern", err))) return rc;
-        return dup_str(json_object_get(j, "content"), &st->b, &st->bn, "decoder.content", err);
-    }
-    if (!strcmp(type, "Strip")) {
-        st->type = D_STRIP;
-        if ((rc = dup_str(json_object_get(j, "content"), &st->a, &st->an, "decoder.content", err))) return rc;
-        st->i1 = (int)json_integer_value(json_object_get(j, "start"));
-        st->i2 = (int)json_integer_value(json_object_get(j, "stop"));
-        return 0;
-    }
-    if (!strcmp(type, "Metaspace")) {
-        st->type = D_METASPACE;
-        if ((rc = dup_str(json_object_get(j, "replacement"), &st->a, &st->an, "decoder.replacement", err)))
-            return rc;
-        st->i1 = prepend_scheme(j);
-        return 0;
-    }
-    return rf_error_field(err, RF_EUNSUPPORTED, "decoder.type", "decoder \"%s\" is not supported", type);
 }
 
 void rf_text_chain_free(rf_text_chain *c)
@@ -410,7 +370,7 @@ void rf_text_chain_free(rf_text_chain *c)
 /* ---- applying ---- */
 
 /* Append s with every match of p replaced by rep. */
-static int replace_all(const rf_pattern *p, const char *s, size_t n, const char *rep, size_t rn, rf_strbuf *out)
+int rf_replace_all(const rf_pattern *p, const char *s, size_t n, const char *rep, size_t rn, rf_strbuf *out)
 {
     OnigRegion *rg = p->re ? onig_region_new() : NULL;
     size_t at = 0, ms, me;
@@ -472,7 +432,7 @@ static int normalize_step(const rf_text_step *st, const char *s, size_t n, rf_st
     case N_PREPEND:
         if (!n) return rf_strbuf_add(out, "", 0);
         return rf_strbuf_add(out, st->a, st->an) || rf_strbuf_add(out, s, n) ? RF_ENOMEM : 0;
-    case N_REPLACE: return replace_all(&st->pat, s, n, st->b, st->bn, out);
+    case N_REPLACE: return rf_replace_all(&st->pat, s, n, st->b, st->bn, out);
     case N_UNICODE: {
         utf8proc_uint8_t *dst = NULL;
         utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst,
@@ -615,7 +575,7 @@ static int pretok_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out, in
             if (!starts && n && s[0] == ' ') starts = 1; /* the space becomes the replacement */
             if (!starts && (st->i1 == 0 || (st->i1 == 1 && first && i == 0)))
                 rc = rf_strbuf_add(&tmp, st->a, st->an);
-            if (!rc) rc = replace_all(&sp, s, n, st->a, st->an, &tmp);
+            if (!rc) rc = rf_replace_all(&sp, s, n, st->a, st->an, &tmp);
             if (rc) break;
             if (st->i2) {
                 rf_pattern rp = {.lit = st->a, .lit_len = st->an};
@@ -660,145 +620,3 @@ int rf_pretokenize(const rf_text_chain *c, const char *s, size_t n, int first, r
     return rc;
 }
 
-/* ---- decoding ---- */
-
-static int32_t next_cp(const char *s, size_t n, size_t *i)
-{
-    utf8proc_int32_t cp;
-    utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + *i, (utf8proc_ssize_t)(n - *i), &cp);
-    if (l <= 0) {
-        (*i)++;
-        return -1;
-    }
-    *i += (size_t)l;
-    return cp;
-}
-
-static int byte_token(const char *s, size_t n)
-{
-    if (n != 6 || memcmp(s, "<0x", 3) || s[5] != '>') return -1;
-    int v = 0;
-    for (int k = 3; k < 5; k++) {
-        char ch = s[k];
-        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
-              : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-        if (d < 0) return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
-/* One decoder step over the token list `in`, written to `out`; the steps
- * are those of the reference's decode_chain. */
-static int decode_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out)
-{
-    rf_strbuf t = {0};
-    int rc = 0;
-    rf_pieces_reset(out);
-    switch (st->type) {
-    case D_BYTELEVEL:
-        /* Each token maps back to bytes if all its characters are in the
-         * alphabet, else stays as it is (added tokens); then lossy UTF-8. */
-        for (size_t i = 0; i < in->n && !rc; i++) {
-            const char *s = in->buf.s + in->off[i];
-            size_t n = in->len[i], j = 0, mark = t.n;
-            int ok = 1;
-            while (j < n && ok) {
-                int b = cp_to_byte(next_cp(s, n, &j));
-                if (b < 0) ok = 0;
-                else { char ch = (char)b; rc = rf_strbuf_add(&t, &ch, 1); }
-            }
-            if (!ok) t.n = mark, rc = rf_strbuf_add(&t, s, n);
-        }
-        if (!rc) {
-            rf_strbuf u = {0};
-            rc = rf_utf8_lossy(&u, t.s ? t.s : "", t.n);
-            if (!rc) rc = rf_pieces_add(out, u.s ? u.s : "", u.n);
-            free(u.s);
-        }
-        break;
-    case D_REPLACE:
-        for (size_t i = 0; i < in->n && !rc; i++) {
-            t.n = 0;
-            rc = replace_all(&st->pat, in->buf.s + in->off[i], in->len[i], st->b, st->bn, &t);
-            if (!rc) rc = rf_pieces_add(out, t.s, t.n);
-        }
-        break;
-    case D_BYTEFALLBACK: {
-        size_t run = 0; /* byte tokens gathered in t */
-        for (size_t i = 0; i <= in->n && !rc; i++) {
-            int b = i < in->n ? byte_token(in->buf.s + in->off[i], in->len[i]) : -1;
-            if (b >= 0) {
-                char ch = (char)b;
-                rc = rf_strbuf_add(&t, &ch, 1);
-                run++;
-                continue;
-            }
-            if (run) {
-                size_t j = 0;
-                while (j < t.n && utf8_valid_at((const uint8_t *)t.s + j, t.n - j)) j += utf8_valid_at((const uint8_t *)t.s + j, t.n - j);
-                if (j == t.n) rc = rf_pieces_add(out, t.s, t.n);
-                else for (size_t k = 0; k < run && !rc; k++) rc = rf_pieces_add(out, "\xEF\xBF\xBD", 3);
-                t.n = 0, run = 0;
-            }
-            if (!rc && i < in->n) rc = rf_pieces_add(out, in->buf.s + in->off[i], in->len[i]);
-        }
-        break;
-    }
-    case D_FUSE:
-        for (size_t i = 0; i < in->n && !rc; i++) rc = rf_strbuf_add(&t, in->buf.s + in->off[i], in->len[i]);
-        if (!rc) rc = rf_pieces_add(out, t.s ? t.s : "", t.n);
-        break;
-    case D_STRIP:
-        for (size_t i = 0; i < in->n && !rc; i++) {
-            const char *s = in->buf.s + in->off[i];
-            size_t b = 0, e = in->len[i];
-            for (int k = 0; k < st->i1 && e - b >= st->an && !memcmp(s + b, st->a, st->an); k++) b += st->an;
-            for (int k = 0; k < st->i2 && e - b >= st->an && !memcmp(s + e - st->an, st->a, st->an); k++) e -= st->an;
-            rc = rf_pieces_add(out, s + b, e - b);
-        }
-        break;
-    case D_METASPACE:
-        for (size_t i = 0; i < in->n && !rc; i++) {
-            const char *s = in->buf.s + in->off[i];
-            size_t n = in->len[i];
-            t.n = 0;
-            for (size_t j = 0; j < n && !rc;) {
-                if (n - j >= st->an && !memcmp(s + j, st->a, st->an)) {
-                    /* The reference drops every replacement of the first
-                     * token when a prefix was prepended, not just one. */
-                    if (!(i == 0 && st->i1 != 2)) rc = rf_strbuf_add(&t, " ", 1);
-                    j += st->an;
-                } else {
-                    rc = rf_strbuf_add(&t, s + j, 1);
-                    j++;
-                }
-            }
-            if (!rc) rc = rf_pieces_add(out, t.s ? t.s : "", t.n);
-        }
-        break;
-    default: rc = RF_EINTERNAL;
-    }
-    free(t.s);
-    return rc;
-}
-
-int rf_decode_chain(const rf_text_chain *c, rf_pieces *toks, rf_strbuf *out)
-{
-    rf_pieces tmp = {0};
-    int rc = 0;
-    for (size_t i = 0; i < c->n && !rc; i++) {
-        if ((rc = decode_step(&c->steps[i], toks, &tmp))) break;
-        rf_pieces t = *toks;
-        *toks = tmp, tmp = t;
-    }
-    out->n = 0;
-    /* Without a decoder the reference joins tokens with spaces. */
-    for (size_t i = 0; i < toks->n && !rc; i++) {
-        if (!c->n && i && (rc = rf_strbuf_add(out, " ", 1))) break;
-        rc = rf_utf8_lossy(out, toks->buf.s + toks->off[i], toks->len[i]);
-    }
-    if (!rc) rc = rf_strbuf_add(out, "", 0);
-    rf_pieces_free(&tmp);
-    return rc;
-}

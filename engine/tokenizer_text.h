@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <oniguruma.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "engine/error.h"
 
@@ -51,10 +52,9 @@ typedef struct rf_text_chain {
     int byte_level; /* pre-tokenizer: words come out `Ġ`-mapped */
 } rf_text_chain;
 
-/* Load a `normalizer`, `pre_tokenizer` or `decoder` (JSON null: empty). */
+/* Load a `normalizer` or `pre_tokenizer` (JSON null: empty). */
 int rf_normalizer_load(rf_text_chain *c, json_t *j, rf_error *err);
 int rf_pretok_load(rf_text_chain *c, json_t *j, rf_error *err);
-int rf_decoder_load(rf_text_chain *c, json_t *j, rf_error *err);
 void rf_text_chain_free(rf_text_chain *c);
 
 /* Normalize s into out (out is overwritten). */
@@ -62,8 +62,6 @@ int rf_normalize(const rf_text_chain *c, const char *s, size_t n, rf_strbuf *out
 /* Cut s into words, appended to out, already in the model's alphabet.
  * first: s begins the input (Metaspace's prepend_scheme "first"). */
 int rf_pretokenize(const rf_text_chain *c, const char *s, size_t n, int first, rf_pieces *out);
-/* Turn token texts into text (out is overwritten), NUL-terminated. */
-int rf_decode_chain(const rf_text_chain *c, rf_pieces *toks, rf_strbuf *out);
 
 /* Unicode tests for added tokens' lstrip/rstrip/single_word: the length of
  * the whitespace (or word) character at s[0], or 0. */
@@ -73,5 +71,17 @@ size_t rf_text_word_at(const char *s, const char *end);
 /* Append s to out with each invalid UTF-8 sequence replaced by U+FFFD,
  * the way the reference's lossy conversion does. */
 int rf_utf8_lossy(rf_strbuf *out, const char *s, size_t n);
+
+/* Shared with the decoder (engine/tokenizer_decode.c). */
+int rf_text_step_add(rf_text_chain *c, rf_text_step **st, rf_error *err);
+int rf_text_dup_str(json_t *v, char **out, size_t *n, const char *field, rf_error *err);
+int rf_text_prepend_scheme(json_t *j); /* Metaspace: 0 always, 1 first, 2 never */
+int rf_pattern_load(rf_pattern *p, json_t *j, const char *field, rf_error *err);
+/* Append s to out with every match of p replaced by rep. */
+int rf_replace_all(const rf_pattern *p, const char *s, size_t n, const char *rep, size_t rn, rf_strbuf *out);
+/* Length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
+size_t rf_utf8_valid_at(const uint8_t *s, size_t n);
+/* The byte a byte-level alphabet character stands for, or -1. */
+int rf_bytelevel_byte(int32_t cp);
 
 #endif

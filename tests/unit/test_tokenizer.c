@@ -387,6 +387,63 @@ static void test_chat_formats_and_answer_spans(void **state)
     rf_tokenizer_free(t);
 }
 
+/* With ignore_merges and no merges, a word is one id exactly when it is in
+ * the vocabulary, which makes the pre-tokenizer's cuts visible. */
+static rf_tokenizer *load_split(const char *behavior, int invert)
+{
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \"-\"}, \"behavior\": \"%s\", "
+             "\"invert\": %s}, \"model\": {\"type\": \"BPE\", \"ignore_merges\": true, \"merges\": [], \"vocab\": "
+             "{\"a\": 0, \"b\": 1, \"-\": 2, \"a-\": 3, \"b-\": 4, \"-b\": 5, \"--\": 6, \"--a\": 7}}}",
+             behavior, invert ? "true" : "false");
+    rf_tokenizer *t;
+    rf_error err;
+    if (rf_tokenizer_load_json(json, NULL, &t, &err)) fail_msg("%s: %s", behavior, err.msg);
+    return t;
+}
+
+static void test_split_behaviours(void **state)
+{
+    /* "a-b--a": runs a | - | b | - | - | a, each '-' a match of its own. */
+    rf_tokenizer *t = load_split("Isolated", 0);
+    EXPECT(t, "a-b--a", 0, 0, 2, 1, 2, 2, 0);
+    rf_tokenizer_free(t);
+    t = load_split("MergedWithPrevious", 0); /* a match joins the non-match before it */
+    EXPECT(t, "a-b--a", 0, 3, 4, 2, 0);
+    rf_tokenizer_free(t);
+    t = load_split("MergedWithNext", 0); /* everything after a match joins it */
+    EXPECT(t, "a-b--a", 0, 0, 5, 7);
+    rf_tokenizer_free(t);
+    t = load_split("Contiguous", 0); /* adjacent matches join */
+    EXPECT(t, "a-b--a", 0, 0, 2, 1, 6, 0);
+    rf_tokenizer_free(t);
+    t = load_split("Removed", 0);
+    EXPECT(t, "a-b--a", 0, 0, 1, 0);
+    rf_tokenizer_free(t);
+    t = load_split("Removed", 1); /* inverted: the letters are what goes */
+    EXPECT(t, "a-b--a", 0, 2, 2, 2);
+    rf_tokenizer_free(t);
+}
+
+static void test_metaspace_split_and_decode(void **state)
+{
+    const char *json =
+        "{\"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"\u2581\", \"prepend_scheme\": \"always\", "
+        "\"split\": true}, \"decoder\": {\"type\": \"Metaspace\", \"replacement\": \"\u2581\", "
+        "\"prepend_scheme\": \"always\"}, \"model\": {\"type\": \"BPE\", \"ignore_merges\": true, \"merges\": [], "
+        "\"vocab\": {\"\u2581\": 0, \"a\": 1, \"b\": 2, \"\u2581a\": 3, \"\u2581b\": 4}}}";
+    rf_tokenizer *t;
+    rf_error err;
+    if (rf_tokenizer_load_json(json, NULL, &t, &err)) fail_msg("%s", err.msg);
+    EXPECT(t, "a b", 0, 3, 4);
+    /* "▁a▁▁b" splits before each ▁ run: "▁a", "▁▁b" (not a token: chars). */
+    EXPECT(t, "a  b", 0, 3, 0, 0, 2);
+    const int32_t ids[] = {3, 4};
+    expect_text(t, ids, 2, 0, "a b");
+    rf_tokenizer_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +459,8 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_invalid_utf8_is_refused),
         cmocka_unit_test(test_malformed_files),
+        cmocka_unit_test(test_split_behaviours),
+        cmocka_unit_test(test_metaspace_split_and_decode),
         cmocka_unit_test(test_chat_family_detection),
         cmocka_unit_test(test_chat_formats_and_answer_spans),
     };
