@@ -109,16 +109,22 @@ for (const [name, tj] of Object.entries(cases)) {
     fs.writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(tj));
     fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify(config));
     const ref = new Tokenizer(tj, config);
-    const ours = refinery(["--model", dir, "--jsonl", "--no-special"], jsonl(corpus));
+    // U+FEFF is where tokenizers.js leaves the Rust library: JavaScript's
+    // \s and trim() count it as a space (Oniguruma's \s and Rust's
+    // is_whitespace do not), and its TextDecoder drops a leading BOM from a
+    // run of byte-fallback tokens. We follow the Rust library there, so those
+    // lines are left out of this comparison (the real files above keep them).
+    const lines = corpus.filter((line) => !line.includes("\uFEFF"));
+    const ours = refinery(["--model", dir, "--jsonl", "--no-special"], jsonl(lines));
     let matched = 0;
-    const want = corpus.map((line) => ref.encode(line, { add_special_tokens: false }).ids);
-    corpus.forEach((line, i) => {
+    const want = lines.map((line) => ref.encode(line, { add_special_tokens: false }).ids);
+    lines.forEach((line, i) => {
       assert.deepEqual(ours[i], want[i], `line ${i + 1} ${JSON.stringify(line).slice(0, 60)}`);
       matched++;
     });
     const decoded = refinery(["--model", dir, "--jsonl", "--decode"], jsonl(want));
-    corpus.forEach((line, i) =>
+    lines.forEach((line, i) =>
       assert.equal(decoded[i], want[i].length ? ref.decode(want[i]) : "", `decode of line ${i + 1}`));
-    t.diagnostic(`${name}: ${matched}/${corpus.length} lines identical`);
+    t.diagnostic(`${name}: ${matched}/${lines.length} lines identical (${corpus.length - lines.length} with U+FEFF left out)`);
   });
 }
