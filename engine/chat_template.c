@@ -20,8 +20,9 @@ int rf_chat_family_parse(const char *name, rf_chat_family *out, rf_error *err)
             *out = families[i].f;
             return 0;
         }
-    return rf_error_field(err, RF_EINVAL, "template",
-                          "unknown chat template family \"%s\" (llama3, llama3.1, llama2, chatml, mistral)", name);
+    return rf_error_field(
+        err, RF_EINVAL, "template",
+        "unknown chat template family \"%s\" (llama3, llama3.1, llama2, chatml, mistral)", name);
 }
 
 const char *rf_chat_family_name(rf_chat_family f)
@@ -35,16 +36,22 @@ int rf_chat_family_detect(const rf_tokenizer *tok, rf_chat_family *out, rf_error
 {
     const char *t = rf_tokenizer_chat_template(tok);
     if (!t)
-        return rf_errorf(err, RF_EUNSUPPORTED,
-                         "tokenizer_config.json has no chat_template; name the template family explicitly");
+        return rf_errorf(
+            err, RF_EUNSUPPORTED,
+            "tokenizer_config.json has no chat_template; name the template family explicitly");
     /* Markers each family's official template writes and no other does. */
-    if (strstr(t, "<|start_header_id|>")) *out = strstr(t, "Cutting Knowledge Date") ? RF_CHAT_LLAMA31 : RF_CHAT_LLAMA3;
-    else if (strstr(t, "<|im_start|>")) *out = RF_CHAT_CHATML;
-    else if (strstr(t, "[INST]") && strstr(t, "<<SYS>>")) *out = RF_CHAT_LLAMA2;
-    else if (strstr(t, "[INST]")) *out = RF_CHAT_MISTRAL;
+    if (strstr(t, "<|start_header_id|>"))
+        *out = strstr(t, "Cutting Knowledge Date") ? RF_CHAT_LLAMA31 : RF_CHAT_LLAMA3;
+    else if (strstr(t, "<|im_start|>"))
+        *out = RF_CHAT_CHATML;
+    else if (strstr(t, "[INST]") && strstr(t, "<<SYS>>"))
+        *out = RF_CHAT_LLAMA2;
+    else if (strstr(t, "[INST]"))
+        *out = RF_CHAT_MISTRAL;
     else
         return rf_errorf(err, RF_EUNSUPPORTED,
-                         "the chat_template is not one this engine recognises (no Llama 3, Llama 2, ChatML or Mistral "
+                         "the chat_template is not one this engine recognises (no Llama 3, Llama "
+                         "2, ChatML or Mistral "
                          "markers); name the template family explicitly");
     return 0;
 }
@@ -63,27 +70,41 @@ typedef struct fmt {
     int oom;
 } fmt;
 
-static void put(fmt *f, const char *s) { f->oom |= rf_strbuf_add(&f->b, s, strlen(s)) != 0; }
-static void putn(fmt *f, const char *s, size_t n) { f->oom |= rf_strbuf_add(&f->b, s, n) != 0; }
+static void put(fmt *f, const char *s)
+{
+    f->oom |= rf_strbuf_add(&f->b, s, strlen(s)) != 0;
+}
+static void putn(fmt *f, const char *s, size_t n)
+{
+    f->oom |= rf_strbuf_add(&f->b, s, n) != 0;
+}
 
 /* Jinja's trim / Python's strip(): leading (when left) and trailing whitespace. */
 static void put_stripped(fmt *f, const char *s, int left)
 {
     const char *e = s + strlen(s);
     size_t l;
-    while (left && s < e && (l = rf_text_space_at(s, e))) s += l;
+    while (left && s < e && (l = rf_text_space_at(s, e)))
+        s += l;
     while (e > s) {
         const char *p = e - 1;
-        while (p > s && ((unsigned char)*p & 0xC0) == 0x80) p--;
+        while (p > s && ((unsigned char)*p & 0xC0) == 0x80)
+            p--;
         if (!rf_text_space_at(p, e)) break;
         e = p;
     }
     putn(f, s, (size_t)(e - s));
 }
 
-static void put_trimmed(fmt *f, const char *s) { put_stripped(f, s, 1); }
+static void put_trimmed(fmt *f, const char *s)
+{
+    put_stripped(f, s, 1);
+}
 
-static void span_open(fmt *f, size_t *start) { *start = f->b.n; }
+static void span_open(fmt *f, size_t *start)
+{
+    *start = f->b.n;
+}
 
 static void span_close(fmt *f, size_t start)
 {
@@ -104,7 +125,8 @@ static char *chatml_default_system(const char *tpl)
     const char *p = tpl ? strstr(tpl, open) : NULL;
     while (p) {
         const char *s = p + sizeof open - 1, *e = strstr(s, "<|im_end|>");
-        if (e && !memchr(s, '{', (size_t)(e - s)) && !memchr(s, '\'', (size_t)(e - s))) return strndup(s, (size_t)(e - s));
+        if (e && !memchr(s, '{', (size_t)(e - s)) && !memchr(s, '\'', (size_t)(e - s)))
+            return strndup(s, (size_t)(e - s));
         p = strstr(s, open);
     }
     return NULL;
@@ -115,20 +137,25 @@ static int check_roles(const rf_chat_msg *m, size_t n, int alternate, rf_error *
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (!m[i].role || !m[i].content)
-            return rf_error_field(err, RF_EINVAL, "messages", "message %zu needs a role and a content", i);
+            return rf_error_field(err, RF_EINVAL, "messages",
+                                  "message %zu needs a role and a content", i);
         int sys = !strcmp(m[i].role, "system"), user = !strcmp(m[i].role, "user");
         int asst = !strcmp(m[i].role, "assistant");
         if (!sys && !user && !asst)
-            return rf_error_field(err, RF_EINVAL, "messages", "message %zu has unknown role \"%s\"", i, m[i].role);
+            return rf_error_field(err, RF_EINVAL, "messages", "message %zu has unknown role \"%s\"",
+                                  i, m[i].role);
         if (!alternate) continue;
         if (sys) {
-            if (i) return rf_error_field(err, RF_EINVAL, "messages", "only the first message may be a system message");
+            if (i)
+                return rf_error_field(err, RF_EINVAL, "messages",
+                                      "only the first message may be a system message");
             continue;
         }
         /* Llama 2 and Mistral templates raise on anything but u/a/u/a… */
         if (user != (k % 2 == 0))
-            return rf_error_field(err, RF_EINVAL, "messages",
-                                  "conversation roles must alternate user/assistant/user/assistant/…");
+            return rf_error_field(
+                err, RF_EINVAL, "messages",
+                "conversation roles must alternate user/assistant/user/assistant/…");
         k++;
     }
     return 0;
@@ -172,7 +199,9 @@ int rf_chat_format(const rf_tokenizer *tok, rf_chat_family fam, const rf_chat_ms
         break;
     }
     case RF_CHAT_CHATML: {
-        char *def = n && !strcmp(m[0].role, "system") ? NULL : chatml_default_system(rf_tokenizer_chat_template(tok));
+        char *def = n && !strcmp(m[0].role, "system")
+                        ? NULL
+                        : chatml_default_system(rf_tokenizer_chat_template(tok));
         if (def) {
             put(&f, "<|im_start|>system\n");
             put(&f, def);
@@ -214,8 +243,10 @@ int rf_chat_format(const rf_tokenizer *tok, rf_chat_family fam, const rf_chat_ms
                 }
                 /* Llama 2 strips the whole content, system block included,
                  * so after a system block only the user text's end is. */
-                if (fam == RF_CHAT_LLAMA2) put_stripped(&f, m[i].content, !(sys && i == first));
-                else put(&f, m[i].content);
+                if (fam == RF_CHAT_LLAMA2)
+                    put_stripped(&f, m[i].content, !(sys && i == first));
+                else
+                    put(&f, m[i].content);
                 put(&f, " [/INST]");
             } else {
                 if (fam == RF_CHAT_LLAMA2) put(&f, " ");

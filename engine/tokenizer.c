@@ -33,7 +33,7 @@ struct rf_tokenizer {
     rf_added *added;
     size_t n_added;
     rf_added_set raw, normed;
-    uint8_t *special; /* per id: 1 when a special added token */
+    uint8_t *special;         /* per id: 1 when a special added token */
     int32_t *prefix, *suffix; /* what the post-processor puts around a sequence */
     size_t n_prefix, n_suffix;
     char *bos, *eos, *chat_template;
@@ -92,7 +92,8 @@ static int build_set(rf_tokenizer *t, rf_added_set *set, int normalized)
     pthread_mutex_unlock(&sort_lock);
     size_t k = 0;
     for (int b = 0; b <= 256; b++) {
-        while (k < set->n && (uint8_t)t->added[set->idx[k]].content[0] < b) k++;
+        while (k < set->n && (uint8_t)t->added[set->idx[k]].content[0] < b)
+            k++;
         set->start[b] = k;
     }
     return 0;
@@ -102,18 +103,21 @@ static int load_added(rf_tokenizer *t, json_t *list, int32_t *max_id, rf_error *
 {
     *max_id = -1;
     if (!list || json_is_null(list)) return 0;
-    if (!json_is_array(list)) return rf_error_field(err, RF_EINVAL, "added_tokens", "added_tokens must be an array");
+    if (!json_is_array(list))
+        return rf_error_field(err, RF_EINVAL, "added_tokens", "added_tokens must be an array");
     t->added = calloc(json_array_size(list) + 1, sizeof *t->added);
     if (!t->added) return rf_errorf(err, RF_ENOMEM, "out of memory");
     size_t i;
     json_t *e;
-    json_array_foreach(list, i, e) {
+    json_array_foreach(list, i, e)
+    {
         json_t *id = json_object_get(e, "id"), *c = json_object_get(e, "content");
         char field[64];
         snprintf(field, sizeof field, "added_tokens[%zu]", i);
-        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= INT32_MAX / 2 ||
-            !json_is_string(c) || !json_string_length(c))
-            return rf_error_field(err, RF_EINVAL, field, "an added token needs an id and a non-empty content");
+        if (!json_is_integer(id) || json_integer_value(id) < 0 ||
+            json_integer_value(id) >= INT32_MAX / 2 || !json_is_string(c) || !json_string_length(c))
+            return rf_error_field(err, RF_EINVAL, field,
+                                  "an added token needs an id and a non-empty content");
         rf_added *a = &t->added[t->n_added++];
         a->id = (int32_t)json_integer_value(id);
         a->len = json_string_length(c);
@@ -147,8 +151,10 @@ static int ids_append(int32_t **v, size_t *n, json_t *ids, const char *field, rf
 {
     size_t i;
     json_t *e;
-    json_array_foreach(ids, i, e) {
-        if (!json_is_integer(e)) return rf_error_field(err, RF_EINVAL, field, "ids must be integers");
+    json_array_foreach(ids, i, e)
+    {
+        if (!json_is_integer(e))
+            return rf_error_field(err, RF_EINVAL, field, "ids must be integers");
         int32_t *p = realloc(*v, (*n + 1) * sizeof *p);
         if (!p) return rf_errorf(err, RF_ENOMEM, "out of memory");
         *v = p;
@@ -162,8 +168,10 @@ static int load_cls_sep(rf_tokenizer *t, json_t *pp, rf_error *err)
 {
     json_t *cls = json_object_get(pp, "cls"), *sep = json_object_get(pp, "sep");
     if (!json_is_integer(json_array_get(cls, 1)) || !json_is_integer(json_array_get(sep, 1)))
-        return rf_error_field(err, RF_EINVAL, "post_processor", "cls and sep must be [\"token\", id]");
-    json_t *a = json_pack("[O]", json_array_get(cls, 1)), *b = json_pack("[O]", json_array_get(sep, 1));
+        return rf_error_field(err, RF_EINVAL, "post_processor",
+                              "cls and sep must be [\"token\", id]");
+    json_t *a = json_pack("[O]", json_array_get(cls, 1)),
+           *b = json_pack("[O]", json_array_get(sep, 1));
     int rc = a && b ? 0 : rf_errorf(err, RF_ENOMEM, "out of memory");
     if (!rc) rc = ids_append(&t->prefix, &t->n_prefix, a, "post_processor.cls", err);
     if (!rc) rc = ids_append(&t->suffix, &t->n_suffix, b, "post_processor.sep", err);
@@ -177,26 +185,32 @@ static int load_post(rf_tokenizer *t, json_t *pp, rf_error *err)
     if (!pp || json_is_null(pp)) return 0;
     const char *type = json_string_value(json_object_get(pp, "type"));
     int rc;
-    if (!type) return rf_error_field(err, RF_EINVAL, "post_processor.type", "post_processor has no type");
+    if (!type)
+        return rf_error_field(err, RF_EINVAL, "post_processor.type", "post_processor has no type");
     if (!strcmp(type, "ByteLevel")) return 0; /* only trims offsets; ids are untouched */
     if (!strcmp(type, "Sequence")) {
         size_t i;
         json_t *e;
-        json_array_foreach(json_object_get(pp, "processors"), i, e) if ((rc = load_post(t, e, err))) return rc;
+        json_array_foreach(json_object_get(pp, "processors"), i,
+                           e) if ((rc = load_post(t, e, err))) return rc;
         return 0;
     }
-    if (!strcmp(type, "BertProcessing") || !strcmp(type, "RobertaProcessing")) return load_cls_sep(t, pp, err);
+    if (!strcmp(type, "BertProcessing") || !strcmp(type, "RobertaProcessing"))
+        return load_cls_sep(t, pp, err);
     if (strcmp(type, "TemplateProcessing"))
-        return rf_error_field(err, RF_EUNSUPPORTED, "post_processor.type", "post-processor \"%s\" is not supported",
-                              type);
+        return rf_error_field(err, RF_EUNSUPPORTED, "post_processor.type",
+                              "post-processor \"%s\" is not supported", type);
     /* TemplateProcessing: the `single` template, e.g. [<s>, $A]; each
      * SpecialToken names an entry of special_tokens holding its ids. */
-    json_t *single = json_object_get(pp, "single"), *specials = json_object_get(pp, "special_tokens"), *item;
+    json_t *single = json_object_get(pp, "single"),
+           *specials = json_object_get(pp, "special_tokens"), *item;
     size_t i;
     int seen_seq = 0;
     if (!json_is_array(single))
-        return rf_error_field(err, RF_EINVAL, "post_processor.single", "TemplateProcessing needs a single template");
-    json_array_foreach(single, i, item) {
+        return rf_error_field(err, RF_EINVAL, "post_processor.single",
+                              "TemplateProcessing needs a single template");
+    json_array_foreach(single, i, item)
+    {
         json_t *sp = json_object_get(item, "SpecialToken");
         if (json_object_get(item, "Sequence")) {
             seen_seq = 1;
@@ -206,9 +220,12 @@ static int load_post(rf_tokenizer *t, json_t *pp, rf_error *err)
         json_t *ids = json_object_get(json_object_get(specials, name ? name : ""), "ids");
         if (!name || !json_is_array(ids))
             return rf_error_field(err, RF_EINVAL, "post_processor.special_tokens",
-                                  "template token \"%s\" has no ids in special_tokens", name ? name : "?");
-        if ((rc = seen_seq ? ids_append(&t->suffix, &t->n_suffix, ids, "post_processor.special_tokens", err)
-                           : ids_append(&t->prefix, &t->n_prefix, ids, "post_processor.special_tokens", err)))
+                                  "template token \"%s\" has no ids in special_tokens",
+                                  name ? name : "?");
+        if ((rc = seen_seq ? ids_append(&t->suffix, &t->n_suffix, ids,
+                                        "post_processor.special_tokens", err)
+                           : ids_append(&t->prefix, &t->n_prefix, ids,
+                                        "post_processor.special_tokens", err)))
             return rc;
     }
     return 0;
@@ -228,13 +245,15 @@ static int load_config(rf_tokenizer *t, const char *config_json, rf_error *err)
     /* model_max_length is often 1e30 written as an integer: read numbers as reals. */
     json_t *c = json_loads(config_json, JSON_DECODE_INT_AS_REAL, &je);
     int rc = 0;
-    if (!c) return rf_errorf(err, RF_EINVAL, "tokenizer_config.json: %s at line %d", je.text, je.line);
+    if (!c)
+        return rf_errorf(err, RF_EINVAL, "tokenizer_config.json: %s at line %d", je.text, je.line);
     json_t *tpl = json_object_get(c, "chat_template");
     if (json_is_array(tpl)) {
         /* Several named templates: the one called "default" is the chat one. */
         size_t i;
         json_t *e, *found = NULL;
-        json_array_foreach(tpl, i, e) if (!strcmp(json_string_value(json_object_get(e, "name")) ?: "", "default"))
+        json_array_foreach(
+            tpl, i, e) if (!strcmp(json_string_value(json_object_get(e, "name")) ?: "", "default"))
             found = json_object_get(e, "template");
         tpl = found;
     }
@@ -247,7 +266,8 @@ static int load_config(rf_tokenizer *t, const char *config_json, rf_error *err)
     return rc ? rf_errorf(err, rc, "out of memory") : 0;
 }
 
-int rf_tokenizer_load_json(const char *tokenizer_json, const char *config_json, rf_tokenizer **out, rf_error *err)
+int rf_tokenizer_load_json(const char *tokenizer_json, const char *config_json, rf_tokenizer **out,
+                           rf_error *err)
 {
     json_error_t je;
     json_t *root = NULL;
@@ -260,7 +280,8 @@ int rf_tokenizer_load_json(const char *tokenizer_json, const char *config_json, 
     t->cleanup = 1;
     if ((rc = rf_text_init(err))) goto fail;
     if (!(root = json_loads(tokenizer_json, 0, &je))) {
-        rc = rf_errorf(err, RF_EINVAL, "tokenizer.json is not valid JSON: %s at line %d", je.text, je.line);
+        rc = rf_errorf(err, RF_EINVAL, "tokenizer.json is not valid JSON: %s at line %d", je.text,
+                       je.line);
         goto fail;
     }
     if (!json_is_object(root)) {
@@ -270,9 +291,11 @@ int rf_tokenizer_load_json(const char *tokenizer_json, const char *config_json, 
     if ((rc = load_added(t, json_object_get(root, "added_tokens"), &max_added, err))) goto fail;
     if ((rc = rf_bpe_load(&t->bpe, json_object_get(root, "model"), max_added, err))) goto fail;
     for (size_t i = 0; i < t->n_added; i++)
-        if ((rc = rf_bpe_set_text(&t->bpe, t->added[i].id, t->added[i].content, t->added[i].len))) goto nomem;
+        if ((rc = rf_bpe_set_text(&t->bpe, t->added[i].id, t->added[i].content, t->added[i].len)))
+            goto nomem;
     if (!(t->special = calloc((size_t)t->bpe.n_ids, 1))) goto nomem;
-    for (size_t i = 0; i < t->n_added; i++) t->special[t->added[i].id] |= (uint8_t)t->added[i].special;
+    for (size_t i = 0; i < t->n_added; i++)
+        t->special[t->added[i].id] |= (uint8_t)t->added[i].special;
     if (build_set(t, &t->raw, 0) || build_set(t, &t->normed, 1)) goto nomem;
     if ((rc = rf_normalizer_load(&t->norm, json_object_get(root, "normalizer"), err))) goto fail;
     if ((rc = rf_pretok_load(&t->pretok, json_object_get(root, "pre_tokenizer"), err))) goto fail;
@@ -281,13 +304,16 @@ int rf_tokenizer_load_json(const char *tokenizer_json, const char *config_json, 
     for (size_t i = 0; i < t->n_prefix + t->n_suffix; i++) {
         int32_t id = i < t->n_prefix ? t->prefix[i] : t->suffix[i - t->n_prefix];
         if (id < 0 || id >= t->bpe.n_ids || !rf_bpe_text(&t->bpe, id)) {
-            rc = rf_error_field(err, RF_EINVAL, "post_processor", "post-processor id %d is not a token", id);
+            rc = rf_error_field(err, RF_EINVAL, "post_processor",
+                                "post-processor id %d is not a token", id);
             goto fail;
         }
     }
     if (config_json && (rc = load_config(t, config_json, err))) goto fail;
-    if (t->bos) t->bos_id = rf_tokenizer_token_to_id(t, t->bos);
-    else if (t->n_prefix) t->bos_id = t->prefix[0];
+    if (t->bos)
+        t->bos_id = rf_tokenizer_token_to_id(t, t->bos);
+    else if (t->n_prefix)
+        t->bos_id = t->prefix[0];
     if (t->eos) t->eos_id = rf_tokenizer_token_to_id(t, t->eos);
     json_decref(root);
     *out = t;
@@ -359,7 +385,8 @@ void rf_tokenizer_free(rf_tokenizer *t)
     rf_text_chain_free(&t->norm);
     rf_text_chain_free(&t->pretok);
     rf_text_chain_free(&t->dec);
-    for (size_t i = 0; i < t->n_added; i++) free(t->added[i].content);
+    for (size_t i = 0; i < t->n_added; i++)
+        free(t->added[i].content);
     free(t->added);
     free(t->raw.idx);
     free(t->normed.idx);
@@ -376,7 +403,8 @@ void rf_tokenizer_free(rf_tokenizer *t)
 
 static size_t char_start_before(const char *s, size_t i)
 {
-    do i--;
+    do
+        i--;
     while (i > 0 && ((uint8_t)s[i] & 0xC0) == 0x80);
     return i;
 }
@@ -384,7 +412,8 @@ static size_t char_start_before(const char *s, size_t i)
 /* Cut s[0, n) at the added tokens of `set`, appending stretches to out
  * (offsets relative to base). lstrip/rstrip swallow the whitespace beside
  * a token; single_word tokens only count between non-word characters. */
-static int split_added(const rf_tokenizer *t, const rf_added_set *set, const char *s, size_t n, size_t base, segs *out)
+static int split_added(const rf_tokenizer *t, const rf_added_set *set, const char *s, size_t n,
+                       size_t base, segs *out)
 {
     size_t done = 0, i = 0;
     int rc;
@@ -403,8 +432,9 @@ static int split_added(const rf_tokenizer *t, const rf_added_set *set, const cha
             continue;
         }
         size_t ms = i, me = i + hit->len;
-        if (hit->single_word && ((ms > 0 && rf_text_word_at(s + char_start_before(s, ms), s + ms)) ||
-                                 rf_text_word_at(s + me, s + n))) {
+        if (hit->single_word &&
+            ((ms > 0 && rf_text_word_at(s + char_start_before(s, ms), s + ms)) ||
+             rf_text_word_at(s + me, s + n))) {
             i = me;
             continue;
         }
@@ -416,7 +446,8 @@ static int split_added(const rf_tokenizer *t, const rf_added_set *set, const cha
             }
         if (hit->rstrip) {
             size_t l;
-            while (me < n && (l = rf_text_space_at(s + me, s + n))) me += l;
+            while (me < n && (l = rf_text_space_at(s + me, s + n)))
+                me += l;
         }
         if ((rc = segs_push(out, -1, base + done, ms - done))) return rc;
         if ((rc = segs_push(out, hit->id, base + ms, me - ms))) return rc;
@@ -435,8 +466,8 @@ static int utf8_ok(const char *s, size_t n)
 }
 
 /* Normalize, pre-tokenize and BPE one stretch of plain text. */
-static int encode_text(const rf_tokenizer *t, const char *s, size_t n, int first, rf_strbuf *nbuf, rf_pieces *words,
-                       rf_bpe_scratch *sc, rf_idvec *out)
+static int encode_text(const rf_tokenizer *t, const char *s, size_t n, int first, rf_strbuf *nbuf,
+                       rf_pieces *words, rf_bpe_scratch *sc, rf_idvec *out)
 {
     int rc;
     const char *txt = s;
@@ -453,8 +484,8 @@ static int encode_text(const rf_tokenizer *t, const char *s, size_t n, int first
             continue;
         }
         rf_pieces_reset(words);
-        if ((rc = rf_pretokenize(&t->pretok, txt + inner.v[i].off, inner.v[i].len, first && inner.v[i].off == 0,
-                                 words)))
+        if ((rc = rf_pretokenize(&t->pretok, txt + inner.v[i].off, inner.v[i].len,
+                                 first && inner.v[i].off == 0, words)))
             break;
         for (size_t w = 0; w < words->n && !rc; w++)
             rc = rf_bpe_word(&t->bpe, words->buf.s + words->off[w], words->len[w], sc, out);
@@ -464,8 +495,8 @@ out:
     return rc;
 }
 
-int rf_tokenizer_encode(const rf_tokenizer *t, const char *text, size_t len, int add_special, int32_t **ids,
-                        size_t *n, rf_error *err)
+int rf_tokenizer_encode(const rf_tokenizer *t, const char *text, size_t len, int add_special,
+                        int32_t **ids, size_t *n, rf_error *err)
 {
     rf_idvec out = {0};
     segs top = {0};
@@ -476,14 +507,20 @@ int rf_tokenizer_encode(const rf_tokenizer *t, const char *text, size_t len, int
     *ids = NULL;
     *n = 0;
     if (!utf8_ok(text, len)) return rf_errorf(err, RF_EINVAL, "text to encode is not valid UTF-8");
-    for (size_t i = 0; add_special && i < t->n_prefix && !rc; i++) rc = rf_idvec_push(&out, t->prefix[i]);
+    for (size_t i = 0; add_special && i < t->n_prefix && !rc; i++)
+        rc = rf_idvec_push(&out, t->prefix[i]);
     if (!rc) rc = split_added(t, &t->raw, text, len, 0, &top);
     for (size_t i = 0; i < top.n && !rc; i++) {
-        if (top.v[i].id >= 0) rc = rf_idvec_push(&out, top.v[i].id);
-        else rc = encode_text(t, text + top.v[i].off, top.v[i].len, top.v[i].off == 0, &nbuf, &words, &sc, &out);
+        if (top.v[i].id >= 0)
+            rc = rf_idvec_push(&out, top.v[i].id);
+        else
+            rc = encode_text(t, text + top.v[i].off, top.v[i].len, top.v[i].off == 0, &nbuf, &words,
+                             &sc, &out);
     }
-    for (size_t i = 0; add_special && i < t->n_suffix && !rc; i++) rc = rf_idvec_push(&out, t->suffix[i]);
-    if (!rc && !out.v) rc = rf_idvec_push(&out, 0), out.n = 0; /* a non-NULL array, even when empty */
+    for (size_t i = 0; add_special && i < t->n_suffix && !rc; i++)
+        rc = rf_idvec_push(&out, t->suffix[i]);
+    if (!rc && !out.v)
+        rc = rf_idvec_push(&out, 0), out.n = 0; /* a non-NULL array, even when empty */
     free(top.v);
     free(nbuf.s);
     rf_pieces_free(&words);
@@ -503,7 +540,8 @@ int rf_tokenizer_encode(const rf_tokenizer *t, const char *text, size_t len, int
 /* transformers' clean_up_tokenization: these replacements, in this order. */
 static int cleanup_spaces(rf_strbuf *b)
 {
-    static const char *const from[] = {" .", " ?", " !", " ,", " ' ", " n't", " 'm", " 's", " 've", " 're"};
+    static const char *const from[] = {" .",   " ?",  " !",  " ,",   " ' ",
+                                       " n't", " 'm", " 's", " 've", " 're"};
     static const char *const to[] = {".", "?", "!", ",", "'", "n't", "'m", "'s", "'ve", "'re"};
     for (size_t k = 0; k < sizeof from / sizeof from[0]; k++) {
         size_t fl = strlen(from[k]), tl = strlen(to[k]), w = 0, r = 0;
@@ -522,8 +560,8 @@ static int cleanup_spaces(rf_strbuf *b)
     return 0;
 }
 
-int rf_tokenizer_decode(const rf_tokenizer *t, const int32_t *ids, size_t n, int flags, char **text, size_t *len,
-                        rf_error *err)
+int rf_tokenizer_decode(const rf_tokenizer *t, const int32_t *ids, size_t n, int flags, char **text,
+                        size_t *len, rf_error *err)
 {
     rf_pieces toks = {0};
     rf_strbuf out = {0};
@@ -532,7 +570,8 @@ int rf_tokenizer_decode(const rf_tokenizer *t, const int32_t *ids, size_t n, int
     for (size_t i = 0; i < n && !rc; i++) {
         const char *s = rf_bpe_text(&t->bpe, ids[i]);
         if (!s) {
-            rc = rf_errorf(err, RF_EINVAL, "token id %d (position %zu) is not in the vocabulary", ids[i], i);
+            rc = rf_errorf(err, RF_EINVAL, "token id %d (position %zu) is not in the vocabulary",
+                           ids[i], i);
             goto fail;
         }
         if ((flags & RF_DECODE_SKIP_SPECIAL) && t->special[ids[i]]) continue;
@@ -557,14 +596,35 @@ fail:
 
 /* ---- lookups ---- */
 
-int32_t rf_tokenizer_vocab_size(const rf_tokenizer *t) { return t->bpe.n_ids; }
-const char *rf_tokenizer_id_to_token(const rf_tokenizer *t, int32_t id) { return rf_bpe_text(&t->bpe, id); }
+int32_t rf_tokenizer_vocab_size(const rf_tokenizer *t)
+{
+    return t->bpe.n_ids;
+}
+const char *rf_tokenizer_id_to_token(const rf_tokenizer *t, int32_t id)
+{
+    return rf_bpe_text(&t->bpe, id);
+}
 int rf_tokenizer_is_special(const rf_tokenizer *t, int32_t id)
 {
     return id >= 0 && id < t->bpe.n_ids && t->special[id];
 }
-int32_t rf_tokenizer_bos_id(const rf_tokenizer *t) { return t->bos_id; }
-int32_t rf_tokenizer_eos_id(const rf_tokenizer *t) { return t->eos_id; }
-const char *rf_tokenizer_chat_template(const rf_tokenizer *t) { return t->chat_template; }
-const char *rf_tokenizer_bos_token(const rf_tokenizer *t) { return t->bos; }
-const char *rf_tokenizer_eos_token(const rf_tokenizer *t) { return t->eos; }
+int32_t rf_tokenizer_bos_id(const rf_tokenizer *t)
+{
+    return t->bos_id;
+}
+int32_t rf_tokenizer_eos_id(const rf_tokenizer *t)
+{
+    return t->eos_id;
+}
+const char *rf_tokenizer_chat_template(const rf_tokenizer *t)
+{
+    return t->chat_template;
+}
+const char *rf_tokenizer_bos_token(const rf_tokenizer *t)
+{
+    return t->bos;
+}
+const char *rf_tokenizer_eos_token(const rf_tokenizer *t)
+{
+    return t->eos;
+}

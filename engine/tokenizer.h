@@ -44,8 +44,8 @@ enum {
  * clean_up_tokenization_spaces (true when absent, as in the reference)
  * removes the space before . ? ! , n't 's 'm 've 're — lossy, so a caller
  * that needs decode(encode(x)) == x passes RF_DECODE_NO_CLEANUP. */
-int rf_tokenizer_decode(const rf_tokenizer *tok, const int32_t *ids, size_t n, int flags, char **text,
-                        size_t *len, rf_error *err);
+int rf_tokenizer_decode(const rf_tokenizer *tok, const int32_t *ids, size_t n, int flags,
+                        char **text, size_t *len, rf_error *err);
 
 /* Vocabulary size: one more than the largest id (model or added token). */
 int32_t rf_tokenizer_vocab_size(const rf_tokenizer *tok);

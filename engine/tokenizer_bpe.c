@@ -27,7 +27,8 @@ static uint32_t hash_bytes(const char *s, size_t n)
     /* FNV-1a: token texts are short, and this is not exposed to attackers
      * in a way that matters (the vocabulary is fixed at load). */
     uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
     return h;
 }
 
@@ -40,7 +41,8 @@ static uint32_t hash_pair(uint64_t k)
 static uint32_t pow2_at_least(uint64_t n)
 {
     uint32_t c = 16;
-    while (c < n) c <<= 1;
+    while (c < n)
+        c <<= 1;
     return c;
 }
 
@@ -58,7 +60,8 @@ static int append_text(rf_bpe *m, int32_t id, const char *s, size_t n)
 {
     if (m->text_len + n + 1 > m->text_cap) {
         size_t cap = m->text_cap ? m->text_cap : 4096;
-        while (cap < m->text_len + n + 1) cap *= 2;
+        while (cap < m->text_len + n + 1)
+            cap *= 2;
         char *p = realloc(m->text, cap);
         if (!p) return RF_ENOMEM;
         m->text = p;
@@ -95,19 +98,19 @@ static int merge_sides(const rf_bpe *m, json_t *e, size_t k, int32_t *a, int32_t
             return rf_error_field(err, RF_EINVAL, field,
                                   "merge \"%.60s\" is not two tokens separated by one space", s);
         l = s, ln = (size_t)(sp - s), r = sp + 1, rn = (size_t)(s + n - sp - 1);
-    } else if (json_is_array(e) && json_array_size(e) == 2 && json_is_string(json_array_get(e, 0)) &&
-               json_is_string(json_array_get(e, 1))) {
+    } else if (json_is_array(e) && json_array_size(e) == 2 &&
+               json_is_string(json_array_get(e, 0)) && json_is_string(json_array_get(e, 1))) {
         l = json_string_value(json_array_get(e, 0)), ln = json_string_length(json_array_get(e, 0));
         r = json_string_value(json_array_get(e, 1)), rn = json_string_length(json_array_get(e, 1));
     } else {
-        return rf_error_field(err, RF_EINVAL, field,
-                              "a merge is either \"a b\" or [\"a\", \"b\"]");
+        return rf_error_field(err, RF_EINVAL, field, "a merge is either \"a b\" or [\"a\", \"b\"]");
     }
     *a = rf_bpe_lookup(m, l, ln);
     *b = rf_bpe_lookup(m, r, rn);
     if (*a < 0 || *b < 0)
         return rf_error_field(err, RF_EINVAL, field, "merge side \"%.*s\" is not in the vocabulary",
-                              (int)(*a < 0 ? (ln > 60 ? 60 : ln) : (rn > 60 ? 60 : rn)), *a < 0 ? l : r);
+                              (int)(*a < 0 ? (ln > 60 ? 60 : ln) : (rn > 60 ? 60 : rn)),
+                              *a < 0 ? l : r);
     return 0;
 }
 
@@ -119,7 +122,8 @@ static int load_merges(rf_bpe *m, json_t *merges, rf_error *err)
     m->mkey = malloc(cap * sizeof *m->mkey);
     m->mrank = malloc(cap * sizeof *m->mrank);
     m->mres = malloc(cap * sizeof *m->mres);
-    if (!m->mkey || !m->mrank || !m->mres) return rf_errorf(err, RF_ENOMEM, "out of memory for merges");
+    if (!m->mkey || !m->mrank || !m->mres)
+        return rf_errorf(err, RF_ENOMEM, "out of memory for merges");
     memset(m->mrank, 0xff, cap * sizeof *m->mrank);
     m->mmask = cap - 1;
     char *buf = NULL;
@@ -131,7 +135,10 @@ static int load_merges(rf_bpe *m, json_t *merges, rf_error *err)
         size_t need = (size_t)m->len[a] + m->len[b];
         if (need > buf_cap) {
             char *p = realloc(buf, need * 2);
-            if (!p) { rc = rf_errorf(err, RF_ENOMEM, "out of memory for merges"); goto out; }
+            if (!p) {
+                rc = rf_errorf(err, RF_ENOMEM, "out of memory for merges");
+                goto out;
+            }
             buf = p, buf_cap = need * 2;
         }
         memcpy(buf, m->text + m->off[a], m->len[a]);
@@ -145,7 +152,8 @@ static int load_merges(rf_bpe *m, json_t *merges, rf_error *err)
         }
         uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
         uint32_t i = hash_pair(key) & m->mmask;
-        while (m->mrank[i] >= 0 && m->mkey[i] != key) i = (i + 1) & m->mmask;
+        while (m->mrank[i] >= 0 && m->mkey[i] != key)
+            i = (i + 1) & m->mmask;
         if (m->mrank[i] >= 0) continue; /* a repeated merge keeps its first (best) rank */
         m->mkey[i] = key;
         m->mrank[i] = (int32_t)k;
@@ -161,7 +169,8 @@ int rf_bpe_load(rf_bpe *m, json_t *model, int32_t max_added_id, rf_error *err)
 {
     memset(m, 0, sizeof *m);
     m->unk_id = -1;
-    for (int i = 0; i < 256; i++) m->byte_id[i] = -1;
+    for (int i = 0; i < 256; i++)
+        m->byte_id[i] = -1;
     const char *type = json_string_value(json_object_get(model, "type"));
     json_t *vocab = json_object_get(model, "vocab");
     json_t *merges = json_object_get(model, "merges");
@@ -176,7 +185,8 @@ int rf_bpe_load(rf_bpe *m, json_t *model, int32_t max_added_id, rf_error *err)
         return rf_error_field(err, RF_EINVAL, "model.merges", "model.merges must be an array");
     json_t *v;
     if ((v = json_object_get(model, "dropout")) && !json_is_null(v) && json_number_value(v) != 0.0)
-        return rf_error_field(err, RF_EUNSUPPORTED, "model.dropout", "BPE dropout is not supported");
+        return rf_error_field(err, RF_EUNSUPPORTED, "model.dropout",
+                              "BPE dropout is not supported");
     if ((v = json_object_get(model, "continuing_subword_prefix")) && !json_is_null(v) &&
         json_string_length(v) > 0)
         return rf_error_field(err, RF_EUNSUPPORTED, "model.continuing_subword_prefix",
@@ -193,7 +203,8 @@ int rf_bpe_load(rf_bpe *m, json_t *model, int32_t max_added_id, rf_error *err)
     int32_t max_id = max_added_id;
     const char *key;
     json_t *val;
-    json_object_foreach(vocab, key, val) {
+    json_object_foreach(vocab, key, val)
+    {
         if (!json_is_integer(val) || json_integer_value(val) < 0 ||
             json_integer_value(val) >= INT32_MAX / 2)
             return rf_error_field(err, RF_EINVAL, "model.vocab",
@@ -205,20 +216,24 @@ int rf_bpe_load(rf_bpe *m, json_t *model, int32_t max_added_id, rf_error *err)
     m->len = calloc((size_t)m->n_ids, sizeof *m->len);
     uint32_t cap = pow2_at_least((uint64_t)json_object_size(vocab) * 2);
     m->slot = malloc(cap * sizeof *m->slot);
-    if (!m->off || !m->len || !m->slot) return rf_errorf(err, RF_ENOMEM, "out of memory for the vocabulary");
+    if (!m->off || !m->len || !m->slot)
+        return rf_errorf(err, RF_ENOMEM, "out of memory for the vocabulary");
     memset(m->off, 0xff, (size_t)m->n_ids * sizeof *m->off);
     memset(m->slot, 0xff, cap * sizeof *m->slot);
     m->slot_mask = cap - 1;
-    json_object_foreach(vocab, key, val) {
+    json_object_foreach(vocab, key, val)
+    {
         int32_t id = (int32_t)json_integer_value(val);
         size_t n = strlen(key);
         if (m->off[id] != UINT32_MAX)
             return rf_error_field(err, RF_EINVAL, "model.vocab",
                                   "id %d is given to both \"%.60s\" and \"%.60s\"", id,
                                   m->text + m->off[id], key);
-        if (append_text(m, id, key, n)) return rf_errorf(err, RF_ENOMEM, "out of memory for the vocabulary");
+        if (append_text(m, id, key, n))
+            return rf_errorf(err, RF_ENOMEM, "out of memory for the vocabulary");
         uint32_t i = hash_bytes(key, n) & m->slot_mask;
-        while (m->slot[i] >= 0) i = (i + 1) & m->slot_mask;
+        while (m->slot[i] >= 0)
+            i = (i + 1) & m->slot_mask;
         m->slot[i] = id;
         m->n_vocab++;
     }
@@ -234,7 +249,8 @@ int rf_bpe_load(rf_bpe *m, json_t *model, int32_t max_added_id, rf_error *err)
         m->unk_id = rf_bpe_lookup(m, json_string_value(unk), json_string_length(unk));
         if (m->unk_id < 0)
             return rf_error_field(err, RF_EINVAL, "model.unk_token",
-                                  "unk_token \"%.60s\" is not in the vocabulary", json_string_value(unk));
+                                  "unk_token \"%.60s\" is not in the vocabulary",
+                                  json_string_value(unk));
     }
     return merges ? load_merges(m, merges, err) : 0;
 }
@@ -356,9 +372,11 @@ int rf_bpe_word(const rf_bpe *m, const char *w, size_t n, rf_bpe_scratch *s, rf_
             s->sym[ns++] = id;
         } else {
             int all = m->byte_fallback;
-            for (size_t k = 0; all && k < cl; k++) all = m->byte_id[(uint8_t)w[i + k]] >= 0;
+            for (size_t k = 0; all && k < cl; k++)
+                all = m->byte_id[(uint8_t)w[i + k]] >= 0;
             if (all) {
-                for (size_t k = 0; k < cl; k++) s->sym[ns++] = m->byte_id[(uint8_t)w[i + k]];
+                for (size_t k = 0; k < cl; k++)
+                    s->sym[ns++] = m->byte_id[(uint8_t)w[i + k]];
             } else if (m->unk_id >= 0) {
                 if (pending_unk && !m->fuse_unk) s->sym[ns++] = m->unk_id;
                 pending_unk = 1;
@@ -367,7 +385,8 @@ int rf_bpe_word(const rf_bpe *m, const char *w, size_t n, rf_bpe_scratch *s, rf_
         i += cl;
     }
     if (pending_unk) s->sym[ns++] = m->unk_id;
-    for (int32_t i = 0; i < ns; i++) s->prev[i] = i - 1, s->next[i] = i + 1 < ns ? i + 1 : -1;
+    for (int32_t i = 0; i < ns; i++)
+        s->prev[i] = i - 1, s->next[i] = i + 1 < ns ? i + 1 : -1;
 
     size_t hn = 0;
     int rc;

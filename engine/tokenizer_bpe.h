@@ -19,22 +19,22 @@ typedef struct rf_idvec {
 int rf_idvec_push(rf_idvec *v, int32_t id);
 
 typedef struct rf_bpe {
-    int32_t n_ids;   /* id space: one more than the largest id */
-    uint32_t *off;   /* id → offset of its text in `text`; UINT32_MAX = hole */
-    uint32_t *len;   /* id → byte length of its text */
-    char *text;      /* every token's text, NUL-terminated, back to back */
+    int32_t n_ids; /* id space: one more than the largest id */
+    uint32_t *off; /* id → offset of its text in `text`; UINT32_MAX = hole */
+    uint32_t *len; /* id → byte length of its text */
+    char *text;    /* every token's text, NUL-terminated, back to back */
     size_t text_len, text_cap;
-    int32_t *slot;   /* open-addressing table of ids hashed by their text */
+    int32_t *slot; /* open-addressing table of ids hashed by their text */
     uint32_t slot_mask;
     int32_t n_vocab; /* ids that came from model.vocab (lookups by text) */
 
-    uint64_t *mkey;  /* merges: (left id << 32 | right id) → rank, result */
+    uint64_t *mkey; /* merges: (left id << 32 | right id) → rank, result */
     int32_t *mrank, *mres;
     uint32_t mmask;
     int32_t n_merges;
 
     int byte_fallback, ignore_merges, fuse_unk;
-    int32_t unk_id;      /* -1 when model.unk_token is null */
+    int32_t unk_id;       /* -1 when model.unk_token is null */
     int32_t byte_id[256]; /* `<0xNN>` tokens, -1 where missing */
 } rf_bpe;
 

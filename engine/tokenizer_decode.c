@@ -26,24 +26,30 @@ int rf_decoder_load(rf_text_chain *c, json_t *j, rf_error *err)
     if (!strcmp(type, "Fuse")) return st->type = D_FUSE, 0;
     if (!strcmp(type, "Replace")) {
         st->type = D_REPLACE;
-        if ((rc = rf_pattern_load(&st->pat, json_object_get(j, "pattern"), "decoder.pattern", err))) return rc;
-        return rf_text_dup_str(json_object_get(j, "content"), &st->b, &st->bn, "decoder.content", err);
+        if ((rc = rf_pattern_load(&st->pat, json_object_get(j, "pattern"), "decoder.pattern", err)))
+            return rc;
+        return rf_text_dup_str(json_object_get(j, "content"), &st->b, &st->bn, "decoder.content",
+                               err);
     }
     if (!strcmp(type, "Strip")) {
         st->type = D_STRIP;
-        if ((rc = rf_text_dup_str(json_object_get(j, "content"), &st->a, &st->an, "decoder.content", err))) return rc;
+        if ((rc = rf_text_dup_str(json_object_get(j, "content"), &st->a, &st->an, "decoder.content",
+                                  err)))
+            return rc;
         st->i1 = (int)json_integer_value(json_object_get(j, "start"));
         st->i2 = (int)json_integer_value(json_object_get(j, "stop"));
         return 0;
     }
     if (!strcmp(type, "Metaspace")) {
         st->type = D_METASPACE;
-        if ((rc = rf_text_dup_str(json_object_get(j, "replacement"), &st->a, &st->an, "decoder.replacement", err)))
+        if ((rc = rf_text_dup_str(json_object_get(j, "replacement"), &st->a, &st->an,
+                                  "decoder.replacement", err)))
             return rc;
         st->i1 = rf_text_prepend_scheme(j);
         return 0;
     }
-    return rf_error_field(err, RF_EUNSUPPORTED, "decoder.type", "decoder \"%s\" is not supported", type);
+    return rf_error_field(err, RF_EUNSUPPORTED, "decoder.type", "decoder \"%s\" is not supported",
+                          type);
 }
 
 /* ---- decoding ---- */
@@ -51,7 +57,8 @@ int rf_decoder_load(rf_text_chain *c, json_t *j, rf_error *err)
 static int32_t next_cp(const char *s, size_t n, size_t *i)
 {
     utf8proc_int32_t cp;
-    utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + *i, (utf8proc_ssize_t)(n - *i), &cp);
+    utf8proc_ssize_t l =
+        utf8proc_iterate((const utf8proc_uint8_t *)s + *i, (utf8proc_ssize_t)(n - *i), &cp);
     if (l <= 0) {
         (*i)++;
         return -1;
@@ -66,8 +73,10 @@ static int byte_token(const char *s, size_t n)
     int v = 0;
     for (int k = 3; k < 5; k++) {
         char ch = s[k];
-        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
-              : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        int d = ch >= '0' && ch <= '9'   ? ch - '0'
+                : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                                         : -1;
         if (d < 0) return -1;
         v = v * 16 + d;
     }
@@ -91,8 +100,12 @@ static int decode_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out)
             int ok = 1;
             while (j < n && ok) {
                 int b = rf_bytelevel_byte(next_cp(s, n, &j));
-                if (b < 0) ok = 0;
-                else { char ch = (char)b; rc = rf_strbuf_add(&t, &ch, 1); }
+                if (b < 0)
+                    ok = 0;
+                else {
+                    char ch = (char)b;
+                    rc = rf_strbuf_add(&t, &ch, 1);
+                }
             }
             if (!ok) t.n = mark, rc = rf_strbuf_add(&t, s, n);
         }
@@ -122,9 +135,13 @@ static int decode_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out)
             }
             if (run) {
                 size_t j = 0;
-                while (j < t.n && rf_utf8_valid_at((const uint8_t *)t.s + j, t.n - j)) j += rf_utf8_valid_at((const uint8_t *)t.s + j, t.n - j);
-                if (j == t.n) rc = rf_pieces_add(out, t.s, t.n);
-                else for (size_t k = 0; k < run && !rc; k++) rc = rf_pieces_add(out, "\xEF\xBF\xBD", 3);
+                while (j < t.n && rf_utf8_valid_at((const uint8_t *)t.s + j, t.n - j))
+                    j += rf_utf8_valid_at((const uint8_t *)t.s + j, t.n - j);
+                if (j == t.n)
+                    rc = rf_pieces_add(out, t.s, t.n);
+                else
+                    for (size_t k = 0; k < run && !rc; k++)
+                        rc = rf_pieces_add(out, "\xEF\xBF\xBD", 3);
                 t.n = 0, run = 0;
             }
             if (!rc && i < in->n) rc = rf_pieces_add(out, in->buf.s + in->off[i], in->len[i]);
@@ -132,15 +149,19 @@ static int decode_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out)
         break;
     }
     case D_FUSE:
-        for (size_t i = 0; i < in->n && !rc; i++) rc = rf_strbuf_add(&t, in->buf.s + in->off[i], in->len[i]);
+        for (size_t i = 0; i < in->n && !rc; i++)
+            rc = rf_strbuf_add(&t, in->buf.s + in->off[i], in->len[i]);
         if (!rc) rc = rf_pieces_add(out, t.s ? t.s : "", t.n);
         break;
     case D_STRIP:
         for (size_t i = 0; i < in->n && !rc; i++) {
             const char *s = in->buf.s + in->off[i];
             size_t b = 0, e = in->len[i];
-            for (int k = 0; k < st->i1 && e - b >= st->an && !memcmp(s + b, st->a, st->an); k++) b += st->an;
-            for (int k = 0; k < st->i2 && e - b >= st->an && !memcmp(s + e - st->an, st->a, st->an); k++) e -= st->an;
+            for (int k = 0; k < st->i1 && e - b >= st->an && !memcmp(s + b, st->a, st->an); k++)
+                b += st->an;
+            for (int k = 0; k < st->i2 && e - b >= st->an && !memcmp(s + e - st->an, st->a, st->an);
+                 k++)
+                e -= st->an;
             rc = rf_pieces_add(out, s + b, e - b);
         }
         break;
@@ -163,7 +184,8 @@ static int decode_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out)
             if (!rc) rc = rf_pieces_add(out, t.s ? t.s : "", t.n);
         }
         break;
-    default: rc = RF_EINTERNAL;
+    default:
+        rc = RF_EINTERNAL;
     }
     free(t.s);
     return rc;

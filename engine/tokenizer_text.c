@@ -8,8 +8,14 @@
 #include <utf8proc.h>
 
 enum {
-    N_PREPEND = 1, N_REPLACE, N_UNICODE, N_LOWER, N_STRIP,
-    P_SPLIT, P_BYTELEVEL, P_METASPACE,
+    N_PREPEND = 1,
+    N_REPLACE,
+    N_UNICODE,
+    N_LOWER,
+    N_STRIP,
+    P_SPLIT,
+    P_BYTELEVEL,
+    P_METASPACE,
 };
 /* Split behaviours, named as in tokenizer.json. */
 enum { B_REMOVED, B_ISOLATED, B_MERGED_PREV, B_MERGED_NEXT, B_CONTIGUOUS };
@@ -28,7 +34,8 @@ int rf_strbuf_add(rf_strbuf *b, const char *s, size_t n)
 {
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
+        while (cap < b->n + n + 1)
+            cap *= 2;
         char *p = realloc(b->s, cap);
         if (!p) return RF_ENOMEM;
         b->s = p, b->cap = cap;
@@ -81,7 +88,8 @@ static int b2c[256], c2b[512];
 static void bytelevel_tables(void)
 {
     int k = 0;
-    for (int c = 0; c < 512; c++) c2b[c] = -1;
+    for (int c = 0; c < 512; c++)
+        c2b[c] = -1;
     for (int i = 0; i < 256; i++) {
         int printable = (i >= 33 && i <= 126) || (i >= 161 && i <= 172) || (i >= 174 && i <= 255);
         b2c[i] = printable ? i : 256 + k++;
@@ -89,8 +97,14 @@ static void bytelevel_tables(void)
     }
 }
 
-static int byte_to_cp(int b) { return b2c[b]; }
-int rf_bytelevel_byte(int32_t cp) { return cp >= 0 && cp < 512 ? c2b[cp] : -1; }
+static int byte_to_cp(int b)
+{
+    return b2c[b];
+}
+int rf_bytelevel_byte(int32_t cp)
+{
+    return cp >= 0 && cp < 512 ? c2b[cp] : -1;
+}
 
 static regex_t *compile(const char *pat, size_t n, char *why, size_t why_n)
 {
@@ -130,12 +144,19 @@ int rf_text_init(rf_error *err)
 static size_t class_at(regex_t *re, const char *s, const char *end)
 {
     if (s >= end) return 0;
-    int r = onig_match(re, (const UChar *)s, (const UChar *)end, (const UChar *)s, NULL, ONIG_OPTION_NONE);
+    int r = onig_match(re, (const UChar *)s, (const UChar *)end, (const UChar *)s, NULL,
+                       ONIG_OPTION_NONE);
     return r > 0 ? (size_t)r : 0;
 }
 
-size_t rf_text_space_at(const char *s, const char *end) { return class_at(re_space, s, end); }
-size_t rf_text_word_at(const char *s, const char *end) { return class_at(re_word, s, end); }
+size_t rf_text_space_at(const char *s, const char *end)
+{
+    return class_at(re_space, s, end);
+}
+size_t rf_text_word_at(const char *s, const char *end)
+{
+    return class_at(re_word, s, end);
+}
 
 /* Length of the valid UTF-8 sequence at s, or 0 — RFC 3629 bounds, so
  * overlong forms and surrogates are invalid, as in every decoder. */
@@ -145,10 +166,14 @@ size_t rf_utf8_valid_at(const uint8_t *s, size_t n)
     if (c < 0x80) return 1;
     size_t len;
     uint8_t lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    else return 0;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else
+        return 0;
     for (size_t i = 1; i < len; i++) {
         if (i >= n || s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xBF)) return 0;
     }
@@ -161,11 +186,17 @@ int rf_utf8_lossy(rf_strbuf *out, const char *s, size_t n)
     size_t i = 0, run = 0;
     while (i < n) {
         size_t l = rf_utf8_valid_at(u + i, n - i);
-        if (l) { i += l; continue; }
+        if (l) {
+            i += l;
+            continue;
+        }
         if (rf_strbuf_add(out, s + run, i - run)) return RF_ENOMEM;
         /* One U+FFFD per maximal invalid prefix (WHATWG / Rust lossy). */
         uint8_t c = u[i];
-        size_t skip = 1, want = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 1;
+        size_t skip = 1, want = c >= 0xF0 && c <= 0xF4   ? 4
+                                : c >= 0xE0 && c <= 0xEF ? 3
+                                : c >= 0xC2 && c <= 0xDF ? 2
+                                                         : 1;
         uint8_t lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
         uint8_t hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
         while (skip < want && i + skip < n && u[i + skip] >= (skip == 1 ? lo : 0x80) &&
@@ -196,7 +227,8 @@ int rf_pattern_load(rf_pattern *p, json_t *j, const char *field, rf_error *err)
         memcpy(p->lit, json_string_value(lit), p->lit_len + 1);
         return 0;
     }
-    return rf_error_field(err, RF_EINVAL, field, "pattern must be {\"Regex\": …} or {\"String\": …}");
+    return rf_error_field(err, RF_EINVAL, field,
+                          "pattern must be {\"Regex\": …} or {\"String\": …}");
 }
 
 /* Next match of p in s[from, n): 1 and [*ms, *me) or 0. Empty matches are
@@ -219,7 +251,8 @@ static int pattern_next(const rf_pattern *p, const char *s, size_t n, size_t fro
         if (*me > *ms) return 1;
         /* Empty match: step one character past it. */
         from = *ms + 1;
-        while (from < n && ((uint8_t)s[from] & 0xC0) == 0x80) from++;
+        while (from < n && ((uint8_t)s[from] & 0xC0) == 0x80)
+            from++;
     }
     return 0;
 }
@@ -244,7 +277,8 @@ int rf_text_step_add(rf_text_chain *c, rf_text_step **st, rf_error *err)
 
 int rf_text_dup_str(json_t *v, char **out, size_t *n, const char *field, rf_error *err)
 {
-    if (!json_is_string(v)) return rf_error_field(err, RF_EINVAL, field, "%s must be a string", field);
+    if (!json_is_string(v))
+        return rf_error_field(err, RF_EINVAL, field, "%s must be a string", field);
     *n = json_string_length(v);
     if (!(*out = malloc(*n + 1))) return rf_errorf(err, RF_ENOMEM, "out of memory");
     memcpy(*out, json_string_value(v), *n + 1);
@@ -267,16 +301,22 @@ int rf_normalizer_load(rf_text_chain *c, json_t *j, rf_error *err)
     if ((rc = rf_text_step_add(c, &st, err))) return rc;
     if (!strcmp(type, "Prepend")) {
         st->type = N_PREPEND;
-        return rf_text_dup_str(json_object_get(j, "prepend"), &st->a, &st->an, "normalizer.prepend", err);
+        return rf_text_dup_str(json_object_get(j, "prepend"), &st->a, &st->an, "normalizer.prepend",
+                               err);
     }
     if (!strcmp(type, "Replace")) {
         st->type = N_REPLACE;
-        if ((rc = rf_pattern_load(&st->pat, json_object_get(j, "pattern"), "normalizer.pattern", err))) return rc;
-        return rf_text_dup_str(json_object_get(j, "content"), &st->b, &st->bn, "normalizer.content", err);
+        if ((rc = rf_pattern_load(&st->pat, json_object_get(j, "pattern"), "normalizer.pattern",
+                                  err)))
+            return rc;
+        return rf_text_dup_str(json_object_get(j, "content"), &st->b, &st->bn, "normalizer.content",
+                               err);
     }
-    if (!strcmp(type, "NFC") || !strcmp(type, "NFD") || !strcmp(type, "NFKC") || !strcmp(type, "NFKD")) {
+    if (!strcmp(type, "NFC") || !strcmp(type, "NFD") || !strcmp(type, "NFKC") ||
+        !strcmp(type, "NFKD")) {
         st->type = N_UNICODE;
-        st->i1 = UTF8PROC_STABLE | (type[2] == 'C' || type[3] == 'C' ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE) |
+        st->i1 = UTF8PROC_STABLE |
+                 (type[2] == 'C' || type[3] == 'C' ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE) |
                  (type[2] == 'K' ? UTF8PROC_COMPAT : 0);
         return 0;
     }
@@ -287,7 +327,8 @@ int rf_normalizer_load(rf_text_chain *c, json_t *j, rf_error *err)
         st->i2 = json_is_true(json_object_get(j, "strip_right"));
         return 0;
     }
-    return rf_error_field(err, RF_EUNSUPPORTED, "normalizer.type", "normalizer \"%s\" is not supported", type);
+    return rf_error_field(err, RF_EUNSUPPORTED, "normalizer.type",
+                          "normalizer \"%s\" is not supported", type);
 }
 
 static int behavior_of(const char *b)
@@ -315,7 +356,8 @@ int rf_pretok_load(rf_text_chain *c, json_t *j, rf_error *err)
     const char *type = json_string_value(json_object_get(j, "type"));
     rf_text_step *st;
     int rc;
-    if (!type) return rf_error_field(err, RF_EINVAL, "pre_tokenizer.type", "pre_tokenizer has no type");
+    if (!type)
+        return rf_error_field(err, RF_EINVAL, "pre_tokenizer.type", "pre_tokenizer has no type");
     if (!strcmp(type, "Sequence")) {
         json_t *list = json_object_get(j, "pretokenizers"), *e;
         size_t i;
@@ -330,10 +372,13 @@ int rf_pretok_load(rf_text_chain *c, json_t *j, rf_error *err)
     if ((rc = rf_text_step_add(c, &st, err))) return rc;
     if (!strcmp(type, "Split")) {
         st->type = P_SPLIT;
-        if ((rc = rf_pattern_load(&st->pat, json_object_get(j, "pattern"), "pre_tokenizer.pattern", err))) return rc;
+        if ((rc = rf_pattern_load(&st->pat, json_object_get(j, "pattern"), "pre_tokenizer.pattern",
+                                  err)))
+            return rc;
         st->i1 = behavior_of(json_string_value(json_object_get(j, "behavior")));
         if (st->i1 < 0)
-            return rf_error_field(err, RF_EINVAL, "pre_tokenizer.behavior", "unknown Split behavior");
+            return rf_error_field(err, RF_EINVAL, "pre_tokenizer.behavior",
+                                  "unknown Split behavior");
         st->i2 = json_is_true(json_object_get(j, "invert"));
         return 0;
     }
@@ -346,14 +391,15 @@ int rf_pretok_load(rf_text_chain *c, json_t *j, rf_error *err)
     }
     if (!strcmp(type, "Metaspace")) {
         st->type = P_METASPACE;
-        if ((rc = rf_text_dup_str(json_object_get(j, "replacement"), &st->a, &st->an, "pre_tokenizer.replacement", err)))
+        if ((rc = rf_text_dup_str(json_object_get(j, "replacement"), &st->a, &st->an,
+                                  "pre_tokenizer.replacement", err)))
             return rc;
         st->i1 = rf_text_prepend_scheme(j);
         st->i2 = !json_is_false(json_object_get(j, "split"));
         return 0;
     }
-    return rf_error_field(err, RF_EUNSUPPORTED, "pre_tokenizer.type", "pre-tokenizer \"%s\" is not supported",
-                          type);
+    return rf_error_field(err, RF_EUNSUPPORTED, "pre_tokenizer.type",
+                          "pre-tokenizer \"%s\" is not supported", type);
 }
 
 void rf_text_chain_free(rf_text_chain *c)
@@ -370,7 +416,8 @@ void rf_text_chain_free(rf_text_chain *c)
 /* ---- applying ---- */
 
 /* Append s with every match of p replaced by rep. */
-int rf_replace_all(const rf_pattern *p, const char *s, size_t n, const char *rep, size_t rn, rf_strbuf *out)
+int rf_replace_all(const rf_pattern *p, const char *s, size_t n, const char *rep, size_t rn,
+                   rf_strbuf *out)
 {
     OnigRegion *rg = p->re ? onig_region_new() : NULL;
     size_t at = 0, ms, me;
@@ -396,8 +443,8 @@ static int is_case_ignorable(utf8proc_int32_t cp)
 {
     utf8proc_category_t c = utf8proc_category(cp);
     return c == UTF8PROC_CATEGORY_MN || c == UTF8PROC_CATEGORY_ME || c == UTF8PROC_CATEGORY_CF ||
-           c == UTF8PROC_CATEGORY_LM || c == UTF8PROC_CATEGORY_SK || cp == '\'' || cp == 0x2019 || cp == '.' ||
-           cp == ':' || cp == 0xB7;
+           c == UTF8PROC_CATEGORY_LM || c == UTF8PROC_CATEGORY_SK || cp == '\'' || cp == 0x2019 ||
+           cp == '.' || cp == ':' || cp == 0xB7;
 }
 
 static int final_sigma(const char *s, size_t n, size_t at, size_t len)
@@ -405,7 +452,8 @@ static int final_sigma(const char *s, size_t n, size_t at, size_t len)
     int before = 0;
     for (size_t i = at; i > 0;) {
         size_t k = i - 1;
-        while (k > 0 && ((uint8_t)s[k] & 0xC0) == 0x80) k--;
+        while (k > 0 && ((uint8_t)s[k] & 0xC0) == 0x80)
+            k--;
         utf8proc_int32_t cp;
         utf8proc_iterate((const utf8proc_uint8_t *)s + k, (utf8proc_ssize_t)(i - k), &cp);
         i = k;
@@ -416,7 +464,8 @@ static int final_sigma(const char *s, size_t n, size_t at, size_t len)
     if (!before) return 0;
     for (size_t i = at + len; i < n;) {
         utf8proc_int32_t cp;
-        utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+        utf8proc_ssize_t l =
+            utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
         if (l <= 0) break;
         i += (size_t)l;
         if (is_case_ignorable(cp)) continue;
@@ -432,7 +481,8 @@ static int normalize_step(const rf_text_step *st, const char *s, size_t n, rf_st
     case N_PREPEND:
         if (!n) return rf_strbuf_add(out, "", 0);
         return rf_strbuf_add(out, st->a, st->an) || rf_strbuf_add(out, s, n) ? RF_ENOMEM : 0;
-    case N_REPLACE: return rf_replace_all(&st->pat, s, n, st->b, st->bn, out);
+    case N_REPLACE:
+        return rf_replace_all(&st->pat, s, n, st->b, st->bn, out);
     case N_UNICODE: {
         utf8proc_uint8_t *dst = NULL;
         utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst,
@@ -449,7 +499,8 @@ static int normalize_step(const rf_text_step *st, const char *s, size_t n, rf_st
          * "i" + U+0307, and capital sigma at a word's end becomes U+03C2. */
         for (size_t i = 0; i < n;) {
             utf8proc_int32_t cp, lc;
-            utf8proc_ssize_t l = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+            utf8proc_ssize_t l =
+                utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
             if (l <= 0) return RF_EINVAL;
             utf8proc_uint8_t enc[8];
             utf8proc_ssize_t el;
@@ -467,11 +518,13 @@ static int normalize_step(const rf_text_step *st, const char *s, size_t n, rf_st
         return rf_strbuf_add(out, "", 0);
     case N_STRIP: {
         size_t b = 0, e = n, l;
-        while (st->i1 && b < e && (l = rf_text_space_at(s + b, s + e))) b += l;
+        while (st->i1 && b < e && (l = rf_text_space_at(s + b, s + e)))
+            b += l;
         /* Trailing: step back over whole characters while they are spaces. */
         while (st->i2 && e > b) {
             size_t k = e - 1;
-            while (k > b && ((uint8_t)s[k] & 0xC0) == 0x80) k--;
+            while (k > b && ((uint8_t)s[k] & 0xC0) == 0x80)
+                k--;
             if (!rf_text_space_at(s + k, s + e)) break;
             e = k;
         }
@@ -499,8 +552,8 @@ int rf_normalize(const rf_text_chain *c, const char *s, size_t n, rf_strbuf *out
 /* Cut one piece by a pattern with a Split behaviour, appending to out.
  * The runs (match or not) are folded the way the reference folds them:
  * each either starts a new piece or extends the last one. */
-static int split_piece(const rf_pattern *p, int behavior, int invert, const char *s, size_t n, OnigRegion *rg,
-                       rf_pieces *out)
+static int split_piece(const rf_pattern *p, int behavior, int invert, const char *s, size_t n,
+                       OnigRegion *rg, rf_pieces *out)
 {
     size_t at = 0, ms = 0, me = 0, last_o = 0, last_n = 0;
     int have_last = 0, prev_match = 0, rc;
@@ -513,10 +566,17 @@ static int split_piece(const rf_pattern *p, int behavior, int invert, const char
             int m = (k == 1) != invert, extend;
             if (behavior == B_REMOVED && m) continue;
             switch (behavior) {
-            case B_MERGED_PREV: extend = m && !prev_match; break;
-            case B_MERGED_NEXT: extend = prev_match; break;
-            case B_CONTIGUOUS: extend = m == prev_match; break;
-            default: extend = 0;
+            case B_MERGED_PREV:
+                extend = m && !prev_match;
+                break;
+            case B_MERGED_NEXT:
+                extend = prev_match;
+                break;
+            case B_CONTIGUOUS:
+                extend = m == prev_match;
+                break;
+            default:
+                extend = 0;
             }
             if (extend && have_last) {
                 last_n = o + l - last_o;
@@ -539,14 +599,17 @@ static int map_bytes(const char *s, size_t n, rf_strbuf *out)
         int cp = byte_to_cp((uint8_t)s[i]);
         char enc[2];
         size_t l = cp < 0x80 ? 1 : 2;
-        if (cp < 0x80) enc[0] = (char)cp;
-        else enc[0] = (char)(0xC0 | (cp >> 6)), enc[1] = (char)(0x80 | (cp & 0x3F));
+        if (cp < 0x80)
+            enc[0] = (char)cp;
+        else
+            enc[0] = (char)(0xC0 | (cp >> 6)), enc[1] = (char)(0x80 | (cp & 0x3F));
         if (rf_strbuf_add(out, enc, l)) return RF_ENOMEM;
     }
     return 0;
 }
 
-static int pretok_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out, int first, OnigRegion *rg)
+static int pretok_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out, int first,
+                       OnigRegion *rg)
 {
     rf_strbuf tmp = {0};
     int rc = 0;
@@ -555,7 +618,9 @@ static int pretok_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out, in
         const char *s = in->buf.s + in->off[i];
         size_t n = in->len[i];
         switch (st->type) {
-        case P_SPLIT: rc = split_piece(&st->pat, st->i1, st->i2, s, n, rg, out); break;
+        case P_SPLIT:
+            rc = split_piece(&st->pat, st->i1, st->i2, s, n, rg, out);
+            break;
         case P_BYTELEVEL:
             tmp.n = 0;
             if (st->i1 && (n == 0 || s[0] != ' ')) rc = rf_strbuf_add(&tmp, " ", 1);
@@ -585,7 +650,8 @@ static int pretok_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out, in
             }
             break;
         }
-        default: rc = RF_EINTERNAL;
+        default:
+            rc = RF_EINTERNAL;
         }
     }
     free(tmp.s);
@@ -619,4 +685,3 @@ int rf_pretokenize(const rf_text_chain *c, const char *s, size_t n, int first, r
     free(mapped.s);
     return rc;
 }
-

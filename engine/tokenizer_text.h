@@ -78,7 +78,8 @@ int rf_text_dup_str(json_t *v, char **out, size_t *n, const char *field, rf_erro
 int rf_text_prepend_scheme(json_t *j); /* Metaspace: 0 always, 1 first, 2 never */
 int rf_pattern_load(rf_pattern *p, json_t *j, const char *field, rf_error *err);
 /* Append s to out with every match of p replaced by rep. */
-int rf_replace_all(const rf_pattern *p, const char *s, size_t n, const char *rep, size_t rn, rf_strbuf *out);
+int rf_replace_all(const rf_pattern *p, const char *s, size_t n, const char *rep, size_t rn,
+                   rf_strbuf *out);
 /* Length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
 size_t rf_utf8_valid_at(const uint8_t *s, size_t n);
 /* The byte a byte-level alphabet character stands for, or -1. */

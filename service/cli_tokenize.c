@@ -11,17 +11,17 @@
 
 static int usage(FILE *f)
 {
-    fprintf(f,
-            "usage: refinery tokenize --model DIR [--decode] [--no-special] [--skip-special] [--no-cleanup] [--jsonl]\n"
-            "                         [--chat [--template FAMILY] [--no-generation-prompt]]\n"
-            "  stdin text -> JSON ids; --decode: stdin JSON ids -> text.\n"
-            "  --no-special    do not add the post-processor's BOS/EOS when encoding\n"
-            "  --skip-special  leave special tokens out when decoding\n"
-            "  --no-cleanup    keep the spaces clean_up_tokenization_spaces would remove\n"
-            "  --jsonl         one JSON string (or, with --decode, one id array) per line in,\n"
-            "                  one JSON result per line out\n"
-            "  --chat          stdin is a JSON array of {role, content}; print the formatted\n"
-            "                  prompt, its ids and the assistant answers' byte spans as JSON\n");
+    fprintf(f, "usage: refinery tokenize --model DIR [--decode] [--no-special] [--skip-special] "
+               "[--no-cleanup] [--jsonl]\n"
+               "                         [--chat [--template FAMILY] [--no-generation-prompt]]\n"
+               "  stdin text -> JSON ids; --decode: stdin JSON ids -> text.\n"
+               "  --no-special    do not add the post-processor's BOS/EOS when encoding\n"
+               "  --skip-special  leave special tokens out when decoding\n"
+               "  --no-cleanup    keep the spaces clean_up_tokenization_spaces would remove\n"
+               "  --jsonl         one JSON string (or, with --decode, one id array) per line in,\n"
+               "                  one JSON result per line out\n"
+               "  --chat          stdin is a JSON array of {role, content}; print the formatted\n"
+               "                  prompt, its ids and the assistant answers' byte spans as JSON\n");
     return f == stderr ? 2 : 0;
 }
 
@@ -49,7 +49,8 @@ static char *read_all(FILE *f, size_t *n)
 static int print_ids(const int32_t *ids, size_t n)
 {
     putchar('[');
-    for (size_t i = 0; i < n; i++) printf(i ? ",%d" : "%d", ids[i]);
+    for (size_t i = 0; i < n; i++)
+        printf(i ? ",%d" : "%d", ids[i]);
     puts("]");
     return 0;
 }
@@ -117,12 +118,14 @@ static int run_chat(const rf_tokenizer *tok, const char *in, const char *family,
         goto out;
     }
     if (!(m = calloc(n + 1, sizeof *m))) goto out;
-    json_array_foreach(msgs, i, e) {
+    json_array_foreach(msgs, i, e)
+    {
         m[i].role = json_string_value(json_object_get(e, "role"));
         m[i].content = json_string_value(json_object_get(e, "content"));
     }
     rf_chat_family fam;
-    if (family ? rf_chat_family_parse(family, &fam, &err) : rf_chat_family_detect(tok, &fam, &err)) {
+    if (family ? rf_chat_family_parse(family, &fam, &err)
+               : rf_chat_family_detect(tok, &fam, &err)) {
         fprintf(stderr, "refinery tokenize: %s\n", err.msg);
         goto out;
     }
@@ -134,9 +137,11 @@ static int run_chat(const rf_tokenizer *tok, const char *in, const char *family,
         goto out;
     }
     json_t *res = json_object(), *jids = json_array(), *spans = json_array();
-    for (size_t j = 0; j < k; j++) json_array_append_new(jids, json_integer(ids[j]));
+    for (size_t j = 0; j < k; j++)
+        json_array_append_new(jids, json_integer(ids[j]));
     for (size_t j = 0; j < out.n_spans; j++)
-        json_array_append_new(spans, json_pack("[II]", (json_int_t)out.spans[j].start, (json_int_t)out.spans[j].end));
+        json_array_append_new(
+            spans, json_pack("[II]", (json_int_t)out.spans[j].start, (json_int_t)out.spans[j].end));
     json_object_set_new(res, "family", json_string(rf_chat_family_name(fam)));
     json_object_set_new(res, "text", json_stringn(out.text, out.len));
     json_object_set_new(res, "ids", jids);
@@ -159,16 +164,26 @@ int rf_cmd_tokenize(int argc, char **argv)
     const char *model = NULL, *family = NULL;
     int decode = 0, special = 1, flags = 0, jsonl = 0, chat = 0, gen_prompt = 1;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
-        else if (!strcmp(argv[i], "--decode")) decode = 1;
-        else if (!strcmp(argv[i], "--no-special")) special = 0;
-        else if (!strcmp(argv[i], "--skip-special")) flags |= RF_DECODE_SKIP_SPECIAL;
-        else if (!strcmp(argv[i], "--no-cleanup")) flags |= RF_DECODE_NO_CLEANUP;
-        else if (!strcmp(argv[i], "--jsonl")) jsonl = 1;
-        else if (!strcmp(argv[i], "--chat")) chat = 1;
-        else if (!strcmp(argv[i], "--template") && i + 1 < argc) family = argv[++i];
-        else if (!strcmp(argv[i], "--no-generation-prompt")) gen_prompt = 0;
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return usage(stdout);
+        if (!strcmp(argv[i], "--model") && i + 1 < argc)
+            model = argv[++i];
+        else if (!strcmp(argv[i], "--decode"))
+            decode = 1;
+        else if (!strcmp(argv[i], "--no-special"))
+            special = 0;
+        else if (!strcmp(argv[i], "--skip-special"))
+            flags |= RF_DECODE_SKIP_SPECIAL;
+        else if (!strcmp(argv[i], "--no-cleanup"))
+            flags |= RF_DECODE_NO_CLEANUP;
+        else if (!strcmp(argv[i], "--jsonl"))
+            jsonl = 1;
+        else if (!strcmp(argv[i], "--chat"))
+            chat = 1;
+        else if (!strcmp(argv[i], "--template") && i + 1 < argc)
+            family = argv[++i];
+        else if (!strcmp(argv[i], "--no-generation-prompt"))
+            gen_prompt = 0;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+            return usage(stdout);
         else {
             fprintf(stderr, "refinery tokenize: unknown argument '%s'\n", argv[i]);
             return usage(stderr);

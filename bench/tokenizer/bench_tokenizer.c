@@ -56,7 +56,8 @@ int main(int argc, char **argv)
     fclose(f);
     size_t reps = (size_t)(mb * 1e6 / (double)n) + 1, total = reps * n;
     char *text = malloc(total);
-    for (size_t i = 0; i < reps; i++) memcpy(text + i * n, one, n);
+    for (size_t i = 0; i < reps; i++)
+        memcpy(text + i * n, one, n);
     double best = 1e30;
     size_t ntok = 0;
     for (int r = 0; r < rounds; r++) {
@@ -70,7 +71,8 @@ int main(int argc, char **argv)
         if (dt < best) best = dt;
         free(ids);
     }
-    printf("bytes %zu tokens %zu seconds %.4f MB/s %.3f\n", total, ntok, best, (double)total / best / 1e6);
+    printf("bytes %zu tokens %zu seconds %.4f MB/s %.3f\n", total, ntok, best,
+           (double)total / best / 1e6);
     free(text);
     free(one);
     rf_tokenizer_free(tok);

@@ -16,7 +16,8 @@
 
 #define DIR "tests/reference/tokenizers/"
 
-static void expect_ids(const rf_tokenizer *t, const char *text, int special, const int32_t *want, size_t n)
+static void expect_ids(const rf_tokenizer *t, const char *text, int special, const int32_t *want,
+                       size_t n)
 {
     int32_t *ids;
     size_t k;
@@ -24,20 +25,23 @@ static void expect_ids(const rf_tokenizer *t, const char *text, int special, con
     int rc = rf_tokenizer_encode(t, text, strlen(text), special, &ids, &k, &err);
     if (rc) fail_msg("encode \"%s\": %s", text, err.msg);
     if (k != n) {
-        for (size_t i = 0; i < k; i++) print_message("got[%zu] = %d\n", i, ids[i]);
+        for (size_t i = 0; i < k; i++)
+            print_message("got[%zu] = %d\n", i, ids[i]);
         fail_msg("encode \"%s\": %zu ids, want %zu", text, k, n);
     }
     for (size_t i = 0; i < n; i++)
-        if (ids[i] != want[i]) fail_msg("encode \"%s\": id %zu is %d, want %d", text, i, ids[i], want[i]);
+        if (ids[i] != want[i])
+            fail_msg("encode \"%s\": id %zu is %d, want %d", text, i, ids[i], want[i]);
     free(ids);
 }
-#define EXPECT(t, text, special, ...)                                                          \
-    do {                                                                                       \
-        const int32_t w_[] = {__VA_ARGS__};                                                    \
-        expect_ids(t, text, special, w_, sizeof w_ / sizeof w_[0]);                            \
+#define EXPECT(t, text, special, ...)                                                              \
+    do {                                                                                           \
+        const int32_t w_[] = {__VA_ARGS__};                                                        \
+        expect_ids(t, text, special, w_, sizeof w_ / sizeof w_[0]);                                \
     } while (0)
 
-static void expect_text(const rf_tokenizer *t, const int32_t *ids, size_t n, int flags, const char *want)
+static void expect_text(const rf_tokenizer *t, const int32_t *ids, size_t n, int flags,
+                        const char *want)
 {
     char *text;
     size_t len;
@@ -61,8 +65,8 @@ static rf_tokenizer *load_dir(const char *dir)
 static rf_tokenizer *load_plain(const char *vocab, const char *merges, const char *model_extra)
 {
     char json[2048];
-    snprintf(json, sizeof json, "{\"model\": {\"type\": \"BPE\", \"vocab\": %s, \"merges\": %s%s}}", vocab, merges,
-             model_extra);
+    snprintf(json, sizeof json, "{\"model\": {\"type\": \"BPE\", \"vocab\": %s, \"merges\": %s%s}}",
+             vocab, merges, model_extra);
     rf_tokenizer *t;
     rf_error err;
     if (rf_tokenizer_load_json(json, NULL, &t, &err)) fail_msg("load %s: %s", json, err.msg);
@@ -119,7 +123,8 @@ static void test_long_word_is_not_quadratic(void **state)
     rf_error err;
     assert_int_equal(rf_tokenizer_encode(t, s, n, 0, &ids, &k, &err), 0);
     assert_int_equal(k, n / 4);
-    for (size_t i = 0; i < k; i++) assert_int_equal(ids[i], 2);
+    for (size_t i = 0; i < k; i++)
+        assert_int_equal(ids[i], 2);
     free(ids);
     free(s);
     rf_tokenizer_free(t);
@@ -128,9 +133,9 @@ static void test_long_word_is_not_quadratic(void **state)
 static void test_bytelevel_words_and_merges(void **state)
 {
     rf_tokenizer *t = load_dir(DIR "bytelevel");
-    EXPECT(t, "hi test", 1, 10, 17);   /* "hi" + "Ġtest" after five merges */
+    EXPECT(t, "hi test", 1, 10, 17); /* "hi" + "Ġtest" after five merges */
     EXPECT(t, "hi hi", 1, 10, 12);
-    EXPECT(t, "\xC3\xA9", 1, 16);      /* é: bytes C3 A9 are "Ã©" */
+    EXPECT(t, "\xC3\xA9", 1, 16); /* é: bytes C3 A9 are "Ã©" */
     EXPECT(t, "hi\n", 1, 10, 7);
     EXPECT(t, "", 1);
     assert_int_equal(rf_tokenizer_token_to_id(t, "Ġtest"), 17);
@@ -249,31 +254,36 @@ static void test_malformed_files(void **state)
     expect_load_error("{\"model\": ", RF_EINVAL, NULL, "not valid JSON");
     expect_load_error("[]", RF_EINVAL, NULL, "object");
     expect_load_error("{}", RF_EINVAL, "model", "no model");
-    expect_load_error("{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", RF_EUNSUPPORTED, "model.type",
-                      "Unigram");
-    expect_load_error("{\"model\": {\"type\": \"BPE\", \"merges\": []}}", RF_EINVAL, "model.vocab", "object");
-    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0, \"b\": \"x\"}, \"merges\": []}}", RF_EINVAL, "model.vocab",
-                      "\"b\"");
-    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0, \"b\": 0}, \"merges\": []}}", RF_EINVAL, "model.vocab",
-                      "id 0");
-    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [\"a z\"]}}", RF_EINVAL, "model.merges[0]",
-                      "\"z\" is not in the vocabulary");
-    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [\"aa\"]}}", RF_EINVAL, "model.merges[0]",
-                      "two tokens");
-    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [\"a a\"]}}", RF_EINVAL, "model.merges",
-                      "\"aa\", which is not in the vocabulary");
-    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": {\"type\": \"Split\", "
+    expect_load_error("{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", RF_EUNSUPPORTED,
+                      "model.type", "Unigram");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"merges\": []}}", RF_EINVAL, "model.vocab",
+                      "object");
+    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0, \"b\": \"x\"}, \"merges\": []}}",
+                      RF_EINVAL, "model.vocab", "\"b\"");
+    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0, \"b\": 0}, \"merges\": []}}", RF_EINVAL,
+                      "model.vocab", "id 0");
+    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [\"a z\"]}}", RF_EINVAL,
+                      "model.merges[0]", "\"z\" is not in the vocabulary");
+    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [\"aa\"]}}", RF_EINVAL,
+                      "model.merges[0]", "two tokens");
+    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [\"a a\"]}}", RF_EINVAL,
+                      "model.merges", "\"aa\", which is not in the vocabulary");
+    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": []}, \"pre_tokenizer\": "
+                      "{\"type\": \"Split\", "
                       "\"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}}",
                       RF_EINVAL, "pre_tokenizer.pattern", "does not compile");
-    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": []}, \"normalizer\": {\"type\": "
-                      "\"Precompiled\"}}",
-                      RF_EUNSUPPORTED, "normalizer.type", "Precompiled");
-    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": []}, \"added_tokens\": [{\"id\": 1}]}",
-                      RF_EINVAL, "added_tokens[0]", "content");
-    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": []}, \"post_processor\": {\"type\": "
-                      "\"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}}], "
-                      "\"special_tokens\": {}}}",
-                      RF_EINVAL, "post_processor.special_tokens", "<s>");
+    expect_load_error(
+        "{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": []}, \"normalizer\": {\"type\": "
+        "\"Precompiled\"}}",
+        RF_EUNSUPPORTED, "normalizer.type", "Precompiled");
+    expect_load_error(
+        "{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": []}, \"added_tokens\": [{\"id\": 1}]}",
+        RF_EINVAL, "added_tokens[0]", "content");
+    expect_load_error(
+        "{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": []}, \"post_processor\": {\"type\": "
+        "\"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}}], "
+        "\"special_tokens\": {}}}",
+        RF_EINVAL, "post_processor.special_tokens", "<s>");
 
     rf_tokenizer *t;
     rf_error err;
@@ -290,8 +300,10 @@ static rf_tokenizer *with_template(const char *tpl_json)
     fclose(f);
     buf[n] = '\0';
     char cfg[1024];
-    snprintf(cfg, sizeof cfg, "{\"bos_token\": \"<s>\", \"eos_token\": {\"content\": \"</s>\"}, \"chat_template\": %s}",
-             tpl_json);
+    snprintf(
+        cfg, sizeof cfg,
+        "{\"bos_token\": \"<s>\", \"eos_token\": {\"content\": \"</s>\"}, \"chat_template\": %s}",
+        tpl_json);
     rf_tokenizer *t;
     rf_error err;
     if (rf_tokenizer_load_json(buf, cfg, &t, &err)) fail_msg("%s", err.msg);
@@ -309,7 +321,8 @@ static void test_chat_family_detection(void **state)
         {"\"{{ '<|im_start|>' + role }}\"", RF_CHAT_CHATML},
         {"\"{{ bos_token + '[INST] <<SYS>>' }}\"", RF_CHAT_LLAMA2},
         {"\"{{ '[INST] ' + content + ' [/INST]' }}\"", RF_CHAT_MISTRAL},
-        {"[{\"name\": \"tool_use\", \"template\": \"x\"}, {\"name\": \"default\", \"template\": \"<|im_start|>\"}]",
+        {"[{\"name\": \"tool_use\", \"template\": \"x\"}, {\"name\": \"default\", \"template\": "
+         "\"<|im_start|>\"}]",
          RF_CHAT_CHATML},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -331,7 +344,8 @@ static void test_chat_family_detection(void **state)
     rf_tokenizer_free(t);
 }
 
-static void expect_chat(rf_tokenizer *t, rf_chat_family fam, int gen, const char *want, const char *answer0)
+static void expect_chat(rf_tokenizer *t, rf_chat_family fam, int gen, const char *want,
+                        const char *answer0)
 {
     const rf_chat_msg m[] = {
         {"system", "Be brief."}, {"user", " Hi "}, {"assistant", " Hello! "}, {"user", "Bye"}};
@@ -342,7 +356,8 @@ static void expect_chat(rf_tokenizer *t, rf_chat_family fam, int gen, const char
     assert_int_equal(out.n_spans, 1);
     assert_true(out.spans[0].end <= out.len);
     char got[128];
-    snprintf(got, sizeof got, "%.*s", (int)(out.spans[0].end - out.spans[0].start), out.text + out.spans[0].start);
+    snprintf(got, sizeof got, "%.*s", (int)(out.spans[0].end - out.spans[0].start),
+             out.text + out.spans[0].start);
     assert_string_equal(got, answer0);
     rf_chat_out_free(&out);
 }
@@ -350,7 +365,8 @@ static void expect_chat(rf_tokenizer *t, rf_chat_family fam, int gen, const char
 static void test_chat_formats_and_answer_spans(void **state)
 {
     /* As Qwen's template writes it: a Jinja string literal with \n escapes. */
-    rf_tokenizer *t = with_template("\"{{ '<|im_start|>system\\\\nYou are a helpful assistant.<|im_end|>\\\\n' }}\"");
+    rf_tokenizer *t = with_template(
+        "\"{{ '<|im_start|>system\\\\nYou are a helpful assistant.<|im_end|>\\\\n' }}\"");
     expect_chat(t, RF_CHAT_LLAMA3, 1,
                 "<s><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
                 "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
@@ -362,10 +378,12 @@ static void test_chat_formats_and_answer_spans(void **state)
                 "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n Hi <|im_end|>\n"
                 "<|im_start|>assistant\n Hello! <|im_end|>\n<|im_start|>user\nBye<|im_end|>\n",
                 " Hello! <|im_end|>");
-    expect_chat(t, RF_CHAT_LLAMA2, 1,
-                "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n Hi [/INST] Hello! </s><s>[INST] Bye [/INST]",
-                "Hello! </s>");
-    expect_chat(t, RF_CHAT_MISTRAL, 1, "<s>[INST] Be brief.\n\n Hi  [/INST] Hello! </s>[INST] Bye [/INST]",
+    expect_chat(
+        t, RF_CHAT_LLAMA2, 1,
+        "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n Hi [/INST] Hello! </s><s>[INST] Bye [/INST]",
+        "Hello! </s>");
+    expect_chat(t, RF_CHAT_MISTRAL, 1,
+                "<s>[INST] Be brief.\n\n Hi  [/INST] Hello! </s>[INST] Bye [/INST]",
                 " Hello! </s>");
 
     /* ChatML without a system message: the template's own default. */
@@ -392,11 +410,14 @@ static void test_chat_formats_and_answer_spans(void **state)
 static rf_tokenizer *load_split(const char *behavior, int invert)
 {
     char json[1024];
-    snprintf(json, sizeof json,
-             "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \"-\"}, \"behavior\": \"%s\", "
-             "\"invert\": %s}, \"model\": {\"type\": \"BPE\", \"ignore_merges\": true, \"merges\": [], \"vocab\": "
-             "{\"a\": 0, \"b\": 1, \"-\": 2, \"a-\": 3, \"b-\": 4, \"-b\": 5, \"--\": 6, \"--a\": 7}}}",
-             behavior, invert ? "true" : "false");
+    snprintf(
+        json, sizeof json,
+        "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \"-\"}, \"behavior\": "
+        "\"%s\", "
+        "\"invert\": %s}, \"model\": {\"type\": \"BPE\", \"ignore_merges\": true, \"merges\": [], "
+        "\"vocab\": "
+        "{\"a\": 0, \"b\": 1, \"-\": 2, \"a-\": 3, \"b-\": 4, \"-b\": 5, \"--\": 6, \"--a\": 7}}}",
+        behavior, invert ? "true" : "false");
     rf_tokenizer *t;
     rf_error err;
     if (rf_tokenizer_load_json(json, NULL, &t, &err)) fail_msg("%s: %s", behavior, err.msg);
@@ -429,9 +450,11 @@ static void test_split_behaviours(void **state)
 static void test_metaspace_split_and_decode(void **state)
 {
     const char *json =
-        "{\"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"\u2581\", \"prepend_scheme\": \"always\", "
+        "{\"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"\u2581\", "
+        "\"prepend_scheme\": \"always\", "
         "\"split\": true}, \"decoder\": {\"type\": \"Metaspace\", \"replacement\": \"\u2581\", "
-        "\"prepend_scheme\": \"always\"}, \"model\": {\"type\": \"BPE\", \"ignore_merges\": true, \"merges\": [], "
+        "\"prepend_scheme\": \"always\"}, \"model\": {\"type\": \"BPE\", \"ignore_merges\": true, "
+        "\"merges\": [], "
         "\"vocab\": {\"\u2581\": 0, \"a\": 1, \"b\": 2, \"\u2581a\": 3, \"\u2581b\": 4}}}";
     rf_tokenizer *t;
     rf_error err;
