@@ -466,73 +466,132 @@ static int utf8_ok(const char *s, size_t n)
 }
 
 /* Normalize, pre-tokenize and BPE one stretch of plain text. */
-static int encode_text(const rf_tokenizer *t, const char *s, size_t n, int first, rf_strbuf *nbuf,
-                       rf_pieces *words, rf_bpe_scratch *sc, rf_idvec *out)
+/* The state of one encode call: outputs and scratch reused across words. */
+typedef struct enc {
+    rf_idvec ids;
+    rf_token_span *sp; /* NULL unless the caller wants offsets */
+    size_t sp_n, sp_cap;
+    int want_spans;
+    rf_strbuf nbuf;  /* normalized text, with origins */
+    rf_pieces words; /* pre-tokenized words, with origins */
+    rf_bpe_scratch sc;
+    rf_idvec wsp;    /* token ranges inside one word */
+    size_t *org;     /* identity origins of the current stretch */
+    size_t org_cap;
+} enc;
+
+static int emit(enc *e, int32_t id, size_t start, size_t end)
+{
+    if (rf_idvec_push(&e->ids, id)) return RF_ENOMEM;
+    if (!e->want_spans) return 0;
+    if (e->sp_n == e->sp_cap) {
+        size_t cap = e->sp_cap ? e->sp_cap * 2 : 64;
+        rf_token_span *p = realloc(e->sp, cap * sizeof *p);
+        if (!p) return RF_ENOMEM;
+        e->sp = p, e->sp_cap = cap;
+    }
+    e->sp[e->sp_n++] = (rf_token_span){start, end};
+    return 0;
+}
+
+/* Normalize, pre-tokenize and BPE the plain text text[off, off + len).
+ * Every byte carries its input offset through the stages, so a token's
+ * span is [origin of its first byte, origin of its last byte + 1). */
+static int encode_text(const rf_tokenizer *t, enc *e, const char *text, size_t off, size_t len,
+                       int first)
 {
     int rc;
-    const char *txt = s;
-    size_t tn = n;
+    if (len > e->org_cap) {
+        size_t *o = realloc(e->org, len * sizeof *o);
+        if (!o) return RF_ENOMEM;
+        e->org = o, e->org_cap = len;
+    }
+    for (size_t k = 0; k < len; k++)
+        e->org[k] = off + k;
+    const char *txt = text + off;
+    const size_t *torg = e->org;
+    size_t tn = len;
     if (t->norm.n) {
-        if ((rc = rf_normalize(&t->norm, s, n, nbuf))) return rc;
-        txt = nbuf->s, tn = nbuf->n;
+        if ((rc = rf_normalize(&t->norm, txt, len, e->org, &e->nbuf))) return rc;
+        txt = e->nbuf.s, tn = e->nbuf.n, torg = e->nbuf.org;
     }
     segs inner = {0};
     if ((rc = split_added(t, &t->normed, txt, tn, 0, &inner))) goto out;
     for (size_t i = 0; i < inner.n && !rc; i++) {
+        size_t o = inner.v[i].off, l = inner.v[i].len;
         if (inner.v[i].id >= 0) {
-            rc = rf_idvec_push(out, inner.v[i].id);
+            rc = emit(e, inner.v[i].id, torg[o], torg[o + l - 1] + 1);
             continue;
         }
-        rf_pieces_reset(words);
-        if ((rc = rf_pretokenize(&t->pretok, txt + inner.v[i].off, inner.v[i].len,
-                                 first && inner.v[i].off == 0, words)))
+        rf_pieces_reset(&e->words);
+        if ((rc = rf_pretokenize(&t->pretok, txt + o, l, torg + o, first && o == 0, &e->words)))
             break;
-        for (size_t w = 0; w < words->n && !rc; w++)
-            rc = rf_bpe_word(&t->bpe, words->buf.s + words->off[w], words->len[w], sc, out);
+        for (size_t w = 0; w < e->words.n && !rc; w++) {
+            const size_t *worg = e->words.buf.org + e->words.off[w];
+            size_t before = e->ids.n;
+            e->wsp.n = 0;
+            rc = rf_bpe_word(&t->bpe, e->words.buf.s + e->words.off[w], e->words.len[w], &e->sc,
+                             &e->ids, e->want_spans ? &e->wsp : NULL);
+            if (rc || !e->want_spans) continue;
+            /* rf_bpe_word pushed the ids; record their spans beside them. */
+            size_t added = e->ids.n - before;
+            e->ids.n = before;
+            for (size_t k = 0; k < added && !rc; k++) {
+                size_t a = (size_t)e->wsp.v[2 * k], z = (size_t)e->wsp.v[2 * k + 1];
+                rc = emit(e, e->ids.v[before + k], worg[a], worg[z - 1] + 1);
+            }
+        }
     }
 out:
     free(inner.v);
     return rc;
 }
 
-int rf_tokenizer_encode(const rf_tokenizer *t, const char *text, size_t len, int add_special,
-                        int32_t **ids, size_t *n, rf_error *err)
+int rf_tokenizer_encode_spans(const rf_tokenizer *t, const char *text, size_t len, int add_special,
+                              int32_t **ids, rf_token_span **spans, size_t *n, rf_error *err)
 {
-    rf_idvec out = {0};
+    enc e = {.want_spans = spans != NULL};
     segs top = {0};
-    rf_strbuf nbuf = {0};
-    rf_pieces words = {0};
-    rf_bpe_scratch sc = {0};
     int rc = 0;
     *ids = NULL;
+    if (spans) *spans = NULL;
     *n = 0;
     if (!utf8_ok(text, len)) return rf_errorf(err, RF_EINVAL, "text to encode is not valid UTF-8");
     for (size_t i = 0; add_special && i < t->n_prefix && !rc; i++)
-        rc = rf_idvec_push(&out, t->prefix[i]);
+        rc = emit(&e, t->prefix[i], 0, 0);
     if (!rc) rc = split_added(t, &t->raw, text, len, 0, &top);
     for (size_t i = 0; i < top.n && !rc; i++) {
-        if (top.v[i].id >= 0)
-            rc = rf_idvec_push(&out, top.v[i].id);
-        else
-            rc = encode_text(t, text + top.v[i].off, top.v[i].len, top.v[i].off == 0, &nbuf, &words,
-                             &sc, &out);
+        const seg *g = &top.v[i];
+        if (g->id >= 0) rc = emit(&e, g->id, g->off, g->off + g->len);
+        else rc = encode_text(t, &e, text, g->off, g->len, g->off == 0);
     }
     for (size_t i = 0; add_special && i < t->n_suffix && !rc; i++)
-        rc = rf_idvec_push(&out, t->suffix[i]);
-    if (!rc && !out.v)
-        rc = rf_idvec_push(&out, 0), out.n = 0; /* a non-NULL array, even when empty */
+        rc = emit(&e, t->suffix[i], len, len);
+    /* Non-NULL arrays, even when empty. */
+    if (!rc && !e.ids.v) rc = rf_idvec_push(&e.ids, 0), e.ids.n = 0;
+    if (!rc && spans && !e.sp && !(e.sp = malloc(sizeof *e.sp))) rc = RF_ENOMEM;
     free(top.v);
-    free(nbuf.s);
-    rf_pieces_free(&words);
-    rf_bpe_scratch_free(&sc);
+    rf_strbuf_free(&e.nbuf);
+    rf_pieces_free(&e.words);
+    rf_bpe_scratch_free(&e.sc);
+    free(e.wsp.v);
+    free(e.org);
     if (rc) {
-        free(out.v);
+        free(e.ids.v);
+        free(e.sp);
         if (rc == RF_ENOMEM) return rf_errorf(err, rc, "out of memory while encoding");
         return rf_errorf(err, rc, "encoding failed: the text could not be normalized");
     }
-    *ids = out.v;
-    *n = out.n;
+    *ids = e.ids.v;
+    if (spans) *spans = e.sp;
+    *n = e.ids.n;
     return 0;
+}
+
+int rf_tokenizer_encode(const rf_tokenizer *t, const char *text, size_t len, int add_special,
+                        int32_t **ids, size_t *n, rf_error *err)
+{
+    return rf_tokenizer_encode_spans(t, text, len, add_special, ids, NULL, n, err);
 }
 
 /* ---- decoding ---- */

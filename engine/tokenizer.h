@@ -32,6 +32,20 @@ void rf_tokenizer_free(rf_tokenizer *tok);
 int rf_tokenizer_encode(const rf_tokenizer *tok, const char *text, size_t len, int add_special,
                         int32_t **ids, size_t *n, rf_error *err);
 
+/* Where a token came from: input bytes [start, end). Tokens the
+ * post-processor adds have empty spans at the start or end; a token made
+ * of text the normalizer inserted (Llama 2's leading `▁`) points at the
+ * character it was inserted before. */
+typedef struct rf_token_span {
+    size_t start, end;
+} rf_token_span;
+
+/* rf_tokenizer_encode that also returns each token's span in text
+ * (*spans malloc'd, *n long) — what answer masks for training are made of. */
+int rf_tokenizer_encode_spans(const rf_tokenizer *tok, const char *text, size_t len,
+                              int add_special, int32_t **ids, rf_token_span **spans, size_t *n,
+                              rf_error *err);
+
 /* Decode flags. */
 enum {
     RF_DECODE_SKIP_SPECIAL = 1, /* drop special added tokens */

@@ -272,6 +272,7 @@ void rf_bpe_scratch_free(rf_bpe_scratch *s)
     free(s->sym);
     free(s->prev);
     free(s->next);
+    free(s->beg);
     free(s->heap);
     memset(s, 0, sizeof *s);
 }
@@ -339,14 +340,20 @@ static int utf8_len(uint8_t c)
     return c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
 }
 
-int rf_bpe_word(const rf_bpe *m, const char *w, size_t n, rf_bpe_scratch *s, rf_idvec *out)
+int rf_bpe_word(const rf_bpe *m, const char *w, size_t n, rf_bpe_scratch *s, rf_idvec *out,
+                rf_idvec *spans)
 {
+    int rc;
     if (n == 0) return 0;
     if (m->ignore_merges) {
         /* ignore_merges (Llama 3): a word that is a token as a whole is taken
          * as it is, even where the merges would have split it differently. */
         int32_t id = rf_bpe_lookup(m, w, n);
-        if (id >= 0) return rf_idvec_push(out, id);
+        if (id >= 0) {
+            if (spans && ((rc = rf_idvec_push(spans, 0)) || (rc = rf_idvec_push(spans, (int32_t)n))))
+                return rc;
+            return rf_idvec_push(out, id);
+        }
     }
     if (n > s->cap) {
         size_t cap = n < 64 ? 64 : n;
@@ -356,40 +363,45 @@ int rf_bpe_word(const rf_bpe *m, const char *w, size_t n, rf_bpe_scratch *s, rf_
         if (b) s->prev = b;
         int32_t *c = realloc(s->next, cap * sizeof *c);
         if (c) s->next = c;
-        if (!a || !b || !c) return RF_ENOMEM;
+        int32_t *d = realloc(s->beg, cap * sizeof *d);
+        if (d) s->beg = d;
+        if (!a || !b || !c || !d) return RF_ENOMEM;
         s->cap = cap;
     }
     /* One symbol per character; unknown characters fall back to their
      * `<0xNN>` bytes, else to unk (fused when fuse_unk), else are dropped —
      * the reference's order of preference. */
-    int32_t ns = 0, pending_unk = 0;
+    /* beg[] keeps where each symbol starts in w, for token offsets. */
+    int32_t ns = 0, pending_unk = 0, unk_beg = 0;
+#define SYM(id_, at_) (s->sym[ns] = (id_), s->beg[ns++] = (int32_t)(at_))
     for (size_t i = 0; i < n;) {
         size_t cl = (size_t)utf8_len((uint8_t)w[i]);
         if (i + cl > n) cl = n - i;
         int32_t id = rf_bpe_lookup(m, w + i, cl);
         if (id >= 0) {
-            if (pending_unk) s->sym[ns++] = m->unk_id, pending_unk = 0;
-            s->sym[ns++] = id;
+            if (pending_unk) SYM(m->unk_id, unk_beg), pending_unk = 0;
+            SYM(id, i);
         } else {
             int all = m->byte_fallback;
             for (size_t k = 0; all && k < cl; k++)
                 all = m->byte_id[(uint8_t)w[i + k]] >= 0;
             if (all) {
                 for (size_t k = 0; k < cl; k++)
-                    s->sym[ns++] = m->byte_id[(uint8_t)w[i + k]];
+                    SYM(m->byte_id[(uint8_t)w[i + k]], i + k);
             } else if (m->unk_id >= 0) {
-                if (pending_unk && !m->fuse_unk) s->sym[ns++] = m->unk_id;
+                if (pending_unk && !m->fuse_unk) SYM(m->unk_id, unk_beg);
+                if (!pending_unk || !m->fuse_unk) unk_beg = (int32_t)i;
                 pending_unk = 1;
             }
         }
         i += cl;
     }
-    if (pending_unk) s->sym[ns++] = m->unk_id;
+    if (pending_unk) SYM(m->unk_id, unk_beg);
+#undef SYM
     for (int32_t i = 0; i < ns; i++)
         s->prev[i] = i - 1, s->next[i] = i + 1 < ns ? i + 1 : -1;
 
     size_t hn = 0;
-    int rc;
     for (int32_t i = 0; i + 1 < ns; i++)
         if ((rc = push_pair(m, s, &hn, i))) return rc;
     while (hn) {
@@ -406,7 +418,13 @@ int rf_bpe_word(const rf_bpe *m, const char *w, size_t n, rf_bpe_scratch *s, rf_
         if (s->prev[c.pos] >= 0 && (rc = push_pair(m, s, &hn, s->prev[c.pos]))) return rc;
         if ((rc = push_pair(m, s, &hn, c.pos))) return rc;
     }
-    for (int32_t i = ns ? 0 : -1; i >= 0; i = s->next[i])
+    for (int32_t i = ns ? 0 : -1; i >= 0; i = s->next[i]) {
         if ((rc = rf_idvec_push(out, s->sym[i]))) return rc;
+        /* A token runs to where the next one begins (a dropped unknown
+         * character stays with the token before it). */
+        int32_t end = s->next[i] >= 0 ? s->beg[s->next[i]] : (int32_t)n;
+        if (spans && ((rc = rf_idvec_push(spans, s->beg[i])) || (rc = rf_idvec_push(spans, end))))
+            return rc;
+    }
     return 0;
 }

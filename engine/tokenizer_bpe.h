@@ -40,7 +40,7 @@ typedef struct rf_bpe {
 
 /* Scratch space for rf_bpe_word, reused across words of one encode call. */
 typedef struct rf_bpe_scratch {
-    int32_t *sym, *prev, *next;
+    int32_t *sym, *prev, *next, *beg;
     struct rf_bpe_cand *heap;
     size_t cap, heap_cap;
 } rf_bpe_scratch;
@@ -61,8 +61,10 @@ static inline const char *rf_bpe_text(const rf_bpe *m, int32_t id)
 /* Tokenize one pre-tokenized word (text in the model's alphabet: `Ġ`-mapped
  * bytes or `▁`-spaced text) and append its ids to out. Merges are applied
  * lowest rank first, leftmost first among equals, with a binary heap, so a
- * word of n symbols costs O(n log n). */
-int rf_bpe_word(const rf_bpe *m, const char *w, size_t n, rf_bpe_scratch *s, rf_idvec *out);
+ * word of n symbols costs O(n log n). spans, when not NULL, gets each
+ * token's [start, end) byte range in w, as two entries. */
+int rf_bpe_word(const rf_bpe *m, const char *w, size_t n, rf_bpe_scratch *s, rf_idvec *out,
+                rf_idvec *spans);
 void rf_bpe_scratch_free(rf_bpe_scratch *s);
 
 #endif

@@ -119,7 +119,8 @@ static int decode_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out)
     case D_REPLACE:
         for (size_t i = 0; i < in->n && !rc; i++) {
             t.n = 0;
-            rc = rf_replace_all(&st->pat, in->buf.s + in->off[i], in->len[i], st->b, st->bn, &t);
+            rc = rf_replace_all(&st->pat, in->buf.s + in->off[i], in->len[i], NULL, st->b, st->bn,
+                                &t);
             if (!rc) rc = rf_pieces_add(out, t.s, t.n);
         }
         break;

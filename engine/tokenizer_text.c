@@ -46,7 +46,31 @@ int rf_strbuf_add(rf_strbuf *b, const char *s, size_t n)
     return 0;
 }
 
-int rf_pieces_add(rf_pieces *p, const char *s, size_t n)
+int rf_strbuf_add_org(rf_strbuf *b, const char *s, size_t n, const size_t *org, size_t fill)
+{
+    if (b->n + n + 1 > b->org_cap) {
+        size_t cap = b->org_cap ? b->org_cap : 256;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        size_t *o = realloc(b->org, cap * sizeof *o);
+        if (!o) return RF_ENOMEM;
+        b->org = o, b->org_cap = cap;
+    }
+    size_t at = b->n;
+    if (rf_strbuf_add(b, s, n)) return RF_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        b->org[at + i] = org ? org[i] : fill;
+    return 0;
+}
+
+void rf_strbuf_free(rf_strbuf *b)
+{
+    free(b->s);
+    free(b->org);
+    memset(b, 0, sizeof *b);
+}
+
+int rf_pieces_add_org(rf_pieces *p, const char *s, size_t n, const size_t *org)
 {
     if (p->n == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 64;
@@ -59,10 +83,13 @@ int rf_pieces_add(rf_pieces *p, const char *s, size_t n)
     }
     p->off[p->n] = p->buf.n;
     p->len[p->n] = n;
-    if (rf_strbuf_add(&p->buf, s, n)) return RF_ENOMEM;
+    if (org ? rf_strbuf_add_org(&p->buf, s, n, org, 0) : rf_strbuf_add(&p->buf, s, n))
+        return RF_ENOMEM;
     p->n++;
     return 0;
 }
+
+int rf_pieces_add(rf_pieces *p, const char *s, size_t n) { return rf_pieces_add_org(p, s, n, NULL); }
 
 void rf_pieces_reset(rf_pieces *p)
 {
@@ -72,7 +99,7 @@ void rf_pieces_reset(rf_pieces *p)
 
 void rf_pieces_free(rf_pieces *p)
 {
-    free(p->buf.s);
+    rf_strbuf_free(&p->buf);
     free(p->off);
     free(p->len);
     memset(p, 0, sizeof *p);
@@ -416,18 +443,26 @@ void rf_text_chain_free(rf_text_chain *c)
 /* ---- applying ---- */
 
 /* Append s with every match of p replaced by rep. */
-int rf_replace_all(const rf_pattern *p, const char *s, size_t n, const char *rep, size_t rn,
-                   rf_strbuf *out)
+int rf_replace_all(const rf_pattern *p, const char *s, size_t n, const size_t *org, const char *rep,
+                   size_t rn, rf_strbuf *out)
 {
     OnigRegion *rg = p->re ? onig_region_new() : NULL;
     size_t at = 0, ms, me;
     int rc = 0;
     if (p->re && !rg) return RF_ENOMEM;
     while (!rc && pattern_next(p, s, n, at, rg, &ms, &me)) {
-        rc = rf_strbuf_add(out, s + at, ms - at) || rf_strbuf_add(out, rep, rn) ? RF_ENOMEM : 0;
+        if (org) /* the replacement stands where its match began */
+            rc = rf_strbuf_add_org(out, s + at, ms - at, org + at, 0) ||
+                         rf_strbuf_add_org(out, rep, rn, NULL, org[ms])
+                     ? RF_ENOMEM
+                     : 0;
+        else
+            rc = rf_strbuf_add(out, s + at, ms - at) || rf_strbuf_add(out, rep, rn) ? RF_ENOMEM : 0;
         at = me;
     }
-    if (!rc) rc = rf_strbuf_add(out, s + at, n - at);
+    if (!rc)
+        rc = org ? rf_strbuf_add_org(out, s + at, n - at, org + at, 0)
+                 : rf_strbuf_add(out, s + at, n - at);
     if (rg) onig_region_free(rg, 1);
     return rc;
 }
@@ -474,21 +509,34 @@ static int final_sigma(const char *s, size_t n, size_t at, size_t len)
     return 1;
 }
 
-static int normalize_step(const rf_text_step *st, const char *s, size_t n, rf_strbuf *out)
+/* One normalizer step from (s, org) to out; every output byte gets the
+ * original offset of the byte it came from (inserted text: where it was
+ * inserted), so that tokens can be traced back to the input. */
+static int normalize_step(const rf_text_step *st, const char *s, size_t n, const size_t *org,
+                          rf_strbuf *out)
 {
     out->n = 0;
     switch (st->type) {
     case N_PREPEND:
-        if (!n) return rf_strbuf_add(out, "", 0);
-        return rf_strbuf_add(out, st->a, st->an) || rf_strbuf_add(out, s, n) ? RF_ENOMEM : 0;
+        if (!n) return rf_strbuf_add_org(out, "", 0, NULL, 0);
+        return rf_strbuf_add_org(out, st->a, st->an, NULL, org[0]) ||
+                       rf_strbuf_add_org(out, s, n, org, 0)
+                   ? RF_ENOMEM
+                   : 0;
     case N_REPLACE:
-        return rf_replace_all(&st->pat, s, n, st->b, st->bn, out);
+        return rf_replace_all(&st->pat, s, n, org, st->b, st->bn, out);
     case N_UNICODE: {
         utf8proc_uint8_t *dst = NULL;
         utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst,
                                           (utf8proc_option_t)st->i1);
         if (r < 0) return r == UTF8PROC_ERROR_NOMEM ? RF_ENOMEM : RF_EINVAL;
-        int rc = rf_strbuf_add(out, (const char *)dst, (size_t)r);
+        int rc = rf_strbuf_add_org(out, (const char *)dst, (size_t)r, NULL, 0);
+        /* Already normal (the usual case): origins carry over exactly;
+         * otherwise they are spread in proportion, which keeps them in
+         * order and within the text. */
+        int same = (size_t)r == n && !memcmp(dst, s, n);
+        for (size_t k = 0; !rc && k < (size_t)r; k++)
+            out->org[k] = same ? org[k] : org[k * n / (size_t)r];
         free(dst);
         return rc;
     }
@@ -512,10 +560,11 @@ static int normalize_step(const rf_text_step *st, const char *s, size_t n, rf_st
                 if (cp == 0x3A3 && final_sigma(s, n, i, (size_t)l)) lc = 0x3C2;
                 el = utf8proc_encode_char(lc, enc);
             }
-            if (rf_strbuf_add(out, (const char *)enc, (size_t)el)) return RF_ENOMEM;
+            if (rf_strbuf_add_org(out, (const char *)enc, (size_t)el, NULL, org[i]))
+                return RF_ENOMEM;
             i += (size_t)l;
         }
-        return rf_strbuf_add(out, "", 0);
+        return rf_strbuf_add_org(out, "", 0, NULL, 0);
     case N_STRIP: {
         size_t b = 0, e = n, l;
         while (st->i1 && b < e && (l = rf_text_space_at(s + b, s + e)))
@@ -528,24 +577,24 @@ static int normalize_step(const rf_text_step *st, const char *s, size_t n, rf_st
             if (!rf_text_space_at(s + k, s + e)) break;
             e = k;
         }
-        return rf_strbuf_add(out, s + b, e - b);
+        return rf_strbuf_add_org(out, s + b, e - b, org + b, 0);
     }
     }
     return RF_EINTERNAL;
 }
 
-int rf_normalize(const rf_text_chain *c, const char *s, size_t n, rf_strbuf *out)
+int rf_normalize(const rf_text_chain *c, const char *s, size_t n, const size_t *org, rf_strbuf *out)
 {
     rf_strbuf tmp = {0};
     int rc = 0;
     out->n = 0;
-    if ((rc = rf_strbuf_add(out, s, n))) return rc;
+    if ((rc = rf_strbuf_add_org(out, s, n, org, 0))) return rc;
     for (size_t i = 0; i < c->n && !rc; i++) {
-        if ((rc = normalize_step(&c->steps[i], out->s, out->n, &tmp))) break;
+        if ((rc = normalize_step(&c->steps[i], out->s, out->n, out->org, &tmp))) break;
         rf_strbuf t = *out;
         *out = tmp, tmp = t;
     }
-    free(tmp.s);
+    rf_strbuf_free(&tmp);
     return rc;
 }
 
@@ -553,7 +602,7 @@ int rf_normalize(const rf_text_chain *c, const char *s, size_t n, rf_strbuf *out
  * The runs (match or not) are folded the way the reference folds them:
  * each either starts a new piece or extends the last one. */
 static int split_piece(const rf_pattern *p, int behavior, int invert, const char *s, size_t n,
-                       OnigRegion *rg, rf_pieces *out)
+                       const size_t *org, OnigRegion *rg, rf_pieces *out)
 {
     size_t at = 0, ms = 0, me = 0, last_o = 0, last_n = 0;
     int have_last = 0, prev_match = 0, rc;
@@ -581,7 +630,8 @@ static int split_piece(const rf_pattern *p, int behavior, int invert, const char
             if (extend && have_last) {
                 last_n = o + l - last_o;
             } else {
-                if (have_last && (rc = rf_pieces_add(out, s + last_o, last_n))) return rc;
+                if (have_last && (rc = rf_pieces_add_org(out, s + last_o, last_n, org + last_o)))
+                    return rc;
                 last_o = o, last_n = l, have_last = 1;
             }
             prev_match = m;
@@ -589,11 +639,11 @@ static int split_piece(const rf_pattern *p, int behavior, int invert, const char
         if (!found) break;
         at = me;
     }
-    if (have_last && (rc = rf_pieces_add(out, s + last_o, last_n))) return rc;
+    if (have_last && (rc = rf_pieces_add_org(out, s + last_o, last_n, org + last_o))) return rc;
     return 0;
 }
 
-static int map_bytes(const char *s, size_t n, rf_strbuf *out)
+static int map_bytes(const char *s, size_t n, const size_t *org, rf_strbuf *out)
 {
     for (size_t i = 0; i < n; i++) {
         int cp = byte_to_cp((uint8_t)s[i]);
@@ -603,7 +653,7 @@ static int map_bytes(const char *s, size_t n, rf_strbuf *out)
             enc[0] = (char)cp;
         else
             enc[0] = (char)(0xC0 | (cp >> 6)), enc[1] = (char)(0x80 | (cp & 0x3F));
-        if (rf_strbuf_add(out, enc, l)) return RF_ENOMEM;
+        if (rf_strbuf_add_org(out, enc, l, NULL, org[i])) return RF_ENOMEM;
     }
     return 0;
 }
@@ -616,21 +666,22 @@ static int pretok_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out, in
     rf_pieces_reset(out);
     for (size_t i = 0; i < in->n && !rc; i++) {
         const char *s = in->buf.s + in->off[i];
-        size_t n = in->len[i];
+        const size_t *org = in->buf.org + in->off[i];
+        size_t n = in->len[i], here = n ? org[0] : 0;
         switch (st->type) {
         case P_SPLIT:
-            rc = split_piece(&st->pat, st->i1, st->i2, s, n, rg, out);
+            rc = split_piece(&st->pat, st->i1, st->i2, s, n, org, rg, out);
             break;
         case P_BYTELEVEL:
             tmp.n = 0;
-            if (st->i1 && (n == 0 || s[0] != ' ')) rc = rf_strbuf_add(&tmp, " ", 1);
-            if (!rc) rc = rf_strbuf_add(&tmp, s, n);
+            if (st->i1 && (n == 0 || s[0] != ' ')) rc = rf_strbuf_add_org(&tmp, " ", 1, NULL, here);
+            if (!rc) rc = rf_strbuf_add_org(&tmp, s, n, org, 0);
             if (rc) break;
             if (st->i2) {
                 rf_pattern gp = {.re = re_gpt2};
-                rc = split_piece(&gp, B_ISOLATED, 0, tmp.s, tmp.n, rg, out);
+                rc = split_piece(&gp, B_ISOLATED, 0, tmp.s, tmp.n, tmp.org, rg, out);
             } else {
-                rc = rf_pieces_add(out, tmp.s, tmp.n);
+                rc = rf_pieces_add_org(out, tmp.s, tmp.n, tmp.org);
             }
             break;
         case P_METASPACE: {
@@ -639,14 +690,14 @@ static int pretok_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out, in
             int starts = n >= st->an && !memcmp(s, st->a, st->an);
             if (!starts && n && s[0] == ' ') starts = 1; /* the space becomes the replacement */
             if (!starts && (st->i1 == 0 || (st->i1 == 1 && first && i == 0)))
-                rc = rf_strbuf_add(&tmp, st->a, st->an);
-            if (!rc) rc = rf_replace_all(&sp, s, n, st->a, st->an, &tmp);
+                rc = rf_strbuf_add_org(&tmp, st->a, st->an, NULL, here);
+            if (!rc) rc = rf_replace_all(&sp, s, n, org, st->a, st->an, &tmp);
             if (rc) break;
             if (st->i2) {
                 rf_pattern rp = {.lit = st->a, .lit_len = st->an};
-                rc = split_piece(&rp, B_MERGED_NEXT, 0, tmp.s, tmp.n, rg, out);
+                rc = split_piece(&rp, B_MERGED_NEXT, 0, tmp.s, tmp.n, tmp.org, rg, out);
             } else {
-                rc = rf_pieces_add(out, tmp.s, tmp.n);
+                rc = rf_pieces_add_org(out, tmp.s, tmp.n, tmp.org);
             }
             break;
         }
@@ -654,16 +705,17 @@ static int pretok_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out, in
             rc = RF_EINTERNAL;
         }
     }
-    free(tmp.s);
+    rf_strbuf_free(&tmp);
     return rc;
 }
 
-int rf_pretokenize(const rf_text_chain *c, const char *s, size_t n, int first, rf_pieces *out)
+int rf_pretokenize(const rf_text_chain *c, const char *s, size_t n, const size_t *org, int first,
+                   rf_pieces *out)
 {
     rf_pieces a = {0}, b = {0};
     rf_strbuf mapped = {0};
     OnigRegion *rg = onig_region_new();
-    int rc = rg ? rf_pieces_add(&a, s, n) : RF_ENOMEM;
+    int rc = rg ? rf_pieces_add_org(&a, s, n, org) : RF_ENOMEM;
     for (size_t i = 0; i < c->n && !rc; i++) {
         if ((rc = pretok_step(&c->steps[i], &a, &b, first, rg))) break;
         rf_pieces t = a;
@@ -673,15 +725,15 @@ int rf_pretokenize(const rf_text_chain *c, const char *s, size_t n, int first, r
         if (!a.len[i]) continue;
         if (c->byte_level) {
             mapped.n = 0;
-            if (!(rc = map_bytes(a.buf.s + a.off[i], a.len[i], &mapped)))
-                rc = rf_pieces_add(out, mapped.s, mapped.n);
+            if (!(rc = map_bytes(a.buf.s + a.off[i], a.len[i], a.buf.org + a.off[i], &mapped)))
+                rc = rf_pieces_add_org(out, mapped.s, mapped.n, mapped.org);
         } else {
-            rc = rf_pieces_add(out, a.buf.s + a.off[i], a.len[i]);
+            rc = rf_pieces_add_org(out, a.buf.s + a.off[i], a.len[i], a.buf.org + a.off[i]);
         }
     }
     if (rg) onig_region_free(rg, 1);
     rf_pieces_free(&a);
     rf_pieces_free(&b);
-    free(mapped.s);
+    rf_strbuf_free(&mapped);
     return rc;
 }

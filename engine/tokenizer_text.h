@@ -12,13 +12,19 @@
 
 #include "engine/error.h"
 
-/* A growable byte string. */
+/* A growable byte string; org, when filled, holds for each byte the offset
+ * in the caller's input that it stands for (see rf_strbuf_add_org). */
 typedef struct rf_strbuf {
     char *s;
     size_t n, cap;
+    size_t *org;
+    size_t org_cap;
 } rf_strbuf;
 
 int rf_strbuf_add(rf_strbuf *b, const char *s, size_t n);
+/* Append with origins: org[i] for byte i, or fill for all when org is NULL. */
+int rf_strbuf_add_org(rf_strbuf *b, const char *s, size_t n, const size_t *org, size_t fill);
+void rf_strbuf_free(rf_strbuf *b);
 
 /* Text cut into pieces that live in one buffer. */
 typedef struct rf_pieces {
@@ -28,6 +34,7 @@ typedef struct rf_pieces {
 } rf_pieces;
 
 int rf_pieces_add(rf_pieces *p, const char *s, size_t n);
+int rf_pieces_add_org(rf_pieces *p, const char *s, size_t n, const size_t *org);
 void rf_pieces_reset(rf_pieces *p);
 void rf_pieces_free(rf_pieces *p);
 
@@ -57,11 +64,13 @@ int rf_normalizer_load(rf_text_chain *c, json_t *j, rf_error *err);
 int rf_pretok_load(rf_text_chain *c, json_t *j, rf_error *err);
 void rf_text_chain_free(rf_text_chain *c);
 
-/* Normalize s into out (out is overwritten). */
-int rf_normalize(const rf_text_chain *c, const char *s, size_t n, rf_strbuf *out);
+/* Normalize s (whose bytes stand at input offsets org) into out, which is
+ * overwritten and carries the origins on. */
+int rf_normalize(const rf_text_chain *c, const char *s, size_t n, const size_t *org, rf_strbuf *out);
 /* Cut s into words, appended to out, already in the model's alphabet.
  * first: s begins the input (Metaspace's prepend_scheme "first"). */
-int rf_pretokenize(const rf_text_chain *c, const char *s, size_t n, int first, rf_pieces *out);
+int rf_pretokenize(const rf_text_chain *c, const char *s, size_t n, const size_t *org, int first,
+                   rf_pieces *out);
 
 /* Unicode tests for added tokens' lstrip/rstrip/single_word: the length of
  * the whitespace (or word) character at s[0], or 0. */
@@ -78,7 +87,8 @@ int rf_text_dup_str(json_t *v, char **out, size_t *n, const char *field, rf_erro
 int rf_text_prepend_scheme(json_t *j); /* Metaspace: 0 always, 1 first, 2 never */
 int rf_pattern_load(rf_pattern *p, json_t *j, const char *field, rf_error *err);
 /* Append s to out with every match of p replaced by rep. */
-int rf_replace_all(const rf_pattern *p, const char *s, size_t n, const char *rep, size_t rn,
+int rf_replace_all(const rf_pattern *p, const char *s, size_t n, const size_t *org, const char *rep,
+                   size_t rn,
                    rf_strbuf *out);
 /* Length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
 size_t rf_utf8_valid_at(const uint8_t *s, size_t n);
