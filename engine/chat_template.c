@@ -278,3 +278,16 @@ int rf_chat_format(const rf_tokenizer *tok, rf_chat_family fam, const rf_chat_ms
     out->n_spans = f.n_spans;
     return 0;
 }
+
+void rf_chat_answer_mask(const rf_chat_out *chat, const rf_token_span *spans, size_t n,
+                         unsigned char *mask)
+{
+    /* Both lists are in text order, so one pass over each suffices. */
+    size_t a = 0;
+    for (size_t i = 0; i < n; i++) {
+        while (a < chat->n_spans && chat->spans[a].end <= spans[i].start)
+            a++;
+        mask[i] = a < chat->n_spans && spans[i].end > chat->spans[a].start &&
+                  spans[i].start < chat->spans[a].end;
+    }
+}

@@ -50,4 +50,11 @@ int rf_chat_format(const rf_tokenizer *tok, rf_chat_family f, const rf_chat_msg 
                    int add_generation_prompt, rf_chat_out *out, rf_error *err);
 void rf_chat_out_free(rf_chat_out *out);
 
+/* Training's answer mask for a formatted chat encoded with
+ * rf_tokenizer_encode_spans: mask[i] = 1 when token i overlaps an answer
+ * span (a token that straddles the boundary, like Llama 2's "▁Hello", is
+ * part of the answer), else 0. */
+void rf_chat_answer_mask(const rf_chat_out *chat, const rf_token_span *spans, size_t n,
+                         unsigned char *mask);
+
 #endif

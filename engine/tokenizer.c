@@ -475,8 +475,8 @@ typedef struct enc {
     rf_strbuf nbuf;  /* normalized text, with origins */
     rf_pieces words; /* pre-tokenized words, with origins */
     rf_bpe_scratch sc;
-    rf_idvec wsp;    /* token ranges inside one word */
-    size_t *org;     /* identity origins of the current stretch */
+    rf_idvec wsp; /* token ranges inside one word */
+    size_t *org;  /* identity origins of the current stretch */
     size_t org_cap;
 } enc;
 
@@ -494,9 +494,27 @@ static int emit(enc *e, int32_t id, size_t start, size_t end)
     return 0;
 }
 
+/* A token's span from the origins of its bytes: from the first to the last
+ * byte that came from the input; a token made only of inserted text gets
+ * an empty span where it was inserted. */
+static rf_token_span span_of(const size_t *org, size_t a, size_t z)
+{
+    size_t first = z, last = z;
+    for (size_t k = a; k < z; k++)
+        if (!(org[k] & RF_ORG_INSERTED)) {
+            if (first == z) first = k;
+            last = k;
+        }
+    if (first == z) {
+        size_t at = org[a] & ~RF_ORG_INSERTED;
+        return (rf_token_span){at, at};
+    }
+    return (rf_token_span){org[first], org[last] + 1};
+}
+
 /* Normalize, pre-tokenize and BPE the plain text text[off, off + len).
- * Every byte carries its input offset through the stages, so a token's
- * span is [origin of its first byte, origin of its last byte + 1). */
+ * Every byte carries its input offset through the stages, so that each
+ * token can be traced back to the input bytes it stands for. */
 static int encode_text(const rf_tokenizer *t, enc *e, const char *text, size_t off, size_t len,
                        int first)
 {
@@ -520,7 +538,8 @@ static int encode_text(const rf_tokenizer *t, enc *e, const char *text, size_t o
     for (size_t i = 0; i < inner.n && !rc; i++) {
         size_t o = inner.v[i].off, l = inner.v[i].len;
         if (inner.v[i].id >= 0) {
-            rc = emit(e, inner.v[i].id, torg[o], torg[o + l - 1] + 1);
+            rf_token_span sp = span_of(torg, o, o + l);
+            rc = emit(e, inner.v[i].id, sp.start, sp.end);
             continue;
         }
         rf_pieces_reset(&e->words);
@@ -537,8 +556,9 @@ static int encode_text(const rf_tokenizer *t, enc *e, const char *text, size_t o
             size_t added = e->ids.n - before;
             e->ids.n = before;
             for (size_t k = 0; k < added && !rc; k++) {
-                size_t a = (size_t)e->wsp.v[2 * k], z = (size_t)e->wsp.v[2 * k + 1];
-                rc = emit(e, e->ids.v[before + k], worg[a], worg[z - 1] + 1);
+                rf_token_span sp =
+                    span_of(worg, (size_t)e->wsp.v[2 * k], (size_t)e->wsp.v[2 * k + 1]);
+                rc = emit(e, e->ids.v[before + k], sp.start, sp.end);
             }
         }
     }
@@ -562,8 +582,10 @@ int rf_tokenizer_encode_spans(const rf_tokenizer *t, const char *text, size_t le
     if (!rc) rc = split_added(t, &t->raw, text, len, 0, &top);
     for (size_t i = 0; i < top.n && !rc; i++) {
         const seg *g = &top.v[i];
-        if (g->id >= 0) rc = emit(&e, g->id, g->off, g->off + g->len);
-        else rc = encode_text(t, &e, text, g->off, g->len, g->off == 0);
+        if (g->id >= 0)
+            rc = emit(&e, g->id, g->off, g->off + g->len);
+        else
+            rc = encode_text(t, &e, text, g->off, g->len, g->off == 0);
     }
     for (size_t i = 0; add_special && i < t->n_suffix && !rc; i++)
         rc = emit(&e, t->suffix[i], len, len);

@@ -350,7 +350,8 @@ int rf_bpe_word(const rf_bpe *m, const char *w, size_t n, rf_bpe_scratch *s, rf_
          * as it is, even where the merges would have split it differently. */
         int32_t id = rf_bpe_lookup(m, w, n);
         if (id >= 0) {
-            if (spans && ((rc = rf_idvec_push(spans, 0)) || (rc = rf_idvec_push(spans, (int32_t)n))))
+            if (spans &&
+                ((rc = rf_idvec_push(spans, 0)) || (rc = rf_idvec_push(spans, (int32_t)n))))
                 return rc;
             return rf_idvec_push(out, id);
         }

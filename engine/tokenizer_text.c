@@ -89,7 +89,10 @@ int rf_pieces_add_org(rf_pieces *p, const char *s, size_t n, const size_t *org)
     return 0;
 }
 
-int rf_pieces_add(rf_pieces *p, const char *s, size_t n) { return rf_pieces_add_org(p, s, n, NULL); }
+int rf_pieces_add(rf_pieces *p, const char *s, size_t n)
+{
+    return rf_pieces_add_org(p, s, n, NULL);
+}
 
 void rf_pieces_reset(rf_pieces *p)
 {
@@ -519,7 +522,7 @@ static int normalize_step(const rf_text_step *st, const char *s, size_t n, const
     switch (st->type) {
     case N_PREPEND:
         if (!n) return rf_strbuf_add_org(out, "", 0, NULL, 0);
-        return rf_strbuf_add_org(out, st->a, st->an, NULL, org[0]) ||
+        return rf_strbuf_add_org(out, st->a, st->an, NULL, org[0] | RF_ORG_INSERTED) ||
                        rf_strbuf_add_org(out, s, n, org, 0)
                    ? RF_ENOMEM
                    : 0;
@@ -674,7 +677,8 @@ static int pretok_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out, in
             break;
         case P_BYTELEVEL:
             tmp.n = 0;
-            if (st->i1 && (n == 0 || s[0] != ' ')) rc = rf_strbuf_add_org(&tmp, " ", 1, NULL, here);
+            if (st->i1 && (n == 0 || s[0] != ' '))
+                rc = rf_strbuf_add_org(&tmp, " ", 1, NULL, here | RF_ORG_INSERTED);
             if (!rc) rc = rf_strbuf_add_org(&tmp, s, n, org, 0);
             if (rc) break;
             if (st->i2) {
@@ -690,7 +694,7 @@ static int pretok_step(const rf_text_step *st, rf_pieces *in, rf_pieces *out, in
             int starts = n >= st->an && !memcmp(s, st->a, st->an);
             if (!starts && n && s[0] == ' ') starts = 1; /* the space becomes the replacement */
             if (!starts && (st->i1 == 0 || (st->i1 == 1 && first && i == 0)))
-                rc = rf_strbuf_add_org(&tmp, st->a, st->an, NULL, here);
+                rc = rf_strbuf_add_org(&tmp, st->a, st->an, NULL, here | RF_ORG_INSERTED);
             if (!rc) rc = rf_replace_all(&sp, s, n, org, st->a, st->an, &tmp);
             if (rc) break;
             if (st->i2) {

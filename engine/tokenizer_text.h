@@ -22,6 +22,10 @@ typedef struct rf_strbuf {
 } rf_strbuf;
 
 int rf_strbuf_add(rf_strbuf *b, const char *s, size_t n);
+/* Origins of text that was inserted (a prepended `▁` or space) rather than
+ * derived from input: the offset it was inserted at, with this bit set. */
+#define RF_ORG_INSERTED ((size_t)1 << (sizeof(size_t) * 8 - 1))
+
 /* Append with origins: org[i] for byte i, or fill for all when org is NULL. */
 int rf_strbuf_add_org(rf_strbuf *b, const char *s, size_t n, const size_t *org, size_t fill);
 void rf_strbuf_free(rf_strbuf *b);
@@ -66,7 +70,8 @@ void rf_text_chain_free(rf_text_chain *c);
 
 /* Normalize s (whose bytes stand at input offsets org) into out, which is
  * overwritten and carries the origins on. */
-int rf_normalize(const rf_text_chain *c, const char *s, size_t n, const size_t *org, rf_strbuf *out);
+int rf_normalize(const rf_text_chain *c, const char *s, size_t n, const size_t *org,
+                 rf_strbuf *out);
 /* Cut s into words, appended to out, already in the model's alphabet.
  * first: s begins the input (Metaspace's prepend_scheme "first"). */
 int rf_pretokenize(const rf_text_chain *c, const char *s, size_t n, const size_t *org, int first,
@@ -88,8 +93,7 @@ int rf_text_prepend_scheme(json_t *j); /* Metaspace: 0 always, 1 first, 2 never 
 int rf_pattern_load(rf_pattern *p, json_t *j, const char *field, rf_error *err);
 /* Append s to out with every match of p replaced by rep. */
 int rf_replace_all(const rf_pattern *p, const char *s, size_t n, const size_t *org, const char *rep,
-                   size_t rn,
-                   rf_strbuf *out);
+                   size_t rn, rf_strbuf *out);
 /* Length of the valid UTF-8 sequence at s (RFC 3629), or 0. */
 size_t rf_utf8_valid_at(const uint8_t *s, size_t n);
 /* The byte a byte-level alphabet character stands for, or -1. */

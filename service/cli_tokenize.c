@@ -12,16 +12,18 @@
 static int usage(FILE *f)
 {
     fprintf(f, "usage: refinery tokenize --model DIR [--decode] [--no-special] [--skip-special] "
-               "[--no-cleanup] [--jsonl]\n"
+               "[--no-cleanup] [--spans] [--jsonl]\n"
                "                         [--chat [--template FAMILY] [--no-generation-prompt]]\n"
                "  stdin text -> JSON ids; --decode: stdin JSON ids -> text.\n"
                "  --no-special    do not add the post-processor's BOS/EOS when encoding\n"
                "  --skip-special  leave special tokens out when decoding\n"
                "  --no-cleanup    keep the spaces clean_up_tokenization_spaces would remove\n"
+               "  --spans         encode to {\"ids\": [...], \"spans\": [[start, end], ...]} (byte "
+               "offsets)\n"
                "  --jsonl         one JSON string (or, with --decode, one id array) per line in,\n"
                "                  one JSON result per line out\n"
                "  --chat          stdin is a JSON array of {role, content}; print the formatted\n"
-               "                  prompt, its ids and the assistant answers' byte spans as JSON\n");
+               "                  prompt, ids, answer byte spans and the answer mask as JSON\n");
     return f == stderr ? 2 : 0;
 }
 
@@ -55,17 +57,30 @@ static int print_ids(const int32_t *ids, size_t n)
     return 0;
 }
 
-static int encode_one(const rf_tokenizer *tok, const char *s, size_t n, int special)
+static int encode_one(const rf_tokenizer *tok, const char *s, size_t n, int special, int with_spans)
 {
     int32_t *ids;
+    rf_token_span *sp = NULL;
     size_t k;
     rf_error err;
-    if (rf_tokenizer_encode(tok, s, n, special, &ids, &k, &err)) {
+    if (rf_tokenizer_encode_spans(tok, s, n, special, &ids, with_spans ? &sp : NULL, &k, &err)) {
         fprintf(stderr, "refinery tokenize: %s\n", err.msg);
         return 1;
     }
-    print_ids(ids, k);
+    if (with_spans) {
+        /* {"ids": [...], "spans": [[start, end], ...]}: byte offsets in the input. */
+        printf("{\"ids\":[");
+        for (size_t i = 0; i < k; i++)
+            printf(i ? ",%d" : "%d", ids[i]);
+        printf("],\"spans\":[");
+        for (size_t i = 0; i < k; i++)
+            printf(i ? ",[%zu,%zu]" : "[%zu,%zu]", sp[i].start, sp[i].end);
+        puts("]}");
+    } else {
+        print_ids(ids, k);
+    }
     free(ids);
+    free(sp);
     return 0;
 }
 
@@ -130,15 +145,21 @@ static int run_chat(const rf_tokenizer *tok, const char *in, const char *family,
         goto out;
     }
     int32_t *ids = NULL;
+    rf_token_span *tsp = NULL;
+    unsigned char *mask = NULL;
     size_t k = 0;
     if (rf_chat_format(tok, fam, m, n, gen_prompt, &out, &err) ||
-        rf_tokenizer_encode(tok, out.text, out.len, 0, &ids, &k, &err)) {
+        rf_tokenizer_encode_spans(tok, out.text, out.len, 0, &ids, &tsp, &k, &err)) {
         fprintf(stderr, "refinery tokenize: %s\n", err.msg);
         goto out;
     }
-    json_t *res = json_object(), *jids = json_array(), *spans = json_array();
-    for (size_t j = 0; j < k; j++)
+    if (!(mask = malloc(k + 1))) goto out;
+    rf_chat_answer_mask(&out, tsp, k, mask);
+    json_t *res = json_object(), *jids = json_array(), *spans = json_array(), *jm = json_array();
+    for (size_t j = 0; j < k; j++) {
         json_array_append_new(jids, json_integer(ids[j]));
+        json_array_append_new(jm, json_integer(mask[j]));
+    }
     for (size_t j = 0; j < out.n_spans; j++)
         json_array_append_new(
             spans, json_pack("[II]", (json_int_t)out.spans[j].start, (json_int_t)out.spans[j].end));
@@ -146,11 +167,14 @@ static int run_chat(const rf_tokenizer *tok, const char *in, const char *family,
     json_object_set_new(res, "text", json_stringn(out.text, out.len));
     json_object_set_new(res, "ids", jids);
     json_object_set_new(res, "answer_spans", spans);
+    json_object_set_new(res, "answer_mask", jm);
     char *s = json_dumps(res, JSON_COMPACT);
     if (s) puts(s);
     free(s);
     json_decref(res);
     free(ids);
+    free(tsp);
+    free(mask);
     rc = 0;
 out:
     rf_chat_out_free(&out);
@@ -162,7 +186,7 @@ out:
 int rf_cmd_tokenize(int argc, char **argv)
 {
     const char *model = NULL, *family = NULL;
-    int decode = 0, special = 1, flags = 0, jsonl = 0, chat = 0, gen_prompt = 1;
+    int decode = 0, special = 1, flags = 0, with_spans = 0, jsonl = 0, chat = 0, gen_prompt = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
             model = argv[++i];
@@ -176,6 +200,8 @@ int rf_cmd_tokenize(int argc, char **argv)
             flags |= RF_DECODE_NO_CLEANUP;
         else if (!strcmp(argv[i], "--jsonl"))
             jsonl = 1;
+        else if (!strcmp(argv[i], "--spans"))
+            with_spans = 1;
         else if (!strcmp(argv[i], "--chat"))
             chat = 1;
         else if (!strcmp(argv[i], "--template") && i + 1 < argc)
@@ -206,7 +232,7 @@ int rf_cmd_tokenize(int argc, char **argv)
     if (chat) {
         rc = run_chat(tok, in, family, gen_prompt);
     } else if (!jsonl && !decode) {
-        rc = encode_one(tok, in, n, special);
+        rc = encode_one(tok, in, n, special, with_spans);
     } else {
         /* One JSON value per line (or the whole input for a plain --decode). */
         rc = 0;
@@ -227,7 +253,8 @@ int rf_cmd_tokenize(int argc, char **argv)
                 fprintf(stderr, "refinery tokenize: --jsonl expects one JSON string per line\n");
                 rc = 1;
             } else {
-                rc = encode_one(tok, json_string_value(v), json_string_length(v), special);
+                rc = encode_one(tok, json_string_value(v), json_string_length(v), special,
+                                with_spans);
             }
             json_decref(v);
         }

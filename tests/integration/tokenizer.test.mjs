@@ -88,6 +88,53 @@ for (const m of models) {
   });
 }
 
+for (const m of models) {
+  test(`tokenizer ${m}: token spans trace every token back to its bytes`, (t) => {
+    const ref = reference(m);
+    const ours = parseLines(refinery(["--model", modelDir(m), "--jsonl", "--spans", "--no-special"], jsonl(corpus)));
+    let checked = 0;
+    corpus.forEach((line, i) => {
+      const bytes = Buffer.from(line, "utf8");
+      const { ids, spans } = ours[i];
+      const where = `line ${i + 1} ${JSON.stringify(line).slice(0, 40)}`;
+      assert.deepEqual(ids, ref.encode(line, { add_special_tokens: false }).ids, where);
+      const tokens = ref.encode(line, { add_special_tokens: false }).tokens;
+      // Qwen's NFC moves bytes where it changes the text; spans are then
+      // only ordered. Everywhere else each token is exactly its bytes.
+      const exact = m !== "qwen3" || line === line.normalize("NFC");
+      let prevEnd = 0;
+      spans.forEach(([s, e], k) => {
+        assert.ok(s <= e && e <= bytes.length && s >= (exact && m !== "llama2" ? prevEnd : 0), `${where}: span ${k}`);
+        const slice = bytes.subarray(s, e);
+        if (!exact) return;
+        if (m === "llama2") {
+          const tok = tokens[k];
+          const byte = /^<0x([0-9A-F]{2})>$/.exec(tok);
+          if (byte) assert.deepEqual([...slice], [parseInt(byte[1], 16)], `${where}: byte token ${k}`);
+          else if (!isSpecial(ref, ids[k])) {
+            const text = tok.replaceAll("\u2581", " ");
+            assert.ok(text === slice.toString() || text === " " + slice.toString(), `${where}: token ${k} ${tok} vs ${slice}`);
+          }
+        } else {
+          assert.equal(s, prevEnd, `${where}: span ${k} does not start where the last ended`);
+          const dec = Buffer.from(ref.decode([ids[k]], { clean_up_tokenization_spaces: false }));
+          if (!dec.toString().includes("\uFFFD")) assert.deepEqual(slice, dec, `${where}: token ${k}`);
+        }
+        prevEnd = e;
+      });
+      if (exact && m !== "llama2") assert.equal(prevEnd, bytes.length, `${where}: spans do not reach the end`);
+      checked++;
+    });
+    t.diagnostic(`${m}: spans checked on ${checked}/${corpus.length} lines`);
+  });
+}
+
+// Special tokens of a reference tokenizer, by id.
+function isSpecial(ref, id) {
+  return ["<s>", "</s>", "<unk>"].includes(ref.decode([id], { skip_special_tokens: false })) &&
+    ref.decode([id], { skip_special_tokens: true }) === "";
+}
+
 test("tokenizer: a plain --decode prints raw text and bad ids are refused", () => {
   const dir = modelDir("llama3");
   const ids = JSON.parse(refinery(["--model", dir, "--no-special"], "héllo wörld\n"));
@@ -119,6 +166,9 @@ test("tokenizer: chat formatting through the CLI matches the model's template sh
   );
   const [s, e] = l3.answer_spans[0];
   assert.equal(Buffer.from(l3.text).subarray(s, e).toString(), "Hello!<|eot_id|>");
+  // The answer mask picks exactly the answer's tokens.
+  const masked = (r) => r.ids.filter((_, i) => r.answer_mask[i]);
+  assert.equal(reference("llama3").decode(masked(l3)), "Hello!<|eot_id|>");
   assert.deepEqual(l3.ids, reference("llama3").encode(l3.text, { add_special_tokens: false }).ids);
   const q = JSON.parse(refinery(["--model", modelDir("qwen3"), "--chat"], JSON.stringify(msgs.slice(1, 3))));
   assert.equal(q.family, "chatml");
@@ -129,4 +179,5 @@ test("tokenizer: chat formatting through the CLI matches the model's template sh
   assert.match(none.stderr.toString(), /no chat_template/);
   const l2 = JSON.parse(refinery(["--model", modelDir("llama2"), "--chat", "--template", "llama2"], JSON.stringify(msgs)));
   assert.equal(l2.text, "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello! </s><s>[INST] Bye [/INST]");
+  assert.equal(reference("llama2").decode(masked(l2)), "Hello! </s>");
 });

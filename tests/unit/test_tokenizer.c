@@ -467,6 +467,79 @@ static void test_metaspace_split_and_decode(void **state)
     rf_tokenizer_free(t);
 }
 
+static void expect_spans(const rf_tokenizer *t, const char *text, int special, const size_t *want,
+                         size_t n)
+{
+    int32_t *ids;
+    rf_token_span *sp;
+    size_t k;
+    rf_error err;
+    if (rf_tokenizer_encode_spans(t, text, strlen(text), special, &ids, &sp, &k, &err))
+        fail_msg("%s", err.msg);
+    if (k != n) fail_msg("\"%s\": %zu tokens, want %zu", text, k, n);
+    for (size_t i = 0; i < n; i++)
+        if (sp[i].start != want[2 * i] || sp[i].end != want[2 * i + 1])
+            fail_msg("\"%s\" token %zu: [%zu, %zu), want [%zu, %zu)", text, i, sp[i].start,
+                     sp[i].end, want[2 * i], want[2 * i + 1]);
+    free(ids);
+    free(sp);
+}
+#define SPANS(t, text, special, ...)                                                               \
+    do {                                                                                           \
+        const size_t w_[] = {__VA_ARGS__};                                                         \
+        expect_spans(t, text, special, w_, sizeof w_ / sizeof w_[0] / 2);                          \
+    } while (0)
+
+static void test_token_spans(void **state)
+{
+    rf_tokenizer *t = load_dir(DIR "bytelevel");
+    SPANS(t, "hi test", 0, 0, 2, 2, 7);
+    SPANS(t, "\xC3\xA9hi", 0, 0, 2, 2, 4);         /* "Ã©" is two mapped characters, two bytes */
+    SPANS(t, "hi  <m>  hi", 0, 0, 2, 2, 9, 9, 11); /* <m> owns the spaces it strips */
+    rf_tokenizer_free(t);
+    t = load_dir(DIR "spm");
+    /* <s> is added, not read: an empty span. "▁ab" is the inserted ▁ plus
+     * "ab"; "▁b" starts at the space it replaced; € is three byte tokens. */
+    SPANS(t, "ab b\xE2\x82\xAC", 1, 0, 0, 0, 2, 2, 4, 4, 5, 5, 6, 6, 7);
+    SPANS(t, "a</s>b", 0, 0, 1, 1, 5, 5, 6);
+    rf_tokenizer_free(t);
+}
+
+static void test_answer_mask(void **state)
+{
+    rf_tokenizer *t = with_template("\"<|im_start|>\"");
+    const rf_chat_msg m[] = {{"user", "hi"}, {"assistant", "hi test"}, {"user", "hi"}};
+    rf_chat_out out;
+    rf_error err;
+    int32_t *ids;
+    rf_token_span *sp;
+    size_t k;
+    assert_int_equal(rf_chat_format(t, RF_CHAT_LLAMA3, m, 3, 0, &out, &err), 0);
+    assert_int_equal(rf_tokenizer_encode_spans(t, out.text, out.len, 0, &ids, &sp, &k, &err), 0);
+    unsigned char *mask = malloc(k);
+    rf_chat_answer_mask(&out, sp, k, mask);
+    /* Exactly the tokens of "hi test<|eot_id|>": "hi", "Ġtest", then the
+     * letters of <|eot_id|> (this tiny vocabulary has no '<', '|', '_' or
+     * '>', and characters without a token are dropped, as the reference
+     * drops them when there is no unk token). */
+    char *masked = calloc(out.len + 1, 1);
+    size_t mn = 0;
+    for (size_t i = 0; i < k; i++)
+        if (mask[i]) {
+            for (size_t b = sp[i].start; b < sp[i].end; b++)
+                masked[mn++] = out.text[b];
+        }
+    assert_string_equal(masked, "hi testeotid");
+    assert_false(mask[0]);
+    assert_false(mask[k - 1]); /* the last user turn's "hi" */
+    free(masked);
+    free(mask);
+    free(ids);
+    free(sp);
+    rf_chat_out_free(&out);
+    rf_tokenizer_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +559,8 @@ int main(void)
         cmocka_unit_test(test_metaspace_split_and_decode),
         cmocka_unit_test(test_chat_family_detection),
         cmocka_unit_test(test_chat_formats_and_answer_spans),
+        cmocka_unit_test(test_token_spans),
+        cmocka_unit_test(test_answer_mask),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
