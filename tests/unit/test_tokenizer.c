@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -540,6 +541,61 @@ static void test_answer_mask(void **state)
     rf_tokenizer_free(t);
 }
 
+/* A loaded tokenizer is read-only: threads may share it. */
+typedef struct shared_job {
+    const rf_tokenizer *t;
+    const char *text;
+    int32_t *ids;
+    size_t n;
+    int ok;
+} shared_job;
+
+static void *encode_many(void *arg)
+{
+    shared_job *j = arg;
+    rf_error err;
+    j->ok = 1;
+    for (int r = 0; r < 50 && j->ok; r++) {
+        int32_t *ids;
+        size_t n;
+        char *back;
+        if (rf_tokenizer_encode(j->t, j->text, strlen(j->text), 1, &ids, &n, &err)) {
+            j->ok = 0;
+            break;
+        }
+        back = NULL;
+        int decoded = !rf_tokenizer_decode(j->t, ids, n, 0, &back, NULL, &err);
+        j->ok =
+            n == j->n && !memcmp(ids, j->ids, n * sizeof *ids) && decoded && !strcmp(back, j->text);
+        free(back);
+        free(ids);
+    }
+    return NULL;
+}
+
+static void test_threads_share_a_tokenizer(void **state)
+{
+    rf_tokenizer *t = load_dir(DIR "bytelevel");
+    const char *texts[] = {"hi test hi<|x|>hi", "\xC3\xA9hi! hi\n\nhi", "hi test\n"};
+    shared_job jobs[6];
+    pthread_t th[6];
+    rf_error err;
+    for (int i = 0; i < 6; i++) {
+        jobs[i] = (shared_job){.t = t, .text = texts[i % 3]};
+        assert_int_equal(rf_tokenizer_encode(t, jobs[i].text, strlen(jobs[i].text), 1, &jobs[i].ids,
+                                             &jobs[i].n, &err),
+                         0);
+    }
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, encode_many, &jobs[i]), 0);
+    for (int i = 0; i < 6; i++) {
+        pthread_join(th[i], NULL);
+        assert_true(jobs[i].ok);
+        free(jobs[i].ids);
+    }
+    rf_tokenizer_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -561,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_chat_formats_and_answer_spans),
         cmocka_unit_test(test_token_spans),
         cmocka_unit_test(test_answer_mask),
+        cmocka_unit_test(test_threads_share_a_tokenizer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
