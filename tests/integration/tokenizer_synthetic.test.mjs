@@ -5,7 +5,7 @@
 // tokenizers.js follows the Rust library are compared (its README lists
 // the Split behaviours it does not reproduce; those have hand-checked unit
 // tests in tests/unit/test_tokenizer.c instead).
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -23,6 +23,7 @@ const corpus = fs
   .filter((l) => l.length)
   .map((l) => JSON.parse(l));
 const tmp = fs.mkdtempSync(path.join(process.env.REFINERY_TEST_TMP || os.tmpdir(), "tok-"));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 // GPT-2's byte → printable character table, to build a complete vocabulary.
 function byteChars() {
