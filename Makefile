@@ -4,7 +4,7 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS    := libmicrohttpd jansson libpq libcurl openssl oniguruma
+PKGS    := libmicrohttpd jansson libpq libcurl openssl oniguruma libutf8proc
 # pkg-config runs lazily (=, not :=) so that `make deps` can install the
 # packages before anything asks for their flags.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

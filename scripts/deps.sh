@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
   build-essential pkg-config
   libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libpq-dev libssl-dev
-  libcmocka-dev libopenblas-dev liblapacke-dev libonig-dev
+  libcmocka-dev libopenblas-dev liblapacke-dev libonig-dev libutf8proc-dev
   postgresql wrk bc nodejs npm
 )
 
