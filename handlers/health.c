@@ -1,8 +1,10 @@
 #include "handlers/health.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "service/db.h"
+#include "service/embedded.h"
 #include "service/metrics.h"
 #include "service/migrate.h"
 
@@ -42,4 +44,16 @@ void rf_h_metrics(rf_req *req)
         return;
     }
     rf_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
+}
+
+void rf_h_openapi(rf_req *req)
+{
+    const rf_embedded_file *f = rf_embedded_find("openapi/openapi.yaml");
+    char *copy = f ? malloc(f->size) : NULL;
+    if (!copy) {
+        rf_reply_problem(req, 500, "the contract is not built into this binary", NULL);
+        return;
+    }
+    memcpy(copy, f->data, f->size);
+    rf_reply_text(req, 200, "application/yaml", copy, f->size);
 }

@@ -9,5 +9,7 @@ void rf_h_healthz(rf_req *req);
 void rf_h_readyz(rf_req *req);
 /* GET /metrics: Prometheus text format; public, aggregates only. */
 void rf_h_metrics(rf_req *req);
+/* GET /openapi.yaml: the contract, as built into the binary. */
+void rf_h_openapi(rf_req *req);
 
 #endif

@@ -9,6 +9,7 @@ const rf_route rf_routes[] = {
     {"GET", "/healthz", rf_h_healthz, true, NULL},
     {"GET", "/readyz", rf_h_readyz, true, NULL},
     {"GET", "/metrics", rf_h_metrics, true, NULL},
+    {"GET", "/openapi.yaml", rf_h_openapi, true, NULL},
     {"POST", "/v1/jobs", rf_h_jobs_create, false, NULL},
     {"GET", "/v1/jobs", rf_h_jobs_list, false, NULL},
     {"GET", "/v1/jobs/{id}", rf_h_jobs_get, false, NULL},

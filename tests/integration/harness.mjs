@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { checkResponse } from './contract.mjs';
 
 const root = resolve(import.meta.dirname, '..', '..');
 export const BIN = process.env.REFINERY_BIN || join(root, 'build', 'asan', 'refinery');
@@ -110,6 +111,9 @@ export async function api(base, key, method, path, body, headers = {}) {
   } catch {
     json = null;
   }
+  const type = res.headers.get('content-type') || '';
+  if (/json/.test(type)) checkResponse(method, path, res.status, type, json);
+  else checkResponse(method, path, res.status, type, null);
   return { status: res.status, headers: res.headers, json, text };
 }
 
