@@ -57,7 +57,7 @@ static int parse_rope_scaling(rf_llama_config *c, const json_t *rs, rf_error *er
     if (!type || strcmp(type, "default") == 0) return 0;
     if (strcmp(type, "llama3") != 0)
         return rf_error_field(err, RF_EUNSUPPORTED, "rope_scaling.rope_type",
-                              "config.json: rope_scaling type '%s' is not supported (only llama3)", type);
+                              "config.json: rope_scaling.rope_type '%s' is not supported (only llama3)", type);
     int rc;
     c->rope_llama3 = true;
     if ((rc = get_num(rs, "factor", -1, &c->rope_factor, err)) < 0 ||
@@ -143,7 +143,7 @@ int rf_llama_config_parse(rf_llama_config *c, const json_t *root, rf_error *err)
     c->o_bias = c->arch == RF_ARCH_LLAMA && b;
     if (json_object_get(root, "quantization_config"))
         return rf_error_field(err, RF_EUNSUPPORTED, "quantization_config",
-                              "config.json: quantized checkpoints are not loaded by the float engine");
+                              "config.json: quantization_config: quantized checkpoints are not loaded by the float engine yet");
     if (c->arch == RF_ARCH_MISTRAL &&
         (rc = get_int(root, "sliding_window", 0, 1, 1 << 30, &c->sliding_window, err)) < 0)
         return rc;
@@ -151,7 +151,7 @@ int rf_llama_config_parse(rf_llama_config *c, const json_t *root, rf_error *err)
         if ((rc = get_bool(root, "use_sliding_window", false, &b, err)) < 0) return rc;
         if (b)
             return rf_error_field(err, RF_EUNSUPPORTED, "use_sliding_window",
-                                  "config.json: qwen2 per-layer sliding window attention is not supported");
+                                  "config.json: use_sliding_window (qwen2 per-layer sliding window attention) is not supported");
     }
     json_t *bos = json_object_get(root, "bos_token_id");
     c->bos_id = json_is_integer(bos) ? (int)json_integer_value(bos) : -1;
