@@ -14,6 +14,11 @@ static int get_weight(rf_llama_model *m, const char *name, int64_t d0, int64_t d
     if (out->dtype != RF_DTYPE_F32 && out->dtype != RF_DTYPE_F16 && out->dtype != RF_DTYPE_BF16)
         return rf_errorf(err, RF_EUNSUPPORTED, "tensor '%s': dtype %s is not F32, F16 or BF16", name,
                          rf_dtype_name(out->dtype));
+    /* The ops read elements in place: a foreign writer that packed an f32
+     * after an odd-length bf16 would need a copy we do not make. */
+    if ((uintptr_t)out->data % rf_dtype_size(out->dtype))
+        return rf_errorf(err, RF_EUNSUPPORTED, "tensor '%s': data is not aligned to its %zu-byte elements", name,
+                         rf_dtype_size(out->dtype));
     int64_t want[2] = {d0, d1};
     int nd = d1 > 0 ? 2 : 1;
     if (!rf_tensor_shape_is(out, nd, want)) {

@@ -228,12 +228,28 @@ static int write_all(int fd, const void *buf, size_t n)
 
 int rf_st_write(const char *path, const rf_st_item *items, int n, rf_error *err)
 {
-    int rc = 0, fd = -1;
+    int rc = 0, fd = -1, *order = NULL;
     char *hdr = NULL, *tmp = NULL;
     json_t *root = json_object();
     if (!root) return rf_errorf(err, RF_ENOMEM, "out of memory");
     uint64_t off = 0;
-    for (int i = 0; i < n; i++) {
+    if (!(order = malloc(sizeof *order * (size_t)(n > 0 ? n : 1)))) {
+        rc = rf_errorf(err, RF_ENOMEM, "out of memory");
+        goto fail;
+    }
+    /* Larger elements first (given order within a size), as the reference
+     * writer orders them: after the 8-aligned header every tensor then
+     * starts at a multiple of its element size. */
+    int no = 0;
+    for (size_t es = 8; es >= 1; es /= 2)
+        for (int i = 0; i < n; i++)
+            if (rf_dtype_size(items[i].tensor->dtype) == es) order[no++] = i;
+    if (no != n) {
+        rc = rf_errorf(err, RF_EINVAL, "%s: a tensor has an unknown dtype", path);
+        goto fail;
+    }
+    for (int oi = 0; oi < n; oi++) {
+        const int i = order[oi];
         const rf_tensor *t = items[i].tensor;
         if (rf_dtype_size(t->dtype) == 0 || !items[i].name || !strcmp(items[i].name, "__metadata__")) {
             rc = rf_errorf(err, RF_EINVAL, "%s: item %d has a bad name or dtype", path, i);
@@ -244,8 +260,13 @@ int rf_st_write(const char *path, const rf_st_item *items, int n, rf_error *err)
         uint64_t nb = rf_tensor_nbytes(t);
         json_t *e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", rf_dtype_name(t->dtype), "shape", shape,
                               "data_offsets", (json_int_t)off, (json_int_t)(off + nb));
-        if (!e || json_object_get(root, items[i].name) || json_object_set_new(root, items[i].name, e) < 0) {
-            rc = rf_errorf(err, RF_EINVAL, "%s: cannot add tensor '%s' (duplicate name?)", path, items[i].name);
+        if (!e || json_object_get(root, items[i].name)) {
+            json_decref(e);
+            rc = rf_errorf(err, RF_EINVAL, "%s: tensor '%s' given twice", path, items[i].name);
+            goto fail;
+        }
+        if (json_object_set_new(root, items[i].name, e) < 0) {
+            rc = rf_errorf(err, RF_ENOMEM, "out of memory");
             goto fail;
         }
         off += nb;
@@ -281,8 +302,9 @@ int rf_st_write(const char *path, const rf_st_item *items, int n, rf_error *err)
         goto fail;
     }
     if (write_all(fd, hdr, 8 + hl) < 0) goto io_fail;
-    for (int i = 0; i < n; i++)
-        if (write_all(fd, items[i].tensor->data, rf_tensor_nbytes(items[i].tensor)) < 0) goto io_fail;
+    for (int oi = 0; oi < n; oi++)
+        if (write_all(fd, items[order[oi]].tensor->data, rf_tensor_nbytes(items[order[oi]].tensor)) < 0)
+            goto io_fail;
     if (fchmod(fd, 0644) < 0 || fsync(fd) < 0) goto io_fail;
     if (close(fd) < 0) {
         fd = -1;
@@ -315,6 +337,7 @@ done:
         free(tmp);
     }
     free(hdr);
+    free(order);
     json_decref(root);
     return rc;
 }

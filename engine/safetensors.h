@@ -47,8 +47,9 @@ typedef struct rf_st_item {
 } rf_st_item;
 
 /* Write items to path: header padded with spaces to a multiple of 8, tensors
- * contiguous in the given order, "__metadata__": {"format": "pt"}; written to
- * a temporary name in the same folder, fsynced, then renamed over path. */
+ * contiguous, larger element sizes first (so each is naturally aligned),
+ * "__metadata__": {"format": "pt"}; written to a temporary name in the same
+ * folder, fsynced, then renamed over path. */
 int rf_st_write(const char *path, const rf_st_item *items, int n, rf_error *err);
 
 /* A checkpoint folder: model.safetensors, or the shards listed by
