@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* An integer field: required when def < 0, else defaulted; must be in
  * [lo, hi]. null counts as absent (head_dim is often null). */
@@ -164,7 +165,7 @@ int rf_llama_config_load(rf_llama_config *c, const char *dir, rf_error *err)
     snprintf(path, sizeof path, "%s/config.json", dir);
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
-    if (!root) return rf_errorf(err, RF_EINVAL, "%s: %s (line %d)", path, je.text, je.line);
+    if (!root) return rf_errorf(err, access(path, F_OK) ? RF_ENOTFOUND : RF_EINVAL, "%s: %s", path, je.text);
     int rc = rf_llama_config_parse(c, root, err);
     json_decref(root);
     return rc;
