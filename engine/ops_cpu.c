@@ -114,8 +114,40 @@ __attribute__((target("avx2,fma,f16c"))) static float dot_f16_avx2(const void *w
     return acc;
 }
 
+/* Row conversion for the GEMM tiles, vectorised the same way. */
+__attribute__((target("avx2"))) static void cvt_bf16_avx2(const void *src, float *dst, size_t n)
+{
+    const uint16_t *s = src;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + i)));
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+    }
+    for (; i < n; i++) dst[i] = rf_bf16_to_f32(s[i]);
+}
+
+__attribute__((target("avx2,f16c"))) static void cvt_f16_avx2(const void *src, float *dst, size_t n)
+{
+    const uint16_t *s = src;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+    for (; i < n; i++) dst[i] = rf_f16_to_f32(s[i]);
+}
+
+static void cvt_bf16(const void *src, float *dst, size_t n)
+{
+    rf_to_f32(RF_DTYPE_BF16, src, dst, n);
+}
+
+static void cvt_f16(const void *src, float *dst, size_t n)
+{
+    rf_to_f32(RF_DTYPE_F16, src, dst, n);
+}
+
 typedef float (*dot_fn)(const void *w, const float *x, int n);
+typedef void (*cvt_fn)(const void *src, float *dst, size_t n);
 static dot_fn g_dot[3]; /* by dtype: F32, F16, BF16 */
+static cvt_fn g_cvt[3]; /* F16, BF16 */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void cpu_init(void)
@@ -125,6 +157,8 @@ static void cpu_init(void)
     g_dot[RF_DTYPE_F32] = avx2 ? dot_f32_avx2 : dot_f32;
     g_dot[RF_DTYPE_F16] = f16c ? dot_f16_avx2 : dot_f16;
     g_dot[RF_DTYPE_BF16] = avx2 ? dot_bf16_avx2 : dot_bf16;
+    g_cvt[RF_DTYPE_F16] = f16c ? cvt_f16_avx2 : cvt_f16;
+    g_cvt[RF_DTYPE_BF16] = avx2 ? cvt_bf16_avx2 : cvt_bf16;
     /* OpenBLAS runs inside our OpenMP threads, one thread each (see top). */
     openblas_set_num_threads(1);
 }
@@ -164,7 +198,7 @@ static void matmul(float *y, const float *x, const rf_tensor *w, const float *bi
                 int nr = n1 - a < tile ? n1 - a : tile;
                 const float *wt = (const float *)(wb + (size_t)a * K * es);
                 if (w->dtype != RF_DTYPE_F32) {
-                    rf_to_f32(w->dtype, wb + (size_t)a * K * es, scr, (size_t)nr * K);
+                    g_cvt[w->dtype](wb + (size_t)a * K * es, scr, (size_t)nr * K);
                     wt = scr;
                 }
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, K, 1.0f, x, K, wt, K, 0.0f, y + a, N);
