@@ -11,6 +11,9 @@ static const struct {
 } g_dtypes[RF_DTYPE_COUNT] = {
     [RF_DTYPE_F32] = {"F32", 4}, [RF_DTYPE_F16] = {"F16", 2}, [RF_DTYPE_BF16] = {"BF16", 2},
     [RF_DTYPE_I32] = {"I32", 4}, [RF_DTYPE_I64] = {"I64", 8}, [RF_DTYPE_U8] = {"U8", 1},
+    [RF_DTYPE_I8] = {"I8", 1},   [RF_DTYPE_I16] = {"I16", 2}, [RF_DTYPE_U16] = {"U16", 2},
+    [RF_DTYPE_U32] = {"U32", 4}, [RF_DTYPE_U64] = {"U64", 8}, [RF_DTYPE_F64] = {"F64", 8},
+    [RF_DTYPE_BOOL] = {"BOOL", 1}, [RF_DTYPE_F8_E4M3] = {"F8_E4M3", 1}, [RF_DTYPE_F8_E5M2] = {"F8_E5M2", 1},
 };
 
 size_t rf_dtype_size(rf_dtype dt)

@@ -20,10 +20,20 @@ typedef enum rf_dtype {
     RF_DTYPE_F16,
     RF_DTYPE_BF16,
     RF_DTYPE_I32,
-    /* Storage-only dtypes: safetensors files may hold them (token ids,
-     * masks); no op computes on them. */
+    /* Storage-only dtypes: the rest of what safetensors files may hold
+     * (token ids, masks, fp8 scales); they are read and written, no op
+     * computes on them. */
     RF_DTYPE_I64,
     RF_DTYPE_U8,
+    RF_DTYPE_I8,
+    RF_DTYPE_I16,
+    RF_DTYPE_U16,
+    RF_DTYPE_U32,
+    RF_DTYPE_U64,
+    RF_DTYPE_F64,
+    RF_DTYPE_BOOL,
+    RF_DTYPE_F8_E4M3,
+    RF_DTYPE_F8_E5M2,
     RF_DTYPE_COUNT
 } rf_dtype;
 
