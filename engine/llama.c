@@ -1,5 +1,7 @@
 #include "engine/llama.h"
 
+#include "engine/sampler.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -302,4 +304,32 @@ int rf_llama_generate_greedy(const rf_llama_model *m, rf_llama_acts *a, const in
         pos++;
     }
     return n_new;
+}
+
+int rf_llama_score(const rf_llama_model *m, rf_llama_acts *a, const int *ids, int n, int start, float *logits_scratch,
+                   double *logprob_sum, bool *all_greedy, rf_error *err)
+{
+    if (n < 2 || start < 1 || start >= n || n > a->max_seq)
+        return rf_errorf(err, RF_EINVAL, "score: need 1 <= start < n <= %d (start %d, n %d)", a->max_seq, start, n);
+    const int V = m->config.vocab_size;
+    double sum = 0;
+    bool greedy = true;
+    /* The logits at position p predict token p + 1; positions start-1..n-2
+     * are needed, all of them computed from the full prefix. */
+    for (int p = 0; p < n - 1; p += a->max_tokens) {
+        int len = n - 1 - p < a->max_tokens ? n - 1 - p : a->max_tokens;
+        bool need = p + len - 1 >= start - 1;
+        int rc = rf_llama_forward(m, a, 1, len, ids + p, &p, need ? logits_scratch : NULL, need, err);
+        if (rc < 0) return rc;
+        for (int i = 0; need && i < len; i++) {
+            int target = p + i + 1;
+            if (target < start) continue;
+            const float *lg = logits_scratch + (size_t)i * V;
+            sum += rf_logprob(lg, V, ids[target]);
+            greedy = greedy && rf_argmax(lg, V) == ids[target];
+        }
+    }
+    *logprob_sum = sum;
+    if (all_greedy) *all_greedy = greedy;
+    return 0;
 }

@@ -60,6 +60,9 @@ typedef struct rf_llama_acts {
     size_t bytes;
 } rf_llama_acts;
 
+/* Threads: a loaded model is read-only, so any number of threads may run it
+ * at once, each with its own rf_llama_acts. */
+
 /* Load dir (config.json + model.safetensors or its index). ops NULL means
  * the CPU table. */
 int rf_llama_load(rf_llama_model *m, const char *dir, const rf_ops *ops, rf_error *err);
@@ -85,5 +88,13 @@ int rf_argmax(const float *x, int n);
  * returns the number of tokens generated, or a negative RF_E… code. */
 int rf_llama_generate_greedy(const rf_llama_model *m, rf_llama_acts *a, const int *prompt, int n_prompt, int n_new,
                              bool stop_at_eos, int *out, rf_error *err);
+
+/* Score a sequence in slot 0: *logprob_sum = Σ log p(ids[i] | ids[<i]) over
+ * i in [start, n), and *all_greedy whether each of those tokens was also the
+ * argmax (lm-evaluation-harness's is_greedy). The basis of perplexity and of
+ * multiple-choice log-likelihood. Runs in chunks of a->max_tokens;
+ * logits_scratch holds [max_tokens, vocab] floats. all_greedy may be NULL. */
+int rf_llama_score(const rf_llama_model *m, rf_llama_acts *a, const int *ids, int n, int start, float *logits_scratch,
+                   double *logprob_sum, bool *all_greedy, rf_error *err);
 
 #endif

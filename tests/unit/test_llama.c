@@ -200,12 +200,57 @@ static void test_batched_matches_single(void **state)
     rf_st_close(&e.f);
 }
 
+/* Scoring: the log-likelihood of the prompt under the reference logits, the
+ * greedy continuation flagged greedy, chunking irrelevant. */
+static void test_score(void **state)
+{
+    expected e;
+    rf_llama_model m;
+    rf_llama_acts big, small;
+    rf_error err = {0};
+    load_expected(&e, "llama_f32_gqa");
+    load_model(&m, FIX "llama_f32_gqa");
+    const int V = e.vocab, T = e.T;
+    double want = 0;
+    for (int i = 1; i < T; i++) { /* log softmax of the reference logits, in double */
+        const float *lg = e.logits + (size_t)(i - 1) * V;
+        double mx = lg[0], s = 0;
+        for (int k = 1; k < V; k++) mx = fmax(mx, lg[k]);
+        for (int k = 0; k < V; k++) s += exp(lg[k] - mx);
+        want += lg[e.ids[i]] - mx - log(s);
+    }
+    assert_int_equal(rf_llama_acts_init(&big, &m.config, 1, 64, 32, &err), 0);
+    assert_int_equal(rf_llama_acts_init(&small, &m.config, 1, 64, 5, &err), 0);
+    float *scratch = malloc(sizeof(float) * 32 * V);
+    double got, got5;
+    bool greedy;
+    assert_int_equal(rf_llama_score(&m, &big, e.ids, T, 1, scratch, &got, &greedy, &err), 0);
+    assert_int_equal(rf_llama_score(&m, &small, e.ids, T, 1, scratch, &got5, NULL, &err), 0);
+    printf("prompt log-likelihood %.6f (reference %.6f, chunked %.6f)\n", got, want, got5);
+    assert_true(fabs(got - want) < 1e-3 && fabs(got5 - got) < 1e-4);
+    int ids[64];
+    memcpy(ids, e.ids, sizeof(int) * T);
+    memcpy(ids + T, e.greedy, sizeof(int) * e.n_greedy);
+    assert_int_equal(rf_llama_score(&m, &small, ids, T + e.n_greedy, T, scratch, &got, &greedy, &err), 0);
+    assert_true(greedy && got < 0);
+    ids[T + 3] = (ids[T + 3] + 1) % V; /* not the greedy token any more */
+    assert_int_equal(rf_llama_score(&m, &small, ids, T + e.n_greedy, T, scratch, &got, &greedy, &err), 0);
+    assert_false(greedy);
+    assert_int_equal(rf_llama_score(&m, &small, ids, 1, 1, scratch, &got, &greedy, &err), RF_EINVAL);
+    free(scratch);
+    rf_llama_acts_free(&big);
+    rf_llama_acts_free(&small);
+    rf_llama_free(&m);
+    rf_st_close(&e.f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logits_match_reference),
         cmocka_unit_test(test_kv_cache_matches_full),
         cmocka_unit_test(test_batched_matches_single),
+        cmocka_unit_test(test_score),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
