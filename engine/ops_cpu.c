@@ -244,8 +244,25 @@ static void rope(float *x, int M, int n_heads, int head_dim, const int *pos, con
     }
 }
 
-/* One query row against keys 0..last, online softmax (running max and
- * sum) so that no score buffer is needed. */
+/* acc[d] += p · v[d]; acc[d] *= c — kept apart so that they vectorise. */
+static void axpy(float *acc, float p, const float *v, int n)
+{
+#pragma omp simd
+    for (int d = 0; d < n; d++) acc[d] += p * v[d];
+}
+
+static void scale(float *acc, float c, int n)
+{
+#pragma omp simd
+    for (int d = 0; d < n; d++) acc[d] *= c;
+}
+
+/* Keys scored per block of the online softmax. */
+#define ATT_BLOCK 64
+
+/* One query row against its visible keys: softmax(q·kᵀ·scale)·v, computed
+ * online (running max and sum, rescaled once per block of keys) so that no
+ * score buffer of the sequence's length is needed. */
 static void attend_row(const rf_attn_args *a, int t, int h)
 {
     const int hd = a->head_dim, kvd = a->n_kv_heads * hd;
@@ -253,25 +270,33 @@ static void attend_row(const rf_attn_args *a, int t, int h)
     const int i = a->pos0 + t;
     const int first = a->window > 0 && i - a->window + 1 > 0 ? i - a->window + 1 : 0;
     const float *q = a->q + (size_t)t * a->n_heads * hd + (size_t)h * hd;
+    const float *kbase = a->k + (size_t)kvh * hd, *vbase = a->v + (size_t)kvh * hd;
     float *out = a->out + (size_t)t * a->n_heads * hd + (size_t)h * hd;
-    float acc[RF_OPS_MAX_HEAD_DIM];
+    const dot_fn dot = g_dot[RF_DTYPE_F32];
+    float acc[RF_OPS_MAX_HEAD_DIM], sc[ATT_BLOCK];
     float mx = -INFINITY, sum = 0.0f;
     memset(acc, 0, sizeof(float) * (size_t)hd);
-    for (int j = first; j <= i; j++) {
-        const float *k = a->k + (size_t)j * kvd + (size_t)kvh * hd;
-        const float *v = a->v + (size_t)j * kvd + (size_t)kvh * hd;
-        float s = g_dot[RF_DTYPE_F32](k, q, hd) * a->scale;
-        if (s > mx) {
-            float corr = expf(mx - s);
-            sum *= corr;
-            for (int d = 0; d < hd; d++) acc[d] *= corr;
-            mx = s;
+    for (int j0 = first; j0 <= i; j0 += ATT_BLOCK) {
+        const int nb = i + 1 - j0 < ATT_BLOCK ? i + 1 - j0 : ATT_BLOCK;
+        float bmx = mx;
+        for (int j = 0; j < nb; j++) {
+            sc[j] = dot(kbase + (size_t)(j0 + j) * kvd, q, hd) * a->scale;
+            bmx = sc[j] > bmx ? sc[j] : bmx;
         }
-        float p = expf(s - mx);
-        sum += p;
-        for (int d = 0; d < hd; d++) acc[d] += p * v[d];
+        if (bmx > mx) { /* rescale what was summed under the old maximum */
+            float c = expf(mx - bmx);
+            sum *= c;
+            scale(acc, c, hd);
+            mx = bmx;
+        }
+        for (int j = 0; j < nb; j++) {
+            float p = expf(sc[j] - mx);
+            sum += p;
+            axpy(acc, p, vbase + (size_t)(j0 + j) * kvd, hd);
+        }
     }
-    for (int d = 0; d < hd; d++) out[d] = acc[d] / sum;
+    scale(acc, 1.0f / sum, hd);
+    memcpy(out, acc, sizeof(float) * (size_t)hd);
 }
 
 static void attention(const rf_attn_args *a)

@@ -144,13 +144,16 @@ static void test_rope(void **state)
 
 static void test_attention(void **state)
 {
-    const int windows[] = {0, 4};
-    const int T = 5, pos0 = 3, H = 4, KV = 2, hd = 16, S = pos0 + T;
+    /* short rows, and rows of more than one 64-key block of the CPU's
+     * online softmax; no window, and a window cutting into the past */
+    const int windows[] = {0, 4, 0, 100}, pos0s[] = {3, 3, 150, 150};
+    const int T = 5, H = 4, KV = 2, hd = 16;
     for (int b = 0; b < g_nbackends; b++)
-        for (int wi = 0; wi < 2; wi++) {
+        for (int wi = 0; wi < 4; wi++) {
+            const int pos0 = pos0s[wi], S = pos0 + T;
             float *q = rand_f32((size_t)T * H * hd, 2.0), *k = rand_f32((size_t)S * KV * hd, 2.0);
             float *v = rand_f32((size_t)S * KV * hd, 1.0), *out = malloc(sizeof(float) * T * H * hd);
-            double *ref = malloc(sizeof(double) * T * H * hd), sc[16];
+            double *ref = malloc(sizeof(double) * T * H * hd), sc[160];
             rf_attn_args a = {.T = T, .pos0 = pos0, .n_heads = H, .n_kv_heads = KV, .head_dim = hd,
                               .window = windows[wi], .scale = 1.0f / sqrtf((float)hd), .q = q, .k = k, .v = v,
                               .out = out};
@@ -175,7 +178,7 @@ static void test_attention(void **state)
                     }
                 }
             char what[64];
-            snprintf(what, sizeof what, "T=5 pos0=3 H=4 KV=2 hd=16 window=%d", windows[wi]);
+            snprintf(what, sizeof what, "T=5 pos0=%d H=4 KV=2 hd=16 window=%d", pos0, windows[wi]);
             report(g_backends[b]->name, "attention", what, out, ref, (size_t)T * H * hd, 1e-5);
             free(q), free(k), free(v), free(out), free(ref);
         }
