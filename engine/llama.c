@@ -9,31 +9,34 @@
 #include <string.h>
 
 /* Find name, check dtype is a float type and the shape is [d0] or [d0, d1]. */
-static int get_weight(rf_llama_model *m, const char *name, int64_t d0, int64_t d1, rf_tensor *out, rf_error *err)
+static int get_weight(rf_llama_model *m, const char *name, int64_t d0, int64_t d1, rf_tensor *out,
+                      rf_error *err)
 {
     int rc = rf_st_model_get(&m->st, name, out, err);
     if (rc < 0) return rc;
     if (out->dtype != RF_DTYPE_F32 && out->dtype != RF_DTYPE_F16 && out->dtype != RF_DTYPE_BF16)
-        return rf_errorf(err, RF_EUNSUPPORTED, "tensor '%s': dtype %s is not F32, F16 or BF16", name,
-                         rf_dtype_name(out->dtype));
+        return rf_errorf(err, RF_EUNSUPPORTED, "tensor '%s': dtype %s is not F32, F16 or BF16",
+                         name, rf_dtype_name(out->dtype));
     /* The ops read elements in place: a foreign writer that packed an f32
      * after an odd-length bf16 would need a copy we do not make. */
     if ((uintptr_t)out->data % rf_dtype_size(out->dtype))
-        return rf_errorf(err, RF_EUNSUPPORTED, "tensor '%s': data is not aligned to its %zu-byte elements", name,
+        return rf_errorf(err, RF_EUNSUPPORTED,
+                         "tensor '%s': data is not aligned to its %zu-byte elements", name,
                          rf_dtype_size(out->dtype));
     int64_t want[2] = {d0, d1};
     int nd = d1 > 0 ? 2 : 1;
     if (!rf_tensor_shape_is(out, nd, want)) {
         char a[96], b[96];
-        return rf_errorf(err, RF_EINVAL, "tensor '%s': shape %s, expected %s from config.json", name,
-                         rf_shape_str(out->ndim, out->shape, a, sizeof a), rf_shape_str(nd, want, b, sizeof b));
+        return rf_errorf(err, RF_EINVAL, "tensor '%s': shape %s, expected %s from config.json",
+                         name, rf_shape_str(out->ndim, out->shape, a, sizeof a),
+                         rf_shape_str(nd, want, b, sizeof b));
     }
     return 0;
 }
 
 /* A 1-D weight converted into the f32 block at *cursor. */
-static int get_small(rf_llama_model *m, const char *name, int64_t n, float **cursor, const float **out,
-                     rf_error *err)
+static int get_small(rf_llama_model *m, const char *name, int64_t n, float **cursor,
+                     const float **out, rf_error *err)
 {
     rf_tensor t;
     int rc = get_weight(m, name, n, 0, &t, err);
@@ -48,16 +51,20 @@ static int load_weights(rf_llama_model *m, rf_error *err)
 {
     const rf_llama_config *c = &m->config;
     rf_llama_weights *w = &m->w;
-    const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim,
+                  kvd = (int64_t)c->n_kv_heads * c->head_dim;
     const int64_t hid = c->hidden_dim;
-    size_t per_layer = 2 * (size_t)dim + (c->qkv_bias ? (size_t)(qd + 2 * kvd) : 0) + (c->o_bias ? (size_t)dim : 0);
+    size_t per_layer = 2 * (size_t)dim + (c->qkv_bias ? (size_t)(qd + 2 * kvd) : 0) +
+                       (c->o_bias ? (size_t)dim : 0);
     w->small = malloc(sizeof(float) * ((size_t)dim + per_layer * (size_t)c->n_layers));
     w->layers = calloc((size_t)c->n_layers, sizeof *w->layers);
-    if (!w->small || !w->layers) return rf_errorf(err, RF_ENOMEM, "out of memory for the layer table");
+    if (!w->small || !w->layers)
+        return rf_errorf(err, RF_ENOMEM, "out of memory for the layer table");
     float *cur = w->small;
     int rc;
     char n[256];
-    if ((rc = get_weight(m, "model.embed_tokens.weight", c->vocab_size, dim, &w->embed, err)) < 0) return rc;
+    if ((rc = get_weight(m, "model.embed_tokens.weight", c->vocab_size, dim, &w->embed, err)) < 0)
+        return rc;
     if ((rc = get_small(m, "model.norm.weight", dim, &cur, &w->norm, err)) < 0) return rc;
     if (c->tie_embeddings) {
         w->lm_head = w->embed;
@@ -66,15 +73,15 @@ static int load_weights(rf_llama_model *m, rf_error *err)
     }
     for (int l = 0; l < c->n_layers; l++) {
         rf_llama_layer *L = &w->layers[l];
-#define W(suffix, d0, d1, dst)                                                                               \
-    do {                                                                                                     \
-        snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);                                              \
-        if ((rc = get_weight(m, n, d0, d1, dst, err)) < 0) return rc;                                        \
+#define W(suffix, d0, d1, dst)                                                                     \
+    do {                                                                                           \
+        snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);                                    \
+        if ((rc = get_weight(m, n, d0, d1, dst, err)) < 0) return rc;                              \
     } while (0)
-#define S(suffix, d0, dst)                                                                                   \
-    do {                                                                                                     \
-        snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);                                              \
-        if ((rc = get_small(m, n, d0, &cur, dst, err)) < 0) return rc;                                       \
+#define S(suffix, d0, dst)                                                                         \
+    do {                                                                                           \
+        snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);                                    \
+        if ((rc = get_small(m, n, d0, &cur, dst, err)) < 0) return rc;                             \
     } while (0)
         S("input_layernorm.weight", dim, &L->attn_norm);
         S("post_attention_layernorm.weight", dim, &L->ffn_norm);
@@ -128,12 +135,13 @@ void rf_llama_free(rf_llama_model *m)
     memset(m, 0, sizeof *m);
 }
 
-int rf_llama_acts_init(rf_llama_acts *a, const rf_llama_config *c, int max_batch, int max_seq, int max_tokens,
-                       rf_error *err)
+int rf_llama_acts_init(rf_llama_acts *a, const rf_llama_config *c, int max_batch, int max_seq,
+                       int max_tokens, rf_error *err)
 {
     memset(a, 0, sizeof *a);
     if (max_batch < 1 || max_seq < 1 || max_tokens < 1 || max_tokens > max_seq)
-        return rf_errorf(err, RF_EINVAL, "activations: need batch, sequence >= 1 and 1 <= tokens <= sequence");
+        return rf_errorf(err, RF_EINVAL,
+                         "activations: need batch, sequence >= 1 and 1 <= tokens <= sequence");
     const size_t rows = (size_t)max_batch * (size_t)max_tokens;
     const size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     const size_t wide = qd > (size_t)c->dim ? qd : (size_t)c->dim;
@@ -141,13 +149,23 @@ int rf_llama_acts_init(rf_llama_acts *a, const rf_llama_config *c, int max_batch
     int kmax = c->dim > c->hidden_dim ? c->dim : c->hidden_dim;
     if ((int)qd > kmax) kmax = (int)qd;
     a->scratch_n = rf_ops_matmul_scratch(kmax);
-    size_t sizes[] = {rows * c->dim, rows * wide, rows * qd, rows * kvd, rows * kvd, rows * qd,
-                      rows * c->hidden_dim, rows * c->hidden_dim, cache, cache, a->scratch_n,
+    size_t sizes[] = {rows * c->dim,
+                      rows * wide,
+                      rows * qd,
+                      rows * kvd,
+                      rows * kvd,
+                      rows * qd,
+                      rows * c->hidden_dim,
+                      rows * c->hidden_dim,
+                      cache,
+                      cache,
+                      a->scratch_n,
                       (size_t)max_batch * c->vocab_size};
-    float **ptrs[] = {&a->x, &a->xb, &a->q, &a->k, &a->v, &a->att, &a->hb, &a->hb2,
-                      &a->key_cache, &a->value_cache, &a->scratch, &a->logits};
+    float **ptrs[] = {&a->x,  &a->xb,  &a->q,         &a->k,           &a->v,       &a->att,
+                      &a->hb, &a->hb2, &a->key_cache, &a->value_cache, &a->scratch, &a->logits};
     size_t total = 0;
-    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += (sizes[i] + 15) & ~(size_t)15;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        total += (sizes[i] + 15) & ~(size_t)15;
     a->arena = calloc(total, sizeof(float));
     a->pos = calloc(rows, sizeof(int));
     if (!a->arena || !a->pos) {
@@ -174,7 +192,8 @@ void rf_llama_acts_free(rf_llama_acts *a)
     memset(a, 0, sizeof *a);
 }
 
-static float *cache_at(const rf_llama_config *c, const rf_llama_acts *a, float *base, int l, int b, int pos)
+static float *cache_at(const rf_llama_config *c, const rf_llama_acts *a, float *base, int l, int b,
+                       int pos)
 {
     size_t kvd = (size_t)c->n_kv_heads * c->head_dim;
     return base + (((size_t)l * a->max_batch + (size_t)b) * a->max_seq + (size_t)pos) * kvd;
@@ -184,21 +203,24 @@ static int check_args(const rf_llama_model *m, const rf_llama_acts *a, int B, in
                       const int *pos0, rf_error *err)
 {
     if (B < 1 || B > a->max_batch || T < 1 || T > a->max_tokens)
-        return rf_errorf(err, RF_EINVAL, "forward: %d sequences of %d tokens exceed the activations (%d of %d)", B,
+        return rf_errorf(err, RF_EINVAL,
+                         "forward: %d sequences of %d tokens exceed the activations (%d of %d)", B,
                          T, a->max_batch, a->max_tokens);
     for (int b = 0; b < B; b++)
         if (pos0[b] < 0 || pos0[b] + T > a->max_seq)
-            return rf_errorf(err, RF_EINVAL, "forward: sequence %d would reach position %d of a %d-position cache",
+            return rf_errorf(err, RF_EINVAL,
+                             "forward: sequence %d would reach position %d of a %d-position cache",
                              b, pos0[b] + T, a->max_seq);
     for (int i = 0; i < B * T; i++)
         if (ids[i] < 0 || ids[i] >= m->config.vocab_size)
-            return rf_errorf(err, RF_EINVAL, "forward: token id %d is outside the vocabulary [0, %d)", ids[i],
+            return rf_errorf(err, RF_EINVAL,
+                             "forward: token id %d is outside the vocabulary [0, %d)", ids[i],
                              m->config.vocab_size);
     return 0;
 }
 
-int rf_llama_forward(const rf_llama_model *m, rf_llama_acts *a, int B, int T, const int *ids, const int *pos0,
-                     float *logits_out, bool all_logits, rf_error *err)
+int rf_llama_forward(const rf_llama_model *m, rf_llama_acts *a, int B, int T, const int *ids,
+                     const int *pos0, float *logits_out, bool all_logits, rf_error *err)
 {
     int rc = check_args(m, a, B, T, ids, pos0, err);
     if (rc < 0) return rc;
@@ -209,7 +231,8 @@ int rf_llama_forward(const rf_llama_model *m, rf_llama_acts *a, int B, int T, co
     const float eps = (float)c->rms_eps;
 
     for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) a->pos[b * T + t] = pos0[b] + t;
+        for (int t = 0; t < T; t++)
+            a->pos[b * T + t] = pos0[b] + t;
     ops->embedding(a->x, &m->w.embed, ids, R);
 
     for (int l = 0; l < c->n_layers; l++) {
@@ -223,8 +246,10 @@ int rf_llama_forward(const rf_llama_model *m, rf_llama_acts *a, int B, int T, co
         ops->rope(a->k, R, c->n_kv_heads, hd, a->pos, m->inv_freq);
         for (int b = 0; b < B; b++) {
             size_t rowoff = (size_t)b * T;
-            memcpy(cache_at(c, a, a->key_cache, l, b, pos0[b]), a->k + rowoff * kvd, sizeof(float) * T * kvd);
-            memcpy(cache_at(c, a, a->value_cache, l, b, pos0[b]), a->v + rowoff * kvd, sizeof(float) * T * kvd);
+            memcpy(cache_at(c, a, a->key_cache, l, b, pos0[b]), a->k + rowoff * kvd,
+                   sizeof(float) * T * kvd);
+            memcpy(cache_at(c, a, a->value_cache, l, b, pos0[b]), a->v + rowoff * kvd,
+                   sizeof(float) * T * kvd);
             rf_attn_args aa = {
                 .T = T,
                 .pos0 = pos0[b],
@@ -257,12 +282,14 @@ int rf_llama_forward(const rf_llama_model *m, rf_llama_acts *a, int B, int T, co
         ops->rmsnorm(a->xb, a->x, m->w.norm, R, dim, eps);
         ops->matmul(logits_out, a->xb, &m->w.lm_head, NULL, R, a->scratch, a->scratch_n);
         for (int b = 0; b < B; b++)
-            memcpy(a->logits + (size_t)b * c->vocab_size, logits_out + ((size_t)b * T + T - 1) * c->vocab_size,
+            memcpy(a->logits + (size_t)b * c->vocab_size,
+                   logits_out + ((size_t)b * T + T - 1) * c->vocab_size,
                    sizeof(float) * c->vocab_size);
         return 0;
     }
     for (int b = 0; b < B; b++)
-        ops->rmsnorm(a->xb + (size_t)b * dim, a->x + ((size_t)b * T + T - 1) * dim, m->w.norm, 1, dim, eps);
+        ops->rmsnorm(a->xb + (size_t)b * dim, a->x + ((size_t)b * T + T - 1) * dim, m->w.norm, 1,
+                     dim, eps);
     ops->matmul(a->logits, a->xb, &m->w.lm_head, NULL, B, a->scratch, a->scratch_n);
     if (logits_out) memcpy(logits_out, a->logits, sizeof(float) * B * c->vocab_size);
     return 0;
@@ -283,11 +310,12 @@ static bool is_eos(const rf_llama_config *c, int id)
     return false;
 }
 
-int rf_llama_generate_greedy(const rf_llama_model *m, rf_llama_acts *a, const int *prompt, int n_prompt, int n_new,
-                             bool stop_at_eos, int *out, rf_error *err)
+int rf_llama_generate_greedy(const rf_llama_model *m, rf_llama_acts *a, const int *prompt,
+                             int n_prompt, int n_new, bool stop_at_eos, int *out, rf_error *err)
 {
     if (n_prompt < 1 || n_new < 0 || n_prompt + n_new > a->max_seq)
-        return rf_errorf(err, RF_EINVAL, "generate: %d prompt + %d new tokens do not fit %d positions", n_prompt,
+        return rf_errorf(err, RF_EINVAL,
+                         "generate: %d prompt + %d new tokens do not fit %d positions", n_prompt,
                          n_new, a->max_seq);
     int rc;
     for (int p = 0; p < n_prompt; p += a->max_tokens) {
@@ -306,11 +334,12 @@ int rf_llama_generate_greedy(const rf_llama_model *m, rf_llama_acts *a, const in
     return n_new;
 }
 
-int rf_llama_score(const rf_llama_model *m, rf_llama_acts *a, const int *ids, int n, int start, float *logits_scratch,
-                   double *logprob_sum, bool *all_greedy, rf_error *err)
+int rf_llama_score(const rf_llama_model *m, rf_llama_acts *a, const int *ids, int n, int start,
+                   float *logits_scratch, double *logprob_sum, bool *all_greedy, rf_error *err)
 {
     if (n < 2 || start < 1 || start >= n || n > a->max_seq)
-        return rf_errorf(err, RF_EINVAL, "score: need 1 <= start < n <= %d (start %d, n %d)", a->max_seq, start, n);
+        return rf_errorf(err, RF_EINVAL, "score: need 1 <= start < n <= %d (start %d, n %d)",
+                         a->max_seq, start, n);
     const int V = m->config.vocab_size;
     double sum = 0;
     bool greedy = true;
@@ -319,7 +348,8 @@ int rf_llama_score(const rf_llama_model *m, rf_llama_acts *a, const int *ids, in
     for (int p = 0; p < n - 1; p += a->max_tokens) {
         int len = n - 1 - p < a->max_tokens ? n - 1 - p : a->max_tokens;
         bool need = p + len - 1 >= start - 1;
-        int rc = rf_llama_forward(m, a, 1, len, ids + p, &p, need ? logits_scratch : NULL, need, err);
+        int rc =
+            rf_llama_forward(m, a, 1, len, ids + p, &p, need ? logits_scratch : NULL, need, err);
         if (rc < 0) return rc;
         for (int i = 0; need && i < len; i++) {
             int target = p + i + 1;

@@ -8,7 +8,8 @@
 
 /* An integer field: required when def < 0, else defaulted; must be in
  * [lo, hi]. null counts as absent (head_dim is often null). */
-static int get_int(const json_t *root, const char *key, int def, int lo, int hi, int *out, rf_error *err)
+static int get_int(const json_t *root, const char *key, int def, int lo, int hi, int *out,
+                   rf_error *err)
 {
     json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) {
@@ -17,7 +18,8 @@ static int get_int(const json_t *root, const char *key, int def, int lo, int hi,
         return 0;
     }
     if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-        return rf_error_field(err, RF_EINVAL, key, "config.json: %s must be an integer in [%d, %d]", key, lo, hi);
+        return rf_error_field(err, RF_EINVAL, key, "config.json: %s must be an integer in [%d, %d]",
+                              key, lo, hi);
     *out = (int)json_integer_value(v);
     return 0;
 }
@@ -30,7 +32,8 @@ static int get_num(const json_t *root, const char *key, double def, double *out,
         return 0;
     }
     if (!json_is_number(v) || !(json_number_value(v) > 0) || !isfinite(json_number_value(v)))
-        return rf_error_field(err, RF_EINVAL, key, "config.json: %s must be a positive number", key);
+        return rf_error_field(err, RF_EINVAL, key, "config.json: %s must be a positive number",
+                              key);
     *out = json_number_value(v);
     return 0;
 }
@@ -42,7 +45,8 @@ static int get_bool(const json_t *root, const char *key, bool def, bool *out, rf
         *out = def;
         return 0;
     }
-    if (!json_is_boolean(v)) return rf_error_field(err, RF_EINVAL, key, "config.json: %s must be a boolean", key);
+    if (!json_is_boolean(v))
+        return rf_error_field(err, RF_EINVAL, key, "config.json: %s must be a boolean", key);
     *out = json_is_true(v);
     return 0;
 }
@@ -51,27 +55,33 @@ static int parse_rope_scaling(rf_llama_config *c, const json_t *rs, rf_error *er
 {
     if (!rs || json_is_null(rs)) return 0;
     if (!json_is_object(rs))
-        return rf_error_field(err, RF_EINVAL, "rope_scaling", "config.json: rope_scaling must be an object or null");
+        return rf_error_field(err, RF_EINVAL, "rope_scaling",
+                              "config.json: rope_scaling must be an object or null");
     /* Older files spell the key "type". */
     const char *type = json_string_value(json_object_get(rs, "rope_type"));
     if (!type) type = json_string_value(json_object_get(rs, "type"));
     if (!type || strcmp(type, "default") == 0) return 0;
     if (strcmp(type, "llama3") != 0)
-        return rf_error_field(err, RF_EUNSUPPORTED, "rope_scaling.rope_type",
-                              "config.json: rope_scaling.rope_type '%s' is not supported (only llama3)", type);
+        return rf_error_field(
+            err, RF_EUNSUPPORTED, "rope_scaling.rope_type",
+            "config.json: rope_scaling.rope_type '%s' is not supported (only llama3)", type);
     int rc;
     c->rope_llama3 = true;
     if ((rc = get_num(rs, "factor", -1, &c->rope_factor, err)) < 0 ||
         (rc = get_num(rs, "low_freq_factor", -1, &c->rope_low_freq_factor, err)) < 0 ||
         (rc = get_num(rs, "high_freq_factor", -1, &c->rope_high_freq_factor, err)) < 0 ||
-        (rc = get_int(rs, "original_max_position_embeddings", -1, 1, 1 << 24, &c->rope_orig_max_pos, err)) < 0) {
+        (rc = get_int(rs, "original_max_position_embeddings", -1, 1, 1 << 24, &c->rope_orig_max_pos,
+                      err)) < 0) {
         char f[128];
         snprintf(f, sizeof f, "rope_scaling.%s", err ? err->field : "");
-        return rf_error_field(err, rc, f, "config.json: rope_scaling (llama3) needs a valid %s", f + 13);
+        return rf_error_field(err, rc, f, "config.json: rope_scaling (llama3) needs a valid %s",
+                              f + 13);
     }
-    if (c->rope_factor < 0 || c->rope_low_freq_factor < 0 || c->rope_high_freq_factor <= c->rope_low_freq_factor)
-        return rf_error_field(err, RF_EINVAL, "rope_scaling",
-                              "config.json: rope_scaling needs factor, low_freq_factor < high_freq_factor, all > 0");
+    if (c->rope_factor < 0 || c->rope_low_freq_factor < 0 ||
+        c->rope_high_freq_factor <= c->rope_low_freq_factor)
+        return rf_error_field(
+            err, RF_EINVAL, "rope_scaling",
+            "config.json: rope_scaling needs factor, low_freq_factor < high_freq_factor, all > 0");
     return 0;
 }
 
@@ -93,7 +103,8 @@ static int parse_eos(rf_llama_config *c, const json_t *v, rf_error *err)
     }
     return 0;
 bad:
-    return rf_error_field(err, RF_EINVAL, "eos_token_id", "config.json: eos_token_id must be an integer or a list");
+    return rf_error_field(err, RF_EINVAL, "eos_token_id",
+                          "config.json: eos_token_id must be an integer or a list");
 }
 
 int rf_llama_config_parse(rf_llama_config *c, const json_t *root, rf_error *err)
@@ -103,28 +114,39 @@ int rf_llama_config_parse(rf_llama_config *c, const json_t *root, rf_error *err)
     if (!json_is_object(root)) return rf_errorf(err, RF_EINVAL, "config.json: not a JSON object");
     const char *mt = json_string_value(json_object_get(root, "model_type"));
     if (!mt) return rf_error_field(err, RF_EINVAL, "model_type", "config.json: missing model_type");
-    if (!strcmp(mt, "llama")) c->arch = RF_ARCH_LLAMA;
-    else if (!strcmp(mt, "mistral")) c->arch = RF_ARCH_MISTRAL;
-    else if (!strcmp(mt, "qwen2")) c->arch = RF_ARCH_QWEN2;
+    if (!strcmp(mt, "llama"))
+        c->arch = RF_ARCH_LLAMA;
+    else if (!strcmp(mt, "mistral"))
+        c->arch = RF_ARCH_MISTRAL;
+    else if (!strcmp(mt, "qwen2"))
+        c->arch = RF_ARCH_QWEN2;
     else
-        return rf_error_field(err, RF_EUNSUPPORTED, "model_type",
-                              "config.json: model_type '%s' is not supported (llama, mistral, qwen2)", mt);
+        return rf_error_field(
+            err, RF_EUNSUPPORTED, "model_type",
+            "config.json: model_type '%s' is not supported (llama, mistral, qwen2)", mt);
 
     if ((rc = get_int(root, "hidden_size", -1, 1, 1 << 16, &c->dim, err)) < 0) return rc;
-    if ((rc = get_int(root, "intermediate_size", -1, 1, 1 << 18, &c->hidden_dim, err)) < 0) return rc;
+    if ((rc = get_int(root, "intermediate_size", -1, 1, 1 << 18, &c->hidden_dim, err)) < 0)
+        return rc;
     if ((rc = get_int(root, "num_hidden_layers", -1, 1, 1024, &c->n_layers, err)) < 0) return rc;
     if ((rc = get_int(root, "num_attention_heads", -1, 1, 1024, &c->n_heads, err)) < 0) return rc;
-    if ((rc = get_int(root, "num_key_value_heads", c->n_heads, 1, c->n_heads, &c->n_kv_heads, err)) < 0) return rc;
+    if ((rc = get_int(root, "num_key_value_heads", c->n_heads, 1, c->n_heads, &c->n_kv_heads,
+                      err)) < 0)
+        return rc;
     if (c->n_heads % c->n_kv_heads)
-        return rf_error_field(err, RF_EINVAL, "num_key_value_heads",
-                              "config.json: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
-                              c->n_heads, c->n_kv_heads);
-    if ((rc = get_int(root, "head_dim", c->dim / c->n_heads, 2, RF_OPS_MAX_HEAD_DIM, &c->head_dim, err)) < 0)
+        return rf_error_field(
+            err, RF_EINVAL, "num_key_value_heads",
+            "config.json: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
+            c->n_heads, c->n_kv_heads);
+    if ((rc = get_int(root, "head_dim", c->dim / c->n_heads, 2, RF_OPS_MAX_HEAD_DIM, &c->head_dim,
+                      err)) < 0)
         return rc;
     if (c->head_dim % 2 || c->head_dim < 2)
-        return rf_error_field(err, RF_EINVAL, "head_dim", "config.json: head_dim must be even and at least 2");
+        return rf_error_field(err, RF_EINVAL, "head_dim",
+                              "config.json: head_dim must be even and at least 2");
     if ((rc = get_int(root, "vocab_size", -1, 1, 1 << 24, &c->vocab_size, err)) < 0) return rc;
-    if ((rc = get_int(root, "max_position_embeddings", 2048, 1, 1 << 24, &c->max_pos, err)) < 0) return rc;
+    if ((rc = get_int(root, "max_position_embeddings", 2048, 1, 1 << 24, &c->max_pos, err)) < 0)
+        return rc;
     if ((rc = get_num(root, "rms_norm_eps", 1e-6, &c->rms_eps, err)) < 0) return rc;
     if ((rc = get_num(root, "rope_theta", 10000.0, &c->rope_theta, err)) < 0) return rc;
     if ((rc = parse_rope_scaling(c, json_object_get(root, "rope_scaling"), err)) < 0) return rc;
@@ -136,7 +158,9 @@ int rf_llama_config_parse(rf_llama_config *c, const json_t *root, rf_error *err)
                               "config.json: hidden_act '%s' is not supported (only silu)", act);
     bool b;
     if ((rc = get_bool(root, "mlp_bias", false, &b, err)) < 0) return rc;
-    if (b) return rf_error_field(err, RF_EUNSUPPORTED, "mlp_bias", "config.json: mlp_bias is not supported");
+    if (b)
+        return rf_error_field(err, RF_EUNSUPPORTED, "mlp_bias",
+                              "config.json: mlp_bias is not supported");
     if ((rc = get_bool(root, "attention_bias", false, &b, err)) < 0) return rc;
     /* Qwen2 always has q/k/v biases and none on o_proj; Llama's
      * attention_bias puts one on all four projections. */
@@ -144,7 +168,8 @@ int rf_llama_config_parse(rf_llama_config *c, const json_t *root, rf_error *err)
     c->o_bias = c->arch == RF_ARCH_LLAMA && b;
     if (json_object_get(root, "quantization_config"))
         return rf_error_field(err, RF_EUNSUPPORTED, "quantization_config",
-                              "config.json: quantization_config: quantized checkpoints are not loaded by the float engine yet");
+                              "config.json: quantization_config: quantized checkpoints are not "
+                              "loaded by the float engine yet");
     if (c->arch == RF_ARCH_MISTRAL &&
         (rc = get_int(root, "sliding_window", 0, 1, 1 << 30, &c->sliding_window, err)) < 0)
         return rc;
@@ -152,7 +177,8 @@ int rf_llama_config_parse(rf_llama_config *c, const json_t *root, rf_error *err)
         if ((rc = get_bool(root, "use_sliding_window", false, &b, err)) < 0) return rc;
         if (b)
             return rf_error_field(err, RF_EUNSUPPORTED, "use_sliding_window",
-                                  "config.json: use_sliding_window (qwen2 per-layer sliding window attention) is not supported");
+                                  "config.json: use_sliding_window (qwen2 per-layer sliding window "
+                                  "attention) is not supported");
     }
     json_t *bos = json_object_get(root, "bos_token_id");
     c->bos_id = json_is_integer(bos) ? (int)json_integer_value(bos) : -1;
@@ -165,7 +191,9 @@ int rf_llama_config_load(rf_llama_config *c, const char *dir, rf_error *err)
     snprintf(path, sizeof path, "%s/config.json", dir);
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
-    if (!root) return rf_errorf(err, access(path, F_OK) ? RF_ENOTFOUND : RF_EINVAL, "%s: %s", path, je.text);
+    if (!root)
+        return rf_errorf(err, access(path, F_OK) ? RF_ENOTFOUND : RF_EINVAL, "%s: %s", path,
+                         je.text);
     int rc = rf_llama_config_parse(c, root, err);
     json_decref(root);
     return rc;
@@ -181,7 +209,8 @@ void rf_llama_rope_inv_freq(const rf_llama_config *c, float *inv_freq)
             /* Llama 3.1: keep high frequencies, divide low ones by factor,
              * interpolate smoothly between the two wavelength bands. */
             double old = c->rope_orig_max_pos;
-            double low_wavelen = old / c->rope_low_freq_factor, high_wavelen = old / c->rope_high_freq_factor;
+            double low_wavelen = old / c->rope_low_freq_factor,
+                   high_wavelen = old / c->rope_high_freq_factor;
             double wavelen = 2.0 * M_PI / f;
             if (wavelen > low_wavelen) {
                 f = f / c->rope_factor;

@@ -31,8 +31,8 @@ typedef struct rf_llama_config {
     double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_orig_max_pos;
     bool tie_embeddings;
-    bool qkv_bias; /* qwen2, or llama with attention_bias */
-    bool o_bias;   /* llama with attention_bias */
+    bool qkv_bias;      /* qwen2, or llama with attention_bias */
+    bool o_bias;        /* llama with attention_bias */
     int sliding_window; /* mistral; 0 when attention sees the whole past */
     int bos_id;         /* -1 when unknown */
     int eos_ids[RF_LLAMA_MAX_EOS];

@@ -20,12 +20,12 @@ typedef struct rf_attn_args {
     int T;    /* new tokens (query rows) */
     int pos0; /* position of the first new token; keys 0..pos0+T-1 are cached */
     int n_heads, n_kv_heads, head_dim;
-    int window; /* sliding window (key j visible from i when i - j < window); 0: none */
-    float scale;      /* 1/sqrt(head_dim) */
-    const float *q;   /* [T, n_heads·head_dim] */
-    const float *k;   /* [pos0+T, n_kv_heads·head_dim] */
-    const float *v;   /* same */
-    float *out;       /* [T, n_heads·head_dim] */
+    int window;     /* sliding window (key j visible from i when i - j < window); 0: none */
+    float scale;    /* 1/sqrt(head_dim) */
+    const float *q; /* [T, n_heads·head_dim] */
+    const float *k; /* [pos0+T, n_kv_heads·head_dim] */
+    const float *v; /* same */
+    float *out;     /* [T, n_heads·head_dim] */
 } rf_attn_args;
 
 typedef struct rf_ops {
@@ -33,8 +33,8 @@ typedef struct rf_ops {
     /* y[M,N] = x[M,K] · Wᵀ (+ bias[N]) for W [N, K] of dtype F32/F16/BF16.
      * scratch (scratch_n floats, at least rf_ops_matmul_scratch(K)) holds
      * weight tiles converted to f32, so no f32 copy of the model exists. */
-    void (*matmul)(float *y, const float *x, const rf_tensor *w, const float *bias, int M, float *scratch,
-                   size_t scratch_n);
+    void (*matmul)(float *y, const float *x, const rf_tensor *w, const float *bias, int M,
+                   float *scratch, size_t scratch_n);
     /* y = x / sqrt(mean(x²) + eps) · w, per row of D. y may alias x. */
     void (*rmsnorm)(float *y, const float *x, const float *w, int M, int D, float eps);
     /* Rotate-half RoPE in place on x [M, n_heads·head_dim]; row m is at

@@ -39,7 +39,8 @@ static float dot_f32(const void *wv, const float *x, int n)
     const float *w = wv;
     float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
-    for (int i = 0; i < n; i++) acc += w[i] * x[i];
+    for (int i = 0; i < n; i++)
+        acc += w[i] * x[i];
     return acc;
 }
 
@@ -47,7 +48,8 @@ static float dot_bf16(const void *wv, const float *x, int n)
 {
     const uint16_t *w = wv;
     float acc = 0.0f;
-    for (int i = 0; i < n; i++) acc += rf_bf16_to_f32(w[i]) * x[i];
+    for (int i = 0; i < n; i++)
+        acc += rf_bf16_to_f32(w[i]) * x[i];
     return acc;
 }
 
@@ -55,7 +57,8 @@ static float dot_f16(const void *wv, const float *x, int n)
 {
     const uint16_t *w = wv;
     float acc = 0.0f;
-    for (int i = 0; i < n; i++) acc += rf_f16_to_f32(w[i]) * x[i];
+    for (int i = 0; i < n; i++)
+        acc += rf_f16_to_f32(w[i]) * x[i];
     return acc;
 }
 
@@ -77,12 +80,14 @@ __attribute__((target("avx2,fma"))) static float dot_f32_avx2(const void *wv, co
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
     }
     float acc = hsum256(_mm256_add_ps(a0, a1));
-    for (; i < n; i++) acc += w[i] * x[i];
+    for (; i < n; i++)
+        acc += w[i] * x[i];
     return acc;
 }
 
 /* bf16 is the top half of an f32: widen to 32 bits and shift left 16. */
-__attribute__((target("avx2,fma"))) static float dot_bf16_avx2(const void *wv, const float *x, int n)
+__attribute__((target("avx2,fma"))) static float dot_bf16_avx2(const void *wv, const float *x,
+                                                               int n)
 {
     const uint16_t *w = wv;
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
@@ -90,15 +95,19 @@ __attribute__((target("avx2,fma"))) static float dot_bf16_avx2(const void *wv, c
     for (; i + 16 <= n; i += 16) {
         __m256i lo = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + i)));
         __m256i hi = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + i + 8)));
-        a0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(lo, 16)), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(hi, 16)), _mm256_loadu_ps(x + i + 8), a1);
+        a0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(lo, 16)), _mm256_loadu_ps(x + i),
+                             a0);
+        a1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(hi, 16)),
+                             _mm256_loadu_ps(x + i + 8), a1);
     }
     float acc = hsum256(_mm256_add_ps(a0, a1));
-    for (; i < n; i++) acc += rf_bf16_to_f32(w[i]) * x[i];
+    for (; i < n; i++)
+        acc += rf_bf16_to_f32(w[i]) * x[i];
     return acc;
 }
 
-__attribute__((target("avx2,fma,f16c"))) static float dot_f16_avx2(const void *wv, const float *x, int n)
+__attribute__((target("avx2,fma,f16c"))) static float dot_f16_avx2(const void *wv, const float *x,
+                                                                   int n)
 {
     const uint16_t *w = wv;
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
@@ -110,7 +119,8 @@ __attribute__((target("avx2,fma,f16c"))) static float dot_f16_avx2(const void *w
         a1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + i + 8), a1);
     }
     float acc = hsum256(_mm256_add_ps(a0, a1));
-    for (; i < n; i++) acc += rf_f16_to_f32(w[i]) * x[i];
+    for (; i < n; i++)
+        acc += rf_f16_to_f32(w[i]) * x[i];
     return acc;
 }
 
@@ -123,15 +133,18 @@ __attribute__((target("avx2"))) static void cvt_bf16_avx2(const void *src, float
         __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + i)));
         _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
     }
-    for (; i < n; i++) dst[i] = rf_bf16_to_f32(s[i]);
+    for (; i < n; i++)
+        dst[i] = rf_bf16_to_f32(s[i]);
 }
 
 __attribute__((target("avx2,f16c"))) static void cvt_f16_avx2(const void *src, float *dst, size_t n)
 {
     const uint16_t *s = src;
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
-    for (; i < n; i++) dst[i] = rf_f16_to_f32(s[i]);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+    for (; i < n; i++)
+        dst[i] = rf_f16_to_f32(s[i]);
 }
 
 static void cvt_bf16(const void *src, float *dst, size_t n)
@@ -167,11 +180,12 @@ static void add_bias(float *y, const float *bias, int M, int N)
 {
     if (!bias) return;
     for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) y[(size_t)m * N + n] += bias[n];
+        for (int n = 0; n < N; n++)
+            y[(size_t)m * N + n] += bias[n];
 }
 
-static void matmul(float *y, const float *x, const rf_tensor *w, const float *bias, int M, float *scratch,
-                   size_t scratch_n)
+static void matmul(float *y, const float *x, const rf_tensor *w, const float *bias, int M,
+                   float *scratch, size_t scratch_n)
 {
     pthread_once(&g_once, cpu_init);
     const int N = (int)w->shape[0], K = (int)w->shape[1];
@@ -181,7 +195,8 @@ static void matmul(float *y, const float *x, const rf_tensor *w, const float *bi
         dot_fn dot = g_dot[w->dtype];
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++)
-            for (int m = 0; m < M; m++) y[(size_t)m * N + n] = dot(wb + (size_t)n * K * es, x + (size_t)m * K, K);
+            for (int m = 0; m < M; m++)
+                y[(size_t)m * N + n] = dot(wb + (size_t)n * K * es, x + (size_t)m * K, K);
     } else {
         /* Each thread owns a contiguous slice of output columns, tiles it,
          * converts a tile (when not f32) into its own scratch and runs a
@@ -201,7 +216,8 @@ static void matmul(float *y, const float *x, const rf_tensor *w, const float *bi
                     g_cvt[w->dtype](wb + (size_t)a * K * es, scr, (size_t)nr * K);
                     wt = scr;
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, K, 1.0f, x, K, wt, K, 0.0f, y + a, N);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, K, 1.0f, x, K, wt, K,
+                            0.0f, y + a, N);
             }
         }
     }
@@ -217,9 +233,11 @@ static void rmsnorm(float *y, const float *x, const float *w, int M, int D, floa
         /* Accumulate the mean square in double: D can be 8192 and the
          * reference computes it in f32 over a pairwise sum. */
         double ss = 0.0;
-        for (int i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
+        for (int i = 0; i < D; i++)
+            ss += (double)xr[i] * xr[i];
         float r = (float)(1.0 / sqrt(ss / D + eps));
-        for (int i = 0; i < D; i++) yr[i] = xr[i] * r * w[i];
+        for (int i = 0; i < D; i++)
+            yr[i] = xr[i] * r * w[i];
     }
 }
 
@@ -248,13 +266,15 @@ static void rope(float *x, int M, int n_heads, int head_dim, const int *pos, con
 static void axpy(float *acc, float p, const float *v, int n)
 {
 #pragma omp simd
-    for (int d = 0; d < n; d++) acc[d] += p * v[d];
+    for (int d = 0; d < n; d++)
+        acc[d] += p * v[d];
 }
 
 static void scale(float *acc, float c, int n)
 {
 #pragma omp simd
-    for (int d = 0; d < n; d++) acc[d] *= c;
+    for (int d = 0; d < n; d++)
+        acc[d] *= c;
 }
 
 /* Keys scored per block of the online softmax. */
@@ -304,7 +324,8 @@ static void attention(const rf_attn_args *a)
     pthread_once(&g_once, cpu_init);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int t = 0; t < a->T; t++)
-        for (int h = 0; h < a->n_heads; h++) attend_row(a, t, h);
+        for (int h = 0; h < a->n_heads; h++)
+            attend_row(a, t, h);
 }
 
 static void swiglu(float *gate, const float *up, size_t n)
@@ -320,27 +341,31 @@ static void embedding(float *out, const rf_tensor *table, const int *ids, int M)
 {
     const size_t D = (size_t)table->shape[1], es = rf_dtype_size(table->dtype);
     for (int m = 0; m < M; m++)
-        rf_to_f32(table->dtype, (const char *)table->data + (size_t)ids[m] * D * es, out + (size_t)m * D, D);
+        rf_to_f32(table->dtype, (const char *)table->data + (size_t)ids[m] * D * es,
+                  out + (size_t)m * D, D);
 }
 
 static void softmax(float *x, int M, int N)
 {
     for (int m = 0; m < M; m++) {
         float *r = x + (size_t)m * N, mx = -INFINITY;
-        for (int i = 0; i < N; i++) mx = r[i] > mx ? r[i] : mx;
+        for (int i = 0; i < N; i++)
+            mx = r[i] > mx ? r[i] : mx;
         double sum = 0.0;
         for (int i = 0; i < N; i++) {
             r[i] = expf(r[i] - mx);
             sum += r[i];
         }
         float inv = (float)(1.0 / sum);
-        for (int i = 0; i < N; i++) r[i] *= inv;
+        for (int i = 0; i < N; i++)
+            r[i] *= inv;
     }
 }
 
 static void add(float *y, const float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i];
 }
 
 static const rf_ops g_cpu = {

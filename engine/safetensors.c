@@ -27,42 +27,51 @@ static int cmp_begin(const void *a, const void *b)
 static int parse_entry(rf_st_entry *e, const char *name, json_t *v, const char *path, rf_error *err)
 {
     if (!json_is_object(v))
-        return rf_errorf(err, RF_EINVAL, "%s: tensor '%s': header entry is not an object", path, name);
+        return rf_errorf(err, RF_EINVAL, "%s: tensor '%s': header entry is not an object", path,
+                         name);
     const char *dt = json_string_value(json_object_get(v, "dtype"));
     json_t *shape = json_object_get(v, "shape"), *offs = json_object_get(v, "data_offsets");
     if (!dt) return rf_errorf(err, RF_EINVAL, "%s: tensor '%s': missing dtype", path, name);
     int d = rf_dtype_parse(dt);
-    if (d < 0) return rf_errorf(err, RF_EUNSUPPORTED, "%s: tensor '%s': unknown dtype '%s'", path, name, dt);
+    if (d < 0)
+        return rf_errorf(err, RF_EUNSUPPORTED, "%s: tensor '%s': unknown dtype '%s'", path, name,
+                         dt);
     e->dtype = (rf_dtype)d;
     if (!json_is_array(shape) || json_array_size(shape) > RF_TENSOR_MAX_DIMS)
-        return rf_errorf(err, RF_EINVAL, "%s: tensor '%s': shape must be an array of at most %d sizes",
-                         path, name, RF_TENSOR_MAX_DIMS);
+        return rf_errorf(err, RF_EINVAL,
+                         "%s: tensor '%s': shape must be an array of at most %d sizes", path, name,
+                         RF_TENSOR_MAX_DIMS);
     e->ndim = (int)json_array_size(shape);
     /* numel · dtype size must equal the offsets' span; overflow-checked. */
     uint64_t bytes = rf_dtype_size(e->dtype);
     for (int i = 0; i < e->ndim; i++) {
         json_t *s = json_array_get(shape, (size_t)i);
         if (!json_is_integer(s) || json_integer_value(s) < 0)
-            return rf_errorf(err, RF_EINVAL, "%s: tensor '%s': shape[%d] is not a non-negative integer",
-                             path, name, i);
+            return rf_errorf(err, RF_EINVAL,
+                             "%s: tensor '%s': shape[%d] is not a non-negative integer", path, name,
+                             i);
         e->shape[i] = json_integer_value(s);
         if (e->shape[i] && bytes > UINT64_MAX / (uint64_t)e->shape[i])
             return rf_errorf(err, RF_EINVAL, "%s: tensor '%s': shape overflows", path, name);
         bytes *= (uint64_t)e->shape[i];
     }
-    if (!json_is_array(offs) || json_array_size(offs) != 2 || !json_is_integer(json_array_get(offs, 0)) ||
-        !json_is_integer(json_array_get(offs, 1)) || json_integer_value(json_array_get(offs, 0)) < 0 ||
+    if (!json_is_array(offs) || json_array_size(offs) != 2 ||
+        !json_is_integer(json_array_get(offs, 0)) || !json_is_integer(json_array_get(offs, 1)) ||
+        json_integer_value(json_array_get(offs, 0)) < 0 ||
         json_integer_value(json_array_get(offs, 1)) < json_integer_value(json_array_get(offs, 0)))
-        return rf_errorf(err, RF_EINVAL, "%s: tensor '%s': data_offsets must be [begin, end] with 0 <= begin <= end",
-                         path, name);
+        return rf_errorf(
+            err, RF_EINVAL,
+            "%s: tensor '%s': data_offsets must be [begin, end] with 0 <= begin <= end", path,
+            name);
     e->begin = (uint64_t)json_integer_value(json_array_get(offs, 0));
     e->end = (uint64_t)json_integer_value(json_array_get(offs, 1));
     if (e->end - e->begin != bytes) {
         char sb[96];
-        return rf_errorf(err, RF_EINVAL,
-                         "%s: tensor '%s': shape %s of %s needs %llu bytes but data_offsets span %llu", path, name,
-                         rf_shape_str(e->ndim, e->shape, sb, sizeof sb), rf_dtype_name(e->dtype),
-                         (unsigned long long)bytes, (unsigned long long)(e->end - e->begin));
+        return rf_errorf(
+            err, RF_EINVAL,
+            "%s: tensor '%s': shape %s of %s needs %llu bytes but data_offsets span %llu", path,
+            name, rf_shape_str(e->ndim, e->shape, sb, sizeof sb), rf_dtype_name(e->dtype),
+            (unsigned long long)bytes, (unsigned long long)(e->end - e->begin));
     }
     return 0;
 }
@@ -76,7 +85,8 @@ static int check_layout(rf_st_file *f, rf_error *err)
     uint64_t data_size = f->size - f->data_off, pos = 0;
     rf_st_entry **by_off = malloc(sizeof *by_off * (size_t)(f->n ? f->n : 1));
     if (!by_off) return rf_errorf(err, RF_ENOMEM, "%s: out of memory", f->path);
-    for (int i = 0; i < f->n; i++) by_off[i] = &f->entries[i];
+    for (int i = 0; i < f->n; i++)
+        by_off[i] = &f->entries[i];
     qsort(by_off, (size_t)f->n, sizeof *by_off, cmp_begin);
     for (int i = 0; i < f->n; i++) {
         rf_st_entry *e = by_off[i];
@@ -86,13 +96,16 @@ static int check_layout(rf_st_file *f, rf_error *err)
             goto out;
         }
         if (e->begin > pos) {
-            rc = rf_errorf(err, RF_EINVAL, "%s: tensor '%s': %llu unused bytes before it in the data section",
+            rc = rf_errorf(err, RF_EINVAL,
+                           "%s: tensor '%s': %llu unused bytes before it in the data section",
                            f->path, e->name, (unsigned long long)(e->begin - pos));
             goto out;
         }
         if (e->end > data_size) {
-            rc = rf_errorf(err, RF_EIO, "%s: truncated file: tensor '%s' ends at byte %llu of a %llu-byte data section",
-                           f->path, e->name, (unsigned long long)e->end, (unsigned long long)data_size);
+            rc = rf_errorf(
+                err, RF_EIO,
+                "%s: truncated file: tensor '%s' ends at byte %llu of a %llu-byte data section",
+                f->path, e->name, (unsigned long long)e->end, (unsigned long long)data_size);
             goto out;
         }
         pos = e->end;
@@ -108,14 +121,17 @@ out:
 static int parse_header(rf_st_file *f, rf_error *err)
 {
     uint64_t n = 0;
-    for (int i = 0; i < 8; i++) n |= (uint64_t)f->map[i] << (8 * i); /* little-endian u64 */
+    for (int i = 0; i < 8; i++)
+        n |= (uint64_t)f->map[i] << (8 * i); /* little-endian u64 */
     if (n > RF_ST_MAX_HEADER || n > f->size - 8)
-        return rf_errorf(err, RF_EINVAL, "%s: bad header: length %llu does not fit a %zu-byte file", f->path,
-                         (unsigned long long)n, f->size);
+        return rf_errorf(err, RF_EINVAL, "%s: bad header: length %llu does not fit a %zu-byte file",
+                         f->path, (unsigned long long)n, f->size);
     f->data_off = 8 + (size_t)n;
     json_error_t je;
     json_t *root = json_loadb((const char *)f->map + 8, (size_t)n, JSON_REJECT_DUPLICATES, &je);
-    if (!root) return rf_errorf(err, RF_EINVAL, "%s: bad header: %s (byte %d)", f->path, je.text, je.position);
+    if (!root)
+        return rf_errorf(err, RF_EINVAL, "%s: bad header: %s (byte %d)", f->path, je.text,
+                         je.position);
     int rc = 0;
     if (!json_is_object(root)) {
         rc = rf_errorf(err, RF_EINVAL, "%s: bad header: not a JSON object", f->path);
@@ -133,7 +149,8 @@ static int parse_header(rf_st_file *f, rf_error *err)
     {
         if (strcmp(key, "__metadata__") == 0) {
             if (!json_is_object(v)) {
-                rc = rf_errorf(err, RF_EINVAL, "%s: bad header: __metadata__ is not an object", f->path);
+                rc = rf_errorf(err, RF_EINVAL, "%s: bad header: __metadata__ is not an object",
+                               f->path);
                 goto out;
             }
             continue;
@@ -161,7 +178,8 @@ int rf_st_open(rf_st_file *f, const char *path, rf_error *err)
     if (!(f->path = strdup(path))) return rf_errorf(err, RF_ENOMEM, "out of memory");
     f->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (f->fd < 0) {
-        rc = rf_errorf(err, errno == ENOENT ? RF_ENOTFOUND : RF_EIO, "%s: %s", path, strerror(errno));
+        rc = rf_errorf(err, errno == ENOENT ? RF_ENOTFOUND : RF_EIO, "%s: %s", path,
+                       strerror(errno));
         goto fail;
     }
     struct stat st;
@@ -170,8 +188,9 @@ int rf_st_open(rf_st_file *f, const char *path, rf_error *err)
         goto fail;
     }
     if (st.st_size < 8) {
-        rc = rf_errorf(err, RF_EINVAL, "%s: bad header: file of %lld bytes is shorter than the 8-byte length",
-                       path, (long long)st.st_size);
+        rc = rf_errorf(err, RF_EINVAL,
+                       "%s: bad header: file of %lld bytes is shorter than the 8-byte length", path,
+                       (long long)st.st_size);
         goto fail;
     }
     f->size = (size_t)st.st_size;
@@ -191,7 +210,8 @@ fail:
 void rf_st_close(rf_st_file *f)
 {
     if (!f) return;
-    for (int i = 0; i < f->n; i++) free(f->entries[i].name);
+    for (int i = 0; i < f->n; i++)
+        free(f->entries[i].name);
     free(f->entries);
     if (f->map) munmap(f->map, f->size);
     if (f->fd >= 0) close(f->fd);
@@ -251,15 +271,17 @@ int rf_st_write(const char *path, const rf_st_item *items, int n, rf_error *err)
     for (int oi = 0; oi < n; oi++) {
         const int i = order[oi];
         const rf_tensor *t = items[i].tensor;
-        if (rf_dtype_size(t->dtype) == 0 || !items[i].name || !strcmp(items[i].name, "__metadata__")) {
+        if (rf_dtype_size(t->dtype) == 0 || !items[i].name ||
+            !strcmp(items[i].name, "__metadata__")) {
             rc = rf_errorf(err, RF_EINVAL, "%s: item %d has a bad name or dtype", path, i);
             goto fail;
         }
         json_t *shape = json_array();
-        for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
+        for (int d = 0; d < t->ndim; d++)
+            json_array_append_new(shape, json_integer(t->shape[d]));
         uint64_t nb = rf_tensor_nbytes(t);
-        json_t *e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", rf_dtype_name(t->dtype), "shape", shape,
-                              "data_offsets", (json_int_t)off, (json_int_t)(off + nb));
+        json_t *e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", rf_dtype_name(t->dtype), "shape",
+                              shape, "data_offsets", (json_int_t)off, (json_int_t)(off + nb));
         if (!e || json_object_get(root, items[i].name)) {
             json_decref(e);
             rc = rf_errorf(err, RF_EINVAL, "%s: tensor '%s' given twice", path, items[i].name);
@@ -286,7 +308,8 @@ int rf_st_write(const char *path, const rf_st_item *items, int n, rf_error *err)
         rc = rf_errorf(err, RF_ENOMEM, "out of memory");
         goto fail;
     }
-    for (int i = 0; i < 8; i++) hdr[i] = (char)(((uint64_t)hl >> (8 * i)) & 0xff);
+    for (int i = 0; i < 8; i++)
+        hdr[i] = (char)(((uint64_t)hl >> (8 * i)) & 0xff);
     memcpy(hdr + 8, js, jl);
     memset(hdr + 8 + jl, ' ', hl - jl);
     free(js);
@@ -298,12 +321,14 @@ int rf_st_write(const char *path, const rf_st_item *items, int n, rf_error *err)
     }
     snprintf(tmp, pl + 16, "%s.tmp.XXXXXX", path);
     if ((fd = mkstemp(tmp)) < 0) {
-        rc = rf_errorf(err, RF_EIO, "%s: cannot create a temporary file: %s", path, strerror(errno));
+        rc =
+            rf_errorf(err, RF_EIO, "%s: cannot create a temporary file: %s", path, strerror(errno));
         goto fail;
     }
     if (write_all(fd, hdr, 8 + hl) < 0) goto io_fail;
     for (int oi = 0; oi < n; oi++)
-        if (write_all(fd, items[order[oi]].tensor->data, rf_tensor_nbytes(items[order[oi]].tensor)) < 0)
+        if (write_all(fd, items[order[oi]].tensor->data,
+                      rf_tensor_nbytes(items[order[oi]].tensor)) < 0)
             goto io_fail;
     if (fchmod(fd, 0644) < 0 || fsync(fd) < 0) goto io_fail;
     if (close(fd) < 0) {
@@ -366,7 +391,8 @@ static int open_index(rf_st_model *m, const char *dir, const char *index_path, r
     const char *key;
     json_t *v;
     if (!json_is_object(wm) || json_object_size(wm) == 0) {
-        rc = rf_error_field(err, RF_EINVAL, "weight_map", "%s: weight_map must be a non-empty object", index_path);
+        rc = rf_error_field(err, RF_EINVAL, "weight_map",
+                            "%s: weight_map must be a non-empty object", index_path);
         goto out;
     }
     m->files = calloc(json_object_size(wm), sizeof *m->files);
@@ -380,8 +406,8 @@ static int open_index(rf_st_model *m, const char *dir, const char *index_path, r
     {
         const char *shard = json_string_value(v);
         if (!safe_shard_name(shard)) {
-            rc = rf_error_field(err, RF_EINVAL, "weight_map", "%s: tensor '%s' maps to a bad file name", index_path,
-                                key);
+            rc = rf_error_field(err, RF_EINVAL, "weight_map",
+                                "%s: tensor '%s' maps to a bad file name", index_path, key);
             goto out;
         }
         int have = -1;
@@ -401,7 +427,8 @@ static int open_index(rf_st_model *m, const char *dir, const char *index_path, r
             have = m->nfiles++;
         }
         if (!rf_st_find(&m->files[have], key)) {
-            rc = rf_errorf(err, RF_ENOTFOUND, "%s: tensor '%s' is listed in weight_map but missing from %s",
+            rc = rf_errorf(err, RF_ENOTFOUND,
+                           "%s: tensor '%s' is listed in weight_map but missing from %s",
                            index_path, key, shard);
             goto out;
         }
@@ -431,7 +458,8 @@ int rf_st_model_open(rf_st_model *m, const char *dir, rf_error *err)
         rc = rf_st_open(&m->files[0], single, err);
         if (rc == 0) m->nfiles = 1;
     } else {
-        rc = rf_errorf(err, RF_ENOTFOUND, "%s: neither model.safetensors nor model.safetensors.index.json", dir);
+        rc = rf_errorf(err, RF_ENOTFOUND,
+                       "%s: neither model.safetensors nor model.safetensors.index.json", dir);
     }
     if (rc < 0) goto fail;
     free(index);
@@ -447,7 +475,8 @@ fail:
 void rf_st_model_close(rf_st_model *m)
 {
     if (!m) return;
-    for (int i = 0; i < m->nfiles; i++) rf_st_close(&m->files[i]);
+    for (int i = 0; i < m->nfiles; i++)
+        rf_st_close(&m->files[i]);
     free(m->files);
     memset(m, 0, sizeof *m);
 }
@@ -467,6 +496,7 @@ int rf_st_model_get(const rf_st_model *m, const char *name, rf_tensor *out, rf_e
 size_t rf_st_model_bytes(const rf_st_model *m)
 {
     size_t n = 0;
-    for (int i = 0; i < m->nfiles; i++) n += m->files[i].size - m->files[i].data_off;
+    for (int i = 0; i < m->nfiles; i++)
+        n += m->files[i].size - m->files[i].data_off;
     return n;
 }

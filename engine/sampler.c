@@ -86,7 +86,8 @@ int rf_sampler_sample(rf_sampler *s, const float *logits)
         if (s->p.top_p < 1) {
             /* smallest prefix whose mass reaches top_p (of the top-k mass) */
             double mass = 0, total = 0;
-            for (int i = 0; i < keep; i++) total += s->probs[s->order[i]];
+            for (int i = 0; i < keep; i++)
+                total += s->probs[s->order[i]];
             for (int i = 0; i < keep; i++) {
                 mass += s->probs[s->order[i]];
                 if (mass >= s->p.top_p * total) {
@@ -96,7 +97,8 @@ int rf_sampler_sample(rf_sampler *s, const float *logits)
             }
         }
         sum = 0;
-        for (int i = 0; i < keep; i++) sum += s->probs[s->order[i]];
+        for (int i = 0; i < keep; i++)
+            sum += s->probs[s->order[i]];
     }
     double r = next_unit(s) * sum, acc = 0;
     for (int i = 0; i < keep; i++) {
@@ -110,6 +112,7 @@ double rf_logprob(const float *logits, int n, int id)
 {
     float mx = logits[argmax(logits, n)];
     double sum = 0;
-    for (int i = 0; i < n; i++) sum += exp((double)logits[i] - mx);
+    for (int i = 0; i < n; i++)
+        sum += exp((double)logits[i] - mx);
     return (double)logits[id] - mx - log(sum);
 }

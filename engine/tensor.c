@@ -9,11 +9,14 @@ static const struct {
     const char *name;
     size_t size;
 } g_dtypes[RF_DTYPE_COUNT] = {
-    [RF_DTYPE_F32] = {"F32", 4}, [RF_DTYPE_F16] = {"F16", 2}, [RF_DTYPE_BF16] = {"BF16", 2},
-    [RF_DTYPE_I32] = {"I32", 4}, [RF_DTYPE_I64] = {"I64", 8}, [RF_DTYPE_U8] = {"U8", 1},
-    [RF_DTYPE_I8] = {"I8", 1},   [RF_DTYPE_I16] = {"I16", 2}, [RF_DTYPE_U16] = {"U16", 2},
-    [RF_DTYPE_U32] = {"U32", 4}, [RF_DTYPE_U64] = {"U64", 8}, [RF_DTYPE_F64] = {"F64", 8},
-    [RF_DTYPE_BOOL] = {"BOOL", 1}, [RF_DTYPE_F8_E4M3] = {"F8_E4M3", 1}, [RF_DTYPE_F8_E5M2] = {"F8_E5M2", 1},
+    [RF_DTYPE_F32] = {"F32", 4},         [RF_DTYPE_F16] = {"F16", 2},
+    [RF_DTYPE_BF16] = {"BF16", 2},       [RF_DTYPE_I32] = {"I32", 4},
+    [RF_DTYPE_I64] = {"I64", 8},         [RF_DTYPE_U8] = {"U8", 1},
+    [RF_DTYPE_I8] = {"I8", 1},           [RF_DTYPE_I16] = {"I16", 2},
+    [RF_DTYPE_U16] = {"U16", 2},         [RF_DTYPE_U32] = {"U32", 4},
+    [RF_DTYPE_U64] = {"U64", 8},         [RF_DTYPE_F64] = {"F64", 8},
+    [RF_DTYPE_BOOL] = {"BOOL", 1},       [RF_DTYPE_F8_E4M3] = {"F8_E4M3", 1},
+    [RF_DTYPE_F8_E5M2] = {"F8_E5M2", 1},
 };
 
 size_t rf_dtype_size(rf_dtype dt)
@@ -36,7 +39,8 @@ int rf_dtype_parse(const char *name)
 int64_t rf_tensor_numel(const rf_tensor *t)
 {
     int64_t n = 1;
-    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    for (int i = 0; i < t->ndim; i++)
+        n *= t->shape[i];
     return n;
 }
 
@@ -50,7 +54,8 @@ void rf_tensor_view(rf_tensor *t, rf_dtype dt, int ndim, const int64_t *shape, v
     memset(t, 0, sizeof *t);
     t->dtype = dt;
     t->ndim = ndim;
-    for (int i = 0; i < ndim && i < RF_TENSOR_MAX_DIMS; i++) t->shape[i] = shape[i];
+    for (int i = 0; i < ndim && i < RF_TENSOR_MAX_DIMS; i++)
+        t->shape[i] = shape[i];
     t->data = data;
     t->owned = false;
 }
@@ -90,7 +95,8 @@ const char *rf_shape_str(int ndim, const int64_t *shape, char *buf, size_t cap)
     size_t n = 0;
     n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "[");
     for (int i = 0; i < ndim; i++)
-        n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%s%" PRId64, i ? ", " : "", shape[i]);
+        n +=
+            (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "%s%" PRId64, i ? ", " : "", shape[i]);
     snprintf(buf + n, n < cap ? cap - n : 0, "]");
     return buf;
 }
@@ -151,42 +157,52 @@ uint16_t rf_f32_to_bf16(float f)
 {
     uint32_t x = f32_bits(f);
     if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
-    x += 0x7fffu + ((x >> 16) & 1);                                          /* ties to even */
+    x += 0x7fffu + ((x >> 16) & 1);                                           /* ties to even */
     return (uint16_t)(x >> 16);
 }
 
 int rf_to_f32(rf_dtype dt, const void *src, float *dst, size_t n)
 {
     switch (dt) {
-    case RF_DTYPE_F32: memcpy(dst, src, n * 4); return 0;
+    case RF_DTYPE_F32:
+        memcpy(dst, src, n * 4);
+        return 0;
     case RF_DTYPE_BF16: {
         const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++) dst[i] = bits_f32((uint32_t)s[i] << 16);
+        for (size_t i = 0; i < n; i++)
+            dst[i] = bits_f32((uint32_t)s[i] << 16);
         return 0;
     }
     case RF_DTYPE_F16: {
         const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++) dst[i] = rf_f16_to_f32(s[i]);
+        for (size_t i = 0; i < n; i++)
+            dst[i] = rf_f16_to_f32(s[i]);
         return 0;
     }
-    default: return RF_EINVAL;
+    default:
+        return RF_EINVAL;
     }
 }
 
 int rf_from_f32(rf_dtype dt, const float *src, void *dst, size_t n)
 {
     switch (dt) {
-    case RF_DTYPE_F32: memcpy(dst, src, n * 4); return 0;
+    case RF_DTYPE_F32:
+        memcpy(dst, src, n * 4);
+        return 0;
     case RF_DTYPE_BF16: {
         uint16_t *d = dst;
-        for (size_t i = 0; i < n; i++) d[i] = rf_f32_to_bf16(src[i]);
+        for (size_t i = 0; i < n; i++)
+            d[i] = rf_f32_to_bf16(src[i]);
         return 0;
     }
     case RF_DTYPE_F16: {
         uint16_t *d = dst;
-        for (size_t i = 0; i < n; i++) d[i] = rf_f32_to_f16(src[i]);
+        for (size_t i = 0; i < n; i++)
+            d[i] = rf_f32_to_f16(src[i]);
         return 0;
     }
-    default: return RF_EINVAL;
+    default:
+        return RF_EINVAL;
     }
 }

@@ -18,7 +18,8 @@ static int usage(void)
 static int parse_ids(const char *s, int **out)
 {
     int n = 1, *ids;
-    for (const char *p = s; *p; p++) n += *p == ',';
+    for (const char *p = s; *p; p++)
+        n += *p == ',';
     if (!(ids = malloc(sizeof *ids * (size_t)n))) return -1;
     const char *p = s;
     for (int i = 0; i < n; i++) {
@@ -40,10 +41,14 @@ int rf_cmd_forward(int argc, char **argv)
 {
     const char *model = NULL, *ids_arg = NULL, *out = NULL;
     for (int i = 1; i < argc; i++) {
-        if (i + 1 < argc && !strcmp(argv[i], "--model")) model = argv[++i];
-        else if (i + 1 < argc && !strcmp(argv[i], "--ids")) ids_arg = argv[++i];
-        else if (i + 1 < argc && !strcmp(argv[i], "--out")) out = argv[++i];
-        else return usage();
+        if (i + 1 < argc && !strcmp(argv[i], "--model"))
+            model = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--ids"))
+            ids_arg = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--out"))
+            out = argv[++i];
+        else
+            return usage();
     }
     if (!model || !ids_arg || !out) return usage();
     int *ids = NULL;
@@ -74,7 +79,9 @@ int rf_cmd_forward(int argc, char **argv)
     rf_tensor_view(&t, RF_DTYPE_F32, 2, (int64_t[]){T, V}, logits);
     rf_st_item item = {"logits", &t};
     if (rf_st_write(out, &item, 1, &err) < 0) goto fail;
-    fprintf(stderr, "refinery forward: %d tokens, logits [%d, %d] -> %s (weights %.1f MiB mapped, activations %.1f MiB)\n",
+    fprintf(stderr,
+            "refinery forward: %d tokens, logits [%d, %d] -> %s (weights %.1f MiB mapped, "
+            "activations %.1f MiB)\n",
             T, T, V, out, m.weight_bytes / 1048576.0, a.bytes / 1048576.0);
     status = 0;
 fail:

@@ -56,7 +56,8 @@ static int generate(const char *dir, rf_dtype dt)
     FILE *f = fopen(p, "w");
     if (!f) return -1;
     fprintf(f,
-            "{\"model_type\":\"llama\",\"hidden_size\":%d,\"intermediate_size\":%d,\"num_hidden_layers\":%d,"
+            "{\"model_type\":\"llama\",\"hidden_size\":%d,\"intermediate_size\":%d,\"num_hidden_"
+            "layers\":%d,"
             "\"num_attention_heads\":%d,\"num_key_value_heads\":%d,\"vocab_size\":%d,"
             "\"max_position_embeddings\":2048,\"rms_norm_eps\":1e-5,\"rope_theta\":500000.0,"
             "\"tie_word_embeddings\":true,\"hidden_act\":\"silu\"}\n",
@@ -71,18 +72,20 @@ static int generate(const char *dir, rf_dtype dt)
     struct {
         const char *suffix;
         int64_t d0, d1;
-    } lay[PER_LAYER] = {{"input_layernorm.weight", DIM, 0},     {"post_attention_layernorm.weight", DIM, 0},
-                        {"self_attn.q_proj.weight", DIM, DIM},   {"self_attn.k_proj.weight", kvd, DIM},
-                        {"self_attn.v_proj.weight", kvd, DIM},   {"self_attn.o_proj.weight", DIM, DIM},
-                        {"mlp.gate_proj.weight", HID, DIM},      {"mlp.up_proj.weight", HID, DIM},
-                        {"mlp.down_proj.weight", DIM, HID}};
+    } lay[PER_LAYER] = {
+        {"input_layernorm.weight", DIM, 0},    {"post_attention_layernorm.weight", DIM, 0},
+        {"self_attn.q_proj.weight", DIM, DIM}, {"self_attn.k_proj.weight", kvd, DIM},
+        {"self_attn.v_proj.weight", kvd, DIM}, {"self_attn.o_proj.weight", DIM, DIM},
+        {"mlp.gate_proj.weight", HID, DIM},    {"mlp.up_proj.weight", HID, DIM},
+        {"mlp.down_proj.weight", DIM, HID}};
     for (int l = -1; l < LAYERS; l++) {
         for (int j = 0; j < (l < 0 ? 2 : PER_LAYER); j++) {
             int64_t shape[2];
             int nd;
             names[k] = malloc(128);
             if (l < 0) {
-                snprintf(names[k], 128, "%s", j ? "model.norm.weight" : "model.embed_tokens.weight");
+                snprintf(names[k], 128, "%s",
+                         j ? "model.norm.weight" : "model.embed_tokens.weight");
                 shape[0] = j ? DIM : VOCAB, shape[1] = DIM, nd = j ? 1 : 2;
             } else {
                 snprintf(names[k], 128, "model.layers.%d.%s", l, lay[j].suffix);
@@ -92,7 +95,8 @@ static int generate(const char *dir, rf_dtype dt)
             size_t cnt = (size_t)rf_tensor_numel(&ts[k]);
             float *tmp = malloc(sizeof(float) * cnt);
             float scale = nd == 1 ? 0.0f : 1.7f / sqrtf((float)shape[1]);
-            for (size_t i = 0; i < cnt; i++) tmp[i] = nd == 1 ? 1.0f : urand() * scale;
+            for (size_t i = 0; i < cnt; i++)
+                tmp[i] = nd == 1 ? 1.0f : urand() * scale;
             rf_from_f32(dt, tmp, ts[k].data, cnt);
             free(tmp);
             items[k].name = names[k];
@@ -104,7 +108,8 @@ static int generate(const char *dir, rf_dtype dt)
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     int rc = rf_st_write(p, items, k, &err);
     if (rc < 0) fprintf(stderr, "bench: %s\n", err.msg);
-    for (int i = 0; i < k; i++) rf_tensor_free(&ts[i]), free(names[i]);
+    for (int i = 0; i < k; i++)
+        rf_tensor_free(&ts[i]), free(names[i]);
     free(ts), free(items), free(names);
     return rc;
 }
@@ -138,14 +143,21 @@ int main(int argc, char **argv)
     const char *dtname = "bf16", *dir = NULL;
     int threads = omp_get_max_threads(), prompt = 128, decode = 32, peer = 1;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--dtype") && i + 1 < argc) dtname = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) prompt = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--decode") && i + 1 < argc) decode = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
-        else if (!strcmp(argv[i], "--no-peer")) peer = 0;
+        if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
+            dtname = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--prompt") && i + 1 < argc)
+            prompt = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--decode") && i + 1 < argc)
+            decode = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+            dir = argv[++i];
+        else if (!strcmp(argv[i], "--no-peer"))
+            peer = 0;
         else {
-            fprintf(stderr, "usage: forward [--dtype bf16|f32] [--threads N] [--prompt N] [--decode N] [--dir DIR] "
+            fprintf(stderr, "usage: forward [--dtype bf16|f32] [--threads N] [--prompt N] "
+                            "[--decode N] [--dir DIR] "
                             "[--no-peer]\n");
             return 2;
         }
@@ -167,9 +179,11 @@ int main(int argc, char **argv)
         return 1;
     }
     int *ids = malloc(sizeof(int) * (size_t)(prompt + decode));
-    for (int i = 0; i < prompt + decode; i++) ids[i] = (int)(((unsigned)i * 2654435761u) % VOCAB);
+    for (int i = 0; i < prompt + decode; i++)
+        ids[i] = (int)(((unsigned)i * 2654435761u) % VOCAB);
     int zero = 0;
-    rf_llama_forward(&m, &a, 1, 8, ids, &zero, NULL, false, &err); /* warm up: page in the weights */
+    rf_llama_forward(&m, &a, 1, 8, ids, &zero, NULL, false,
+                     &err); /* warm up: page in the weights */
     double prefill = 0;
     for (int rep = 0; rep < 3; rep++) {
         double t0 = now();
@@ -186,15 +200,17 @@ int main(int argc, char **argv)
     double wbw = dec * (double)m.weight_bytes, cbw = copy_bandwidth(threads);
     double params = (double)m.weight_bytes / rf_dtype_size(dt);
 
-    printf("model: %.1fM parameters, %s, %.0f MiB mapped; activations %.1f MiB; %d threads\n", params / 1e6,
-           dtname, m.weight_bytes / 1048576.0, a.bytes / 1048576.0, threads);
-    printf("refinery: prefill %.1f tok/s (%d tokens), decode %.2f tok/s (%d tokens)\n", prefill, prompt, dec, decode);
-    printf("decode weight bandwidth %.2f GB/s vs copy bandwidth %.2f GB/s: %.0f%%\n", wbw / 1e9, cbw / 1e9,
-           100 * wbw / cbw);
+    printf("model: %.1fM parameters, %s, %.0f MiB mapped; activations %.1f MiB; %d threads\n",
+           params / 1e6, dtname, m.weight_bytes / 1048576.0, a.bytes / 1048576.0, threads);
+    printf("refinery: prefill %.1f tok/s (%d tokens), decode %.2f tok/s (%d tokens)\n", prefill,
+           prompt, dec, decode);
+    printf("decode weight bandwidth %.2f GB/s vs copy bandwidth %.2f GB/s: %.0f%%\n", wbw / 1e9,
+           cbw / 1e9, 100 * wbw / cbw);
     if (peer) {
         char cmd[1024];
         snprintf(cmd, sizeof cmd,
-                 "/usr/bin/python3 bench/forward/forward_torch.py --model %s --dtype %s --threads %d --prompt %d "
+                 "/usr/bin/python3 bench/forward/forward_torch.py --model %s --dtype %s --threads "
+                 "%d --prompt %d "
                  "--decode %d",
                  dir, dtname, threads, prompt, decode);
         FILE *f = popen(cmd, "r");
@@ -204,7 +220,8 @@ int main(int argc, char **argv)
             if (sscanf(line, "torch: prefill %lf tok/s, decode %lf tok/s", &tp, &td) == 2) break;
         if (f) pclose(f);
         if (tp > 0 && td > 0)
-            printf("pytorch:  prefill %.1f tok/s, decode %.2f tok/s\nratio vs pytorch: prefill %.2fx, decode %.2fx\n",
+            printf("pytorch:  prefill %.1f tok/s, decode %.2f tok/s\nratio vs pytorch: prefill "
+                   "%.2fx, decode %.2fx\n",
                    tp, td, prefill / tp, dec / td);
         else
             printf("pytorch peer unavailable (needs /usr/bin/python3 with torch)\n");

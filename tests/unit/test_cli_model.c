@@ -25,10 +25,12 @@ static void test_forward_writes_reference_logits(void **state)
     rf_st_view(&exp, rf_st_find(&exp, "logits"), &ref);
     char idstr[512] = "";
     for (int i = 0; i < ids.shape[0]; i++)
-        snprintf(idstr + strlen(idstr), sizeof idstr - strlen(idstr), "%s%d", i ? "," : "", ((int32_t *)ids.data)[i]);
+        snprintf(idstr + strlen(idstr), sizeof idstr - strlen(idstr), "%s%d", i ? "," : "",
+                 ((int32_t *)ids.data)[i]);
     const char *base = getenv("REFINERY_TEST_TMP");
     char out[512];
-    snprintf(out, sizeof out, "%s/cli-forward-%d.safetensors", base && *base ? base : "/tmp", (int)getpid());
+    snprintf(out, sizeof out, "%s/cli-forward-%d.safetensors", base && *base ? base : "/tmp",
+             (int)getpid());
     char *argv[] = {"forward", "--model", FIX, "--ids", idstr, "--out", out};
     assert_int_equal(rf_cmd_forward(7, argv), 0);
     assert_int_equal(rf_st_open(&got, out, &err), 0);
@@ -56,11 +58,14 @@ static void test_forward_usage_errors(void **state)
 {
     char *missing[] = {"forward", "--model", FIX};
     assert_int_equal(rf_cmd_forward(3, missing), 2);
-    char *bad_ids[] = {"forward", "--model", FIX, "--ids", "1,x,3", "--out", "/tmp/unused.safetensors"};
+    char *bad_ids[] = {
+        "forward", "--model", FIX, "--ids", "1,x,3", "--out", "/tmp/unused.safetensors"};
     assert_int_equal(rf_cmd_forward(7, bad_ids), 2);
-    char *out_of_vocab[] = {"forward", "--model", FIX, "--ids", "1,99999", "--out", "/tmp/unused.safetensors"};
+    char *out_of_vocab[] = {
+        "forward", "--model", FIX, "--ids", "1,99999", "--out", "/tmp/unused.safetensors"};
     assert_int_equal(rf_cmd_forward(7, out_of_vocab), 1);
-    char *no_model[] = {"forward", "--model", "/nonexistent", "--ids", "1", "--out", "/tmp/unused.safetensors"};
+    char *no_model[] = {"forward", "--model", "/nonexistent",           "--ids",
+                        "1",       "--out",   "/tmp/unused.safetensors"};
     assert_int_equal(rf_cmd_forward(7, no_model), 1);
     assert_int_equal(access("/tmp/unused.safetensors", F_OK), -1);
 }

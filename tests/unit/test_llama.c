@@ -102,13 +102,15 @@ static void test_logits_match_reference(void **state)
         int zero = 0;
         assert_int_equal(rf_llama_forward(&m, &a, 1, e.T, e.ids, &zero, lg, true, &err), 0);
         double r = rel_err(lg, e.logits, (size_t)e.T * e.vocab);
-        printf("%-22s logits rel err %.3g (tolerance %.0e)\n", g_fixtures[i].name, r, g_fixtures[i].tol);
+        printf("%-22s logits rel err %.3g (tolerance %.0e)\n", g_fixtures[i].name, r,
+               g_fixtures[i].tol);
         assert_true(r <= g_fixtures[i].tol);
 
         int out[64];
         int n = rf_llama_generate_greedy(&m, &a, e.ids, e.T, e.n_greedy, false, out, &err);
         assert_int_equal(n, e.n_greedy);
-        for (int k = 0; k < n; k++) assert_int_equal(out[k], e.greedy[k]);
+        for (int k = 0; k < n; k++)
+            assert_int_equal(out[k], e.greedy[k]);
         free(lg);
         rf_llama_acts_free(&a);
         rf_llama_free(&m);
@@ -136,13 +138,15 @@ static void test_kv_cache_matches_full(void **state)
         memcpy(ids + e.T, e.greedy, sizeof(int) * e.n_greedy);
         assert_int_equal(rf_llama_acts_init(&full, &m.config, 1, 64, 64, &err), 0);
         assert_int_equal(rf_llama_acts_init(&inc, &m.config, 1, 64, 8, &err), 0);
-        float *ref = malloc(sizeof(float) * (size_t)T * V), *got = malloc(sizeof(float) * (size_t)T * V);
+        float *ref = malloc(sizeof(float) * (size_t)T * V),
+              *got = malloc(sizeof(float) * (size_t)T * V);
         int zero = 0;
         assert_int_equal(rf_llama_forward(&m, &full, 1, T, ids, &zero, ref, true, &err), 0);
         /* prefill 5 tokens, then 1 by 1 */
         assert_int_equal(rf_llama_forward(&m, &inc, 1, 5, ids, &zero, got, true, &err), 0);
         for (int p = 5; p < T; p++)
-            assert_int_equal(rf_llama_forward(&m, &inc, 1, 1, ids + p, &p, got + (size_t)p * V, true, &err), 0);
+            assert_int_equal(
+                rf_llama_forward(&m, &inc, 1, 1, ids + p, &p, got + (size_t)p * V, true, &err), 0);
         double worst = 0;
         for (int p = 0; p < T; p++) {
             worst = fmax(worst, rel_err(got + (size_t)p * V, ref + (size_t)p * V, (size_t)V));
@@ -174,16 +178,21 @@ static void test_batched_matches_single(void **state)
     assert_int_equal(rf_llama_acts_init(&one, &m.config, 1, 32, 16, &err), 0);
     assert_int_equal(rf_llama_acts_init(&two, &m.config, 2, 32, 16, &err), 0);
     int seq[2][16]; /* the prompt, and the prompt reversed */
-    for (int i = 0; i < T; i++) seq[0][i] = e.ids[i], seq[1][i] = e.ids[T - 1 - i];
+    for (int i = 0; i < T; i++)
+        seq[0][i] = e.ids[i], seq[1][i] = e.ids[T - 1 - i];
     float *alone = malloc(sizeof(float) * V * 8), *both = malloc(sizeof(float) * V * 8);
     for (int s = 0; s < 2; s++) { /* alone: prefill 8, then 4 more */
         assert_int_equal(rf_llama_forward(&m, &one, 1, 8, seq[s], &zero, NULL, false, &err), 0);
-        assert_int_equal(rf_llama_forward(&m, &one, 1, 4, seq[s] + 8, &eight, alone + (size_t)s * 4 * V, true, &err), 0);
+        assert_int_equal(rf_llama_forward(&m, &one, 1, 4, seq[s] + 8, &eight,
+                                          alone + (size_t)s * 4 * V, true, &err),
+                         0);
     }
-    for (int s = 0; s < 2; s++) memcpy(ids2 + s * 8, seq[s], sizeof(int) * 8);
+    for (int s = 0; s < 2; s++)
+        memcpy(ids2 + s * 8, seq[s], sizeof(int) * 8);
     pos2[0] = pos2[1] = 0;
     assert_int_equal(rf_llama_forward(&m, &two, 2, 8, ids2, pos2, NULL, false, &err), 0);
-    for (int s = 0; s < 2; s++) memcpy(ids2 + s * 4, seq[s] + 8, sizeof(int) * 4);
+    for (int s = 0; s < 2; s++)
+        memcpy(ids2 + s * 4, seq[s] + 8, sizeof(int) * 4);
     pos2[0] = pos2[1] = 8;
     assert_int_equal(rf_llama_forward(&m, &two, 2, 4, ids2, pos2, both, true, &err), 0);
     double r = rel_err(both, alone, (size_t)8 * V);
@@ -191,7 +200,8 @@ static void test_batched_matches_single(void **state)
     assert_true(r <= 1e-5);
     /* the last-token logits of the batch are each sequence's own */
     for (int s = 0; s < 2; s++)
-        assert_true(rel_err(two.logits + (size_t)s * V, alone + ((size_t)s * 4 + 3) * V, (size_t)V) <= 1e-5);
+        assert_true(rel_err(two.logits + (size_t)s * V, alone + ((size_t)s * 4 + 3) * V,
+                            (size_t)V) <= 1e-5);
     free(alone);
     free(both);
     rf_llama_acts_free(&one);
@@ -215,8 +225,10 @@ static void test_score(void **state)
     for (int i = 1; i < T; i++) { /* log softmax of the reference logits, in double */
         const float *lg = e.logits + (size_t)(i - 1) * V;
         double mx = lg[0], s = 0;
-        for (int k = 1; k < V; k++) mx = fmax(mx, lg[k]);
-        for (int k = 0; k < V; k++) s += exp(lg[k] - mx);
+        for (int k = 1; k < V; k++)
+            mx = fmax(mx, lg[k]);
+        for (int k = 0; k < V; k++)
+            s += exp(lg[k] - mx);
         want += lg[e.ids[i]] - mx - log(s);
     }
     assert_int_equal(rf_llama_acts_init(&big, &m.config, 1, 64, 32, &err), 0);
@@ -231,12 +243,15 @@ static void test_score(void **state)
     int ids[64];
     memcpy(ids, e.ids, sizeof(int) * T);
     memcpy(ids + T, e.greedy, sizeof(int) * e.n_greedy);
-    assert_int_equal(rf_llama_score(&m, &small, ids, T + e.n_greedy, T, scratch, &got, &greedy, &err), 0);
+    assert_int_equal(
+        rf_llama_score(&m, &small, ids, T + e.n_greedy, T, scratch, &got, &greedy, &err), 0);
     assert_true(greedy && got < 0);
     ids[T + 3] = (ids[T + 3] + 1) % V; /* not the greedy token any more */
-    assert_int_equal(rf_llama_score(&m, &small, ids, T + e.n_greedy, T, scratch, &got, &greedy, &err), 0);
+    assert_int_equal(
+        rf_llama_score(&m, &small, ids, T + e.n_greedy, T, scratch, &got, &greedy, &err), 0);
     assert_false(greedy);
-    assert_int_equal(rf_llama_score(&m, &small, ids, 1, 1, scratch, &got, &greedy, &err), RF_EINVAL);
+    assert_int_equal(rf_llama_score(&m, &small, ids, 1, 1, scratch, &got, &greedy, &err),
+                     RF_EINVAL);
     free(scratch);
     rf_llama_acts_free(&big);
     rf_llama_acts_free(&small);

@@ -111,7 +111,8 @@ static void expect_load_error(const tmpdir *t, int code, ...)
     assert_int_equal(rc, code);
     va_list ap;
     va_start(ap, code);
-    for (const char *s; (s = va_arg(ap, const char *));) assert_non_null(strstr(err.msg, s));
+    for (const char *s; (s = va_arg(ap, const char *));)
+        assert_non_null(strstr(err.msg, s));
     va_end(ap);
 }
 
@@ -141,7 +142,8 @@ static void test_writer_round_trip(void **state)
     snprintf(p, sizeof p, "%s/model.safetensors", t.path);
     char *raw = slurp(p, &n);
     uint64_t hl = 0;
-    for (int i = 0; i < 8; i++) hl |= (uint64_t)(unsigned char)raw[i] << (8 * i);
+    for (int i = 0; i < 8; i++)
+        hl |= (uint64_t)(unsigned char)raw[i] << (8 * i);
     assert_int_equal(hl % 8, 0);
     raw[8 + hl - 1] = '\0';
     assert_non_null(strstr(raw + 8, "\"__metadata__\":{\"format\":\"pt\"}"));
@@ -202,8 +204,8 @@ static void test_wrong_shape(void **state)
     mk_tmp(&t);
     copy_config(&t);
     rewrite(&t, NULL, "model.layers.1.self_attn.q_proj.weight");
-    expect_load_error(&t, RF_EINVAL, "model.layers.1.self_attn.q_proj.weight", "shape [32, 64]", "expected [64, 64]",
-                      NULL);
+    expect_load_error(&t, RF_EINVAL, "model.layers.1.self_attn.q_proj.weight", "shape [32, 64]",
+                      "expected [64, 64]", NULL);
     rm_tmp(&t);
 }
 
@@ -213,7 +215,8 @@ static void test_missing_tensor(void **state)
     mk_tmp(&t);
     copy_config(&t);
     rewrite(&t, "model.layers.0.mlp.up_proj.weight", NULL);
-    expect_load_error(&t, RF_ENOTFOUND, "missing tensor", "model.layers.0.mlp.up_proj.weight", NULL);
+    expect_load_error(&t, RF_ENOTFOUND, "missing tensor", "model.layers.0.mlp.up_proj.weight",
+                      NULL);
     rm_tmp(&t);
 }
 
@@ -227,9 +230,11 @@ static void test_bad_index(void **state)
     snprintf(p, sizeof p, "%s/model.safetensors", t.path);
     snprintf(q, sizeof q, "%s/model-00001-of-00001.safetensors", t.path);
     assert_int_equal(rename(p, q), 0);
-    const char *idx = "{\"metadata\":{},\"weight_map\":{\"model.norm.weight\":\"model-00001-of-00001.safetensors\"}}";
+    const char *idx = "{\"metadata\":{},\"weight_map\":{\"model.norm.weight\":\"model-00001-of-"
+                      "00001.safetensors\"}}";
     put(&t, "model.safetensors.index.json", idx, strlen(idx));
-    expect_load_error(&t, RF_ENOTFOUND, "model.norm.weight", "missing from model-00001-of-00001.safetensors", NULL);
+    expect_load_error(&t, RF_ENOTFOUND, "model.norm.weight",
+                      "missing from model-00001-of-00001.safetensors", NULL);
     const char *evil = "{\"weight_map\":{\"model.norm.weight\":\"../model.safetensors\"}}";
     put(&t, "model.safetensors.index.json", evil, strlen(evil));
     expect_load_error(&t, RF_EINVAL, "bad file name", NULL);
@@ -246,24 +251,33 @@ static void test_config_errors(void **state)
     } cases[] = {
         {"{\"model_type\":\"gpt2\"}", RF_EUNSUPPORTED, "model_type"},
         {"{\"model_type\":\"llama\",\"hidden_size\":64}", RF_EINVAL, "intermediate_size"},
-        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_layers\":2,"
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_"
+         "layers\":2,"
          "\"num_attention_heads\":4,\"num_key_value_heads\":3,\"vocab_size\":256}",
          RF_EINVAL, "num_key_value_heads"},
-        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_layers\":2,"
-         "\"num_attention_heads\":4,\"vocab_size\":256,\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4}}",
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_"
+         "layers\":2,"
+         "\"num_attention_heads\":4,\"vocab_size\":256,\"rope_scaling\":{\"rope_type\":\"yarn\","
+         "\"factor\":4}}",
          RF_EUNSUPPORTED, "rope_scaling.rope_type"},
-        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_layers\":2,"
-         "\"num_attention_heads\":4,\"vocab_size\":256,\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8,"
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_"
+         "layers\":2,"
+         "\"num_attention_heads\":4,\"vocab_size\":256,\"rope_scaling\":{\"rope_type\":\"llama3\","
+         "\"factor\":8,"
          "\"low_freq_factor\":1,\"high_freq_factor\":4}}",
          RF_EINVAL, "rope_scaling.original_max_position_embeddings"},
-        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_layers\":2,"
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_"
+         "layers\":2,"
          "\"num_attention_heads\":4,\"vocab_size\":256,\"hidden_act\":\"gelu\"}",
          RF_EUNSUPPORTED, "hidden_act"},
-        {"{\"model_type\":\"qwen2\",\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_layers\":2,"
+        {"{\"model_type\":\"qwen2\",\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_"
+         "layers\":2,"
          "\"num_attention_heads\":4,\"vocab_size\":256,\"use_sliding_window\":true}",
          RF_EUNSUPPORTED, "use_sliding_window"},
-        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_layers\":2,"
-         "\"num_attention_heads\":4,\"vocab_size\":256,\"quantization_config\":{\"quant_method\":\"gptq\"}}",
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_"
+         "layers\":2,"
+         "\"num_attention_heads\":4,\"vocab_size\":256,\"quantization_config\":{\"quant_method\":"
+         "\"gptq\"}}",
          RF_EUNSUPPORTED, "quantization_config"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -276,7 +290,8 @@ static void test_config_errors(void **state)
         printf("  -> %d [%s] %s\n", rc, err.field, err.msg);
         assert_int_equal(rc, cases[i].code);
         assert_string_equal(err.field, cases[i].field);
-        assert_non_null(strstr(err.msg, cases[i].field + (strncmp(cases[i].field, "rope_scaling.", 13) ? 0 : 13)));
+        assert_non_null(strstr(
+            err.msg, cases[i].field + (strncmp(cases[i].field, "rope_scaling.", 13) ? 0 : 13)));
         json_decref(j);
     }
 }
@@ -285,14 +300,21 @@ static void test_config_errors(void **state)
  * wavelengths under 16 are kept, over 64 divided by 8, between interpolated. */
 static void test_llama3_inv_freq(void **state)
 {
-    rf_llama_config c = {.head_dim = 32, .rope_theta = 500000.0, .rope_llama3 = true, .rope_factor = 8,
-                         .rope_low_freq_factor = 1, .rope_high_freq_factor = 4, .rope_orig_max_pos = 64};
+    rf_llama_config c = {.head_dim = 32,
+                         .rope_theta = 500000.0,
+                         .rope_llama3 = true,
+                         .rope_factor = 8,
+                         .rope_low_freq_factor = 1,
+                         .rope_high_freq_factor = 4,
+                         .rope_orig_max_pos = 64};
     float f[16];
     rf_llama_rope_inv_freq(&c, f);
     for (int i = 0; i < 16; i++) {
         double base = 1.0 / pow(500000.0, 2.0 * i / 32), wl = 2 * M_PI / base, want;
-        if (wl < 16) want = base;
-        else if (wl > 64) want = base / 8;
+        if (wl < 16)
+            want = base;
+        else if (wl > 64)
+            want = base / 8;
         else {
             double s = (64 / wl - 1) / 3;
             want = (1 - s) * base / 8 + s * base;

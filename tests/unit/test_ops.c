@@ -29,13 +29,14 @@ static double urand(void) /* uniform in [-1, 1) */
 static float *rand_f32(size_t n, double scale)
 {
     float *p = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++) p[i] = (float)(urand() * scale);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)(urand() * scale);
     return p;
 }
 
 /* Compare and print one case; returns the relative error. */
-static double report(const char *backend, const char *op, const char *what, const float *got, const double *ref,
-                     size_t n, double tol)
+static double report(const char *backend, const char *op, const char *what, const float *got,
+                     const double *ref, size_t n, double tol)
 {
     double mabs = 0, mref = 0;
     for (size_t i = 0; i < n; i++) {
@@ -76,7 +77,8 @@ static void test_matmul(void **state)
                     rf_tensor w;
                     float *wv;
                     make_weight(&w, dts[d % 3], N, K, &wv);
-                    float *x = rand_f32((size_t)M * K, 1.0), *bias = with_bias ? rand_f32(N, 1.0) : NULL;
+                    float *x = rand_f32((size_t)M * K, 1.0),
+                          *bias = with_bias ? rand_f32(N, 1.0) : NULL;
                     float *y = malloc(sizeof(float) * M * N);
                     size_t sn = rf_ops_matmul_scratch(K);
                     float *scratch = malloc(sizeof(float) * sn);
@@ -85,12 +87,13 @@ static void test_matmul(void **state)
                     for (int m = 0; m < M; m++)
                         for (int n = 0; n < N; n++) {
                             double s = bias ? bias[n] : 0;
-                            for (int k = 0; k < K; k++) s += (double)x[m * K + k] * wv[(size_t)n * K + k];
+                            for (int k = 0; k < K; k++)
+                                s += (double)x[m * K + k] * wv[(size_t)n * K + k];
                             ref[m * N + n] = s;
                         }
                     char what[64];
-                    snprintf(what, sizeof what, "%s M=%d N=%d K=%d%s", rf_dtype_name(dts[d % 3]), M, N, K,
-                             bias ? " +bias" : "");
+                    snprintf(what, sizeof what, "%s M=%d N=%d K=%d%s", rf_dtype_name(dts[d % 3]), M,
+                             N, K, bias ? " +bias" : "");
                     report(g_backends[b]->name, "matmul", what, y, ref, (size_t)M * N, 1e-5);
                     free(ref), free(scratch), free(y), free(bias), free(x), free(wv);
                     rf_tensor_free(&w);
@@ -102,14 +105,17 @@ static void test_rmsnorm(void **state)
     const int M = 5, D = 96;
     const float eps = 1e-5f;
     for (int b = 0; b < g_nbackends; b++) {
-        float *x = rand_f32((size_t)M * D, 3.0), *w = rand_f32(D, 1.0), *y = malloc(sizeof(float) * M * D);
+        float *x = rand_f32((size_t)M * D, 3.0), *w = rand_f32(D, 1.0),
+              *y = malloc(sizeof(float) * M * D);
         double *ref = malloc(sizeof(double) * M * D);
         g_backends[b]->rmsnorm(y, x, w, M, D, eps);
         for (int m = 0; m < M; m++) {
             double ss = 0;
-            for (int i = 0; i < D; i++) ss += (double)x[m * D + i] * x[m * D + i];
+            for (int i = 0; i < D; i++)
+                ss += (double)x[m * D + i] * x[m * D + i];
             double r = 1 / sqrt(ss / D + eps);
-            for (int i = 0; i < D; i++) ref[m * D + i] = x[m * D + i] * r * w[i];
+            for (int i = 0; i < D; i++)
+                ref[m * D + i] = x[m * D + i] * r * w[i];
         }
         report(g_backends[b]->name, "rmsnorm", "M=5 D=96", y, ref, (size_t)M * D, 1e-6);
         /* in place */
@@ -123,7 +129,8 @@ static void test_rope(void **state)
 {
     const int M = 4, H = 3, hd = 16, pos[4] = {0, 1, 17, 1000};
     float inv[8];
-    for (int i = 0; i < hd / 2; i++) inv[i] = (float)(1.0 / pow(10000.0, 2.0 * i / hd));
+    for (int i = 0; i < hd / 2; i++)
+        inv[i] = (float)(1.0 / pow(10000.0, 2.0 * i / hd));
     for (int b = 0; b < g_nbackends; b++) {
         float *x = rand_f32((size_t)M * H * hd, 1.0);
         double *ref = malloc(sizeof(double) * M * H * hd);
@@ -137,7 +144,8 @@ static void test_rope(void **state)
                     ref[(m * H + h) * hd + i] = v[i] * cos(ang) + rot * sin(ang);
                 }
         g_backends[b]->rope(x, M, H, hd, pos, inv);
-        report(g_backends[b]->name, "rope", "M=4 heads=3 hd=16 pos up to 1000", x, ref, (size_t)M * H * hd, 1e-6);
+        report(g_backends[b]->name, "rope", "M=4 heads=3 hd=16 pos up to 1000", x, ref,
+               (size_t)M * H * hd, 1e-6);
         free(x), free(ref);
     }
 }
@@ -152,10 +160,19 @@ static void test_attention(void **state)
         for (int wi = 0; wi < 4; wi++) {
             const int pos0 = pos0s[wi], S = pos0 + T;
             float *q = rand_f32((size_t)T * H * hd, 2.0), *k = rand_f32((size_t)S * KV * hd, 2.0);
-            float *v = rand_f32((size_t)S * KV * hd, 1.0), *out = malloc(sizeof(float) * T * H * hd);
+            float *v = rand_f32((size_t)S * KV * hd, 1.0),
+                  *out = malloc(sizeof(float) * T * H * hd);
             double *ref = malloc(sizeof(double) * T * H * hd), sc[160];
-            rf_attn_args a = {.T = T, .pos0 = pos0, .n_heads = H, .n_kv_heads = KV, .head_dim = hd,
-                              .window = windows[wi], .scale = 1.0f / sqrtf((float)hd), .q = q, .k = k, .v = v,
+            rf_attn_args a = {.T = T,
+                              .pos0 = pos0,
+                              .n_heads = H,
+                              .n_kv_heads = KV,
+                              .head_dim = hd,
+                              .window = windows[wi],
+                              .scale = 1.0f / sqrtf((float)hd),
+                              .q = q,
+                              .k = k,
+                              .v = v,
                               .out = out};
             g_backends[b]->attention(&a);
             for (int t = 0; t < T; t++)
@@ -166,14 +183,17 @@ static void test_attention(void **state)
                         sc[j] = -INFINITY;
                         if (windows[wi] && i - j >= windows[wi]) continue;
                         double s = 0;
-                        for (int d = 0; d < hd; d++) s += (double)q[(t * H + h) * hd + d] * k[(j * KV + g) * hd + d];
+                        for (int d = 0; d < hd; d++)
+                            s += (double)q[(t * H + h) * hd + d] * k[(j * KV + g) * hd + d];
                         sc[j] = s / sqrt(hd);
                         mx = fmax(mx, sc[j]);
                     }
-                    for (int j = 0; j <= i; j++) sum += exp(sc[j] - mx);
+                    for (int j = 0; j <= i; j++)
+                        sum += exp(sc[j] - mx);
                     for (int d = 0; d < hd; d++) {
                         double o = 0;
-                        for (int j = 0; j <= i; j++) o += exp(sc[j] - mx) / sum * v[(j * KV + g) * hd + d];
+                        for (int j = 0; j <= i; j++)
+                            o += exp(sc[j] - mx) / sum * v[(j * KV + g) * hd + d];
                         ref[(t * H + h) * hd + d] = o;
                     }
                 }
@@ -191,7 +211,8 @@ static void test_swiglu_softmax_add(void **state)
         const char *be = g_backends[b]->name;
         float *g = rand_f32(n, 8.0), *u = rand_f32(n, 2.0);
         double *ref = malloc(sizeof(double) * n);
-        for (size_t i = 0; i < n; i++) ref[i] = g[i] / (1 + exp(-(double)g[i])) * u[i];
+        for (size_t i = 0; i < n; i++)
+            ref[i] = g[i] / (1 + exp(-(double)g[i])) * u[i];
         g_backends[b]->swiglu(g, u, n);
         report(be, "swiglu", "n=10000", g, ref, n, 1e-6);
 
@@ -199,15 +220,19 @@ static void test_swiglu_softmax_add(void **state)
         float *x = rand_f32((size_t)M * N, 30.0);
         for (int m = 0; m < M; m++) {
             double mx = -INFINITY, s = 0;
-            for (int i = 0; i < N; i++) mx = fmax(mx, x[m * N + i]);
-            for (int i = 0; i < N; i++) s += exp(x[m * N + i] - mx);
-            for (int i = 0; i < N; i++) ref[m * N + i] = exp(x[m * N + i] - mx) / s;
+            for (int i = 0; i < N; i++)
+                mx = fmax(mx, x[m * N + i]);
+            for (int i = 0; i < N; i++)
+                s += exp(x[m * N + i] - mx);
+            for (int i = 0; i < N; i++)
+                ref[m * N + i] = exp(x[m * N + i] - mx) / s;
         }
         g_backends[b]->softmax(x, M, N);
         report(be, "softmax", "M=3 N=257 logits up to 30", x, ref, (size_t)M * N, 1e-6);
 
         float *y = rand_f32(n, 1.0);
-        for (size_t i = 0; i < n; i++) ref[i] = (double)y[i] + u[i];
+        for (size_t i = 0; i < n; i++)
+            ref[i] = (double)y[i] + u[i];
         g_backends[b]->add(y, u, n);
         report(be, "add", "n=10000", y, ref, n, 1e-7);
         free(g), free(u), free(ref), free(x), free(y);
@@ -226,7 +251,8 @@ static void test_embedding(void **state)
             make_weight(&tab, dts[d], V, D, &vals);
             g_backends[b]->embedding(out, &tab, ids, 5);
             for (int m = 0; m < 5; m++)
-                for (int i = 0; i < D; i++) ref[m * D + i] = vals[ids[m] * D + i];
+                for (int i = 0; i < D; i++)
+                    ref[m * D + i] = vals[ids[m] * D + i];
             char what[32];
             snprintf(what, sizeof what, "%s V=50 D=24", rf_dtype_name(dts[d]));
             report(g_backends[b]->name, "embedding", what, out, ref, 5 * D, 0);
@@ -239,8 +265,9 @@ int main(void)
 {
     g_backends[g_nbackends++] = rf_ops_cpu();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul),    cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_attention), cmocka_unit_test(test_embedding), cmocka_unit_test(test_swiglu_softmax_add),
+        cmocka_unit_test(test_matmul),    cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_rope),      cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_embedding), cmocka_unit_test(test_swiglu_softmax_add),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,10 +44,12 @@ static const char *mkfile(const char *header, size_t data_bytes, uint64_t len_ov
     assert_non_null(f);
     uint64_t n = len_override ? len_override : strlen(header);
     unsigned char le[8];
-    for (int i = 0; i < 8; i++) le[i] = (unsigned char)(n >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        le[i] = (unsigned char)(n >> (8 * i));
     fwrite(le, 1, 8, f);
     fwrite(header, 1, strlen(header), f);
-    for (size_t i = 0; i < data_bytes; i++) fputc((int)(i & 0xff), f);
+    for (size_t i = 0; i < data_bytes; i++)
+        fputc((int)(i & 0xff), f);
     fclose(f);
     return path;
 }
@@ -101,24 +103,30 @@ static void test_malformed(void **state)
                  RF_EINVAL, "unused bytes before it");
     expect_error(mkfile("{\"a\":{\"dtype\":\"F7_E9\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4, 0),
                  RF_EUNSUPPORTED, "unknown dtype 'F7_E9'");
-    expect_error(mkfile("{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,12]}}", 12, 0), RF_EINVAL,
-                 "needs 16 bytes but data_offsets span 12");
-    expect_error(mkfile("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 12, 0), RF_EINVAL,
-                 "4 trailing bytes");
-    expect_error(mkfile("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, 1 << 20), RF_EINVAL,
-                 "does not fit");
-    expect_error(mkfile("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8, 0), RF_EINVAL,
-                 "begin <= end");
-    expect_error(mkfile("{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8, 0), RF_EINVAL,
-                 "shape[0]");
+    expect_error(
+        mkfile("{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,12]}}", 12, 0),
+        RF_EINVAL, "needs 16 bytes but data_offsets span 12");
+    expect_error(mkfile("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 12, 0),
+                 RF_EINVAL, "4 trailing bytes");
+    expect_error(
+        mkfile("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, 1 << 20),
+        RF_EINVAL, "does not fit");
+    expect_error(mkfile("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8, 0),
+                 RF_EINVAL, "begin <= end");
+    expect_error(mkfile("{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8, 0),
+                 RF_EINVAL, "shape[0]");
     expect_error(mkfile("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                         "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
                         8, 0),
                  RF_EINVAL, "duplicate");
-    expect_error(mkfile("{\"big\":{\"dtype\":\"F32\",\"shape\":[1000],\"data_offsets\":[0,4000]}}", 100, 0), RF_EIO,
-                 "truncated file: tensor 'big'");
-    expect_error(mkfile("{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,8],\"data_offsets\":[0,8]}}", 8, 0),
-                 RF_EINVAL, "overflows");
+    expect_error(
+        mkfile("{\"big\":{\"dtype\":\"F32\",\"shape\":[1000],\"data_offsets\":[0,4000]}}", 100, 0),
+        RF_EIO, "truncated file: tensor 'big'");
+    expect_error(
+        mkfile(
+            "{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,8],\"data_offsets\":[0,8]}}",
+            8, 0),
+        RF_EINVAL, "overflows");
     /* shorter than the length prefix */
     char p[300];
     snprintf(p, sizeof p, "%s/short.safetensors", g_dir);
@@ -166,7 +174,8 @@ static void test_writer(void **state)
     assert_int_equal(rf_st_write(p, dup, 2, &err), RF_EINVAL);
     DIR *d = opendir(g_dir);
     struct dirent *e;
-    while ((e = readdir(d))) assert_null(strstr(e->d_name, ".tmp."));
+    while ((e = readdir(d)))
+        assert_null(strstr(e->d_name, ".tmp."));
     closedir(d);
 }
 

@@ -17,17 +17,20 @@ static void frequencies(const rf_sampler_params *p, double *freq, int draws)
     rf_sampler s;
     assert_int_equal(rf_sampler_init(&s, 4, p, NULL), 0);
     int count[4] = {0};
-    for (int i = 0; i < draws; i++) count[rf_sampler_sample(&s, g_logits)]++;
-    for (int i = 0; i < 4; i++) freq[i] = (double)count[i] / draws;
-    printf("  T=%.2f top_k=%d top_p=%.2f: %.3f %.3f %.3f %.3f\n", p->temperature, p->top_k, p->top_p, freq[0],
-           freq[1], freq[2], freq[3]);
+    for (int i = 0; i < draws; i++)
+        count[rf_sampler_sample(&s, g_logits)]++;
+    for (int i = 0; i < 4; i++)
+        freq[i] = (double)count[i] / draws;
+    printf("  T=%.2f top_k=%d top_p=%.2f: %.3f %.3f %.3f %.3f\n", p->temperature, p->top_k,
+           p->top_p, freq[0], freq[1], freq[2], freq[3]);
     rf_sampler_free(&s);
 }
 
 static void expect(const double *got, const double *want)
 {
     /* 40000 draws: standard error <= 0.0025, allow 4 of them */
-    for (int i = 0; i < 4; i++) assert_true(fabs(got[i] - want[i]) < 0.01);
+    for (int i = 0; i < 4; i++)
+        assert_true(fabs(got[i] - want[i]) < 0.01);
 }
 
 static void test_distributions(void **state)
@@ -35,7 +38,8 @@ static void test_distributions(void **state)
     double f[4];
     frequencies(&(rf_sampler_params){.temperature = 1, .top_p = 1, .seed = 1}, f, 40000);
     expect(f, (double[]){0.4, 0.3, 0.2, 0.1});
-    frequencies(&(rf_sampler_params){.temperature = 1, .top_k = 2, .top_p = 1, .seed = 2}, f, 40000);
+    frequencies(&(rf_sampler_params){.temperature = 1, .top_k = 2, .top_p = 1, .seed = 2}, f,
+                40000);
     expect(f, (double[]){0.4 / 0.7, 0.3 / 0.7, 0, 0});
     /* 0.4 + 0.3 = 0.7 < 0.75, so the third token is needed too */
     frequencies(&(rf_sampler_params){.temperature = 1, .top_p = 0.75f, .seed = 3}, f, 40000);
@@ -48,8 +52,10 @@ static void test_distributions(void **state)
 static void test_greedy_and_seed(void **state)
 {
     rf_sampler a, b;
-    assert_int_equal(rf_sampler_init(&a, 4, &(rf_sampler_params){.temperature = 0, .top_p = 1}, NULL), 0);
-    for (int i = 0; i < 10; i++) assert_int_equal(rf_sampler_sample(&a, g_logits), 0);
+    assert_int_equal(
+        rf_sampler_init(&a, 4, &(rf_sampler_params){.temperature = 0, .top_p = 1}, NULL), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(rf_sampler_sample(&a, g_logits), 0);
     rf_sampler_free(&a);
     rf_sampler_params p = {.temperature = 1, .top_p = 1, .seed = 42};
     assert_int_equal(rf_sampler_init(&a, 4, &p, NULL), 0);
@@ -70,11 +76,16 @@ static void test_errors_and_logprob(void **state)
 {
     rf_sampler s;
     rf_error err = {0};
-    assert_int_equal(rf_sampler_init(&s, 4, &(rf_sampler_params){.temperature = -1, .top_p = 1}, &err), RF_EINVAL);
+    assert_int_equal(
+        rf_sampler_init(&s, 4, &(rf_sampler_params){.temperature = -1, .top_p = 1}, &err),
+        RF_EINVAL);
     assert_string_equal(err.field, "temperature");
-    assert_int_equal(rf_sampler_init(&s, 4, &(rf_sampler_params){.temperature = 1, .top_p = 0}, &err), RF_EINVAL);
+    assert_int_equal(
+        rf_sampler_init(&s, 4, &(rf_sampler_params){.temperature = 1, .top_p = 0}, &err),
+        RF_EINVAL);
     assert_string_equal(err.field, "top_p");
-    assert_int_equal(rf_sampler_init(&s, 4, &(rf_sampler_params){.top_k = -2, .top_p = 1}, &err), RF_EINVAL);
+    assert_int_equal(rf_sampler_init(&s, 4, &(rf_sampler_params){.top_k = -2, .top_p = 1}, &err),
+                     RF_EINVAL);
     assert_string_equal(err.field, "top_k");
     assert_float_equal(rf_logprob(g_logits, 4, 2), log(0.2), 1e-6);
     const float big[2] = {1000.0f, 0.0f}; /* no overflow */

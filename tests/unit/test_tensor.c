@@ -73,8 +73,9 @@ static void test_f16_round_trip_all(void **state)
 
 static void test_f16_rounding(void **state)
 {
-    const float special[] = {65504.0f, 65519.99f, 65520.0f, 1e9f, 0x1p-24f, 0x1p-25f, 0x1.8p-25f, 0x1p-26f,
-                             0x1.ff8p-15f, 0x1.0008p0f, 0x1.0018p0f, 0.0f, -0.0f, INFINITY, -INFINITY};
+    const float special[] = {65504.0f,    65519.99f,  65520.0f, 1e9f,         0x1p-24f,
+                             0x1p-25f,    0x1.8p-25f, 0x1p-26f, 0x1.ff8p-15f, 0x1.0008p0f,
+                             0x1.0018p0f, 0.0f,       -0.0f,    INFINITY,     -INFINITY};
     for (size_t i = 0; i < sizeof special / sizeof *special; i++) {
         assert_int_equal(rf_f32_to_f16(special[i]), ref_f16(special[i]));
         assert_int_equal(rf_f32_to_f16(-special[i]), ref_f16(-special[i]));
@@ -104,10 +105,10 @@ static void test_bf16(void **state)
         if (isnan(f) || isinf(f)) continue;
         assert_int_equal(rf_f32_to_bf16(f), ref_bf16(f));
     }
-    assert_int_equal(rf_f32_to_bf16(0x1.fffffep127f), 0x7f80); /* rounds up to Inf */
+    assert_int_equal(rf_f32_to_bf16(0x1.fffffep127f), 0x7f80);     /* rounds up to Inf */
     assert_int_equal(rf_f32_to_bf16(bits_f(0x3f808000u)), 0x3f80); /* tie to even, down */
     assert_int_equal(rf_f32_to_bf16(bits_f(0x3f818000u)), 0x3f82); /* tie to even, up */
-    uint16_t qn = rf_f32_to_bf16(bits_f(0xff800001u)); /* signalling NaN, low payload */
+    uint16_t qn = rf_f32_to_bf16(bits_f(0xff800001u));             /* signalling NaN, low payload */
     assert_true(isnan(rf_bf16_to_f32(qn)) && (qn & 0x8000));
 }
 
@@ -123,7 +124,8 @@ static void test_tensor_basics(void **state)
     char buf[64];
     assert_string_equal(rf_shape_str(3, shape, buf, sizeof buf), "[2, 3, 4]");
     float in[24], out[24];
-    for (int i = 0; i < 24; i++) in[i] = (float)i - 11.5f;
+    for (int i = 0; i < 24; i++)
+        in[i] = (float)i - 11.5f;
     assert_int_equal(rf_from_f32(RF_DTYPE_BF16, in, t.data, 24), 0);
     assert_int_equal(rf_to_f32(RF_DTYPE_BF16, t.data, out, 24), 0);
     assert_memory_equal(in, out, sizeof in); /* small halves are exact in bf16 */
