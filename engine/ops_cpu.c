@@ -191,34 +191,33 @@ static void matmul(float *y, const float *x, const rf_tensor *w, const float *bi
     const int N = (int)w->shape[0], K = (int)w->shape[1];
     const size_t es = rf_dtype_size(w->dtype);
     const char *wb = w->data;
+    /* Work is handed out in small pieces (dynamic schedule) rather than one
+     * slice per thread: on a shared machine a thread that loses its core
+     * then delays only its current piece, not half of the matmul. */
     if (M < SMALL_M) {
         dot_fn dot = g_dot[w->dtype];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 32)
         for (int n = 0; n < N; n++)
             for (int m = 0; m < M; m++)
                 y[(size_t)m * N + n] = dot(wb + (size_t)n * K * es, x + (size_t)m * K, K);
     } else {
-        /* Each thread owns a contiguous slice of output columns, tiles it,
-         * converts a tile (when not f32) into its own scratch and runs a
+        /* Tiles of output columns: a tile (converted to f32 into this
+         * thread's scratch when the weight is not f32) and one
          * single-threaded GEMM on it. */
         const int tile_cap = (int)(scratch_n / ((size_t)omp_get_max_threads() * (size_t)K));
-#pragma omp parallel
-        {
-            int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            int per = (N + nt - 1) / nt;
-            int n0 = t * per, n1 = n0 + per < N ? n0 + per : N;
-            float *scr = scratch + (size_t)t * (size_t)tile_cap * K;
-            int tile = w->dtype == RF_DTYPE_F32 ? (n1 > n0 ? n1 - n0 : 1) : tile_cap;
-            for (int a = n0; a < n1; a += tile) {
-                int nr = n1 - a < tile ? n1 - a : tile;
-                const float *wt = (const float *)(wb + (size_t)a * K * es);
-                if (w->dtype != RF_DTYPE_F32) {
-                    g_cvt[w->dtype](wb + (size_t)a * K * es, scr, (size_t)nr * K);
-                    wt = scr;
-                }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, K, 1.0f, x, K, wt, K,
-                            0.0f, y + a, N);
+        const int tile = tile_cap < TILE_ROWS ? tile_cap : TILE_ROWS;
+        const int ntiles = (N + tile - 1) / tile;
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int ti = 0; ti < ntiles; ti++) {
+            const int a = ti * tile, nr = N - a < tile ? N - a : tile;
+            const float *wt = (const float *)(wb + (size_t)a * K * es);
+            if (w->dtype != RF_DTYPE_F32) {
+                float *scr = scratch + (size_t)omp_get_thread_num() * (size_t)tile_cap * K;
+                g_cvt[w->dtype](wb + (size_t)a * K * es, scr, (size_t)nr * K);
+                wt = scr;
             }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, K, 1.0f, x, K, wt, K, 0.0f,
+                        y + a, N);
         }
     }
     add_bias(y, bias, M, N);
