@@ -175,7 +175,8 @@ int rf_llama_acts_init(rf_llama_acts *a, const rf_llama_config *c, int max_batch
     float *p = a->arena;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         *ptrs[i] = p;
-        p += (sizes[i] + 15) & ~(size_t)15; /* 64-byte aligned pieces */
+        p += (sizes[i] + 15) &
+             ~(size_t)15; /* each piece starts on a 64-byte multiple of the arena */
     }
     a->max_batch = max_batch;
     a->max_seq = max_seq;

@@ -202,17 +202,21 @@ static void matmul(float *y, const float *x, const rf_tensor *w, const float *bi
                 y[(size_t)m * N + n] = dot(wb + (size_t)n * K * es, x + (size_t)m * K, K);
     } else {
         /* Tiles of output columns: a tile (converted to f32 into this
-         * thread's scratch when the weight is not f32) and one
-         * single-threaded GEMM on it. */
-        const int tile_cap = (int)(scratch_n / ((size_t)omp_get_max_threads() * (size_t)K));
-        const int tile = tile_cap < TILE_ROWS ? tile_cap : TILE_ROWS;
+         * thread's part of scratch when the weight is not f32) and one
+         * single-threaded GEMM on it. scratch holds rows_avail rows of K;
+         * the team shrinks if it was sized for fewer threads than run now. */
+        const size_t rows_avail = scratch_n / (size_t)K;
+        int team = omp_get_max_threads();
+        if ((size_t)team > rows_avail) team = rows_avail ? (int)rows_avail : 1;
+        const int tile_cap = (int)(rows_avail / (size_t)team);
+        const int tile = tile_cap < TILE_ROWS ? (tile_cap ? tile_cap : 1) : TILE_ROWS;
         const int ntiles = (N + tile - 1) / tile;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for num_threads(team) schedule(dynamic, 1)
         for (int ti = 0; ti < ntiles; ti++) {
             const int a = ti * tile, nr = N - a < tile ? N - a : tile;
             const float *wt = (const float *)(wb + (size_t)a * K * es);
             if (w->dtype != RF_DTYPE_F32) {
-                float *scr = scratch + (size_t)omp_get_thread_num() * (size_t)tile_cap * K;
+                float *scr = scratch + (size_t)omp_get_thread_num() * (size_t)tile * K;
                 g_cvt[w->dtype](wb + (size_t)a * K * es, scr, (size_t)nr * K);
                 wt = scr;
             }
