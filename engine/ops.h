@@ -51,6 +51,9 @@ typedef struct rf_ops {
     void (*add)(float *y, const float *x, size_t n);
 } rf_ops;
 
+/* The CPU table. Its ops thread with OpenMP (OMP_NUM_THREADS), and on first
+ * use it sets OpenBLAS to one thread, process-wide: GEMM tiles then run
+ * inside the OpenMP threads instead of beside them (see ops_cpu.c). */
 const rf_ops *rf_ops_cpu(void);
 /* Floats of scratch the CPU matmul needs for inner dimension K. */
 size_t rf_ops_matmul_scratch(int K);
