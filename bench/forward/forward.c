@@ -229,21 +229,28 @@ int main(int argc, char **argv)
     printf("decode weight bandwidth %.2f GB/s vs copy bandwidth %.2f GB/s: %.0f%%\n", wbw / 1e9,
            cbw / 1e9, 100 * wbw / cbw);
     if (peer) {
-        char cmd[1024];
-        snprintf(cmd, sizeof cmd,
-                 "/usr/bin/python3 bench/forward/forward_torch.py --model %s --dtype %s --threads "
-                 "%d --prompt %d "
-                 "--decode %d",
-                 dir, dtname, threads, prompt, decode);
-        FILE *f = popen(cmd, "r");
+        /* PyTorch twice, as shipped and with OMP_WAIT_POLICY=PASSIVE (its
+         * OpenMP threads otherwise fight OpenBLAS's for the cores, which
+         * cripples its f32 path), keeping the better figure of each. */
         double tp = 0, td = 0;
-        char line[512];
-        while (f && fgets(line, sizeof line, f))
-            if (sscanf(line, "torch: prefill %lf tok/s, decode %lf tok/s", &tp, &td) == 2) break;
-        if (f) pclose(f);
+        for (int env = 0; env < 2; env++) {
+            char cmd[1024], line[512];
+            snprintf(cmd, sizeof cmd,
+                     "%s/usr/bin/python3 bench/forward/forward_torch.py --model %s --dtype %s "
+                     "--threads %d --prompt %d --decode %d",
+                     env ? "OMP_WAIT_POLICY=PASSIVE " : "", dir, dtname, threads, prompt, decode);
+            FILE *f = popen(cmd, "r");
+            double p1 = 0, d1 = 0;
+            while (f && fgets(line, sizeof line, f))
+                if (sscanf(line, "torch: prefill %lf tok/s, decode %lf tok/s", &p1, &d1) == 2)
+                    break;
+            if (f) pclose(f);
+            tp = p1 > tp ? p1 : tp;
+            td = d1 > td ? d1 : td;
+        }
         if (tp > 0 && td > 0)
-            printf("pytorch:  prefill %.1f tok/s, decode %.2f tok/s\nratio vs pytorch: prefill "
-                   "%.2fx, decode %.2fx\n",
+            printf("pytorch:  prefill %.1f tok/s, decode %.2f tok/s (best of default and passive "
+                   "OpenMP waits)\nratio vs pytorch: prefill %.2fx, decode %.2fx\n",
                    tp, td, prefill / tp, dec / td);
         else
             printf("pytorch peer unavailable (needs /usr/bin/python3 with torch)\n");
