@@ -325,7 +325,10 @@ static void attend_row(const rf_attn_args *a, int t, int h)
 static void attention(const rf_attn_args *a)
 {
     pthread_once(&g_once, cpu_init);
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    /* Short decode steps are cheaper alone than a parallel region (whose
+     * barrier is what hurts when the cores are shared). */
+    const long work = (long)a->T * a->n_heads * (a->pos0 + a->T) * a->head_dim;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work > (1L << 18))
     for (int t = 0; t < a->T; t++)
         for (int h = 0; h < a->n_heads; h++)
             attend_row(a, t, h);
