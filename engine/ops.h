@@ -55,6 +55,9 @@ typedef struct rf_ops {
  * use it sets OpenBLAS to one thread, process-wide: GEMM tiles then run
  * inside the OpenMP threads instead of beside them (see ops_cpu.c). */
 const rf_ops *rf_ops_cpu(void);
+/* The same backend with portable C kernels only (what a CPU without AVX2 or
+ * F16C runs): the op tests check it as a backend of its own. */
+const rf_ops *rf_ops_cpu_generic(void);
 /* Floats of scratch the CPU matmul needs for inner dimension K. */
 size_t rf_ops_matmul_scratch(int K);
 

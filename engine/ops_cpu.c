@@ -159,19 +159,27 @@ static void cvt_f16(const void *src, float *dst, size_t n)
 
 typedef float (*dot_fn)(const void *w, const float *x, int n);
 typedef void (*cvt_fn)(const void *src, float *dst, size_t n);
-static dot_fn g_dot[3]; /* by dtype: F32, F16, BF16 */
-static cvt_fn g_cvt[3]; /* F16, BF16 */
+/* Kernels by weight dtype (F32, F16, BF16; cvt for F16, BF16 only). */
+typedef struct kernels {
+    dot_fn dot[3];
+    cvt_fn cvt[3];
+} kernels;
+static kernels g_simd; /* the best this CPU has, chosen once */
+static const kernels g_generic = {
+    .dot = {[RF_DTYPE_F32] = dot_f32, [RF_DTYPE_F16] = dot_f16, [RF_DTYPE_BF16] = dot_bf16},
+    .cvt = {[RF_DTYPE_F16] = cvt_f16, [RF_DTYPE_BF16] = cvt_bf16},
+};
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void cpu_init(void)
 {
     int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     int f16c = avx2 && __builtin_cpu_supports("f16c");
-    g_dot[RF_DTYPE_F32] = avx2 ? dot_f32_avx2 : dot_f32;
-    g_dot[RF_DTYPE_F16] = f16c ? dot_f16_avx2 : dot_f16;
-    g_dot[RF_DTYPE_BF16] = avx2 ? dot_bf16_avx2 : dot_bf16;
-    g_cvt[RF_DTYPE_F16] = f16c ? cvt_f16_avx2 : cvt_f16;
-    g_cvt[RF_DTYPE_BF16] = avx2 ? cvt_bf16_avx2 : cvt_bf16;
+    g_simd.dot[RF_DTYPE_F32] = avx2 ? dot_f32_avx2 : dot_f32;
+    g_simd.dot[RF_DTYPE_F16] = f16c ? dot_f16_avx2 : dot_f16;
+    g_simd.dot[RF_DTYPE_BF16] = avx2 ? dot_bf16_avx2 : dot_bf16;
+    g_simd.cvt[RF_DTYPE_F16] = f16c ? cvt_f16_avx2 : cvt_f16;
+    g_simd.cvt[RF_DTYPE_BF16] = avx2 ? cvt_bf16_avx2 : cvt_bf16;
     /* OpenBLAS runs inside our OpenMP threads, one thread each (see top). */
     openblas_set_num_threads(1);
 }
@@ -184,10 +192,9 @@ static void add_bias(float *y, const float *bias, int M, int N)
             y[(size_t)m * N + n] += bias[n];
 }
 
-static void matmul(float *y, const float *x, const rf_tensor *w, const float *bias, int M,
-                   float *scratch, size_t scratch_n)
+static void matmul_k(const kernels *kn, float *y, const float *x, const rf_tensor *w,
+                     const float *bias, int M, float *scratch, size_t scratch_n)
 {
-    pthread_once(&g_once, cpu_init);
     const int N = (int)w->shape[0], K = (int)w->shape[1];
     const size_t es = rf_dtype_size(w->dtype);
     const char *wb = w->data;
@@ -195,7 +202,7 @@ static void matmul(float *y, const float *x, const rf_tensor *w, const float *bi
      * slice per thread: on a shared machine a thread that loses its core
      * then delays only its current piece, not half of the matmul. */
     if (M < SMALL_M) {
-        dot_fn dot = g_dot[w->dtype];
+        dot_fn dot = kn->dot[w->dtype];
 #pragma omp parallel for schedule(dynamic, 32)
         for (int n = 0; n < N; n++)
             for (int m = 0; m < M; m++)
@@ -217,7 +224,7 @@ static void matmul(float *y, const float *x, const rf_tensor *w, const float *bi
             const float *wt = (const float *)(wb + (size_t)a * K * es);
             if (w->dtype != RF_DTYPE_F32) {
                 float *scr = scratch + (size_t)omp_get_thread_num() * (size_t)tile * K;
-                g_cvt[w->dtype](wb + (size_t)a * K * es, scr, (size_t)nr * K);
+                kn->cvt[w->dtype](wb + (size_t)a * K * es, scr, (size_t)nr * K);
                 wt = scr;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, K, 1.0f, x, K, wt, K, 0.0f,
@@ -286,7 +293,7 @@ static void scale(float *acc, float c, int n)
 /* One query row against its visible keys: softmax(q·kᵀ·scale)·v, computed
  * online (running max and sum, rescaled once per block of keys) so that no
  * score buffer of the sequence's length is needed. */
-static void attend_row(const rf_attn_args *a, int t, int h)
+static void attend_row(const rf_attn_args *a, int t, int h, dot_fn dot)
 {
     const int hd = a->head_dim, kvd = a->n_kv_heads * hd;
     const int kvh = h / (a->n_heads / a->n_kv_heads);
@@ -295,7 +302,6 @@ static void attend_row(const rf_attn_args *a, int t, int h)
     const float *q = a->q + (size_t)t * a->n_heads * hd + (size_t)h * hd;
     const float *kbase = a->k + (size_t)kvh * hd, *vbase = a->v + (size_t)kvh * hd;
     float *out = a->out + (size_t)t * a->n_heads * hd + (size_t)h * hd;
-    const dot_fn dot = g_dot[RF_DTYPE_F32];
     float acc[RF_OPS_MAX_HEAD_DIM], sc[ATT_BLOCK];
     float mx = -INFINITY, sum = 0.0f;
     memset(acc, 0, sizeof(float) * (size_t)hd);
@@ -322,16 +328,16 @@ static void attend_row(const rf_attn_args *a, int t, int h)
     memcpy(out, acc, sizeof(float) * (size_t)hd);
 }
 
-static void attention(const rf_attn_args *a)
+static void attention_k(const kernels *kn, const rf_attn_args *a)
 {
-    pthread_once(&g_once, cpu_init);
+    const dot_fn dot = kn->dot[RF_DTYPE_F32];
     /* Short decode steps are cheaper alone than a parallel region (whose
      * barrier is what hurts when the cores are shared). */
     const long work = (long)a->T * a->n_heads * (a->pos0 + a->T) * a->head_dim;
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work > (1L << 18))
     for (int t = 0; t < a->T; t++)
         for (int h = 0; h < a->n_heads; h++)
-            attend_row(a, t, h);
+            attend_row(a, t, h, dot);
 }
 
 static void swiglu(float *gate, const float *up, size_t n)
@@ -374,6 +380,31 @@ static void add(float *y, const float *x, size_t n)
         y[i] += x[i];
 }
 
+static void matmul(float *y, const float *x, const rf_tensor *w, const float *bias, int M,
+                   float *scratch, size_t scratch_n)
+{
+    pthread_once(&g_once, cpu_init);
+    matmul_k(&g_simd, y, x, w, bias, M, scratch, scratch_n);
+}
+
+static void matmul_generic(float *y, const float *x, const rf_tensor *w, const float *bias, int M,
+                           float *scratch, size_t scratch_n)
+{
+    pthread_once(&g_once, cpu_init);
+    matmul_k(&g_generic, y, x, w, bias, M, scratch, scratch_n);
+}
+
+static void attention(const rf_attn_args *a)
+{
+    pthread_once(&g_once, cpu_init);
+    attention_k(&g_simd, a);
+}
+
+static void attention_generic(const rf_attn_args *a)
+{
+    attention_k(&g_generic, a);
+}
+
 static const rf_ops g_cpu = {
     .name = "cpu",
     .matmul = matmul,
@@ -386,7 +417,24 @@ static const rf_ops g_cpu = {
     .add = add,
 };
 
+static const rf_ops g_cpu_generic = {
+    .name = "cpu-generic",
+    .matmul = matmul_generic,
+    .rmsnorm = rmsnorm,
+    .rope = rope,
+    .attention = attention_generic,
+    .swiglu = swiglu,
+    .embedding = embedding,
+    .softmax = softmax,
+    .add = add,
+};
+
 const rf_ops *rf_ops_cpu(void)
 {
     return &g_cpu;
+}
+
+const rf_ops *rf_ops_cpu_generic(void)
+{
+    return &g_cpu_generic;
 }

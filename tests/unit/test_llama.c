@@ -66,12 +66,17 @@ static void load_expected(expected *e, const char *name)
     e->n_greedy = (int)t.shape[0];
 }
 
-static void load_model(rf_llama_model *m, const char *dir)
+static void load_model_ops(rf_llama_model *m, const char *dir, const rf_ops *ops)
 {
     rf_error err = {0};
-    int rc = rf_llama_load(m, dir, NULL, &err);
+    int rc = rf_llama_load(m, dir, ops, &err);
     if (rc) fprintf(stderr, "%s\n", err.msg);
     assert_int_equal(rc, 0);
+}
+
+static void load_model(rf_llama_model *m, const char *dir)
+{
+    load_model_ops(m, dir, NULL);
 }
 
 /* max |a − b| / max |b| over n values */
@@ -85,37 +90,40 @@ static double rel_err(const float *a, const float *b, size_t n)
     return md / (mb > 0 ? mb : 1);
 }
 
+/* Every fixture on every CPU table: SIMD kernels and portable ones. */
 static void test_logits_match_reference(void **state)
 {
-    for (size_t i = 0; i < sizeof g_fixtures / sizeof *g_fixtures; i++) {
-        expected e;
-        rf_llama_model m;
-        rf_llama_acts a;
-        rf_error err = {0};
-        load_expected(&e, g_fixtures[i].name);
-        char dir[256];
-        snprintf(dir, sizeof dir, FIX "%s", g_fixtures[i].name);
-        load_model(&m, dir);
-        assert_int_equal(m.config.vocab_size, e.vocab);
-        assert_int_equal(rf_llama_acts_init(&a, &m.config, 1, 64, 32, &err), 0);
-        float *lg = malloc(sizeof(float) * (size_t)e.T * e.vocab);
-        int zero = 0;
-        assert_int_equal(rf_llama_forward(&m, &a, 1, e.T, e.ids, &zero, lg, true, &err), 0);
-        double r = rel_err(lg, e.logits, (size_t)e.T * e.vocab);
-        printf("%-22s logits rel err %.3g (tolerance %.0e)\n", g_fixtures[i].name, r,
-               g_fixtures[i].tol);
-        assert_true(r <= g_fixtures[i].tol);
+    const rf_ops *tables[2] = {rf_ops_cpu(), rf_ops_cpu_generic()};
+    for (size_t o = 0; o < 2; o++)
+        for (size_t i = 0; i < sizeof g_fixtures / sizeof *g_fixtures; i++) {
+            expected e;
+            rf_llama_model m;
+            rf_llama_acts a;
+            rf_error err = {0};
+            load_expected(&e, g_fixtures[i].name);
+            char dir[256];
+            snprintf(dir, sizeof dir, FIX "%s", g_fixtures[i].name);
+            load_model_ops(&m, dir, tables[o]);
+            assert_int_equal(m.config.vocab_size, e.vocab);
+            assert_int_equal(rf_llama_acts_init(&a, &m.config, 1, 64, 32, &err), 0);
+            float *lg = malloc(sizeof(float) * (size_t)e.T * e.vocab);
+            int zero = 0;
+            assert_int_equal(rf_llama_forward(&m, &a, 1, e.T, e.ids, &zero, lg, true, &err), 0);
+            double r = rel_err(lg, e.logits, (size_t)e.T * e.vocab);
+            printf("%-11s %-22s logits rel err %.3g (tolerance %.0e)\n", tables[o]->name,
+                   g_fixtures[i].name, r, g_fixtures[i].tol);
+            assert_true(r <= g_fixtures[i].tol);
 
-        int out[64];
-        int n = rf_llama_generate_greedy(&m, &a, e.ids, e.T, e.n_greedy, false, out, &err);
-        assert_int_equal(n, e.n_greedy);
-        for (int k = 0; k < n; k++)
-            assert_int_equal(out[k], e.greedy[k]);
-        free(lg);
-        rf_llama_acts_free(&a);
-        rf_llama_free(&m);
-        rf_st_close(&e.f);
-    }
+            int out[64];
+            int n = rf_llama_generate_greedy(&m, &a, e.ids, e.T, e.n_greedy, false, out, &err);
+            assert_int_equal(n, e.n_greedy);
+            for (int k = 0; k < n; k++)
+                assert_int_equal(out[k], e.greedy[k]);
+            free(lg);
+            rf_llama_acts_free(&a);
+            rf_llama_free(&m);
+            rf_st_close(&e.f);
+        }
 }
 
 /* Prefill part of a sequence, then decode the rest one token at a time: the

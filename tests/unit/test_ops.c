@@ -2,7 +2,8 @@
  * op of every backend's table against a plain double-precision loop, over
  * several shapes and weight dtypes, printing the max absolute and relative
  * error of each case. Relative error is max |got − ref| / max |ref|.
- * Today the only backend is the CPU one; a CUDA table joins g_backends. */
+ * Backends today: the CPU table (SIMD kernels where the CPU has them) and
+ * the same with portable kernels only; a CUDA table joins g_backends. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +16,7 @@
 
 #include "engine/ops.h"
 
-static const rf_ops *g_backends[1];
+static const rf_ops *g_backends[2];
 static int g_nbackends;
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
@@ -44,7 +45,7 @@ static double report(const char *backend, const char *op, const char *what, cons
         mref = fmax(mref, fabs(ref[i]));
     }
     double rel = mabs / (mref > 0 ? mref : 1);
-    printf("  %-4s %-10s %-34s max abs %.3e  max rel %.3e  %s\n", backend, op, what, mabs, rel,
+    printf("  %-11s %-10s %-34s max abs %.3e  max rel %.3e  %s\n", backend, op, what, mabs, rel,
            rel <= tol ? "OK" : "FAIL");
     assert_true(rel <= tol);
     return rel;
@@ -264,6 +265,7 @@ static void test_embedding(void **state)
 int main(void)
 {
     g_backends[g_nbackends++] = rf_ops_cpu();
+    g_backends[g_nbackends++] = rf_ops_cpu_generic();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),    cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),      cmocka_unit_test(test_attention),
