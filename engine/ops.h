@@ -20,7 +20,9 @@ typedef struct rf_attn_args {
     int T;    /* new tokens (query rows) */
     int pos0; /* position of the first new token; keys 0..pos0+T-1 are cached */
     int n_heads, n_kv_heads, head_dim;
-    int window;     /* sliding window (key j visible from i when i - j < window); 0: none */
+    /* Sliding window: key j visible from query i when i - j < window, as
+     * transformers' sliding_window_overlay (kv_idx > q_idx - window); 0: none */
+    int window;
     float scale;    /* 1/sqrt(head_dim) */
     const float *q; /* [T, n_heads·head_dim] */
     const float *k; /* [pos0+T, n_kv_heads·head_dim] */
