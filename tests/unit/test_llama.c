@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,13 +268,63 @@ static void test_score(void **state)
     rf_st_close(&e.f);
 }
 
+/* One loaded model, several threads each with its own activations: the
+ * model is read-only, so every thread gets the single-threaded result. */
+typedef struct job {
+    const rf_llama_model *m;
+    const int *ids;
+    int T, rc;
+    float *logits;
+} job;
+
+static void *run_job(void *arg)
+{
+    job *j = arg;
+    rf_llama_acts a;
+    rf_error err = {0};
+    int zero = 0;
+    j->rc = rf_llama_acts_init(&a, &j->m->config, 1, 32, 32, &err);
+    for (int rep = 0; rep < 5 && j->rc == 0; rep++)
+        j->rc = rf_llama_forward(j->m, &a, 1, j->T, j->ids, &zero, j->logits, true, &err);
+    rf_llama_acts_free(&a);
+    return NULL;
+}
+
+static void test_concurrent_runs(void **state)
+{
+    expected e;
+    rf_llama_model m;
+    load_expected(&e, "qwen2_f16_bias");
+    load_model(&m, FIX "qwen2_f16_bias");
+    enum { N = 4 };
+    pthread_t th[N];
+    job jobs[N];
+    int rev[16];
+    for (int i = 0; i < e.T; i++)
+        rev[i] = e.ids[e.T - 1 - i];
+    for (int i = 0; i < N; i++) {
+        jobs[i] = (job){&m, i % 2 ? rev : e.ids, e.T, -1, malloc(sizeof(float) * e.T * e.vocab)};
+        assert_int_equal(pthread_create(&th[i], NULL, run_job, &jobs[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(jobs[i].rc, 0);
+        const float *want = i % 2 ? jobs[1].logits : e.logits;
+        assert_true(rel_err(jobs[i].logits, want, (size_t)e.T * e.vocab) <= (i % 2 ? 1e-6 : 1e-4));
+    }
+    for (int i = 0; i < N; i++)
+        free(jobs[i].logits);
+    rf_llama_free(&m);
+    rf_st_close(&e.f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_logits_match_reference),
-        cmocka_unit_test(test_kv_cache_matches_full),
-        cmocka_unit_test(test_batched_matches_single),
-        cmocka_unit_test(test_score),
+        cmocka_unit_test(test_logits_match_reference), cmocka_unit_test(test_kv_cache_matches_full),
+        cmocka_unit_test(test_batched_matches_single), cmocka_unit_test(test_score),
+        cmocka_unit_test(test_concurrent_runs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
