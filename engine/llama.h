@@ -50,7 +50,9 @@ typedef struct rf_llama_acts {
     float *k, *v;     /* [rows, n_kv_heads·head_dim] */
     float *att;       /* [rows, n_heads·head_dim] attention output */
     float *hb, *hb2;  /* [rows, hidden_dim] SwiGLU */
-    float *key_cache; /* [n_layers, max_batch, max_seq, kv_dim] */
+    /* [n_layers, max_batch, max_seq, kv_dim], f32: 4·2·layers·kv_dim bytes per
+     * position (940 MiB for Llama-3.2-3B at 4096 positions) */
+    float *key_cache;
     float *value_cache;
     float *scratch; /* weight tiles converted to f32 (see rf_ops.matmul) */
     size_t scratch_n;
