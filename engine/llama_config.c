@@ -196,6 +196,19 @@ int rf_llama_config_load(rf_llama_config *c, const char *dir, rf_error *err)
                          je.text);
     int rc = rf_llama_config_parse(c, root, err);
     json_decref(root);
+    if (rc < 0) return rc;
+    /* generation_config.json, when present, is what generate() stops on:
+     * Llama 3 lists several EOS ids there and only one in config.json. */
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    if (access(path, F_OK) != 0) return 0;
+    if (!(root = json_load_file(path, 0, &je)))
+        return rf_errorf(err, RF_EINVAL, "%s: %s", path, je.text);
+    json_t *eos = json_object_get(root, "eos_token_id"),
+           *bos = json_object_get(root, "bos_token_id");
+    if (eos && !json_is_null(eos)) rc = parse_eos(c, eos, err);
+    if (json_is_integer(bos)) c->bos_id = (int)json_integer_value(bos);
+    json_decref(root);
+    if (rc < 0) rf_error_wrap(err, "generation_config.json");
     return rc;
 }
 

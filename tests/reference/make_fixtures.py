@@ -209,6 +209,8 @@ FIXTURES = [
     ("llama3_bf16_tied", {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "num_key_value_heads": 1,
                           "head_dim": 32, "rope_theta": 500000.0, "tie_word_embeddings": True,
                           "eos_token_id": [2, 3],
+                          # as Llama 3: more EOS ids in generation_config.json
+                          "generation_config": {"bos_token_id": 1, "eos_token_id": [2, 3, 7]},
                           "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                            "high_freq_factor": 4.0, "original_max_position_embeddings": 64}},
      torch.bfloat16, 1),
@@ -221,7 +223,7 @@ FIXTURES = [
 
 
 def build(name, over, dtype, shards, seed):
-    cfg = dict(BASE, **over)
+    cfg = {k: v for k, v in dict(BASE, **over).items() if k != "generation_config"}
     cfg.setdefault("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
     gen = torch.Generator().manual_seed(seed)
     W = make_weights(cfg, dtype, gen)
@@ -245,10 +247,13 @@ def main():
             sys.exit(f"{name}: no seed gives greedy top-2 gaps >= {MIN_GAP} and {MIN_DISTINCT} distinct tokens")
         d = os.path.join(OUT, name)
         os.makedirs(d)
-        out_cfg = dict(cfg)
+        out_cfg = dict(cfg)  # generation_config was left out of cfg
         out_cfg["torch_dtype"] = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}[dtype]
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(out_cfg, f, indent=2)
+        if "generation_config" in over:
+            with open(os.path.join(d, "generation_config.json"), "w") as f:
+                json.dump(over["generation_config"], f, indent=2)
         names = list(W)
         if shards == 1:
             write_safetensors(os.path.join(d, "model.safetensors"), [(n, W[n]) for n in names])

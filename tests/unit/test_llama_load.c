@@ -323,6 +323,24 @@ static void test_llama3_inv_freq(void **state)
     }
 }
 
+/* EOS ids: config.json's, replaced by generation_config.json's when the
+ * folder has one (as Llama 3 ships them). */
+static void test_eos_ids(void **state)
+{
+    rf_llama_config c;
+    rf_error err = {0};
+    assert_int_equal(rf_llama_config_load(&c, SRC, &err), 0);
+    assert_int_equal(c.n_eos, 1);
+    assert_int_equal(c.eos_ids[0], 2);
+    assert_int_equal(rf_llama_config_load(&c, "tests/reference/fixtures/llama3_bf16_tied", &err),
+                     0);
+    assert_int_equal(c.n_eos, 3);
+    assert_int_equal(c.eos_ids[2], 7);
+    assert_int_equal(c.bos_id, 1);
+    assert_int_equal(c.head_dim, 32);
+    assert_true(c.tie_embeddings && c.rope_llama3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -330,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_bad_header),        cmocka_unit_test(test_wrong_shape),
         cmocka_unit_test(test_missing_tensor),    cmocka_unit_test(test_bad_index),
         cmocka_unit_test(test_config_errors),     cmocka_unit_test(test_llama3_inv_freq),
+        cmocka_unit_test(test_eos_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
