@@ -65,23 +65,28 @@ static int parse_rope_scaling(rf_llama_config *c, const json_t *rs, rf_error *er
         return rf_error_field(
             err, RF_EUNSUPPORTED, "rope_scaling.rope_type",
             "config.json: rope_scaling.rope_type '%s' is not supported (only llama3)", type);
-    int rc;
     c->rope_llama3 = true;
-    if ((rc = get_num(rs, "factor", -1, &c->rope_factor, err)) < 0 ||
-        (rc = get_num(rs, "low_freq_factor", -1, &c->rope_low_freq_factor, err)) < 0 ||
-        (rc = get_num(rs, "high_freq_factor", -1, &c->rope_high_freq_factor, err)) < 0 ||
-        (rc = get_int(rs, "original_max_position_embeddings", -1, 1, 1 << 24, &c->rope_orig_max_pos,
-                      err)) < 0) {
-        char f[128];
-        snprintf(f, sizeof f, "rope_scaling.%s", err ? err->field : "");
-        return rf_error_field(err, rc, f, "config.json: rope_scaling (llama3) needs a valid %s",
-                              f + 13);
+    static const char *const keys[4] = {"factor", "low_freq_factor", "high_freq_factor",
+                                        "original_max_position_embeddings"};
+    double v[4];
+    for (int i = 0; i < 4; i++) {
+        json_t *x = json_object_get(rs, keys[i]);
+        char f[96];
+        snprintf(f, sizeof f, "rope_scaling.%s", keys[i]);
+        if (!json_is_number(x) || !(json_number_value(x) > 0) || !isfinite(json_number_value(x)))
+            return rf_error_field(err, RF_EINVAL, f,
+                                  "config.json: rope_scaling (llama3) needs %s, a positive number",
+                                  f);
+        v[i] = json_number_value(x);
     }
-    if (c->rope_factor < 0 || c->rope_low_freq_factor < 0 ||
-        c->rope_high_freq_factor <= c->rope_low_freq_factor)
+    c->rope_factor = v[0];
+    c->rope_low_freq_factor = v[1];
+    c->rope_high_freq_factor = v[2];
+    c->rope_orig_max_pos = (int)v[3];
+    if (c->rope_high_freq_factor <= c->rope_low_freq_factor)
         return rf_error_field(
-            err, RF_EINVAL, "rope_scaling",
-            "config.json: rope_scaling needs factor, low_freq_factor < high_freq_factor, all > 0");
+            err, RF_EINVAL, "rope_scaling.high_freq_factor",
+            "config.json: rope_scaling.high_freq_factor must exceed low_freq_factor");
     return 0;
 }
 

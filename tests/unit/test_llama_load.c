@@ -290,8 +290,7 @@ static void test_config_errors(void **state)
         printf("  -> %d [%s] %s\n", rc, err.field, err.msg);
         assert_int_equal(rc, cases[i].code);
         assert_string_equal(err.field, cases[i].field);
-        assert_non_null(strstr(
-            err.msg, cases[i].field + (strncmp(cases[i].field, "rope_scaling.", 13) ? 0 : 13)));
+        assert_non_null(strstr(err.msg, cases[i].field)); /* the message names it too */
         json_decref(j);
     }
 }
