@@ -56,18 +56,19 @@ static void test_forward_writes_reference_logits(void **state)
 
 static void test_forward_usage_errors(void **state)
 {
+    const char *base = getenv("REFINERY_TEST_TMP");
+    char out[512];
+    snprintf(out, sizeof out, "%s/cli-unused-%d.safetensors", base && *base ? base : "/tmp",
+             (int)getpid());
     char *missing[] = {"forward", "--model", FIX};
     assert_int_equal(rf_cmd_forward(3, missing), 2);
-    char *bad_ids[] = {
-        "forward", "--model", FIX, "--ids", "1,x,3", "--out", "/tmp/unused.safetensors"};
+    char *bad_ids[] = {"forward", "--model", FIX, "--ids", "1,x,3", "--out", out};
     assert_int_equal(rf_cmd_forward(7, bad_ids), 2);
-    char *out_of_vocab[] = {
-        "forward", "--model", FIX, "--ids", "1,99999", "--out", "/tmp/unused.safetensors"};
+    char *out_of_vocab[] = {"forward", "--model", FIX, "--ids", "1,99999", "--out", out};
     assert_int_equal(rf_cmd_forward(7, out_of_vocab), 1);
-    char *no_model[] = {"forward", "--model", "/nonexistent",           "--ids",
-                        "1",       "--out",   "/tmp/unused.safetensors"};
+    char *no_model[] = {"forward", "--model", "/nonexistent", "--ids", "1", "--out", out};
     assert_int_equal(rf_cmd_forward(7, no_model), 1);
-    assert_int_equal(access("/tmp/unused.safetensors", F_OK), -1);
+    assert_int_equal(access(out, F_OK), -1); /* a failed run writes nothing */
 }
 
 int main(void)
