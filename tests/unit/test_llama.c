@@ -1,14 +1,17 @@
 /* The Llama forward pass against tests/reference/fixtures (written by
  * tests/reference/make_fixtures.py from an independent float64 torch
- * implementation), and malformed checkpoints built from those fixtures.
+ * implementation): logits, greedy continuations, KV-cache decode against full
+ * recomputation, batching, scoring and concurrent runs. Malformed
+ * checkpoints are in test_llama_load.c.
  *
  * Tolerance: max |logit - reference| / max |reference| over all positions,
  * 1e-4 for every fixture (issue 4 asks 1e-4 for F32). The bf16/f16 fixtures
  * need no looser bound: the engine converts the stored weights to f32
  * exactly and computes in f32, and the reference computes in f64 from the
  * same stored values, so the stored dtype adds no error on either side
- * (measured: about 4e-7 on all four). A reference that ran in bf16 itself,
- * as transformers does with torch_dtype=bfloat16, would differ by ~1e-2. */
+ * (measured: about 4e-7 on all four). A reference that computed in bf16
+ * itself, as transformers does with torch_dtype=bfloat16, would not be
+ * comparable at this tolerance: bf16 keeps 8 significant bits. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
