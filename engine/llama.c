@@ -296,6 +296,18 @@ int rf_llama_forward(const rf_llama_model *m, rf_llama_acts *a, int B, int T, co
     return 0;
 }
 
+void rf_llama_copy_slot(const rf_llama_model *m, rf_llama_acts *a, int from, int to, int n_pos)
+{
+    const rf_llama_config *c = &m->config;
+    const size_t bytes = sizeof(float) * (size_t)n_pos * c->n_kv_heads * c->head_dim;
+    for (int l = 0; l < c->n_layers; l++) {
+        memcpy(cache_at(c, a, a->key_cache, l, to, 0), cache_at(c, a, a->key_cache, l, from, 0),
+               bytes);
+        memcpy(cache_at(c, a, a->value_cache, l, to, 0), cache_at(c, a, a->value_cache, l, from, 0),
+               bytes);
+    }
+}
+
 int rf_argmax(const float *x, int n)
 {
     int best = 0;

@@ -41,15 +41,15 @@ typedef struct rf_llama_model {
 } rf_llama_model;
 
 typedef struct rf_llama_acts {
-    int max_batch;    /* sequences, each with its own KV cache slot */
-    int max_seq;      /* positions per slot */
-    int max_tokens;   /* new tokens per sequence in one forward call */
-    float *x;         /* [rows, dim] residual stream; rows = max_batch·max_tokens */
-    float *xb;        /* [rows, max(dim, q_dim)] normed input / projection output */
-    float *q;         /* [rows, n_heads·head_dim] */
-    float *k, *v;     /* [rows, n_kv_heads·head_dim] */
-    float *att;       /* [rows, n_heads·head_dim] attention output */
-    float *hb, *hb2;  /* [rows, hidden_dim] SwiGLU */
+    int max_batch;   /* sequences, each with its own KV cache slot */
+    int max_seq;     /* positions per slot */
+    int max_tokens;  /* new tokens per sequence in one forward call */
+    float *x;        /* [rows, dim] residual stream; rows = max_batch·max_tokens */
+    float *xb;       /* [rows, max(dim, q_dim)] normed input / projection output */
+    float *q;        /* [rows, n_heads·head_dim] */
+    float *k, *v;    /* [rows, n_kv_heads·head_dim] */
+    float *att;      /* [rows, n_heads·head_dim] attention output */
+    float *hb, *hb2; /* [rows, hidden_dim] SwiGLU */
     /* [n_layers, max_batch, max_seq, kv_dim], f32: 4·2·layers·kv_dim bytes per
      * position (940 MiB for Llama-3.2-3B at 4096 positions) */
     float *key_cache;
@@ -81,6 +81,10 @@ void rf_llama_acts_free(rf_llama_acts *a);
  * be NULL (then only a->logits is filled, with the last tokens'). */
 int rf_llama_forward(const rf_llama_model *m, rf_llama_acts *a, int B, int T, const int *ids,
                      const int *pos0, float *logits_out, bool all_logits, rf_error *err);
+
+/* Copy the KV cache of positions [0, n_pos) from slot `from` to slot `to`
+ * (a shared prompt, prefilled once). */
+void rf_llama_copy_slot(const rf_llama_model *m, rf_llama_acts *a, int from, int to, int n_pos);
 
 /* Index of the largest value; the first one on ties, as torch.argmax. */
 int rf_argmax(const float *x, int n);
