@@ -11,9 +11,9 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-format-truncation
-CPPFLAGS = -D_GNU_SOURCE -I. -I$(BUILD)/gen -I/usr/include/x86_64-linux-gnu/openblas-pthread $(PKG_CFLAGS)
+CPPFLAGS = -fopenmp -D_GNU_SOURCE -I. -I$(BUILD)/gen -I/usr/include/x86_64-linux-gnu/openblas-pthread $(PKG_CFLAGS)
 OPT     ?= -O2 -g -march=x86-64-v2
-LDLIBS   = $(PKG_LIBS) -lopenblas -llapacke -lpthread -lm
+LDLIBS   = $(PKG_LIBS) -fopenmp -lopenblas -llapacke -lpthread -lm
 SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 # Every .c under the three layers is part of the library except the entry point.
