@@ -1,4 +1,4 @@
-/* refinery — one binary: serve | worker | migrate | keys | tokenize. */
+/* refinery — one binary: serve | worker | migrate | keys | tokenize | forward. */
 #include <errno.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -11,6 +11,7 @@
 #include "handlers/routes.h"
 #include "service/artifacts.h"
 #include "service/auth.h"
+#include "service/cli_model.h"
 #include "service/cli_tokenize.h"
 #include "service/config.h"
 #include "service/db.h"
@@ -29,6 +30,7 @@ static int usage(FILE *f)
             "  keys create --tenant NAME   create an API key (printed once)\n"
             "  keys revoke KEY_ID          revoke an API key\n"
             "  tokenize --model DIR        text on stdin → token ids (--decode: the reverse)\n"
+            "  forward --model DIR --ids 1,2,3 --out FILE.safetensors   all logits, F32\n"
             "configuration: REFINERY_DATABASE_URL, REFINERY_LISTEN, REFINERY_WORKERS, … (README)\n");
     return f == stderr ? 2 : 0;
 }
@@ -192,6 +194,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "migrate")) return cmd_migrate();
     if (!strcmp(cmd, "keys")) return cmd_keys(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return rf_cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "forward")) return rf_cmd_forward(argc - 1, argv + 1);
     fprintf(stderr, "refinery: unknown command '%s'\n", cmd);
     return usage(stderr);
 }
