@@ -3,6 +3,7 @@
 #include "handlers/artifacts.h"
 #include "handlers/datasets.h"
 #include "handlers/health.h"
+#include "handlers/models.h"
 #include "handlers/jobs.h"
 
 const rf_route rf_routes[] = {
@@ -21,6 +22,12 @@ const rf_route rf_routes[] = {
     {"GET", "/v1/datasets/{id}", rf_h_datasets_get, false, NULL},
     {"DELETE", "/v1/datasets/{id}", rf_h_datasets_delete, false, NULL},
     {"GET", "/v1/datasets/{id}/content", rf_h_datasets_content, false, NULL},
+    {"POST", "/v1/models", rf_h_models_create, false, NULL},
+    {"GET", "/v1/models", rf_h_models_list, false, NULL},
+    {"GET", "/v1/models/{id}", rf_h_models_get, false, NULL},
+    {"DELETE", "/v1/models/{id}", rf_h_models_delete, false, NULL},
+    {"GET", "/v1/models/{id}/files", rf_h_models_files, false, NULL},
+    {"GET", "/v1/models/{id}/files/{name}", rf_h_models_file, false, NULL},
     {"GET", "/v1/artifacts/{id}", rf_h_artifacts_get, false, NULL},
     {"GET", "/v1/artifacts/{id}/content", rf_h_artifacts_content, false, NULL},
     {0},

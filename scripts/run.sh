@@ -13,6 +13,9 @@ if [ -z "${REFINERY_DATABASE_URL:-}" ]; then
   own_pg=1
 fi
 export REFINERY_DATA_DIR=${REFINERY_DATA_DIR:-$PWD/.run/data}
+# Checkpoint folders under .run/models (or the roots you name) can be registered.
+mkdir -p .run/models
+export REFINERY_MODEL_ROOTS=${REFINERY_MODEL_ROOTS:-$PWD/.run/models}
 stop_pg() { [ -n "$own_pg" ] && scripts/pg.sh stop .run/pg; return 0; }
 trap stop_pg EXIT
 

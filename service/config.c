@@ -36,6 +36,7 @@ int rf_config_load(rf_config *cfg, rf_error *err)
     env_str("REFINERY_DATABASE_URL", "", cfg->database_url, sizeof cfg->database_url);
     env_str("REFINERY_DATA_DIR", ".run/data", cfg->data_dir, sizeof cfg->data_dir);
     env_str("REFINERY_MIGRATIONS_DIR", "", cfg->migrations_dir, sizeof cfg->migrations_dir);
+    env_str("REFINERY_MODEL_ROOTS", "", cfg->model_roots, sizeof cfg->model_roots);
 
     /* REFINERY_LISTEN: "host:port", ":port" or "port". */
     char listen[300];

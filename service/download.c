@@ -32,7 +32,7 @@ static void disposition(const char *name, char *out, size_t cap)
 void rf_reply_download(rf_req *req, const rf_file_info *f)
 {
     char etag[80], cd[1100], cr[96];
-    snprintf(etag, sizeof etag, "\"%s\"", f->sha256);
+    snprintf(etag, sizeof etag, "\"%s\"", f->etag);
     int fd = open(f->path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st)) {
