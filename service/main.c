@@ -159,6 +159,7 @@ static int cmd_serve(bool http)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit is an I/O error to report, not a death */
 
     if (migrate_with(&cfg, &err) || sweep(&cfg, &err)) return fail(&err);
     rf_runners_register_builtin();

@@ -176,3 +176,22 @@ async function bigUpload(srv) {
   console.log(`# 1 GiB upload: peak RSS grew by ${grew.toFixed(1)} MiB`);
   await api(srv.base, key, 'DELETE', `/v1/datasets/${d.id}`);
 }
+
+test('a write that fails (as on a full disk) fails the upload clearly and keeps nothing', async () => {
+  const s2 = await start(db, { REFINERY_WORKERS: '0' }, 'serve', { fileSizeKiB: 64 });
+  try {
+    const before_ = psql(db, 'SELECT count(*) FROM datasets')[0][0];
+    const rows = jsonl(Array.from({ length: 3000 }, (_, i) => ({ prompt: `p${i}`, response: 'r'.repeat(100) })));
+    const r = await api(s2.base, key, 'POST', '/v1/datasets?name=too-big-for-disk', rows);
+    assertProblem(assert, r, 507);
+    assert.match(r.json.detail, /writing the dataset failed: File too large/);
+    assert.equal(psql(db, 'SELECT count(*) FROM datasets')[0][0], before_);
+    const left = readdirSync(join(s2.dataDir, 'datasets'), { recursive: true }).filter((f) => /\.tmp\.|\.jsonl$/.test(f));
+    assert.deepEqual(left, []);
+    // A small one still fits.
+    const ok = await api(s2.base, key, 'POST', '/v1/datasets?name=fits', jsonl([{ prompt: 'p', response: 'r' }]));
+    assert.equal(ok.status, 201);
+  } finally {
+    await s2.stop();
+  }
+});

@@ -46,9 +46,14 @@ export function migrate(db) {
 }
 
 // Start `refinery serve` (or `worker`) and wait until it listens (or started).
-export async function start(db, env = {}, cmd = 'serve') {
+// opts.fileSizeKiB caps the size of any file the server writes (ulimit -f),
+// which is how the suites make writes fail as on a full disk.
+export async function start(db, env = {}, cmd = 'serve', opts = {}) {
   const dataDir = mkdtempSync(join(process.env.REFINERY_TEST_TMP || tmpdir(), 'data-'));
-  const proc = spawn(BIN, [cmd], {
+  const argv = opts.fileSizeKiB
+    ? ['bash', ['-c', `ulimit -f ${opts.fileSizeKiB * 2}; exec "$0" "$1"`, BIN, cmd]]
+    : [BIN, [cmd]];
+  const proc = spawn(argv[0], argv[1], {
     env: {
       ...process.env,
       REFINERY_DATABASE_URL: db,
