@@ -236,8 +236,9 @@ void rf_upload_free(rf_upload *u)
 
 #define DATASET_JSON                                                                               \
     "(SELECT row_to_json(o) FROM (SELECT d.id, 'dataset' AS object, d.name, d.schema,"            \
-    " json_build_object('train', d.rows_train, 'validation', d.rows_validation,"                  \
-    "  'test', d.rows_test) AS rows, d.multiple_choice, d.bytes, d.sha256,"                        \
+    " (SELECT row_to_json(r) FROM (SELECT d.rows_train AS train,"                                  \
+    "  d.rows_validation AS validation, d.rows_test AS test) r) AS rows,"                          \
+    " d.multiple_choice, d.bytes, d.sha256,"                                                       \
     " CASE WHEN d.source_job_id IS NULL THEN 'upload' ELSE d.source_job_id END AS source,"         \
     " extract(epoch from d.created_at)::bigint AS created_at) o)::text"
 
