@@ -118,15 +118,19 @@ int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const
         /* The final state as an event too: event streams end on it. */
         " e AS (INSERT INTO job_events (job_id, kind, data) SELECT id, 'status',"
         "  json_build_object('status', status, 'error', error) FROM u)"
-        " SELECT pg_notify('refinery_events', id) FROM u";
+        " SELECT id FROM u";
+    /* After the commit, in a transaction of its own: a NOTIFY holds a
+     * cluster-wide lock through its commit, and this commit waits for disk. */
+    static const char *const notify = "SELECT pg_notify('refinery_events', $1)";
     if (!PQenterPipelineMode(c)) return rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
     int sent = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
                PQsendQueryParams(c, "SET LOCAL synchronous_commit = on", 0, NULL, NULL, NULL, NULL, 0) &&
                PQsendQueryParams(c, upd, 6, NULL, p, NULL, NULL, 0) &&
-               PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(c);
+               PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+               PQsendQueryParams(c, notify, 1, NULL, p, NULL, NULL, 0) && PQpipelineSync(c);
     int rc = sent ? 0 : rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
     /* Read every result up to the sync point, keeping the first error. */
-    for (int i = 0; sent && i < 4; i++) {
+    for (int i = 0; sent && i < 5; i++) {
         PGresult *r = PQgetResult(c);
         ExecStatusType st = PQresultStatus(r);
         if (!rc && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
