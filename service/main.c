@@ -11,6 +11,7 @@
 #include "handlers/routes.h"
 #include "service/artifacts.h"
 #include "service/auth.h"
+#include "service/cli_generate.h"
 #include "service/cli_model.h"
 #include "service/cli_tokenize.h"
 #include "service/config.h"
@@ -31,6 +32,8 @@ static int usage(FILE *f)
             "  keys revoke KEY_ID          revoke an API key\n"
             "  tokenize --model DIR        text on stdin → token ids (--decode: the reverse)\n"
             "  forward --model DIR --ids 1,2,3 --out FILE.safetensors   all logits, F32\n"
+            "  generate --model DIR --prompt TEXT [--chat] [--max-tokens N] …   continue a prompt\n"
+            "  eval --model DIR --dataset FILE.jsonl [--metrics …] [--split S] [--limit N]\n"
             "configuration: REFINERY_DATABASE_URL, REFINERY_LISTEN, REFINERY_WORKERS, … (README)\n");
     return f == stderr ? 2 : 0;
 }
@@ -196,6 +199,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "keys")) return cmd_keys(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return rf_cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "forward")) return rf_cmd_forward(argc - 1, argv + 1);
+    if (!strcmp(cmd, "generate")) return rf_cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return rf_cmd_eval(argc - 1, argv + 1);
     fprintf(stderr, "refinery: unknown command '%s'\n", cmd);
     return usage(stderr);
 }
