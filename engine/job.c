@@ -2,9 +2,12 @@
 
 #include <string.h>
 
+#include "engine/jobs/evaluate.h"
+
 #define RF_MAX_RUNNERS 64
 
 static const rf_runner *g_runners[RF_MAX_RUNNERS];
+static const rf_runner_ref *g_refs[RF_MAX_RUNNERS];
 static int g_nrunners;
 
 int rf_runner_register(const rf_runner *runner)
@@ -31,7 +34,26 @@ int rf_runner_types(const char **names, int cap)
     return g_nrunners;
 }
 
+int rf_runner_set_refs(const char *type, const rf_runner_ref *refs)
+{
+    for (int i = 0; i < g_nrunners; i++)
+        if (!strcmp(g_runners[i]->type, type)) {
+            g_refs[i] = refs;
+            return 0;
+        }
+    return RF_ENOTFOUND;
+}
+
+const rf_runner_ref *rf_runner_refs(const char *type)
+{
+    for (int i = 0; type && i < g_nrunners; i++)
+        if (!strcmp(g_runners[i]->type, type)) return g_refs[i];
+    return NULL;
+}
+
 void rf_runners_register_builtin(void)
 {
-    /* Engine job types register here as they land (evaluate, train, …). */
+    /* Engine job types register here as they land (train, quantize, …). */
+    rf_runner_register(&rf_evaluate_runner);
+    rf_runner_set_refs(rf_evaluate_runner.type, rf_evaluate_refs);
 }

@@ -10,6 +10,7 @@
 #include "service/db.h"
 #include "service/ids.h"
 #include "service/queue.h"
+#include "service/resolve.h"
 
 /* The job object, built where the row is (one round trip, no re-encoding);
  * row_to_json keeps the column order and writes compact JSON. */
@@ -112,8 +113,13 @@ static int body_hash(const json_t *body, char out[67])
 int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char *idem_key,
                    char **json, bool *created, rf_error *err)
 {
-    const rf_runner *runner;
+    const rf_runner *runner = NULL;
     int rc = validate_body(body, &runner, err);
+    if (rc) return rc;
+    json_t *empty = json_object();
+    json_t *given = json_object_get(body, "params");
+    rc = rf_resolve_check(c, tenant, runner, given ? given : empty, err);
+    json_decref(empty);
     if (rc) return rc;
     if (idem_key && (!*idem_key || strlen(idem_key) > 255))
         return rf_error_field(err, RF_EINVAL, "Idempotency-Key",

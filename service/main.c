@@ -1,4 +1,5 @@
-/* refinery — one binary: serve | worker | migrate | keys | tokenize | forward. */
+/* refinery — one binary: serve | worker | migrate | keys | run | tokenize | forward |
+ * generate | eval. */
 #include <errno.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include "service/auth.h"
 #include "service/cli_generate.h"
 #include "service/cli_model.h"
+#include "service/cli_run.h"
 #include "service/cli_tokenize.h"
 #include "service/config.h"
 #include "service/db.h"
@@ -28,6 +30,7 @@ static int usage(FILE *f)
             "  serve                       HTTP API and engine workers\n"
             "  worker                      engine workers only (no HTTP)\n"
             "  migrate                     apply database migrations and exit\n"
+            "  run JOB.json [--workdir DIR] run one job without the server (events on stdout)\n"
             "  keys create --tenant NAME   create an API key (printed once)\n"
             "  keys revoke KEY_ID          revoke an API key\n"
             "  tokenize --model DIR        text on stdin → token ids (--decode: the reverse)\n"
@@ -199,6 +202,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "keys")) return cmd_keys(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return rf_cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "forward")) return rf_cmd_forward(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run")) return rf_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return rf_cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return rf_cmd_eval(argc - 1, argv + 1);
     fprintf(stderr, "refinery: unknown command '%s'\n", cmd);

@@ -18,6 +18,7 @@
 #include "service/artifacts.h"
 #include "service/auth.h"
 #include "service/queue.h"
+#include "service/resolve.h"
 #include "service/sse.h"
 
 typedef struct worker {
@@ -162,6 +163,15 @@ static bool ctx_should_stop(rf_job_ctx *ctx)
     return atomic_load(&w->cancel);
 }
 
+static int ctx_resolve(rf_job_ctx *ctx, const char *kind, const char *ref, char **path,
+                       rf_error *err)
+{
+    worker *w = ctx_worker(ctx);
+    int rc = rf_resolve(w->db, w->job.tenant, kind, ref, path, err);
+    /* Gone since the job was created: bad input now, not worth a retry. */
+    return rc == RF_ENOTFOUND ? rf_errorf(err, RF_EINVAL, "%s", err->msg) : rc;
+}
+
 /* ---- running one job ---------------------------------------------------- */
 
 static void run_one(worker *w)
@@ -196,6 +206,7 @@ static void run_one(worker *w)
         .checkpoint = ctx_checkpoint,
         .artifact = ctx_artifact,
         .should_stop = ctx_should_stop,
+        .resolve = ctx_resolve,
     };
     w->last_cancel_check = now_s();
     rf_log(RF_LOG_INFO, "job %s (%s) attempt %d/%d started", j->id, j->type, j->attempt,

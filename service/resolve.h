@@ -1,0 +1,24 @@
+/* Resolving what job params name — a model by id or name, a dataset by id —
+ * to paths, for one tenant. Used when a job is created (a reference that
+ * does not resolve is a 422 naming the field) and by the worker's
+ * rf_job_ctx.resolve when the runner runs (the object may be gone by then). */
+#ifndef RF_RESOLVE_H
+#define RF_RESOLVE_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "engine/error.h"
+#include "engine/job.h"
+
+/* kind "model" or "dataset"; *path malloc'd. RF_ENOTFOUND when the tenant
+ * has no such object. */
+int rf_resolve(PGconn *c, const char *tenant, const char *kind, const char *ref, char **path,
+               rf_error *err);
+
+/* Check every reference runner->refs declares in params (those present and
+ * strings; the runner's validate checks types). err->field is "params.<field>". */
+int rf_resolve_check(PGconn *c, const char *tenant, const rf_runner *runner, const json_t *params,
+                     rf_error *err);
+
+#endif

@@ -1,0 +1,136 @@
+// The evaluate job over HTTP: a dataset uploaded, a model registered, the job
+// run by a worker, its metrics checked against a reference computed here
+// (reflm.mjs: the Llama equations in JavaScript, the Hugging Face tokenizer);
+// field-level errors at POST; `refinery run` giving the same metrics without
+// the server.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createDb, migrate, createKey, start, api, assertProblem, waitFor, run } from './harness.mjs';
+import { loadRef, score } from './reflm.mjs';
+
+const repo = resolve(import.meta.dirname, '..', '..');
+let db, srv, key, other, root, dir, ref;
+
+const rows = [
+  { prompt: 'this is', response: 'the test' },
+  { prompt: 'hi', response: 'test', split: 'validation' },
+  { prompt: 'this', choices: ['is', 'test', 'hi!'], answer: 1 },
+  { prompt: 'the', choices: ['test', 'hi'], answer: 0 },
+  { prompt: 'test', choices: ['this is', 'hi', 'e'], answer: 2, split: 'validation' },
+];
+const jsonl = rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+
+before(async () => {
+  root = mkdtempSync(join(process.env.REFINERY_TEST_TMP || '/tmp', 'evaluate-'));
+  dir = join(root, 'tiny');
+  cpSync(join(repo, 'tests/reference/fixtures/llama_f32_gqa'), dir, { recursive: true });
+  const tokdir = join(repo, 'tests/reference/tokenizers/bytelevel');
+  for (const f of readdirSync(tokdir)) cpSync(join(tokdir, f), join(dir, f));
+  ref = loadRef(dir);
+  db = createDb();
+  migrate(db);
+  key = createKey(db, 'ev').key;
+  other = createKey(db, 'ev-other').key;
+  srv = await start(db, { REFINERY_WORKERS: '1', REFINERY_MODEL_ROOTS: root });
+});
+after(async () => assert.equal((await srv.stop()).code, 0, srv.logs));
+
+// The metrics computed here, from scratch, for the rows of a split.
+function expected(split) {
+  const sel = rows.filter((r) => !split || (r.split ?? 'train') === split);
+  let nll = 0, tokens = 0, acc = 0, accNorm = 0, mc = 0;
+  for (const r of sel) {
+    if (r.choices) {
+      const ll = r.choices.map((c) => score(ref, r.prompt, c).sum);
+      const norm = ll.map((v, i) => v / [...r.choices[i]].length);
+      const argmax = (a) => a.indexOf(Math.max(...a));
+      mc++;
+      acc += argmax(ll) === r.answer;
+      accNorm += argmax(norm) === r.answer;
+    } else {
+      const s = score(ref, r.prompt, r.response);
+      nll -= s.sum;
+      tokens += s.tokens;
+    }
+  }
+  return { rows: sel.length, perplexity: Math.exp(nll / tokens), tokens, acc: acc / mc, acc_norm: accNorm / mc, mc };
+}
+
+async function finished(id) {
+  return waitFor(async () => {
+    const j = (await api(srv.base, key, 'GET', `/v1/jobs/${id}`)).json;
+    return ['succeeded', 'failed', 'cancelled'].includes(j.status) && j;
+  }, 60000, 100);
+}
+
+test('evaluate job: metrics equal an independent computation', async () => {
+  const up = await api(srv.base, key, 'POST', '/v1/datasets?name=ev', jsonl, { 'content-type': 'application/x-ndjson' });
+  assert.equal(up.status, 201, up.text);
+  const m = await api(srv.base, key, 'POST', '/v1/models', { name: 'tiny', path: dir });
+  assert.equal(m.status, 201, m.text);
+
+  for (const [model, split] of [['tiny', undefined], [m.json.id, 'validation']]) {
+    const params = { model, dataset: up.json.id, metrics: ['perplexity', 'accuracy'] };
+    if (split) params.split = split;
+    const r = await api(srv.base, key, 'POST', '/v1/jobs', { type: 'evaluate', params });
+    assert.equal(r.status, 201, r.text);
+    const j = await finished(r.json.id);
+    assert.equal(j.status, 'succeeded', JSON.stringify(j));
+    const want = expected(split);
+    const got = j.result;
+    assert.equal(got.rows, want.rows);
+    assert.equal(got.perplexity_tokens, want.tokens);
+    assert.ok(Math.abs(got.perplexity - want.perplexity) <= 1e-4 * want.perplexity, `${got.perplexity} vs ${want.perplexity}`);
+    assert.ok(Math.abs(got.loss - Math.log(want.perplexity)) < 1e-4);
+    assert.equal(got.multiple_choice_rows, want.mc);
+    assert.equal(got.acc, want.acc);
+    assert.equal(got.acc_norm, want.acc_norm);
+    assert.equal(got.split, split ?? 'all');
+    assert.equal(got.model_bytes > 0, true);
+    // progress reached 1 and the metrics were an event
+    const ev = (await api(srv.base, key, 'GET', `/v1/jobs/${r.json.id}/events?limit=100`)).json.data;
+    assert.ok(ev.some((e) => e.kind === 'metrics' && e.data.rows === want.rows));
+    assert.equal(j.progress, 1);
+  }
+
+  // `refinery run` on local paths: the same numbers without the server
+  const ds = join(root, 'ev.jsonl');
+  writeFileSync(ds, jsonl);
+  const jobFile = join(root, 'job.json');
+  writeFileSync(jobFile, JSON.stringify({ type: 'evaluate', params: { model: dir, dataset: ds } }));
+  const out = run(['run', jobFile, '--workdir', join(root, 'work')]);
+  assert.equal(out.code, 0, out.stderr);
+  const lines = out.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const res = lines.at(-1);
+  assert.equal(res.event, 'result');
+  const want = expected();
+  assert.ok(Math.abs(res.data.perplexity - want.perplexity) <= 1e-4 * want.perplexity);
+  assert.equal(res.data.acc, want.acc);
+  assert.ok(lines.some((l) => l.event === 'progress' && l.data.progress === 1));
+});
+
+test('evaluate job: bad params are refused at POST, naming the field', async () => {
+  const up = await api(srv.base, key, 'POST', '/v1/datasets?name=ev2', jsonl, { 'content-type': 'application/x-ndjson' });
+  const ds = up.json.id;
+  await api(srv.base, key, 'POST', '/v1/models', { name: 'tiny2', path: dir });
+  const post = (params, k = key) => api(srv.base, k, 'POST', '/v1/jobs', { type: 'evaluate', params });
+  assertProblem(assert, await post({ dataset: ds }), 422, 'params.model');
+  assertProblem(assert, await post({ model: 'tiny2' }), 422, 'params.dataset');
+  assertProblem(assert, await post({ model: 'nope', dataset: ds }), 422, 'params.model');
+  assertProblem(assert, await post({ model: 'tiny2', dataset: 'ds_000000000000000000000000' }), 422, 'params.dataset');
+  assertProblem(assert, await post({ model: 'tiny2', dataset: ds, split: 'dev' }), 422, 'params.split');
+  assertProblem(assert, await post({ model: 'tiny2', dataset: ds, metrics: ['bleu'] }), 422, 'params.metrics[0]');
+  assertProblem(assert, await post({ model: 'tiny2', dataset: ds, limit: 0 }), 422, 'params.limit');
+  assertProblem(assert, await post({ model: 'tiny2', dataset: ds, extra: 1 }), 422, 'params.extra');
+  // another tenant's model and dataset do not exist for this one
+  assertProblem(assert, await post({ model: 'tiny2', dataset: ds }, other), 422, 'params.model');
+  // a split with no rows fails the job with a clear error
+  const r = await post({ model: 'tiny2', dataset: ds, split: 'test' });
+  assert.equal(r.status, 201);
+  const j = await finished(r.json.id);
+  assert.equal(j.status, 'failed');
+  assert.match(j.error, /no rows in split test/);
+  assert.equal(j.attempts, 1);
+});
