@@ -92,15 +92,20 @@ static bool update(run *u, int seq, bool final)
     size_t ready = final ? cut : cut - held_back(text, cut, u->p);
     /* Decoding more tokens can in rare cases rewrite the tail (cleanup of
      * spaces); what was handed out stays, and the rest waits until ready. */
-    if (u->on_text && !u->aborted && (ready > c->emitted || final)) {
+    /* Called after every token, also with nothing new: the caller's chance
+     * to notice that its client went away. */
+    if (u->on_text && !u->aborted) {
         size_t from = c->emitted < ready ? c->emitted : ready;
-        if (!u->on_text(u->ctx, seq, text + from, ready - from, c->tokens_emitted,
-                        c->n_tokens - c->tokens_emitted, c, final)) {
+        bool piece = ready > from || final;
+        int first = c->tokens_emitted, n = piece ? c->n_tokens - first : 0;
+        if (!u->on_text(u->ctx, seq, text + from, ready - from, first, n, c, final)) {
             u->aborted = true;
             if (!u->rc) u->rc = rf_errorf(u->err, RF_ECANCELED, "completion: the client went away");
         }
-        c->emitted = ready > c->emitted ? ready : c->emitted;
-        c->tokens_emitted = c->n_tokens;
+        if (piece) {
+            c->emitted = ready > c->emitted ? ready : c->emitted;
+            c->tokens_emitted = c->n_tokens;
+        }
     }
     if (final) c->done = true;
     return !stopped;

@@ -59,12 +59,13 @@ typedef struct rf_complete_result {
     int prompt_tokens, completion_tokens;
 } rf_complete_result;
 
-/* A new piece of choice seq's text: text[0, len) continues what was handed
- * before; tokens [first_token, first_token + n_tokens) of the choice are the
- * ones decoded since the previous call. final: the choice is finished (and
- * c->finish says why); it is the last call for seq. Return false to end the
- * whole completion (the client went away); rf_complete then returns
- * RF_ECANCELED. */
+/* Called after each token of choice seq. text[0, len) continues what was
+ * handed before (len may be 0: nothing is certain yet); when len > 0 or
+ * final, tokens [first_token, first_token + n_tokens) are those decoded
+ * since the previous such call (else n_tokens is 0). final: the choice is
+ * finished (c->finish says why); it is the last call for seq. Return false
+ * to end the whole completion (the client went away); rf_complete then
+ * returns RF_ECANCELED. */
 typedef bool (*rf_complete_fn)(void *ctx, int seq, const char *text, size_t len,
                                int first_token, int n_tokens, const rf_complete_choice *c,
                                bool final);

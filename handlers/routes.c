@@ -1,6 +1,7 @@
 #include "handlers/routes.h"
 
 #include "handlers/artifacts.h"
+#include "handlers/completions.h"
 #include "handlers/datasets.h"
 #include "handlers/health.h"
 #include "handlers/models.h"
@@ -30,5 +31,7 @@ const rf_route rf_routes[] = {
     {"GET", "/v1/models/{id}/files/{name}", rf_h_models_file, false, NULL},
     {"GET", "/v1/artifacts/{id}", rf_h_artifacts_get, false, NULL},
     {"GET", "/v1/artifacts/{id}/content", rf_h_artifacts_content, false, NULL},
+    {"POST", "/v1/completions", rf_h_completions, false, NULL},
+    {"POST", "/v1/chat/completions", rf_h_chat_completions, false, NULL},
     {0},
 };

@@ -326,6 +326,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             rf_reply_problem(req, 413, detail, NULL);
         } else {
             req->match.route->handler(req);
+            if (!req->resp && req->deferred) {
+                req->deferred = false;
+                return MHD_YES; /* suspended; the handler runs again on resume */
+            }
         }
     }
     return send_reply(req);

@@ -31,6 +31,9 @@ struct rf_req {
     size_t body_len, body_cap;
     bool body_too_big;
     void *stream;              /* a streaming route's own state */
+    /* The handler suspended the connection and answers when it is resumed
+     * (the handler is then called again): see service/infer.h. */
+    bool deferred;
     struct MHD_Response *resp; /* built, not yet queued */
     bool replied;              /* queued: later replies are ignored */
     int status;

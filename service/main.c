@@ -19,6 +19,7 @@
 #include "service/config.h"
 #include "service/db.h"
 #include "service/http.h"
+#include "service/infer.h"
 #include "service/log.h"
 #include "service/migrate.h"
 #include "service/worker.h"
@@ -174,7 +175,8 @@ static int cmd_serve(bool http)
 
     if (rf_workers_start(&cfg, &workers, &err)) return fail(&err);
     if (http) {
-        if (rf_http_start(&cfg, rf_routes, &server, &err)) {
+        /* Inference threads before the server: a completion may arrive at once. */
+        if (rf_infer_start(&err) || rf_http_start(&cfg, rf_routes, &server, &err)) {
             rf_workers_stop(workers, 0);
             return fail(&err);
         }
@@ -187,6 +189,7 @@ static int cmd_serve(bool http)
     if (server) rf_http_quiesce(server);
     rf_workers_stop(workers, cfg.shutdown_grace_ms);
     if (server) rf_http_stop(server, cfg.shutdown_grace_ms);
+    if (server) rf_infer_stop();
     rf_log(RF_LOG_INFO, "stopped");
     return 0;
 }
