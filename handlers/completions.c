@@ -489,7 +489,10 @@ static void handle(rf_req *req, bool chat)
             return;
         }
         creq *r = rf_infer_arg(t);
-        if (err) rf_reply_error(req, err);
+        if (err && err->code == RF_ECANCELED) { /* shutdown (a gone client reads nothing) */
+            rf_reply_problem(req, 503, "the server is shutting down; retry", NULL);
+            rf_reply_header(req, "Retry-After", "1");
+        } else if (err) rf_reply_error(req, err);
         else {
             rf_reply_json_text(req, 200, r->json);
             r->json = NULL;

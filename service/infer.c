@@ -167,7 +167,7 @@ void rf_infer_stop(void)
     g_queued = 0;
     while (t) {
         rf_infer_task *next = t->next;
-        rf_errorf(&t->err, RF_EIO, "the server is shutting down");
+        rf_errorf(&t->err, RF_ECANCELED, "the server is shutting down");
         t->failed = true;
         t->state = FINISHED;
         t->work_done = true;
@@ -357,7 +357,8 @@ bool rf_infer_emit(rf_infer_task *t, const char *data, size_t n)
 bool rf_infer_gone(rf_infer_task *t)
 {
     pthread_mutex_lock(&g_lock);
-    bool gone = t->body_gone;
+    /* At shutdown running work ends at its next token, as if its client left. */
+    bool gone = t->body_gone || g_stopping;
     pthread_mutex_unlock(&g_lock);
     if (gone) return true;
     if (t->fd < 0) return false;

@@ -28,7 +28,9 @@ typedef struct rf_infer_task rf_infer_task;
 typedef void (*rf_infer_work)(rf_infer_task *t, const rf_lm *lm, void *arg);
 
 int rf_infer_start(rf_error *err);
-/* Fail what waits, finish what runs, stop the threads, empty the cache. */
+/* Fail what waits (RF_ECANCELED), end what runs at its next token, stop the
+ * threads, empty the cache. Call it before the HTTP server stops: it resumes
+ * suspended connections so that they can be answered. */
 void rf_infer_stop(void);
 
 /* ---- handler side ---- */

@@ -188,8 +188,8 @@ static int cmd_serve(bool http)
     rf_log(RF_LOG_INFO, "%s received: shutting down", g_signal == SIGTERM ? "SIGTERM" : "SIGINT");
     if (server) rf_http_quiesce(server);
     rf_workers_stop(workers, cfg.shutdown_grace_ms);
+    if (server) rf_infer_stop(); /* answers what waits; the server then drains */
     if (server) rf_http_stop(server, cfg.shutdown_grace_ms);
-    if (server) rf_infer_stop();
     rf_log(RF_LOG_INFO, "stopped");
     return 0;
 }
