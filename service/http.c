@@ -343,6 +343,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!req) return;
     if (req->match.route && req->match.route->stream && req->match.route->stream->cleanup)
         req->match.route->stream->cleanup(req);
+    if (req->on_end) req->on_end(req);
     rf_metrics_request(req->match.route, req->status, now_s() - req->start);
     if (h->cfg->access_log)
         rf_log_access(req->request_id, req->method, req->path, req->status,

@@ -34,6 +34,9 @@ struct rf_req {
     /* The handler suspended the connection and answers when it is resumed
      * (the handler is then called again): see service/infer.h. */
     bool deferred;
+    /* Called when the request ends, however it ends (the client may leave
+     * while the handler waits); may be NULL. */
+    void (*on_end)(rf_req *req);
     struct MHD_Response *resp; /* built, not yet queued */
     bool replied;              /* queued: later replies are ignored */
     int status;

@@ -230,6 +230,7 @@ int rf_infer_submit(rf_req *req, const char *dir, rf_infer_work work, void *arg,
     g_queued++;
     req->stream = t;
     req->deferred = true;
+    req->on_end = rf_infer_release; /* the client may leave before the answer */
     pthread_cond_signal(&g_work);
     pthread_mutex_unlock(&g_lock);
     return 0;

@@ -186,3 +186,25 @@ test('errors: problem+json naming the field; other tenants cannot see the model'
   await assert.rejects(client.completions.create({ model: 'tiny', prompt: 'hi', temperature: 5 }), (e) => e.status === 422);
   await assert.rejects(client.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'x' }] }), (e) => e.status === 404);
 });
+
+test('clients that go away mid-request or mid-stream leave the server sound', async () => {
+  const body = JSON.stringify({ model: 'tiny', prompt: 'this is the test', max_tokens: 100, temperature: 1, n: 4 });
+  const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+  // streams dropped after their first chunk
+  for (let i = 0; i < 4; i++) {
+    const ac = new AbortController();
+    const res = await fetch(`${srv.base}/v1/completions`, { method: 'POST', headers, body: body.replace('}', ',"stream":true}'), signal: ac.signal });
+    const reader = res.body.getReader();
+    await reader.read();
+    ac.abort();
+  }
+  // requests dropped before their answer
+  await Promise.all([...Array(6)].map(async () => {
+    const ac = new AbortController();
+    const p = fetch(`${srv.base}/v1/completions`, { method: 'POST', headers, body, signal: ac.signal }).catch((e) => e);
+    setTimeout(() => ac.abort(), 1);
+    await p;
+  }));
+  const r = await client.completions.create({ model: 'tiny', prompt: 'hi', max_tokens: 4, temperature: 0 });
+  assert.equal(r.choices[0].finish_reason, 'length');
+});
