@@ -174,8 +174,13 @@ int rf_complete(const rf_lm *lm, const int *prompt, int n_prompt, const rf_compl
         *finish = calloc((size_t)n, sizeof *finish);
     out->choices = calloc((size_t)n, sizeof *out->choices);
     out->n = n;
-    run u = {.lm = lm, .p = p, .r = out, .on_text = on_text, .ctx = ctx,
-             .cap = p->max_tokens, .err = err};
+    run u = {.lm = lm,
+             .p = p,
+             .r = out,
+             .on_text = on_text,
+             .ctx = ctx,
+             .cap = p->max_tokens,
+             .err = err};
     if (!samplers || !outs || !lens || !finish || !out->choices) {
         rc = rf_errorf(err, RF_ENOMEM, "completion: out of memory");
         goto fail;
@@ -193,10 +198,11 @@ int rf_complete(const rf_lm *lm, const int *prompt, int n_prompt, const rf_compl
         sp.seed += (uint64_t)s; /* distinct continuations, each reproducible */
         if ((rc = rf_sampler_init(&samplers[s], cfg->vocab_size, &sp, err)) < 0) goto fail;
     }
-    if ((rc = rf_llama_acts_init(&a, cfg, n, n_prompt + p->max_tokens, chunk, err)) < 0)
-        goto fail;
-    rf_gen_params gp = {.max_tokens = p->max_tokens, .stop_at_eos = true,
-                        .stop_ids = lm->stop_ids, .n_stop = lm->n_stop};
+    if ((rc = rf_llama_acts_init(&a, cfg, n, n_prompt + p->max_tokens, chunk, err)) < 0) goto fail;
+    rf_gen_params gp = {.max_tokens = p->max_tokens,
+                        .stop_at_eos = true,
+                        .stop_ids = lm->stop_ids,
+                        .n_stop = lm->n_stop};
     rc = rf_generate(&lm->model, &a, prompt, n_prompt, n, samplers, &gp, on_token, &u, outs, lens,
                      finish, err);
     if (rc < 0) goto fail;

@@ -46,10 +46,10 @@ typedef struct rf_complete_choice {
     size_t len;
     int finish; /* RF_FINISH_STOP or RF_FINISH_LENGTH */
     int n_tokens;
-    int *ids;                 /* [n_tokens] */
-    rf_complete_token *lp;    /* [n_tokens] when top_logprobs >= 0, else NULL */
-    size_t emitted;           /* text bytes handed to the callback so far */
-    int tokens_emitted;       /* tokens covered by those calls */
+    int *ids;              /* [n_tokens] */
+    rf_complete_token *lp; /* [n_tokens] when top_logprobs >= 0, else NULL */
+    size_t emitted;        /* text bytes handed to the callback so far */
+    int tokens_emitted;    /* tokens covered by those calls */
     bool done;
 } rf_complete_choice;
 
@@ -66,9 +66,8 @@ typedef struct rf_complete_result {
  * finished (c->finish says why); it is the last call for seq. Return false
  * to end the whole completion (the client went away); rf_complete then
  * returns RF_ECANCELED. */
-typedef bool (*rf_complete_fn)(void *ctx, int seq, const char *text, size_t len,
-                               int first_token, int n_tokens, const rf_complete_choice *c,
-                               bool final);
+typedef bool (*rf_complete_fn)(void *ctx, int seq, const char *text, size_t len, int first_token,
+                               int n_tokens, const rf_complete_choice *c, bool final);
 
 int rf_complete(const rf_lm *lm, const int *prompt, int n_prompt, const rf_complete_params *p,
                 rf_complete_fn on_text, void *ctx, rf_complete_result *out, rf_error *err);

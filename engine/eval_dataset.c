@@ -52,7 +52,8 @@ int rf_eval_metrics_json(const json_t *arr, int *bits, rf_error *err)
                               "exact_match");
     size_t i;
     json_t *v;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         const char *s = json_string_value(v);
         int b = s ? metric_bit(s, strlen(s)) : 0;
         if (!b) {
@@ -163,7 +164,8 @@ static int encode_pair(const rf_lm *lm, const row *r, const char *target, int32_
         free(*whole);
         *whole = NULL;
         return rf_errorf(err, RF_EINVAL,
-                         *n_ctx ? "the target encodes to no tokens" : "the prompt encodes to no tokens");
+                         *n_ctx ? "the target encodes to no tokens"
+                                : "the prompt encodes to no tokens");
     }
     return 0;
 }
@@ -424,7 +426,8 @@ int rf_eval_dataset(const rf_lm *lm, const char *path, const rf_eval_opts *o, js
     json_object_set_new(m, "rows", json_integer(done));
     if (o->metrics & RF_METRIC_PERPLEXITY) {
         bool any = t.ppl_tokens > 0;
-        json_object_set_new(m, "perplexity", any ? json_real(exp(t.nll / t.ppl_tokens)) : json_null());
+        json_object_set_new(m, "perplexity",
+                            any ? json_real(exp(t.nll / t.ppl_tokens)) : json_null());
         json_object_set_new(m, "loss", any ? json_real(t.nll / t.ppl_tokens) : json_null());
         json_object_set_new(m, "perplexity_tokens", json_integer(t.ppl_tokens));
         json_object_set_new(m, "perplexity_rows", json_integer(t.ppl_rows));

@@ -46,14 +46,13 @@ size_t rf_lm_bytes(const rf_lm *lm)
     return lm->model.weight_bytes;
 }
 
-int rf_lm_encode_prompt(const rf_lm *lm, const char *text, int32_t **ids, size_t *n,
-                        rf_error *err)
+int rf_lm_encode_prompt(const rf_lm *lm, const char *text, int32_t **ids, size_t *n, rf_error *err)
 {
     return rf_tokenizer_encode(lm->tok, text, strlen(text), 1, ids, n, err);
 }
 
-int rf_lm_encode_chat(const rf_lm *lm, const rf_chat_msg *msgs, size_t n_msgs,
-                      const char *family, int32_t **ids, size_t *n, rf_error *err)
+int rf_lm_encode_chat(const rf_lm *lm, const rf_chat_msg *msgs, size_t n_msgs, const char *family,
+                      int32_t **ids, size_t *n, rf_error *err)
 {
     rf_chat_family f = lm->chat_family;
     if (family) {
@@ -72,8 +71,7 @@ int rf_lm_encode_chat(const rf_lm *lm, const rf_chat_msg *msgs, size_t n_msgs,
     return rc;
 }
 
-int rf_lm_decode(const rf_lm *lm, const int *ids, size_t n, char **text, size_t *len,
-                 rf_error *err)
+int rf_lm_decode(const rf_lm *lm, const int *ids, size_t n, char **text, size_t *len, rf_error *err)
 {
     int32_t *known = malloc(sizeof *known * (n ? n : 1));
     if (!known) return rf_errorf(err, RF_ENOMEM, "decode: out of memory");

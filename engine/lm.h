@@ -37,10 +37,9 @@ size_t rf_lm_bytes(const rf_lm *lm);
 /* Tokens of a plain prompt (the post-processor's BOS added), or of a chat
  * formatted with the model's family (or `family` when not NULL) and the
  * assistant header appended. *ids malloc'd. */
-int rf_lm_encode_prompt(const rf_lm *lm, const char *text, int32_t **ids, size_t *n,
-                        rf_error *err);
-int rf_lm_encode_chat(const rf_lm *lm, const rf_chat_msg *msgs, size_t n_msgs,
-                      const char *family, int32_t **ids, size_t *n, rf_error *err);
+int rf_lm_encode_prompt(const rf_lm *lm, const char *text, int32_t **ids, size_t *n, rf_error *err);
+int rf_lm_encode_chat(const rf_lm *lm, const rf_chat_msg *msgs, size_t n_msgs, const char *family,
+                      int32_t **ids, size_t *n, rf_error *err);
 
 /* Decode generated ids to malloc'd text, special tokens left out. Ids the
  * tokenizer has no entry for (a model's vocabulary is often padded past

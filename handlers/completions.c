@@ -17,11 +17,11 @@ typedef struct creq {
     char model[256];
     char id[RF_ID_MAX];
     long long created;
-    char *prompt;         /* completions */
-    rf_chat_msg *msgs;    /* chat; strings borrowed from body */
+    char *prompt;      /* completions */
+    rf_chat_msg *msgs; /* chat; strings borrowed from body */
     size_t n_msgs;
-    json_t *body;         /* kept for the borrowed strings */
-    int max_tokens;       /* 0: the default */
+    json_t *body;   /* kept for the borrowed strings */
+    int max_tokens; /* 0: the default */
     int n;
     rf_sampler_params sampling;
     char *stop[RF_MAX_STOP_STRINGS];
@@ -87,17 +87,20 @@ static int content_text(json_t *content, json_t *body_keep, const char **out, co
     /* Joined into a new string kept inside the body, so it lives as long. */
     size_t i, len = 0;
     json_t *part;
-    json_array_foreach(content, i, part) {
+    json_array_foreach(content, i, part)
+    {
         const char *type = json_string_value(json_object_get(part, "type"));
         json_t *text = json_object_get(part, "text");
         if (!type || strcmp(type, "text") || !json_is_string(text))
-            return bad(err, field, "only text parts ({\"type\": \"text\", \"text\": …}) are supported");
+            return bad(err, field,
+                       "only text parts ({\"type\": \"text\", \"text\": …}) are supported");
         len += json_string_length(text);
     }
     char *s = malloc(len + 1);
     if (!s) return rf_errorf(err, RF_ENOMEM, "out of memory");
     size_t off = 0;
-    json_array_foreach(content, i, part) {
+    json_array_foreach(content, i, part)
+    {
         json_t *text = json_object_get(part, "text");
         memcpy(s + off, json_string_value(text), json_string_length(text));
         off += json_string_length(text);
@@ -115,17 +118,31 @@ static int content_text(json_t *content, json_t *body_keep, const char **out, co
 
 static int parse(json_t *b, bool chat, creq *r, rf_error *err)
 {
-    static const char *const common[] = {"model", "max_tokens", "temperature", "top_p", "top_k",
-                                         "n", "seed", "stop", "stream", "stream_options", "user",
-                                         "presence_penalty", "frequency_penalty", "logit_bias",
-                                         "logprobs", NULL};
-    static const char *const only_chat[] = {"messages", "top_logprobs", "max_completion_tokens",
-                                            "response_format", "metadata", "store", NULL};
+    static const char *const common[] = {"model",
+                                         "max_tokens",
+                                         "temperature",
+                                         "top_p",
+                                         "top_k",
+                                         "n",
+                                         "seed",
+                                         "stop",
+                                         "stream",
+                                         "stream_options",
+                                         "user",
+                                         "presence_penalty",
+                                         "frequency_penalty",
+                                         "logit_bias",
+                                         "logprobs",
+                                         NULL};
+    static const char *const only_chat[] = {
+        "messages", "top_logprobs", "max_completion_tokens", "response_format", "metadata", "store",
+        NULL};
     static const char *const only_text[] = {"prompt", "echo", "suffix", "best_of", NULL};
     if (!json_is_object(b)) return bad(err, "", "the request body must be a JSON object");
     const char *k;
     json_t *v;
-    json_object_foreach(b, k, v) {
+    json_object_foreach(b, k, v)
+    {
         bool ok = false;
         for (const char *const *n = common; *n && !ok; n++)
             ok = !strcmp(*n, k);
@@ -174,7 +191,8 @@ static int parse(json_t *b, bool chat, creq *r, rf_error *err)
         if (json_array_size(stop) > RF_MAX_STOP_STRINGS)
             return bad(err, "stop", "'stop' holds at most 4 strings");
         size_t i;
-        json_array_foreach(stop, i, v) {
+        json_array_foreach(stop, i, v)
+        {
             if (!json_is_string(v) || !json_string_length(v))
                 return bad(err, "stop", "'stop' must hold non-empty strings");
             r->stop[r->n_stop++] = strdup(json_string_value(v));
@@ -205,8 +223,8 @@ static int parse(json_t *b, bool chat, creq *r, rf_error *err)
         if (lp && !json_is_null(lp) && !json_is_boolean(lp))
             return bad(err, "logprobs", "'logprobs' must be true or false");
         if ((rc = get_int(b, "top_logprobs", 0, RF_MAX_TOP_LOGPROBS, 0, &x, err))) return rc;
-        if (json_object_get(b, "top_logprobs") && !json_is_null(json_object_get(b, "top_logprobs")) &&
-            !json_is_true(lp))
+        if (json_object_get(b, "top_logprobs") &&
+            !json_is_null(json_object_get(b, "top_logprobs")) && !json_is_true(lp))
             return bad(err, "top_logprobs", "'top_logprobs' needs \"logprobs\": true");
         if (json_is_true(lp)) r->top_logprobs = (int)x;
         json_t *rf = json_object_get(b, "response_format");
@@ -220,16 +238,19 @@ static int parse(json_t *b, bool chat, creq *r, rf_error *err)
         if (!(r->msgs = calloc(r->n_msgs, sizeof *r->msgs)))
             return rf_errorf(err, RF_ENOMEM, "out of memory");
         size_t i;
-        json_array_foreach(msgs, i, v) {
+        json_array_foreach(msgs, i, v)
+        {
             char field[64];
             const char *role = json_string_value(json_object_get(v, "role"));
             snprintf(field, sizeof field, "messages[%zu].role", i);
             if (role && !strcmp(role, "developer")) role = "system";
-            if (!role || (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant")))
+            if (!role ||
+                (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant")))
                 return bad(err, field, "'role' must be \"system\", \"user\" or \"assistant\"");
             snprintf(field, sizeof field, "messages[%zu].content", i);
             r->msgs[i].role = role;
-            if ((rc = content_text(json_object_get(v, "content"), b, &r->msgs[i].content, field, err)))
+            if ((rc = content_text(json_object_get(v, "content"), b, &r->msgs[i].content, field,
+                                   err)))
                 return rc;
         }
     } else {
@@ -285,15 +306,14 @@ static json_t *logprobs_json(const creq *r, const rf_lm *lm, const rf_complete_c
             json_t *tok = token_text(lm, t->id), *top = json_array();
             for (int k = 0; k < t->n_top; k++) {
                 json_t *alt = token_text(lm, t->top[k].id);
-                json_array_append_new(top, json_pack("{s:O,s:f,s:o}", "token", alt, "logprob",
-                                                     (double)t->top[k].logprob, "bytes",
-                                                     bytes_of(alt)));
+                json_array_append_new(top,
+                                      json_pack("{s:O,s:f,s:o}", "token", alt, "logprob",
+                                                (double)t->top[k].logprob, "bytes", bytes_of(alt)));
                 json_decref(alt);
             }
-            json_array_append_new(content,
-                                  json_pack("{s:O,s:f,s:o,s:o}", "token", tok, "logprob",
-                                            (double)t->logprob, "bytes", bytes_of(tok),
-                                            "top_logprobs", top));
+            json_array_append_new(content, json_pack("{s:O,s:f,s:o,s:o}", "token", tok, "logprob",
+                                                     (double)t->logprob, "bytes", bytes_of(tok),
+                                                     "top_logprobs", top));
             json_decref(tok);
         }
         return json_pack("{s:o,s:n}", "content", content, "refusal");
@@ -330,8 +350,8 @@ static json_t *usage_json(const rf_complete_result *res, int prompt_tokens, int 
 
 static json_t *envelope(const creq *r, bool chunk)
 {
-    const char *object = r->chat ? (chunk ? "chat.completion.chunk" : "chat.completion")
-                                 : "text_completion";
+    const char *object =
+        r->chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion";
     return json_pack("{s:s,s:s,s:I,s:s}", "id", r->id, "object", object, "created",
                      (json_int_t)r->created, "model", r->model);
 }
@@ -371,7 +391,8 @@ static bool on_piece(void *arg, int seq, const char *text, size_t len, int first
     } else {
         json_object_set_new(choice, "text", json_stringn(text, len));
     }
-    json_object_set_new(choice, "logprobs", logprobs_json(sc->r, sc->lm, c, first, n, sc->offsets[seq]));
+    json_object_set_new(choice, "logprobs",
+                        logprobs_json(sc->r, sc->lm, c, first, n, sc->offsets[seq]));
     sc->offsets[seq] += len;
     json_object_set_new(choice, "finish_reason",
                         final ? json_string(finish_name(c->finish)) : json_null());
@@ -392,7 +413,8 @@ static void work(rf_infer_task *t, const rf_lm *lm, void *arg)
     int rc = r->chat ? rf_lm_encode_chat(lm, r->msgs, r->n_msgs, NULL, &ids, &n, &err)
                      : rf_lm_encode_prompt(lm, r->prompt, &ids, &n, &err);
     if (rc < 0) {
-        if (!err.field[0]) snprintf(err.field, sizeof err.field, "%s", r->chat ? "messages" : "prompt");
+        if (!err.field[0])
+            snprintf(err.field, sizeof err.field, "%s", r->chat ? "messages" : "prompt");
         if (rc == RF_EUNSUPPORTED) err.code = RF_EINVAL;
         rf_infer_fail(t, &err);
         goto out;
@@ -405,15 +427,21 @@ static void work(rf_infer_task *t, const rf_lm *lm, void *arg)
         goto out;
     }
     int max_tokens = r->max_tokens ? r->max_tokens : room;
-    rf_complete_params p = {.max_tokens = max_tokens, .n = r->n, .sampling = r->sampling,
-                            .stop = (const char *const *)r->stop, .n_stop = r->n_stop,
+    rf_complete_params p = {.max_tokens = max_tokens,
+                            .n = r->n,
+                            .sampling = r->sampling,
+                            .stop = (const char *const *)r->stop,
+                            .n_stop = r->n_stop,
                             .top_logprobs = r->top_logprobs};
     stream_ctx sc = {.r = r, .t = t, .lm = lm};
     if (n + (size_t)max_tokens > (size_t)ctx_len) {
-        rf_error_field(&err, RF_EINVAL, r->chat && json_object_get(r->body, "max_completion_tokens")
-                                            ? "max_completion_tokens" : "max_tokens",
+        rf_error_field(&err, RF_EINVAL,
+                       r->chat && json_object_get(r->body, "max_completion_tokens")
+                           ? "max_completion_tokens"
+                           : "max_tokens",
                        "the prompt (%zu tokens) plus %d new tokens exceed the model's context of "
-                       "%d tokens", n, max_tokens, ctx_len);
+                       "%d tokens",
+                       n, max_tokens, ctx_len);
         rf_infer_fail(t, &err);
         goto out;
     }
@@ -432,14 +460,14 @@ static void work(rf_infer_task *t, const rf_lm *lm, void *arg)
     rc = rf_complete(lm, ids, (int)n, &p, on_piece, &sc, &res, &err);
     if (r->stream) {
         if (rc < 0 && rc != RF_ECANCELED) {
-            send_event(t, json_pack("{s:{s:s,s:s}}", "error", "message", err.msg, "type",
-                                    "server_error"));
+            send_event(
+                t, json_pack("{s:{s:s,s:s}}", "error", "message", err.msg, "type", "server_error"));
         } else if (rc == 0) {
             if (r->include_usage) {
                 json_t *ev = envelope(r, true);
                 json_object_set_new(ev, "choices", json_array());
-                json_object_set_new(ev, "usage", usage_json(&res, res.prompt_tokens,
-                                                            res.completion_tokens));
+                json_object_set_new(ev, "usage",
+                                    usage_json(&res, res.prompt_tokens, res.completion_tokens));
                 send_event(t, ev);
             }
             rf_infer_emit(t, "data: [DONE]\n\n", 14);
@@ -455,8 +483,9 @@ static void work(rf_infer_task *t, const rf_lm *lm, void *arg)
         const rf_complete_choice *c = &res.choices[s];
         json_t *ch = json_pack("{s:i}", "index", s);
         if (r->chat)
-            json_object_set_new(ch, "message", json_pack("{s:s,s:s%,s:n}", "role", "assistant",
-                                                         "content", c->text, c->len, "refusal"));
+            json_object_set_new(ch, "message",
+                                json_pack("{s:s,s:s%,s:n}", "role", "assistant", "content", c->text,
+                                          c->len, "refusal"));
         else
             json_object_set_new(ch, "text", json_stringn(c->text, c->len));
         json_object_set_new(ch, "logprobs", logprobs_json(r, lm, c, 0, c->n_tokens, 0));
@@ -492,7 +521,8 @@ static void handle(rf_req *req, bool chat)
         if (err && err->code == RF_ECANCELED) { /* shutdown (a gone client reads nothing) */
             rf_reply_problem(req, 503, "the server is shutting down; retry", NULL);
             rf_reply_header(req, "Retry-After", "1");
-        } else if (err) rf_reply_error(req, err);
+        } else if (err)
+            rf_reply_error(req, err);
         else {
             rf_reply_json_text(req, 200, r->json);
             r->json = NULL;

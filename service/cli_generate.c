@@ -89,19 +89,32 @@ int rf_cmd_generate(int argc, char **argv)
     int n_stop = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--chat")) chat = true;
-        else if (!strcmp(a, "--json")) as_json = true;
-        else if (!v) return gen_usage();
-        else if (!strcmp(a, "--model")) model = argv[++i];
-        else if (!strcmp(a, "--prompt")) prompt = argv[++i];
-        else if (!strcmp(a, "--ids")) ids_arg = argv[++i];
-        else if (!strcmp(a, "--max-tokens") && parse_long(v, 1, 1 << 20, &max_tokens)) i++;
-        else if (!strcmp(a, "--top-k") && parse_long(v, 0, 1 << 30, &top_k)) i++;
-        else if (!strcmp(a, "--seed") && parse_long(v, 0, 0x7fffffffffffffffL, &seed)) i++;
-        else if (!strcmp(a, "--temperature") && parse_double(v, &temperature)) i++;
-        else if (!strcmp(a, "--top-p") && parse_double(v, &top_p)) i++;
-        else if (!strcmp(a, "--stop") && n_stop < RF_MAX_STOP_STRINGS) stops[n_stop++] = argv[++i];
-        else return gen_usage();
+        if (!strcmp(a, "--chat"))
+            chat = true;
+        else if (!strcmp(a, "--json"))
+            as_json = true;
+        else if (!v)
+            return gen_usage();
+        else if (!strcmp(a, "--model"))
+            model = argv[++i];
+        else if (!strcmp(a, "--prompt"))
+            prompt = argv[++i];
+        else if (!strcmp(a, "--ids"))
+            ids_arg = argv[++i];
+        else if (!strcmp(a, "--max-tokens") && parse_long(v, 1, 1 << 20, &max_tokens))
+            i++;
+        else if (!strcmp(a, "--top-k") && parse_long(v, 0, 1 << 30, &top_k))
+            i++;
+        else if (!strcmp(a, "--seed") && parse_long(v, 0, 0x7fffffffffffffffL, &seed))
+            i++;
+        else if (!strcmp(a, "--temperature") && parse_double(v, &temperature))
+            i++;
+        else if (!strcmp(a, "--top-p") && parse_double(v, &top_p))
+            i++;
+        else if (!strcmp(a, "--stop") && n_stop < RF_MAX_STOP_STRINGS)
+            stops[n_stop++] = argv[++i];
+        else
+            return gen_usage();
     }
     if (!model || !!prompt == !!ids_arg || (chat && !prompt)) return gen_usage();
     rf_lm lm;
@@ -170,15 +183,24 @@ int rf_cmd_eval(int argc, char **argv)
     bool chat = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--chat")) chat = true;
-        else if (!v) return eval_usage();
-        else if (!strcmp(a, "--model")) model = argv[++i];
-        else if (!strcmp(a, "--dataset")) dataset = argv[++i];
-        else if (!strcmp(a, "--split")) split = argv[++i];
-        else if (!strcmp(a, "--metrics")) metrics = argv[++i];
-        else if (!strcmp(a, "--limit") && parse_long(v, 0, 1L << 40, &limit)) i++;
-        else if (!strcmp(a, "--max-new-tokens") && parse_long(v, 1, 1 << 16, &max_new)) i++;
-        else return eval_usage();
+        if (!strcmp(a, "--chat"))
+            chat = true;
+        else if (!v)
+            return eval_usage();
+        else if (!strcmp(a, "--model"))
+            model = argv[++i];
+        else if (!strcmp(a, "--dataset"))
+            dataset = argv[++i];
+        else if (!strcmp(a, "--split"))
+            split = argv[++i];
+        else if (!strcmp(a, "--metrics"))
+            metrics = argv[++i];
+        else if (!strcmp(a, "--limit") && parse_long(v, 0, 1L << 40, &limit))
+            i++;
+        else if (!strcmp(a, "--max-new-tokens") && parse_long(v, 1, 1 << 16, &max_new))
+            i++;
+        else
+            return eval_usage();
     }
     if (!model || !dataset) return eval_usage();
     rf_error err = {0};

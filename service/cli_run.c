@@ -93,8 +93,9 @@ static int ctx_resolve(rf_job_ctx *ctx, const char *kind, const char *ref, char 
     struct stat st;
     bool want_dir = !strcmp(kind, "model");
     if (stat(ref, &st) || (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)))
-        return rf_errorf(err, RF_EINVAL, "%s '%s' is not a %s here (refinery run takes local paths)",
-                         kind, ref, want_dir ? "folder" : "file");
+        return rf_errorf(err, RF_EINVAL,
+                         "%s '%s' is not a %s here (refinery run takes local paths)", kind, ref,
+                         want_dir ? "folder" : "file");
     *path = realpath(ref, NULL);
     return *path ? 0 : rf_errorf(err, RF_ENOMEM, "out of memory");
 }
@@ -110,9 +111,12 @@ int rf_cmd_run(int argc, char **argv)
 {
     const char *file = NULL, *workdir = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--workdir") && i + 1 < argc) workdir = argv[++i];
-        else if (argv[i][0] != '-' && !file) file = argv[i];
-        else return usage();
+        if (!strcmp(argv[i], "--workdir") && i + 1 < argc)
+            workdir = argv[++i];
+        else if (argv[i][0] != '-' && !file)
+            file = argv[i];
+        else
+            return usage();
     }
     if (!file) return usage();
     rf_runners_register_builtin();
@@ -120,8 +124,7 @@ int rf_cmd_run(int argc, char **argv)
     if (tj && !strcmp(tj, "1")) rf_testjobs_register();
 
     json_error_t je;
-    json_t *job = json_load_file(file, JSON_REJECT_DUPLICATES, &je), *result = NULL,
-           *resume = NULL;
+    json_t *job = json_load_file(file, JSON_REJECT_DUPLICATES, &je), *result = NULL, *resume = NULL;
     if (!job) {
         fprintf(stderr, "refinery run: %s: %s (line %d)\n", file, je.text, je.line);
         return 2;
@@ -146,8 +149,10 @@ int rf_cmd_run(int argc, char **argv)
         goto out;
     }
     local l;
-    if (workdir) snprintf(l.dir, sizeof l.dir, "%s", workdir);
-    else snprintf(l.dir, sizeof l.dir, "refinery-run-%d", (int)getpid());
+    if (workdir)
+        snprintf(l.dir, sizeof l.dir, "%s", workdir);
+    else
+        snprintf(l.dir, sizeof l.dir, "refinery-run-%d", (int)getpid());
     if (mkdir(l.dir, 0750) && errno != EEXIST) {
         fprintf(stderr, "refinery run: cannot create %s: %s\n", l.dir, strerror(errno));
         status = 1;
@@ -176,7 +181,8 @@ int rf_cmd_run(int argc, char **argv)
     };
     int rc = runner->run(params, &ctx, &result, &err);
     if (rc < 0) {
-        fprintf(stderr, "refinery run: %s failed: %s\n", type, err.msg[0] ? err.msg : rf_strerror(rc));
+        fprintf(stderr, "refinery run: %s failed: %s\n", type,
+                err.msg[0] ? err.msg : rf_strerror(rc));
         status = 1;
         goto out;
     }

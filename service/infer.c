@@ -23,10 +23,10 @@ struct rf_infer_task {
     void (*free_arg)(void *);
     /* Guarded by g_lock: */
     int state;
-    int refs;            /* the inference thread, the request, the stream body */
-    bool suspended;      /* the connection is suspended by us */
-    bool work_done;      /* the work function returned */
-    bool body_gone;      /* libmicrohttpd freed the stream body */
+    int refs;       /* the inference thread, the request, the stream body */
+    bool suspended; /* the connection is suspended by us */
+    bool work_done; /* the work function returned */
+    bool body_gone; /* libmicrohttpd freed the stream body */
     bool failed;
     rf_error err;
     char *buf; /* stream bytes not yet read by libmicrohttpd */
@@ -224,8 +224,10 @@ int rf_infer_submit(rf_req *req, const char *dir, rf_infer_work work, void *arg,
      * always finds a suspended connection. */
     t->suspended = true;
     MHD_suspend_connection(req->conn);
-    if (g_tail) g_tail->next = t;
-    else g_head = t;
+    if (g_tail)
+        g_tail->next = t;
+    else
+        g_head = t;
     g_tail = t;
     g_queued++;
     req->stream = t;

@@ -9,11 +9,12 @@
 
 static int options(const json_t *params, rf_eval_opts *o, rf_error *err)
 {
-    static const char *const known[] = {"model", "dataset", "split", "metrics", "limit",
-                                        "chat", "max_new_tokens", NULL};
+    static const char *const known[] = {"model", "dataset", "split",          "metrics",
+                                        "limit", "chat",    "max_new_tokens", NULL};
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)params, k, v) {
+    json_object_foreach((json_t *)params, k, v)
+    {
         bool ok = false;
         for (const char *const *n = known; *n && !ok; n++)
             ok = !strcmp(*n, k);
@@ -51,8 +52,8 @@ static int options(const json_t *params, rf_eval_opts *o, rf_error *err)
         return rf_error_field(err, RF_EINVAL, "chat", "'chat' must be true or false");
     o->chat = json_is_true(chat);
     json_t *mnt = json_object_get(params, "max_new_tokens");
-    if (mnt && (!json_is_integer(mnt) || json_integer_value(mnt) < 1 ||
-                json_integer_value(mnt) > 4096))
+    if (mnt &&
+        (!json_is_integer(mnt) || json_integer_value(mnt) < 1 || json_integer_value(mnt) > 4096))
         return rf_error_field(err, RF_EINVAL, "max_new_tokens",
                               "'max_new_tokens' must be an integer in [1, 4096]");
     o->max_new_tokens = mnt ? (int)json_integer_value(mnt) : 64;

@@ -71,8 +71,10 @@ static void test_greedy_is_reference(void **state)
     rf_tensor ids, greedy;
     rf_st_view(&exp, rf_st_find(&exp, "input_ids"), &ids);
     rf_st_view(&exp, rf_st_find(&exp, "greedy"), &greedy);
-    rf_complete_params p = {.max_tokens = (int)greedy.shape[0], .n = 2,
-                            .sampling = {.temperature = 0, .top_p = 1}, .top_logprobs = 3};
+    rf_complete_params p = {.max_tokens = (int)greedy.shape[0],
+                            .n = 2,
+                            .sampling = {.temperature = 0, .top_p = 1},
+                            .top_logprobs = 3};
     rf_complete_result r;
     assert_int_equal(rf_complete(&g_lm, ids.data, (int)ids.shape[0], &p, NULL, NULL, &r, &err), 0);
     assert_int_equal(r.prompt_tokens, ids.shape[0]);
@@ -135,9 +137,12 @@ static int complete_text(const char *prompt, uint64_t seed, const char *stop, in
     rf_error err = {0};
     assert_int_equal(rf_lm_encode_prompt(&g_lm, prompt, &ids, &ni, &err), 0);
     const char *stops[1] = {stop};
-    rf_complete_params p = {.max_tokens = 40, .n = n,
+    rf_complete_params p = {.max_tokens = 40,
+                            .n = n,
                             .sampling = {.temperature = 1.5f, .top_p = 1, .seed = seed},
-                            .stop = stops, .n_stop = stop ? 1 : 0, .top_logprobs = -1};
+                            .stop = stops,
+                            .n_stop = stop ? 1 : 0,
+                            .top_logprobs = -1};
     int rc = rf_complete(&g_lm, ids, (int)ni, &p, k ? collect : NULL, k, r, &err);
     free(ids);
     return rc;
@@ -178,8 +183,8 @@ static void test_complete_errors(void **state)
     int ids[2] = {5, 6};
     rf_complete_result r;
     rf_error err = {0};
-    rf_complete_params p = {.max_tokens = 200, .n = 1, .sampling = {.top_p = 1},
-                            .top_logprobs = -1};
+    rf_complete_params p = {
+        .max_tokens = 200, .n = 1, .sampling = {.top_p = 1}, .top_logprobs = -1};
     assert_int_equal(rf_complete(&g_lm, ids, 2, &p, NULL, NULL, &r, &err), RF_EINVAL);
     assert_string_equal(err.field, "max_tokens");
     p.max_tokens = 4;
@@ -234,8 +239,7 @@ static void test_eval_metrics(void **state)
     rf_complete_result g;
     rf_error err = {0};
     assert_int_equal(rf_lm_encode_prompt(&g_lm, "this is", &ids, &ni, &err), 0);
-    rf_complete_params gp = {.max_tokens = 4, .n = 1, .sampling = {.top_p = 1},
-                             .top_logprobs = -1};
+    rf_complete_params gp = {.max_tokens = 4, .n = 1, .sampling = {.top_p = 1}, .top_logprobs = -1};
     assert_int_equal(rf_complete(&g_lm, ids, (int)ni, &gp, NULL, NULL, &g, &err), 0);
     free(ids);
     assert_true(g.choices[0].len > 0);
@@ -253,7 +257,8 @@ static void test_eval_metrics(void **state)
     rf_complete_result_free(&g);
 
     rf_eval_opts o = {.metrics = RF_METRIC_PERPLEXITY | RF_METRIC_ACCURACY | RF_METRIC_EXACT_MATCH,
-                      .split = -1, .max_new_tokens = 4};
+                      .split = -1,
+                      .max_new_tokens = 4};
     json_t *m;
     assert_int_equal(rf_eval_dataset(&g_lm, path, &o, &m, &err), 0);
     /* perplexity from scratch over the three response rows */
@@ -339,8 +344,8 @@ static void test_cli(void **state)
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/e.jsonl", g_dir);
     write_file(path, "{\"prompt\":\"hi\",\"response\":\"test\"}\n");
-    char *gen[] = {"generate", "--model", g_model, "--prompt", "this is", "--max-tokens", "4",
-                   "--json"};
+    char *gen[] = {"generate", "--model",      g_model, "--prompt",
+                   "this is",  "--max-tokens", "4",     "--json"};
     assert_int_equal(rf_cmd_generate(8, gen), 0);
     char *ev[] = {"eval", "--model", g_model, "--dataset", path, "--metrics", "perplexity"};
     assert_int_equal(rf_cmd_eval(7, ev), 0);

@@ -26,8 +26,9 @@ static void make_model(const char *dst, const char *fixture)
     assert_int_equal(mkdir(dst, 0750), 0);
     for (int i = 0; i < 4; i++) {
         char rel[PATH_MAX], src[PATH_MAX], to[PATH_MAX * 2];
-        snprintf(rel, sizeof rel, i < 2 ? "tests/reference/fixtures/%s/%s"
-                                        : "tests/reference/tokenizers/bytelevel/%.0s%s",
+        snprintf(rel, sizeof rel,
+                 i < 2 ? "tests/reference/fixtures/%s/%s"
+                       : "tests/reference/tokenizers/bytelevel/%.0s%s",
                  fixture, files[i]);
         assert_non_null(realpath(rel, src));
         snprintf(to, sizeof to, "%s/%s", dst, files[i]);
