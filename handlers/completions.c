@@ -11,6 +11,8 @@
 #include "service/infer.h"
 #include "service/resolve.h"
 
+#define RF_DEFAULT_CHAT_TOKENS 4096
+
 /* One request, checked; owned by the task once submitted. */
 typedef struct creq {
     bool chat;
@@ -426,7 +428,12 @@ static void work(rf_infer_task *t, const rf_lm *lm, void *arg)
         rf_infer_fail(t, &err);
         goto out;
     }
-    int max_tokens = r->max_tokens ? r->max_tokens : room;
+    /* Without max_tokens a chat answer may use the rest of the context, up to
+     * RF_DEFAULT_CHAT_TOKENS: the KV cache is sized for it up front, and a
+     * 128K-token context would reserve gigabytes for a short answer. */
+    int max_tokens = r->max_tokens                   ? r->max_tokens
+                     : room < RF_DEFAULT_CHAT_TOKENS ? room
+                                                     : RF_DEFAULT_CHAT_TOKENS;
     rf_complete_params p = {.max_tokens = max_tokens,
                             .n = r->n,
                             .sampling = r->sampling,

@@ -197,15 +197,18 @@ static void test_complete_errors(void **state)
     assert_string_equal(err.field, "top_p");
 }
 
-/* Σ log p(target | context) from one full-sequence forward. */
-static double score(const char *ctx, const char *target, int *n_target)
+/* Σ log p(target | context) from one full-sequence forward, the context and
+ * target joined by delim (" " plain, "" chat). */
+static double score_with(const char *ctx, const char *delim, const char *target, int special,
+                         int *n_target)
 {
     int32_t *c, *w;
     size_t nc, nw;
-    char whole[256];
-    snprintf(whole, sizeof whole, "%s %s", ctx, target);
-    assert_int_equal(rf_tokenizer_encode(g_lm.tok, ctx, strlen(ctx), 1, &c, &nc, NULL), 0);
-    assert_int_equal(rf_tokenizer_encode(g_lm.tok, whole, strlen(whole), 1, &w, &nw, NULL), 0);
+    char whole[1024];
+    snprintf(whole, sizeof whole, "%s%s%s", ctx, delim, target);
+    assert_int_equal(rf_tokenizer_encode(g_lm.tok, ctx, strlen(ctx), special, &c, &nc, NULL), 0);
+    assert_int_equal(rf_tokenizer_encode(g_lm.tok, whole, strlen(whole), special, &w, &nw, NULL),
+                     0);
     const int V = g_lm.model.config.vocab_size;
     rf_llama_acts a = {0};
     float *lg = malloc(sizeof(float) * nw * (size_t)V);
@@ -221,6 +224,11 @@ static double score(const char *ctx, const char *target, int *n_target)
     free(c);
     free(w);
     return sum;
+}
+
+static double score(const char *ctx, const char *target, int *n_target)
+{
+    return score_with(ctx, " ", target, 1, n_target);
 }
 
 static void write_file(const char *path, const char *text)
@@ -326,6 +334,44 @@ static void test_eval_metrics(void **state)
     assert_non_null(strstr(err.msg, "line 2"));
 }
 
+/* chat: a prompt_response row becomes a user turn, a messages row's last
+ * assistant turn is the target; both follow the assistant header directly. */
+static void test_eval_chat(void **state)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/chat.jsonl", g_dir);
+    write_file(path, "{\"messages\":[{\"role\":\"system\",\"content\":\"hi\"},"
+                     "{\"role\":\"user\",\"content\":\"this is\"},"
+                     "{\"role\":\"assistant\",\"content\":\"the test\"}]}\n");
+    rf_eval_opts o = {.metrics = RF_METRIC_PERPLEXITY, .split = -1, .max_new_tokens = 4};
+    json_t *m;
+    rf_error err = {0};
+    assert_true(g_lm.has_chat);
+    assert_int_equal(rf_eval_dataset(&g_lm, path, &o, &m, &err), 0);
+    rf_chat_msg msgs[2] = {{"system", "hi"}, {"user", "this is"}};
+    rf_chat_out out = {0};
+    assert_int_equal(rf_chat_format(g_lm.tok, g_lm.chat_family, msgs, 2, 1, &out, &err), 0);
+    int n;
+    double s = score_with(out.text, "", "the test", 0, &n);
+    assert_int_equal(json_integer_value(json_object_get(m, "perplexity_tokens")), n);
+    assert_float_equal(json_real_value(json_object_get(m, "perplexity")), exp(-s / n),
+                       exp(-s / n) * 1e-4);
+    json_decref(m);
+    rf_chat_out_free(&out);
+
+    /* the same pair as prompt_response with chat on: the same number */
+    write_file(path, "{\"prompt\":\"this is\",\"response\":\"the test\"}\n");
+    o.chat = true;
+    assert_int_equal(rf_eval_dataset(&g_lm, path, &o, &m, &err), 0);
+    rf_chat_msg user = {"user", "this is"};
+    assert_int_equal(rf_chat_format(g_lm.tok, g_lm.chat_family, &user, 1, 1, &out, &err), 0);
+    s = score_with(out.text, "", "the test", 0, &n);
+    assert_float_equal(json_real_value(json_object_get(m, "perplexity")), exp(-s / n),
+                       exp(-s / n) * 1e-4);
+    json_decref(m);
+    rf_chat_out_free(&out);
+}
+
 static void test_parse(void **state)
 {
     int bits, split;
@@ -365,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_sampling_and_stop_strings),
         cmocka_unit_test(test_complete_errors),
         cmocka_unit_test(test_eval_metrics),
+        cmocka_unit_test(test_eval_chat),
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_cli),
     };
