@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "service/model_cache.h"
+
 #define MAX_ROUTES 64
 #define NSTATUS 600
 static const double k_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -147,6 +149,21 @@ char *rf_metrics_render(PGconn *c)
     add(&b, "# HELP refinery_artifact_bytes_written_total Bytes stored as artifacts by this process.\n"
             "# TYPE refinery_artifact_bytes_written_total counter\nrefinery_artifact_bytes_written_total %llu\n",
         (unsigned long long)atomic_load(&g_artifact_bytes));
+
+    int models;
+    size_t model_bytes;
+    long loads, evictions;
+    rf_model_cache_stats(&models, &model_bytes, &loads, &evictions);
+    add(&b, "# HELP refinery_model_cache_models Models loaded for completions in this process.\n"
+            "# TYPE refinery_model_cache_models gauge\nrefinery_model_cache_models %d\n"
+            "# HELP refinery_model_cache_bytes Bytes of the models loaded for completions.\n"
+            "# TYPE refinery_model_cache_bytes gauge\nrefinery_model_cache_bytes %zu\n"
+            "# HELP refinery_model_cache_loads_total Models loaded for completions.\n"
+            "# TYPE refinery_model_cache_loads_total counter\nrefinery_model_cache_loads_total %ld\n"
+            "# HELP refinery_model_cache_evictions_total Models evicted to stay within the budget.\n"
+            "# TYPE refinery_model_cache_evictions_total counter\n"
+            "refinery_model_cache_evictions_total %ld\n",
+        models, model_bytes, loads, evictions);
 
     if (c) {
         /* Cluster-wide figures: every process reports the same, from the database. */

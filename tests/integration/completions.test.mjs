@@ -164,6 +164,11 @@ test('the model cache evicts the least recently used model past its budget', asy
   assert.equal(t.choices.length, 1);
   assert.match(srv.logs, new RegExp(`model cache: unloaded ${dirA.replace(/[/.]/g, '\\$&')}\\b`));
   assert.match(srv.logs, new RegExp(`model cache: unloaded ${dirB.replace(/[/.]/g, '\\$&')}\\b`));
+  const metrics = await (await fetch(`${srv.base}/metrics`)).text();
+  const value = (name) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(metrics)[1]);
+  assert.equal(value('refinery_model_cache_models'), 1);
+  assert.ok(value('refinery_model_cache_evictions_total') >= 2);
+  assert.ok(value('refinery_model_cache_loads_total') >= 3);
 });
 
 test('errors: problem+json naming the field; other tenants cannot see the model', async () => {
