@@ -7,7 +7,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createDb, migrate, createKey, start, api, assertProblem, waitFor, run } from './harness.mjs';
+import { spawn } from 'node:child_process';
+import { createDb, migrate, createKey, start, api, assertProblem, waitFor, run, BIN } from './harness.mjs';
 import { loadRef, score } from './reflm.mjs';
 
 const repo = resolve(import.meta.dirname, '..', '..');
@@ -133,4 +134,40 @@ test('evaluate job: bad params are refused at POST, naming the field', async () 
   assert.equal(j.status, 'failed');
   assert.match(j.error, /no rows in split test/);
   assert.equal(j.attempts, 1);
+});
+
+test('refinery run: checkpoints in its folder, SIGINT stops, a second run resumes; artifacts', async () => {
+  const jobFile = join(root, 'sleep.json');
+  const work = join(root, 'sleep-work');
+  writeFileSync(jobFile, JSON.stringify({ type: 'test.sleep', params: { ms: 3000, steps: 30 } }));
+  const env = { ...process.env, REFINERY_TEST_JOBS: '1' };
+  const p = spawn(BIN, ['run', jobFile, '--workdir', work], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '', err = '';
+  p.stderr.on('data', (d) => (err += d));
+  const code = await new Promise((res) => {
+    p.stdout.on('data', (d) => {
+      out += d;
+      if (/"event":"checkpoint"/.test(out) && !p.killed) p.kill('SIGINT');
+    });
+    p.on('exit', (c) => res(c));
+  });
+  assert.equal(code, 1, err);
+  assert.match(err, /stopped at step/);
+  const again = run(['run', jobFile, '--workdir', work], { REFINERY_TEST_JOBS: '1' });
+  assert.equal(again.code, 0, again.stderr);
+  const result = again.stdout.trim().split('\n').map((l) => JSON.parse(l)).at(-1);
+  assert.equal(result.event, 'result');
+  assert.equal(result.data.attempt, 2);
+  assert.ok(result.data.resumed_from >= 1 && result.data.resumed_from < 30, JSON.stringify(result));
+
+  writeFileSync(jobFile, JSON.stringify({ type: 'test.artifact', params: { content: 'hello', name: 'a.txt' } }));
+  const art = run(['run', jobFile, '--workdir', join(root, 'art-work')], { REFINERY_TEST_JOBS: '1' });
+  assert.equal(art.code, 0, art.stderr);
+  const ev = art.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((l) => l.event === 'artifact');
+  assert.equal(ev.data.name, 'a.txt');
+  assert.equal(ev.data.bytes, 5);
+  // usage and params errors
+  assert.equal(run(['run']).code, 2);
+  writeFileSync(jobFile, JSON.stringify({ type: 'nope' }));
+  assert.equal(run(['run', jobFile]).code, 2);
 });
