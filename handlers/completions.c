@@ -421,6 +421,12 @@ static void work(rf_infer_task *t, const rf_lm *lm, void *arg)
         rf_infer_fail(t, &err);
         goto out;
     }
+    if (n == 0) { /* checked before a stream opens: an answer still can be a 422 */
+        rf_error_field(&err, RF_EINVAL, r->chat ? "messages" : "prompt",
+                       "the prompt encodes to no tokens");
+        rf_infer_fail(t, &err);
+        goto out;
+    }
     int ctx_len = lm->model.config.max_pos, room = ctx_len - (int)n;
     if (room < 1) {
         rf_error_field(&err, RF_EINVAL, r->chat ? "messages" : "prompt",

@@ -178,6 +178,7 @@ test('errors: problem+json naming the field; other tenants cannot see the model'
   assertProblem(assert, await post('/v1/completions', { prompt: 'hi' }), 422, 'model');
   assertProblem(assert, await post('/v1/completions', { model: 'tiny' }), 422, 'prompt');
   assertProblem(assert, await post('/v1/completions', { model: 'tiny', prompt: 'hi', temperature: 3 }), 422, 'temperature');
+  assertProblem(assert, await post('/v1/completions', { model: 'tiny', prompt: '', stream: true }), 422, 'prompt');
   assertProblem(assert, await post('/v1/completions', { model: 'tiny', prompt: 'hi', n: 0 }), 422, 'n');
   assertProblem(assert, await post('/v1/completions', { model: 'tiny', prompt: 'hi', stop: ['a', 'b', 'c', 'd', 'e'] }), 422, 'stop');
   assertProblem(assert, await post('/v1/completions', { model: 'tiny', prompt: 'hi', logprobs: 9 }), 422, 'logprobs');
