@@ -141,23 +141,9 @@ int rf_models_list(PGconn *c, const char *tenant, const char *after, int limit, 
                          "  FROM models WHERE id = $2 AND tenant_id = $1))"
                          " ORDER BY m.created_at DESC, m.id DESC LIMIT $3::int",
                          3, (const char *[]){tenant, after, l}, &r, err);
-    if (rc) {
-        PQclear(r);
-        return rc;
-    }
-    int n = PQntuples(r), shown = n > limit ? limit : n;
-    size_t cap = 64;
-    for (int i = 0; i < shown; i++) cap += (size_t)PQgetlength(r, i, 0) + 1;
-    char *s = malloc(cap);
-    if (s) {
-        size_t len = (size_t)sprintf(s, "{\"object\":\"list\",\"data\":[");
-        for (int i = 0; i < shown; i++) len += (size_t)sprintf(s + len, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
-        sprintf(s + len, "],\"has_more\":%s}", n > limit ? "true" : "false");
-    }
+    if (!rc) rc = rf_db_list_json(r, limit, json, err);
     PQclear(r);
-    if (!s) return rf_errorf(err, RF_ENOMEM, "out of memory");
-    *json = s;
-    return 0;
+    return rc;
 }
 
 int rf_models_delete(PGconn *c, const char *tenant, const char *id, rf_error *err)
