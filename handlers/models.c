@@ -68,7 +68,7 @@ void rf_h_models_files(rf_req *req)
     if (!c) return;
     char *json = NULL;
     rf_error e;
-    int rc = rf_models_files(c, req->tenant, req->cfg->model_roots, rf_req_param(req, 0), &json, &e);
+    int rc = rf_models_files(c, req->tenant, req->cfg->served_roots, rf_req_param(req, 0), &json, &e);
     reply(req, rc, 200, json, &e);
 }
 
@@ -79,7 +79,7 @@ void rf_h_models_file(rf_req *req)
     char *path = NULL;
     rf_error e;
     const char *name = rf_req_param(req, 1);
-    if (rf_models_file_path(c, req->tenant, req->cfg->model_roots, rf_req_param(req, 0), name, &path, &e)) {
+    if (rf_models_file_path(c, req->tenant, req->cfg->served_roots, rf_req_param(req, 0), name, &path, &e)) {
         rf_reply_error(req, &e);
         return;
     }
