@@ -413,7 +413,6 @@ int rf_http_start(const rf_config *cfg, const rf_route *routes, rf_http **out, r
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->http_max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
         MHD_OPTION_END);
     if (!h->d) {
         free(h);
