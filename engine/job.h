@@ -33,6 +33,10 @@ struct rf_job_ctx {
     int (*checkpoint)(rf_job_ctx *ctx, const json_t *state);
     /* Register a finished file under workdir as an artifact of the job. */
     int (*artifact)(rf_job_ctx *ctx, const char *kind, const char *path, const char *name);
+    /* Register the checkpoint folder dir (made under workdir) as a model of the
+     * job's tenant, named name; the folder moves into the model store. The
+     * new model's id is written to id_out (cap bytes; 40 is enough). */
+    int (*model)(rf_job_ctx *ctx, const char *dir, const char *name, char *id_out, size_t cap);
     /* True once the job should stop at its next safe point: cancelled by a
      * user, or the process is shutting down. The runner then returns
      * RF_ECANCELED; the service decides which of the two it was. */

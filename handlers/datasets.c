@@ -83,15 +83,9 @@ void rf_h_datasets_list(rf_req *req)
 {
     PGconn *c = rf_req_db(req);
     if (!c) return;
-    const char *ls = rf_req_query(req, "limit");
-    char *end = NULL;
-    long limit = ls ? strtol(ls, &end, 10) : 20;
+    long long limit;
+    if (!rf_req_query_int(req, "limit", 20, 1, 100, &limit)) return;
     rf_error e;
-    if (ls && (!*ls || *end || limit < 1 || limit > 100)) {
-        rf_error_field(&e, RF_EINVAL, "limit", "'limit' must be an integer in [1, 100]");
-        rf_reply_error(req, &e);
-        return;
-    }
     char *json = NULL;
     if (rf_datasets_list(c, req->tenant, rf_req_query(req, "after"), (int)limit, &json, &e))
         rf_reply_error(req, &e);

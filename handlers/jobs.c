@@ -7,26 +7,6 @@
 #include "service/jobs.h"
 #include "service/sse.h"
 
-/* An optional integer query parameter in [lo, hi]; false after replying 422. */
-static bool query_int(rf_req *req, const char *name, long long def, long long lo, long long hi,
-                      long long *out)
-{
-    const char *v = rf_req_query(req, name);
-    *out = def;
-    if (!v) return true;
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (!*v || *end || errno || x < lo || x > hi) {
-        rf_error e;
-        rf_error_field(&e, RF_EINVAL, name, "'%s' must be an integer in [%lld, %lld]", name, lo, hi);
-        rf_reply_error(req, &e);
-        return false;
-    }
-    *out = x;
-    return true;
-}
-
 static void reply_result(rf_req *req, int rc, int status, char *json, const rf_error *err)
 {
     if (rc) rf_reply_error(req, err);
@@ -58,7 +38,7 @@ void rf_h_jobs_list(rf_req *req)
                       .status = rf_req_query(req, "status"),
                       .after = rf_req_query(req, "after")};
     long long limit;
-    if (!query_int(req, "limit", 20, 1, 100, &limit)) return;
+    if (!rf_req_query_int(req, "limit", 20, 1, 100, &limit)) return;
     q.limit = (int)limit;
     if (q.status) {
         bool ok = false;
@@ -102,8 +82,8 @@ void rf_h_jobs_events(rf_req *req)
     PGconn *c = rf_req_db(req);
     if (!c) return;
     long long after, limit;
-    if (!query_int(req, "after", 0, 0, 9223372036854775807LL, &after) ||
-        !query_int(req, "limit", 100, 1, 1000, &limit))
+    if (!rf_req_query_int(req, "after", 0, 0, 9223372036854775807LL, &after) ||
+        !rf_req_query_int(req, "limit", 100, 1, 1000, &limit))
         return;
     const char *accept = rf_req_header(req, "Accept");
     if (accept && strstr(accept, "text/event-stream")) {

@@ -31,15 +31,9 @@ void rf_h_models_list(rf_req *req)
 {
     PGconn *c = rf_req_db(req);
     if (!c) return;
-    const char *ls = rf_req_query(req, "limit");
-    char *end = NULL;
-    long limit = ls ? strtol(ls, &end, 10) : 20;
+    long long limit;
+    if (!rf_req_query_int(req, "limit", 20, 1, 100, &limit)) return;
     rf_error e;
-    if (ls && (!*ls || *end || limit < 1 || limit > 100)) {
-        rf_error_field(&e, RF_EINVAL, "limit", "'limit' must be an integer in [1, 100]");
-        rf_reply_error(req, &e);
-        return;
-    }
     char *json = NULL;
     int rc = rf_models_list(c, req->tenant, rf_req_query(req, "after"), (int)limit, &json, &e);
     reply(req, rc, 200, json, &e);
@@ -74,7 +68,7 @@ void rf_h_models_files(rf_req *req)
     if (!c) return;
     char *json = NULL;
     rf_error e;
-    int rc = rf_models_files(c, req->tenant, req->cfg->model_roots, rf_req_param(req, 0), &json, &e);
+    int rc = rf_models_files(c, req->tenant, req->cfg->served_roots, rf_req_param(req, 0), &json, &e);
     reply(req, rc, 200, json, &e);
 }
 
@@ -85,7 +79,7 @@ void rf_h_models_file(rf_req *req)
     char *path = NULL;
     rf_error e;
     const char *name = rf_req_param(req, 1);
-    if (rf_models_file_path(c, req->tenant, req->cfg->model_roots, rf_req_param(req, 0), name, &path, &e)) {
+    if (rf_models_file_path(c, req->tenant, req->cfg->served_roots, rf_req_param(req, 0), name, &path, &e)) {
         rf_reply_error(req, &e);
         return;
     }

@@ -173,45 +173,55 @@ void rf_artifact_file_free(rf_artifact_file *f)
     memset(f, 0, sizeof *f);
 }
 
+/* Remove ".tmp.*" files under data_dir/<store>/<tenant>/. */
+static int sweep_temporaries(const char *data_dir, const char *store)
+{
+    int removed = 0;
+    char root[1100];
+    snprintf(root, sizeof root, "%s/%s", data_dir, store);
+    DIR *d = opendir(root);
+    if (!d) return 0;
+    struct dirent *t;
+    while ((t = readdir(d))) {
+        if (t->d_name[0] == '.') continue;
+        char sub[1400];
+        snprintf(sub, sizeof sub, "%s/%s", root, t->d_name);
+        DIR *s = opendir(sub);
+        if (!s) continue;
+        struct dirent *e;
+        while ((e = readdir(s))) {
+            if (strncmp(e->d_name, ".tmp.", 5)) continue;
+            char path[1700];
+            snprintf(path, sizeof path, "%s/%s", sub, e->d_name);
+            if (!unlink(path)) {
+                rf_log(RF_LOG_WARN, "sweep: removed the unfinished file %s", path);
+                removed++;
+            }
+        }
+        closedir(s);
+    }
+    closedir(d);
+    return removed;
+}
+
 int rf_artifacts_sweep(PGconn *c, const char *data_dir, int *removed, int *missing, rf_error *err)
 {
-    *removed = *missing = 0;
-    char root[1100];
-    snprintf(root, sizeof root, "%s/artifacts", data_dir);
-    DIR *d = opendir(root);
-    if (d) {
-        struct dirent *t;
-        while ((t = readdir(d))) {
-            if (t->d_name[0] == '.') continue;
-            char sub[1400];
-            snprintf(sub, sizeof sub, "%s/%s", root, t->d_name);
-            DIR *s = opendir(sub);
-            if (!s) continue;
-            struct dirent *e;
-            while ((e = readdir(s))) {
-                if (strncmp(e->d_name, ".tmp.", 5)) continue;
-                char path[1700];
-                snprintf(path, sizeof path, "%s/%s", sub, e->d_name);
-                if (!unlink(path)) {
-                    rf_log(RF_LOG_WARN, "sweep: removed the unfinished file %s", path);
-                    (*removed)++;
-                }
-            }
-            closedir(s);
-        }
-        closedir(d);
-    }
+    *removed = sweep_temporaries(data_dir, "artifacts") + sweep_temporaries(data_dir, "datasets");
+    *missing = 0;
     PGresult *r;
-    int rc = rf_db_exec(c, "SELECT id, path FROM artifacts", 0, NULL, &r, err);
+    int rc = rf_db_exec(c,
+                        "SELECT 'artifact', id, path FROM artifacts"
+                        " UNION ALL SELECT 'dataset', id, path FROM datasets",
+                        0, NULL, &r, err);
     if (rc) {
         PQclear(r);
         return rc;
     }
     for (int i = 0; i < PQntuples(r); i++) {
         struct stat st;
-        if (stat(PQgetvalue(r, i, 1), &st)) {
-            rf_log(RF_LOG_WARN, "sweep: artifact %s is recorded but its file %s is missing",
-                   PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+        if (stat(PQgetvalue(r, i, 2), &st)) {
+            rf_log(RF_LOG_WARN, "sweep: %s %s is recorded but its file %s is missing", PQgetvalue(r, i, 0),
+                   PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
             (*missing)++;
         }
     }

@@ -31,8 +31,8 @@ int rf_artifacts_file(PGconn *c, const char *tenant, const char *id, rf_artifact
                       rf_error *err);
 void rf_artifact_file_free(rf_artifact_file *f);
 
-/* At start: delete temporaries (".tmp.*") left in the store by a crash, and
- * report — never delete — rows whose file is missing. */
+/* At start: delete temporaries (".tmp.*") that a crash left in the artifact
+ * and dataset stores, and report — never delete — rows whose file is missing. */
 int rf_artifacts_sweep(PGconn *c, const char *data_dir, int *removed, int *missing, rf_error *err);
 
 #endif

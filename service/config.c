@@ -99,6 +99,9 @@ int rf_config_load(rf_config *cfg, rf_error *err)
         cfg->max_dataset_bytes = x;
     }
 
+    snprintf(cfg->served_roots, sizeof cfg->served_roots, "%s%s%s/models", cfg->model_roots,
+             cfg->model_roots[0] ? ":" : "", cfg->data_dir);
+
     const char *lf = getenv("REFINERY_LOG_FORMAT");
     if (lf && *lf && strcmp(lf, "text") && strcmp(lf, "json"))
         return rf_error_field(err, RF_EINVAL, "REFINERY_LOG_FORMAT",

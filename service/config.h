@@ -13,6 +13,7 @@ typedef struct rf_config {
     int listen_port;         /* REFINERY_LISTEN port part, default 8080 */
     char data_dir[1024];     /* REFINERY_DATA_DIR, default ./.run/data */
     char model_roots[4096];  /* REFINERY_MODEL_ROOTS: colon-separated folders models may live under */
+    char served_roots[5200]; /* those, plus the store of models jobs made (data_dir/models) */
     char migrations_dir[1024]; /* REFINERY_MIGRATIONS_DIR: override the embedded set */
     int workers;             /* REFINERY_WORKERS, default 1 */
     int http_threads;        /* REFINERY_HTTP_THREADS, default 4×cores in [8, 64] */

@@ -268,25 +268,9 @@ int rf_datasets_list(PGconn *c, const char *tenant, const char *after, int limit
                          "  FROM datasets WHERE id = $2 AND tenant_id = $1))"
                          " ORDER BY d.created_at DESC, d.id DESC LIMIT $3::int",
                          3, (const char *[]){tenant, after, l}, &r, err);
-    if (rc) {
-        PQclear(r);
-        return rc;
-    }
-    int n = PQntuples(r), shown = n > limit ? limit : n;
-    size_t cap = 64;
-    for (int i = 0; i < shown; i++) cap += (size_t)PQgetlength(r, i, 0) + 1;
-    char *s = malloc(cap);
-    if (!s) {
-        PQclear(r);
-        return rf_errorf(err, RF_ENOMEM, "out of memory");
-    }
-    size_t len = (size_t)sprintf(s, "{\"object\":\"list\",\"data\":[");
-    for (int i = 0; i < shown; i++)
-        len += (size_t)sprintf(s + len, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
-    sprintf(s + len, "],\"has_more\":%s}", n > limit ? "true" : "false");
+    if (!rc) rc = rf_db_list_json(r, limit, json, err);
     PQclear(r);
-    *json = s;
-    return 0;
+    return rc;
 }
 
 int rf_datasets_delete(PGconn *c, const char *tenant, const char *id, rf_error *err)

@@ -201,3 +201,22 @@ PGconn *rf_db_thread(rf_error *err)
     pthread_setspecific(g_key, c);
     return c;
 }
+
+int rf_db_list_json(PGresult *r, int limit, char **json, rf_error *err)
+{
+    int n = PQntuples(r), shown = n > limit ? limit : n;
+    size_t cap = 64;
+    for (int i = 0; i < shown; i++) cap += (size_t)PQgetlength(r, i, 0) + 1;
+    char *s = malloc(cap);
+    if (!s) return rf_errorf(err, RF_ENOMEM, "out of memory");
+    size_t len = (size_t)sprintf(s, "{\"object\":\"list\",\"data\":[");
+    for (int i = 0; i < shown; i++) {
+        if (i) s[len++] = ',';
+        size_t l = (size_t)PQgetlength(r, i, 0);
+        memcpy(s + len, PQgetvalue(r, i, 0), l);
+        len += l;
+    }
+    sprintf(s + len, "],\"has_more\":%s}", n > limit ? "true" : "false");
+    *json = s;
+    return 0;
+}

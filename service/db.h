@@ -30,6 +30,11 @@ const char *rf_db_sqlstate(const PGresult *res);
 PGconn *rf_db_thread(rf_error *err);
 void rf_db_set_url(const char *url);
 
+/* A page as the API lists it: {"object":"list","data":[…],"has_more":…} from
+ * the first column of r, which was asked for limit+1 rows (a row past the limit
+ * means there are more). */
+int rf_db_list_json(PGresult *r, int limit, char **json, rf_error *err);
+
 /* BEGIN / COMMIT / ROLLBACK (rollback ignores errors: it is the cleanup path). */
 int rf_db_begin(PGconn *c, rf_error *err);
 int rf_db_commit(PGconn *c, rf_error *err);

@@ -1,6 +1,7 @@
 #include "service/http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -157,6 +158,25 @@ const char *rf_req_param(const rf_req *req, int i)
 const char *rf_req_query(const rf_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+bool rf_req_query_int(rf_req *req, const char *name, long long def, long long lo, long long hi,
+                      long long *out)
+{
+    const char *v = rf_req_query(req, name);
+    *out = def;
+    if (!v) return true;
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || errno || x < lo || x > hi) {
+        rf_error e;
+        rf_error_field(&e, RF_EINVAL, name, "'%s' must be an integer in [%lld, %lld]", name, lo, hi);
+        rf_reply_error(req, &e);
+        return false;
+    }
+    *out = x;
+    return true;
 }
 
 const char *rf_req_header(const rf_req *req, const char *name)
@@ -398,7 +418,6 @@ int rf_http_start(const rf_config *cfg, const rf_route *routes, rf_http **out, r
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->http_max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
         MHD_OPTION_END);
     if (!h->d) {
         free(h);

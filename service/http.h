@@ -57,6 +57,10 @@ void rf_http_stop(rf_http *h, int grace_ms);
 const char *rf_req_param(const rf_req *req, int i);
 const char *rf_req_query(const rf_req *req, const char *name);
 const char *rf_req_header(const rf_req *req, const char *name);
+/* An optional integer query parameter in [lo, hi] (def when absent); false
+ * after replying 422 naming it. */
+bool rf_req_query_int(rf_req *req, const char *name, long long def, long long lo, long long hi,
+                      long long *out);
 /* This thread's database connection; NULL after replying 503 itself. */
 PGconn *rf_req_db(rf_req *req);
 /* Parse the body as a JSON value; NULL after replying 400/415 itself. */

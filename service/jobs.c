@@ -280,26 +280,6 @@ int rf_jobs_get(PGconn *c, const char *tenant, const char *id, char **json, rf_e
     return rc;
 }
 
-/* {"object":"list","data":[rows…],"has_more":…}; rows beyond limit mean more. */
-static int list_json(PGresult *r, int limit, char **json, rf_error *err)
-{
-    int n = PQntuples(r), shown = n > limit ? limit : n;
-    size_t cap = 64;
-    for (int i = 0; i < shown; i++) cap += (size_t)PQgetlength(r, i, 0) + 1;
-    char *s = malloc(cap);
-    if (!s) return rf_errorf(err, RF_ENOMEM, "out of memory");
-    size_t len = (size_t)sprintf(s, "{\"object\":\"list\",\"data\":[");
-    for (int i = 0; i < shown; i++) {
-        if (i) s[len++] = ',';
-        size_t l = (size_t)PQgetlength(r, i, 0);
-        memcpy(s + len, PQgetvalue(r, i, 0), l);
-        len += l;
-    }
-    sprintf(s + len, "],\"has_more\":%s}", n > limit ? "true" : "false");
-    *json = s;
-    return 0;
-}
-
 int rf_jobs_list(PGconn *c, const char *tenant, const rf_job_query *q, char **json, rf_error *err)
 {
     char limit[16];
@@ -318,7 +298,7 @@ int rf_jobs_list(PGconn *c, const char *tenant, const rf_job_query *q, char **js
                         "      WHERE id = $4 AND tenant_id = $1))"
                         " ORDER BY j.seq DESC LIMIT $5::int",
                         5, p, &r, err);
-    if (!rc) rc = list_json(r, q->limit, json, err);
+    if (!rc) rc = rf_db_list_json(r, q->limit, json, err);
     PQclear(r);
     return rc;
 }
@@ -382,7 +362,7 @@ int rf_jobs_events(PGconn *c, const char *tenant, const char *id, long long afte
                     " ORDER BY e.id LIMIT $3::int",
                     3, (const char *[]){id, a, l}, &r, err);
     if (rc) goto out;
-    rc = list_json(r, limit, json, err);
+    rc = rf_db_list_json(r, limit, json, err);
 out:
     PQclear(r);
     return rc;

@@ -115,6 +115,46 @@ int rf_models_register(PGconn *c, const char *tenant, const char *roots, const j
     return rc;
 }
 
+int rf_models_adopt(PGconn *c, const char *data_dir, const char *tenant, const char *job_id,
+                    const char *dir, const char *name, char id_out[40], rf_error *err)
+{
+    if (!name || !*name || strlen(name) > 200 || strchr(name, '/'))
+        return rf_error_field(err, RF_EINVAL, "name", "a model name must be 1 to 200 characters without '/'");
+    rf_model_info info;
+    int rc = rf_model_inspect(dir, &info, err);
+    if (rc) return rc;
+    char store[PATH_MAX], dest[PATH_MAX + 64];
+    snprintf(store, sizeof store, "%s/models", data_dir);
+    mkdir(store, 0750);
+    snprintf(store, sizeof store, "%s/models/%s", data_dir, tenant);
+    mkdir(store, 0750);
+    rf_id_new("mdl", id_out);
+    snprintf(dest, sizeof dest, "%s/%s", store, id_out);
+    if (rename(dir, dest)) {
+        rf_model_info_clear(&info);
+        return rf_errorf(err, RF_EIO, "cannot move %s into the model store: %s", dir, strerror(errno));
+    }
+    char params[32], bytes[32];
+    snprintf(params, sizeof params, "%llu", (unsigned long long)info.parameters);
+    snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)info.bytes);
+    char *q = info.quantization ? json_dumps(info.quantization, JSON_COMPACT) : NULL;
+    const char *p[10] = {id_out, tenant, name, dest, info.architecture, params, info.dtype, bytes, q, job_id};
+    PGresult *r;
+    rc = rf_db_execp(c,
+                     "INSERT INTO models (id, tenant_id, name, path, architecture, parameters, dtype, bytes,"
+                     " quantization, source_job_id) VALUES ($1, $2, $3, $4, $5, $6::bigint, $7, $8::bigint,"
+                     " $9::jsonb, $10) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING id",
+                     10, p, &r, err);
+    free(q);
+    rf_model_info_clear(&info);
+    if (!rc && PQntuples(r) == 0)
+        rc = rf_error_field(err, RF_EINVAL, "name", "a model named '%s' already exists", name);
+    PQclear(r);
+    if (rc && rename(dest, dir)) /* not recorded: give the folder back */
+        rf_errorf(err, RF_EIO, "model %s was not recorded and could not be moved back", dest);
+    return rc;
+}
+
 int rf_models_get(PGconn *c, const char *tenant, const char *id, char **json, rf_error *err)
 {
     if (!rf_id_valid("mdl", id)) return rf_errorf(err, RF_ENOTFOUND, "no model with id '%s'", id);
@@ -141,23 +181,9 @@ int rf_models_list(PGconn *c, const char *tenant, const char *after, int limit, 
                          "  FROM models WHERE id = $2 AND tenant_id = $1))"
                          " ORDER BY m.created_at DESC, m.id DESC LIMIT $3::int",
                          3, (const char *[]){tenant, after, l}, &r, err);
-    if (rc) {
-        PQclear(r);
-        return rc;
-    }
-    int n = PQntuples(r), shown = n > limit ? limit : n;
-    size_t cap = 64;
-    for (int i = 0; i < shown; i++) cap += (size_t)PQgetlength(r, i, 0) + 1;
-    char *s = malloc(cap);
-    if (s) {
-        size_t len = (size_t)sprintf(s, "{\"object\":\"list\",\"data\":[");
-        for (int i = 0; i < shown; i++) len += (size_t)sprintf(s + len, "%s%s", i ? "," : "", PQgetvalue(r, i, 0));
-        sprintf(s + len, "],\"has_more\":%s}", n > limit ? "true" : "false");
-    }
+    if (!rc) rc = rf_db_list_json(r, limit, json, err);
     PQclear(r);
-    if (!s) return rf_errorf(err, RF_ENOMEM, "out of memory");
-    *json = s;
-    return 0;
+    return rc;
 }
 
 int rf_models_delete(PGconn *c, const char *tenant, const char *id, rf_error *err)

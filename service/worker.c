@@ -15,6 +15,7 @@
 #include "service/db.h"
 #include "service/log.h"
 #include "service/metrics.h"
+#include "service/models.h"
 #include "service/artifacts.h"
 #include "service/auth.h"
 #include "service/queue.h"
@@ -147,6 +148,23 @@ static int ctx_artifact(rf_job_ctx *ctx, const char *kind, const char *path, con
     return 0;
 }
 
+static int ctx_model(rf_job_ctx *ctx, const char *dir, const char *name, char *id_out, size_t cap)
+{
+    worker *w = ctx_worker(ctx);
+    char id[RF_ID_MAX];
+    rf_error err;
+    int rc = rf_models_adopt(w->db, w->pool->cfg->data_dir, w->job.tenant, w->job.id, dir, name, id, &err);
+    if (rc) {
+        rf_log(RF_LOG_WARN, "job %s: model %s not registered: %s", w->job.id, name, err.msg);
+        return rc;
+    }
+    snprintf(id_out, cap, "%s", id);
+    json_t *d = json_pack("{s:s,s:s}", "model_id", id, "name", name);
+    ctx_event(ctx, "model", d);
+    json_decref(d);
+    return 0;
+}
+
 static bool ctx_should_stop(rf_job_ctx *ctx)
 {
     worker *w = ctx_worker(ctx);
@@ -205,6 +223,7 @@ static void run_one(worker *w)
         .event = ctx_event,
         .checkpoint = ctx_checkpoint,
         .artifact = ctx_artifact,
+        .model = ctx_model,
         .should_stop = ctx_should_stop,
         .resolve = ctx_resolve,
     };

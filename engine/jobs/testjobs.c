@@ -1,6 +1,8 @@
 #include "engine/jobs/testjobs.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -149,6 +151,60 @@ static int artifact_run(const json_t *params, rf_job_ctx *ctx, json_t **result, 
     return 0;
 }
 
+/* ---- test.model ---- */
+
+static int model_validate(const json_t *params, rf_error *err)
+{
+    static const char *const keys[] = {"from", "name", NULL};
+    int rc = only_keys(params, keys, err);
+    if (rc) return rc;
+    const char *from = json_string_value(json_object_get(params, "from"));
+    if (!from || from[0] != '/') return rf_error_field(err, RF_EINVAL, "from", "'from' must be an absolute folder path");
+    if (!json_is_string(json_object_get(params, "name")))
+        return rf_error_field(err, RF_EINVAL, "name", "'name' must be a string");
+    return 0;
+}
+
+static int copy_file(const char *src, const char *dst, rf_error *err)
+{
+    FILE *in = fopen(src, "rb"), *out = in ? fopen(dst, "wb") : NULL;
+    char buf[65536];
+    size_t n;
+    bool ok = in && out;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
+    if (in) fclose(in);
+    if (out && fclose(out)) ok = false;
+    return ok ? 0 : rf_errorf(err, RF_EIO, "copying %s failed", src);
+}
+
+/* Copies a checkpoint folder into its workdir and registers it as a model:
+ * what a training or quantization job does with what it makes. */
+static int model_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
+{
+    const char *from = json_string_value(json_object_get(params, "from"));
+    char dir[1400];
+    snprintf(dir, sizeof dir, "%s/model", ctx->workdir);
+    if (mkdir(dir, 0750) && errno != EEXIST) return rf_errorf(err, RF_EIO, "cannot create %s", dir);
+    DIR *d = opendir(from);
+    if (!d) return rf_errorf(err, RF_EINVAL, "cannot read %s", from);
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char a[2048], b[2048];
+        snprintf(a, sizeof a, "%s/%s", from, e->d_name);
+        snprintf(b, sizeof b, "%s/%s", dir, e->d_name);
+        rc = copy_file(a, b, err);
+    }
+    closedir(d);
+    if (rc) return rc;
+    char id[64];
+    if ((rc = ctx->model(ctx, dir, json_string_value(json_object_get(params, "name")), id, sizeof id)))
+        return rf_errorf(err, RF_EINVAL, "the model was not registered");
+    *result = json_pack("{s:s}", "model_id", id);
+    return 0;
+}
+
 void rf_testjobs_register(void)
 {
     static const rf_runner runners[] = {
@@ -156,6 +212,7 @@ void rf_testjobs_register(void)
         {"test.sleep", sleep_validate, sleep_run},
         {"test.fail", fail_validate, fail_run},
         {"test.artifact", artifact_validate, artifact_run},
+        {"test.model", model_validate, model_run},
     };
     for (size_t i = 0; i < sizeof runners / sizeof runners[0]; i++) rf_runner_register(&runners[i]);
 }

@@ -6,7 +6,9 @@
  *                  a stop at the next step boundary when asked
  *   test.fail      fails its first params.fail_attempts attempts (retryable),
  *                  or every attempt with a final error when params.final
- *   test.artifact  writes params.content to a file and registers it */
+ *   test.artifact  writes params.content to a file and registers it
+ *   test.model     copies the checkpoint folder params.from and registers it
+ *                  as a model named params.name */
 #ifndef RF_TESTJOBS_H
 #define RF_TESTJOBS_H
 

@@ -141,6 +141,8 @@ test('start-up sweep: temporaries removed, rows without files reported, not dele
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, '.tmp.half-written'), 'partial');
   writeFileSync(join(dir, 'kept'), 'a finished file stays');
+  mkdirSync(join(dataDir, 'datasets', tenant), { recursive: true });
+  writeFileSync(join(dataDir, 'datasets', tenant, '.tmp.ds_half'), '{"prompt":');
   const ghost = 'art_' + 'g'.repeat(24);
   psql(db, `INSERT INTO artifacts (id, tenant_id, kind, name, bytes, sha256, path)
     VALUES ('${ghost}', '${tenant}', 'test', 'gone.bin', 1, 'x', '${join(dir, 'gone')}')`);
@@ -148,6 +150,7 @@ test('start-up sweep: temporaries removed, rows without files reported, not dele
   try {
     assert.ok(!existsSync(join(dir, '.tmp.half-written')));
     assert.ok(existsSync(join(dir, 'kept')));
+    assert.ok(!existsSync(join(dataDir, 'datasets', tenant, '.tmp.ds_half')));
     assert.match(s3.logs, new RegExp(`artifact ${ghost} is recorded but its file .* is missing`));
     assert.equal(psql(db, `SELECT count(*) FROM artifacts WHERE id = '${ghost}'`)[0][0], '1');
     const r = await api(s3.base, key, 'GET', `/v1/artifacts/${ghost}/content`);

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, symlinkSync, statSync, truncateSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createDb, migrate, createKey, start, api, assertProblem, psql } from './harness.mjs';
+import { createDb, migrate, createKey, start, api, assertProblem, psql, waitFor } from './harness.mjs';
 
 const repo = resolve(import.meta.dirname, '..', '..');
 const fixtures = join(repo, 'tests', 'reference', 'fixtures');
@@ -181,4 +181,36 @@ test('delete: 409 while a job uses it, then the registration goes and the files 
   assert.deepEqual(d.json, { id: m.id, object: 'model.deleted', deleted: true });
   assertProblem(assert, await api(srv.base, key, 'GET', `/v1/models/${m.id}`), 404);
   assert.ok(statSync(join(root, 'bf16', 'model.safetensors')).size > 0);
+});
+
+test('a model a job makes is registered with the job as its source, and served', async () => {
+  const src = folder('made-by-job', 'qwen2_f16_bias');
+  const w = await start(db, { REFINERY_WORKERS: '1', REFINERY_DATA_DIR: srv.dataDir }, 'worker');
+  try {
+    const j = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'test.model', params: { from: src, name: 'job-made' } })).json;
+    const done = await waitFor(async () => {
+      const x = (await api(srv.base, key, 'GET', `/v1/jobs/${j.id}`)).json;
+      return ['succeeded', 'failed'].includes(x.status) ? x : null;
+    });
+    assert.equal(done.status, 'succeeded', done.error);
+    const m = (await api(srv.base, key, 'GET', `/v1/models/${done.result.model_id}`)).json;
+    assert.equal(m.source, j.id);
+    assert.equal(m.name, 'job-made');
+    assert.equal(m.architecture, 'qwen2');
+    const f = await fetch(`${srv.base}/v1/models/${m.id}/files/config.json`, { headers: { authorization: `Bearer ${key}` } });
+    assert.equal(f.status, 200);
+    assert.equal(await f.text(), readFileSync(join(src, 'config.json'), 'utf8'));
+    const ev = (await api(srv.base, key, 'GET', `/v1/jobs/${j.id}/events`)).json.data;
+    assert.ok(ev.some((e) => e.kind === 'model' && e.data.model_id === m.id));
+    // The same name again: the job fails, nothing new is registered.
+    const j2 = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'test.model', params: { from: src, name: 'job-made' } })).json;
+    const d2 = await waitFor(async () => {
+      const x = (await api(srv.base, key, 'GET', `/v1/jobs/${j2.id}`)).json;
+      return ['succeeded', 'failed'].includes(x.status) ? x : null;
+    });
+    assert.equal(d2.status, 'failed');
+    assert.equal(psql(db, "SELECT count(*) FROM models WHERE name = 'job-made'")[0][0], '1');
+  } finally {
+    await w.stop();
+  }
 });

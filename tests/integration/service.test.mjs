@@ -183,3 +183,9 @@ test('REFINERY_LOG_FORMAT=json writes one JSON object per line, access lines inc
   assert.equal(typeof access.ms, 'number');
   assert.match(access.tenant, /^ten_/);
 });
+
+test('a port already in use is a clear error, not a silently shared socket', () => {
+  const r = run(['serve'], { REFINERY_DATABASE_URL: db, REFINERY_LISTEN: `127.0.0.1:${srv.port}`, REFINERY_WORKERS: '0' });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${srv.port}`));
+});
