@@ -80,6 +80,24 @@ static int ctx_artifact(rf_job_ctx *ctx, const char *kind, const char *path, con
     return 0;
 }
 
+/* Without a model store the folder moves to DIR/models/NAME; the "id" a
+ * runner gets back is that name. */
+static int ctx_model(rf_job_ctx *ctx, const char *dir, const char *name, char *id_out, size_t cap)
+{
+    local *l = ctx->self;
+    char models[PATH_MAX + 16], dst[PATH_MAX * 2];
+    if (!name || !*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+        return RF_EINVAL;
+    snprintf(models, sizeof models, "%s/models", l->dir);
+    snprintf(dst, sizeof dst, "%s/%s", models, name);
+    if ((mkdir(models, 0750) && errno != EEXIST) || rename(dir, dst)) return RF_EIO;
+    json_t *d = json_pack("{s:s,s:s}", "name", name, "path", dst);
+    emit("model", d);
+    json_decref(d);
+    snprintf(id_out, cap, "%s", name);
+    return 0;
+}
+
 static bool ctx_should_stop(rf_job_ctx *ctx)
 {
     return g_stop != 0;
@@ -176,6 +194,7 @@ int rf_cmd_run(int argc, char **argv)
         .event = ctx_event,
         .checkpoint = ctx_checkpoint,
         .artifact = ctx_artifact,
+        .model = ctx_model,
         .should_stop = ctx_should_stop,
         .resolve = ctx_resolve,
     };

@@ -166,6 +166,14 @@ test('refinery run: checkpoints in its folder, SIGINT stops, a second run resume
   const ev = art.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((l) => l.event === 'artifact');
   assert.equal(ev.data.name, 'a.txt');
   assert.equal(ev.data.bytes, 5);
+  // a model a job makes lands in the run's folder
+  writeFileSync(jobFile, JSON.stringify({ type: 'test.model', params: { from: dir, name: 'made' } }));
+  const mw = join(root, 'model-work');
+  const made = run(['run', jobFile, '--workdir', mw], { REFINERY_TEST_JOBS: '1' });
+  assert.equal(made.code, 0, made.stderr);
+  const mev = made.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((l) => l.event === 'model');
+  assert.equal(mev.data.path, join(mw, 'models', 'made'));
+  assert.ok(readdirSync(mev.data.path).includes('config.json'));
   // usage and params errors
   assert.equal(run(['run']).code, 2);
   writeFileSync(jobFile, JSON.stringify({ type: 'nope' }));
