@@ -388,7 +388,20 @@ int rf_eval_dataset(const rf_lm *lm, const char *path, const rf_eval_opts *o, js
     rewind(f);
     totals t = {0};
     scorer sc = {0};
-    double t0 = now_s();
+    double t0 = now_s(), last_ckpt = t0;
+    long skip = 0;
+    if (o->resume) {
+        /* Totals are sums, so a run resumed from them ends where one run would. */
+        skip = done = (long)json_integer_value(json_object_get(o->resume, "rows"));
+        t.nll = json_number_value(json_object_get(o->resume, "nll"));
+        t.ppl_tokens = (long)json_integer_value(json_object_get(o->resume, "ppl_tokens"));
+        t.ppl_rows = (long)json_integer_value(json_object_get(o->resume, "ppl_rows"));
+        t.mc_rows = (long)json_integer_value(json_object_get(o->resume, "mc_rows"));
+        t.acc = (long)json_integer_value(json_object_get(o->resume, "acc"));
+        t.acc_norm = (long)json_integer_value(json_object_get(o->resume, "acc_norm"));
+        t.em_rows = (long)json_integer_value(json_object_get(o->resume, "em_rows"));
+        t.em = (long)json_integer_value(json_object_get(o->resume, "em"));
+    }
     lineno = 0;
     while (done < total && getline(&buf, &cap, f) > 0) {
         lineno++;
@@ -399,7 +412,7 @@ int rf_eval_dataset(const rf_lm *lm, const char *path, const rf_eval_opts *o, js
             rc = RF_EINVAL;
             break;
         }
-        if (o->split >= 0 && row_split(line) != o->split) {
+        if ((o->split >= 0 && row_split(line) != o->split) || (skip > 0 && skip--)) {
             json_decref(line);
             continue;
         }
@@ -413,6 +426,16 @@ int rf_eval_dataset(const rf_lm *lm, const char *path, const rf_eval_opts *o, js
             break;
         }
         done++;
+        if (o->on_checkpoint && done < total && now_s() - last_ckpt >= o->checkpoint_s) {
+            last_ckpt = now_s();
+            json_t *state = json_pack(
+                "{s:I,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "rows", (json_int_t)done, "nll", t.nll,
+                "ppl_tokens", (json_int_t)t.ppl_tokens, "ppl_rows", (json_int_t)t.ppl_rows,
+                "mc_rows", (json_int_t)t.mc_rows, "acc", (json_int_t)t.acc, "acc_norm",
+                (json_int_t)t.acc_norm, "em_rows", (json_int_t)t.em_rows, "em", (json_int_t)t.em);
+            if (state) o->on_checkpoint(o->ctx, state);
+            json_decref(state);
+        }
         if (o->on_row && !o->on_row(o->ctx, done, total)) {
             rc = rf_errorf(err, RF_ECANCELED, "evaluation stopped after %ld of %ld rows", done,
                            total);

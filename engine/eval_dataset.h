@@ -35,6 +35,12 @@ typedef struct rf_eval_opts {
     int max_new_tokens; /* exact match generation length */
     /* Optional: called after each row; return false to stop (RF_ECANCELED). */
     bool (*on_row)(void *ctx, long done, long total);
+    /* Optional: the running totals, at most every checkpoint_s seconds (and
+     * never after the last row); a later call with resume = that state skips
+     * the rows already counted. state is borrowed for the call. */
+    void (*on_checkpoint)(void *ctx, const json_t *state);
+    double checkpoint_s;
+    const json_t *resume;
     void *ctx;
 } rf_eval_opts;
 

@@ -93,6 +93,13 @@ static bool on_row(void *arg, long done, long total)
     return true;
 }
 
+/* Long evaluations survive a lost worker: the totals so far, every 30 s. */
+static void on_checkpoint(void *arg, const json_t *state)
+{
+    progress *p = arg;
+    if (p->ctx->checkpoint) p->ctx->checkpoint(p->ctx, state);
+}
+
 static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
     rf_eval_opts o;
@@ -123,6 +130,9 @@ static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error 
     }
     progress pr = {.ctx = ctx, .last = now_s()};
     o.on_row = on_row;
+    o.on_checkpoint = on_checkpoint;
+    o.checkpoint_s = 30;
+    o.resume = ctx->resume;
     o.ctx = &pr;
     json_t *m = NULL;
     if ((rc = rf_eval_dataset(&lm, data_path, &o, &m, err)) < 0) goto out;

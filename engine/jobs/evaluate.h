@@ -8,7 +8,9 @@
  *   limit           rows at most (default: every row)
  *   chat            format prompt_response rows with the chat template
  *   max_new_tokens  exact-match generation length (default 64)
- * Result: the metrics object, with model, dataset and split echoed. */
+ * Result: the metrics object, with model, dataset and split echoed.
+ * The running totals are checkpointed every 30 s; an attempt after a lost
+ * worker resumes from them instead of starting over. */
 #ifndef RF_JOBS_EVALUATE_H
 #define RF_JOBS_EVALUATE_H
 

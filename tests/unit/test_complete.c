@@ -372,6 +372,48 @@ static void test_eval_chat(void **state)
     rf_chat_out_free(&out);
 }
 
+static void keep_second(void *ctx, const json_t *state)
+{
+    json_t **kept = ctx;
+    if (json_integer_value(json_object_get(state, "rows")) == 2) *kept = json_deep_copy(state);
+}
+
+/* A run resumed from a checkpoint's totals ends where one run ends. */
+static void test_eval_resume(void **state)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/resume.jsonl", g_dir);
+    write_file(path, "{\"prompt\":\"this is\",\"response\":\"the test\"}\n"
+                     "{\"prompt\":\"this\",\"choices\":[\"is\",\"test\",\"hi!\"],\"answer\":1}\n"
+                     "{\"prompt\":\"hi\",\"response\":\"test\"}\n"
+                     "{\"prompt\":\"the\",\"choices\":[\"test\",\"hi\"],\"answer\":0}\n"
+                     "{\"prompt\":\"test\",\"response\":\"hi\"}\n");
+    json_t *kept = NULL, *whole, *resumed;
+    rf_error err = {0};
+    rf_eval_opts o = {.metrics = RF_METRIC_PERPLEXITY | RF_METRIC_ACCURACY | RF_METRIC_EXACT_MATCH,
+                      .split = -1,
+                      .max_new_tokens = 3,
+                      .on_checkpoint = keep_second,
+                      .checkpoint_s = 0,
+                      .ctx = &kept};
+    assert_int_equal(rf_eval_dataset(&g_lm, path, &o, &whole, &err), 0);
+    assert_non_null(kept);
+    o.on_checkpoint = NULL;
+    o.resume = kept;
+    assert_int_equal(rf_eval_dataset(&g_lm, path, &o, &resumed, &err), 0);
+    const char *keys[] = {"rows", "perplexity_tokens", "multiple_choice_rows", "exact_match_rows"};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(json_integer_value(json_object_get(resumed, keys[i])),
+                         json_integer_value(json_object_get(whole, keys[i])));
+    const char *reals[] = {"perplexity", "acc", "acc_norm", "exact_match"};
+    for (int i = 0; i < 4; i++)
+        assert_float_equal(json_real_value(json_object_get(resumed, reals[i])),
+                           json_real_value(json_object_get(whole, reals[i])), 1e-12);
+    json_decref(kept);
+    json_decref(whole);
+    json_decref(resumed);
+}
+
 static void test_parse(void **state)
 {
     int bits, split;
@@ -412,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_complete_errors),
         cmocka_unit_test(test_eval_metrics),
         cmocka_unit_test(test_eval_chat),
+        cmocka_unit_test(test_eval_resume),
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_cli),
     };
