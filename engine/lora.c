@@ -336,7 +336,8 @@ int rf_lora_export_merged(const rf_lora *lo, const rf_llama_model *base, const c
     snprintf(b, sizeof b, "%s/model.safetensors", out_dir);
     rc = rf_st_write(b, items, n, err);
 fail:
-    for (int i = 0; ts && i < n; i++)
+    /* n, and the tensor being merged when a merge failed */
+    for (int i = 0; ts && i < total; i++)
         rf_tensor_free(&ts[i]);
     free(items), free(ts);
     return rc;
