@@ -273,6 +273,23 @@ fail:
     return rc;
 }
 
+static int copy_file(const char *from, const char *to, rf_error *err);
+
+int rf_copy_model_files(const char *src_dir, const char *out_dir, rf_error *err)
+{
+    static const char *const files[] = {"config.json", "generation_config.json", "tokenizer.json",
+                                        "tokenizer_config.json", "special_tokens_map.json"};
+    char a[4096], b[4096];
+    mkdir(out_dir, 0755);
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(a, sizeof a, "%s/%s", src_dir, files[i]);
+        snprintf(b, sizeof b, "%s/%s", out_dir, files[i]);
+        int rc = copy_file(a, b, err);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
 static int copy_file(const char *from, const char *to, rf_error *err)
 {
     FILE *in = fopen(from, "rb");
@@ -291,16 +308,9 @@ static int copy_file(const char *from, const char *to, rf_error *err)
 int rf_lora_export_merged(const rf_lora *lo, const rf_llama_model *base, const char *base_dir,
                           const char *out_dir, rf_error *err)
 {
-    static const char *const files[] = {"config.json", "generation_config.json", "tokenizer.json",
-                                        "tokenizer_config.json", "special_tokens_map.json"};
     int rc = 0, n = 0, total = 0;
-    char a[4096], b[4096];
-    mkdir(out_dir, 0755);
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        snprintf(a, sizeof a, "%s/%s", base_dir, files[i]);
-        snprintf(b, sizeof b, "%s/%s", out_dir, files[i]);
-        if ((rc = copy_file(a, b, err)) < 0) return rc;
-    }
+    char b[4096];
+    if ((rc = rf_copy_model_files(base_dir, out_dir, err)) < 0) return rc;
     for (int f = 0; f < base->st.nfiles; f++)
         total += base->st.files[f].n;
     rf_st_item *items = calloc((size_t)total, sizeof *items);

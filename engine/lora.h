@@ -84,5 +84,9 @@ int rf_lora_load_peft(rf_lora *lo, const rf_llama_config *c, const char *dir, rf
  * config and tokenizer files copied from base_dir. */
 int rf_lora_export_merged(const rf_lora *lo, const rf_llama_model *base, const char *base_dir,
                           const char *out_dir, rf_error *err);
+/* Copy config.json, generation_config.json and the tokenizer files that
+ * exist in src_dir to out_dir (created): what a checkpoint needs beside
+ * its weights. */
+int rf_copy_model_files(const char *src_dir, const char *out_dir, rf_error *err);
 
 #endif

@@ -497,7 +497,7 @@ int rf_trainer_save_full(const rf_trainer *t, const char *src_dir, const char *o
     rf_st_item *items = calloc((size_t)total, sizeof *items);
     rf_tensor *ts = calloc((size_t)total, sizeof *ts);
     char path[4096];
-    mkdir(out_dir, 0755);
+    if ((rc = rf_copy_model_files(src_dir, out_dir, err)) < 0) goto fail;
     if (!items || !ts) {
         rc = rf_errorf(err, RF_ENOMEM, "save: out of memory");
         goto fail;

@@ -4,8 +4,9 @@
 
 #include "engine/safetensors.h"
 
-/* meta, I64: optimiser step, trainer step, rng, epoch, index, tokens */
-#define META_N 6
+/* meta, I64: optimiser step, trainer step, rng, epoch, index, tokens, and
+ * the adapters' seed (their dropout masks hash it with the trainer step) */
+#define META_N 7
 
 static float *params(const rf_trainer *t, size_t *n)
 {
@@ -21,7 +22,7 @@ int rf_train_state_save(const char *path, const rf_trainer *t, const rf_optim *o
     float *p = params(t, &np);
     if (!p) return rf_errorf(err, RF_EINVAL, "checkpoint: the trainer has nothing to train");
     int64_t meta[META_N] = {o->step, (int64_t)t->step, (int64_t)cur->rng, cur->epoch, cur->index,
-                            cur->tokens};
+                            cur->tokens, t->lora ? (int64_t)t->lora->cfg.seed : 0};
     rf_tensor tp, ts, tm;
     rf_tensor_view(&tp, RF_DTYPE_F32, 1, (int64_t[]){(int64_t)np}, p);
     rf_tensor_view(&ts, RF_DTYPE_F32, 1, (int64_t[]){(int64_t)(o->state_n ? o->state_n : 1)},
@@ -63,6 +64,7 @@ int rf_train_state_load(const char *path, rf_trainer *t, rf_optim *o, rf_train_c
     t->step = (uint64_t)meta[1];
     cur->rng = (uint64_t)meta[2];
     cur->epoch = meta[3], cur->index = meta[4], cur->tokens = meta[5];
+    if (t->lora) t->lora->cfg.seed = (uint64_t)meta[6];
 out:
     rf_st_close(&f);
     return rc;
