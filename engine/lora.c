@@ -28,8 +28,8 @@ const char *rf_lora_target_path(int t)
 int rf_lora_target_parse(const char *name)
 {
     for (int t = 0; t < RF_LORA_NTARGETS; t++)
-        if (!strcmp(name, g_names[t]) || (strlen(name) + 5 == strlen(g_names[t]) &&
-                                          !strncmp(name, g_names[t], strlen(name))))
+        if (!strcmp(name, g_names[t]) ||
+            (strlen(name) + 5 == strlen(g_names[t]) && !strncmp(name, g_names[t], strlen(name))))
             return t;
     return -1;
 }
@@ -182,12 +182,12 @@ int rf_lora_save_peft(const rf_lora *lo, const char *dir, const char *base_model
                             "LORA", "r", lo->cfg.r, "lora_alpha", (double)lo->cfg.alpha,
                             "target_modules", tm, "lora_dropout", (double)lo->cfg.dropout, "bias",
                             "none", "base_model_name_or_path", base_model ? base_model : "",
-                            "use_rslora", lo->cfg.rslora, "task_type", "CAUSAL_LM", "fan_in_fan_out",
-                            0, "inference_mode", 1);
+                            "use_rslora", lo->cfg.rslora, "task_type", "CAUSAL_LM",
+                            "fan_in_fan_out", 0, "inference_mode", 1);
     const size_t cap = (size_t)lo->n_layers * RF_LORA_NTARGETS * 2;
     rf_st_item *items = calloc(cap, sizeof *items);
     rf_tensor *ts = calloc(cap, sizeof *ts);
-    char (*names)[160] = calloc(cap, sizeof *names);
+    char(*names)[160] = calloc(cap, sizeof *names);
     if (!cfg || !items || !ts || !names) {
         rc = rf_errorf(err, RF_ENOMEM, "adapter export: out of memory");
         goto fail;
@@ -201,8 +201,9 @@ int rf_lora_save_peft(const rf_lora *lo, const char *dir, const char *base_model
             for (int ab = 0; ab < 2; ab++) {
                 int64_t shape[2] = {ab ? p->out : lo->cfg.r, ab ? lo->cfg.r : p->in};
                 rf_tensor_view(&ts[n], RF_DTYPE_F32, 2, shape, ab ? p->B : p->A);
-                snprintf(names[n], sizeof names[n], "base_model.model.model.layers.%d.%s.lora_%c.weight",
-                         l, g_paths[t], ab ? 'B' : 'A');
+                snprintf(names[n], sizeof names[n],
+                         "base_model.model.model.layers.%d.%s.lora_%c.weight", l, g_paths[t],
+                         ab ? 'B' : 'A');
                 items[n].name = names[n], items[n].tensor = &ts[n];
                 n++;
             }
@@ -259,7 +260,8 @@ int rf_lora_load_peft(rf_lora *lo, const rf_llama_config *c, const char *dir, rf
                 rf_tensor tv;
                 if (e) rf_st_view(&f, e, &tv);
                 if (!e || !rf_tensor_shape_is(&tv, 2, want) ||
-                    rf_to_f32(tv.dtype, tv.data, ab ? p->B : p->A, (size_t)(want[0] * want[1])) < 0) {
+                    rf_to_f32(tv.dtype, tv.data, ab ? p->B : p->A, (size_t)(want[0] * want[1])) <
+                        0) {
                     rc = rf_errorf(err, RF_EINVAL, "%s: %s is missing or not a float [%lld, %lld]",
                                    path, name, (long long)want[0], (long long)want[1]);
                     break;

@@ -60,8 +60,8 @@ typedef struct rf_ops {
     void (*matmul_backward)(float *dx, float *dw, float *dbias, const float *dy, const float *x,
                             const rf_tensor *w, int M, float *scratch, size_t scratch_n);
     /* y = x·r·w, r = 1/sqrt(mean(x²)+eps): dx += r·w·dy − x·r³/D·Σ(dy·w·x); dw += Σ_m dy·x·r */
-    void (*rmsnorm_backward)(float *dx, float *dw, const float *dy, const float *x,
-                             const float *w, int M, int D, float eps);
+    void (*rmsnorm_backward)(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                             int M, int D, float eps);
     /* RoPE is a rotation, so its backward rotates dx back (angle −θ), in place. */
     void (*rope_backward)(float *dx, int M, int n_heads, int head_dim, const int *pos,
                           const float *inv_freq);
@@ -70,7 +70,8 @@ typedef struct rf_ops {
      * Probabilities are recomputed, not stored: no [T, T] buffer. */
     void (*attention_backward)(const rf_attn_args *a, const float *dout, float *dq, float *dk,
                                float *dv);
-    /* h = silu(gate)·up (gate the pre-activation): dgate += dh·up·silu'(gate), dup += dh·silu(gate) */
+    /* h = silu(gate)·up, gate the pre-activation:
+     * dgate += dh·up·silu'(gate), dup += dh·silu(gate) */
     void (*swiglu_backward)(float *dgate, float *dup, const float *dh, const float *gate,
                             const float *up, size_t n);
     /* dtable[ids[m]] += dy[m]; dtable [V, D] f32. */

@@ -154,8 +154,8 @@ void rf_cpu_attention_backward(const rf_attn_args *a, const float *dout, float *
                 }
                 double sum = 0.0;
                 for (int j = first; j <= i; j++)
-                    sum += expf(dotf(q, a->k + (size_t)j * kvd + (size_t)g * hd, hd) * a->scale -
-                                mx);
+                    sum +=
+                        expf(dotf(q, a->k + (size_t)j * kvd + (size_t)g * hd, hd) * a->scale - mx);
                 const float inv = (float)(1.0 / sum), Dv = dotf(go, o, hd);
                 float *gq = dq ? dq + (size_t)t * qd + (size_t)h * hd : NULL;
                 for (int j = first; j <= i; j++) {

@@ -24,7 +24,8 @@ int rf_optim_init(rf_optim *o, const rf_optim_config *cfg, rf_error *err)
     o->cfg = *cfg;
     if (!(cfg->lr >= 0) || cfg->weight_decay < 0 || cfg->beta1 < 0 || cfg->beta1 >= 1 ||
         cfg->beta2 < 0 || cfg->beta2 >= 1 || cfg->momentum < 0 || cfg->momentum >= 1)
-        return rf_errorf(err, RF_EINVAL, "optimizer: lr, weight decay, betas or momentum out of range");
+        return rf_errorf(err, RF_EINVAL,
+                         "optimizer: lr, weight decay, betas or momentum out of range");
     return 0;
 }
 
@@ -136,8 +137,10 @@ void rf_ns5(float *x, int rows, int cols, float *scratch)
     for (int i = 0; i < rows; i++)
         for (int j = 0; j < cols; j++) {
             float v = x[(size_t)i * cols + j] * inv;
-            if (tr) X[(size_t)j * n + i] = v;
-            else X[(size_t)i * n + j] = v;
+            if (tr)
+                X[(size_t)j * n + i] = v;
+            else
+                X[(size_t)i * n + j] = v;
         }
     for (int it = 0; it < 5; it++) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, m, n, 1.0f, X, n, X, n, 0.0f, A, m);

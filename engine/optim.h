@@ -17,7 +17,11 @@
 
 typedef enum rf_optim_kind { RF_OPT_ADAMW = 0, RF_OPT_MUON = 1 } rf_optim_kind;
 typedef enum rf_muon_scale { RF_MUON_ORIGINAL = 0, RF_MUON_MATCH_RMS_ADAMW = 1 } rf_muon_scale;
-typedef enum rf_sched_kind { RF_SCHED_COSINE = 0, RF_SCHED_LINEAR = 1, RF_SCHED_CONSTANT = 2 } rf_sched_kind;
+typedef enum rf_sched_kind {
+    RF_SCHED_COSINE = 0,
+    RF_SCHED_LINEAR = 1,
+    RF_SCHED_CONSTANT = 2
+} rf_sched_kind;
 
 typedef struct rf_optim_config {
     rf_optim_kind kind;

@@ -50,8 +50,8 @@ static int make_full(rf_trainer *t, rf_error *err)
                  kvd = (size_t)c->n_kv_heads * c->head_dim, hid = c->hidden_dim;
     size_t per = 2 * dim + 2 * qd * dim + 2 * kvd * dim + 3 * hid * dim +
                  (c->qkv_bias ? qd + 2 * kvd : 0) + (c->o_bias ? dim : 0);
-    size_t n = (size_t)c->vocab_size * dim * (c->tie_embeddings ? 1 : 2) + dim +
-               per * (size_t)c->n_layers;
+    size_t n =
+        (size_t)c->vocab_size * dim * (c->tie_embeddings ? 1 : 2) + dim + per * (size_t)c->n_layers;
     t->full = malloc(sizeof(float) * n);
     t->full_grad = calloc(n, sizeof(float));
     t->w.layers = calloc((size_t)c->n_layers, sizeof *t->w.layers);
@@ -61,8 +61,10 @@ static int make_full(rf_trainer *t, rf_error *err)
     t->full_n = n;
     float *cur = t->full;
     to_f32_tensor(&t->w.embed, &mw->embed, &cur);
-    if (c->tie_embeddings) t->w.lm_head = t->w.embed;
-    else to_f32_tensor(&t->w.lm_head, &mw->lm_head, &cur);
+    if (c->tie_embeddings)
+        t->w.lm_head = t->w.embed;
+    else
+        to_f32_tensor(&t->w.lm_head, &mw->lm_head, &cur);
     t->w.norm = copy_small(mw->norm, dim, &cur);
     for (int l = 0; l < c->n_layers; l++) {
         const rf_llama_layer *s = &mw->layers[l];
@@ -100,16 +102,28 @@ static int acts_init(rf_trainer *t, int B, int T, int chunk, rf_error *err)
     a->scratch_n = rf_ops_matmul_scratch((int)wide);
     const size_t per = 4 * dim + 2 * qd + 2 * kvd + 3 * hid + RF_LORA_NTARGETS * r;
     size_t sizes[] = {R * per * (size_t)a->n_slots,
-                      R * dim, R * dim,
-                      g * R * dim, g * R * dim, g * R * qd, g * R * kvd, g * R * kvd,
-                      g * R * qd, g * R * hid, g * R * hid, g * R * hid,
-                      R * wide, R * wide, g * R * wide, g * R * r,
-                      (size_t)chunk * c->vocab_size, (size_t)chunk * c->vocab_size,
+                      R * dim,
+                      R * dim,
+                      g * R * dim,
+                      g * R * dim,
+                      g * R * qd,
+                      g * R * kvd,
+                      g * R * kvd,
+                      g * R * qd,
+                      g * R * hid,
+                      g * R * hid,
+                      g * R * hid,
+                      R * wide,
+                      R * wide,
+                      g * R * wide,
+                      g * R * r,
+                      (size_t)chunk * c->vocab_size,
+                      (size_t)chunk * c->vocab_size,
                       a->scratch_n};
-    float **ptrs[] = {NULL,       &a->xf,     &a->xnf,     &a->dres,    &a->dxn,
-                      &a->dq,     &a->dk,     &a->dv,      &a->datt,    &a->dh,
-                      &a->dgate,  &a->dup,    &a->tmp_out, &a->tmp_in,  &a->tmp_din,
-                      &a->tmp_r,  &a->logits, &a->tlogits, &a->scratch};
+    float **ptrs[] = {NULL,      &a->xf,     &a->xnf,     &a->dres,   &a->dxn,
+                      &a->dq,    &a->dk,     &a->dv,      &a->datt,   &a->dh,
+                      &a->dgate, &a->dup,    &a->tmp_out, &a->tmp_in, &a->tmp_din,
+                      &a->tmp_r, &a->logits, &a->tlogits, &a->scratch};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
         total += (sizes[i] + 15) & ~(size_t)15;
@@ -123,7 +137,8 @@ static int acts_init(rf_trainer *t, int B, int T, int chunk, rf_error *err)
     a->bytes = total * sizeof(float) + 2 * R * sizeof(int);
     float *p = a->arena;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
-        if (ptrs[i]) *ptrs[i] = sizes[i] ? p : NULL;
+        if (ptrs[i])
+            *ptrs[i] = sizes[i] ? p : NULL;
         else {
             float *q = p;
             for (int l = 0; l < a->n_slots; l++) {
@@ -150,8 +165,8 @@ int rf_trainer_init(rf_trainer *t, const rf_llama_model *m, rf_train_mode mode, 
     t->lora = lora;
     t->grads = mode != RF_TRAIN_FROZEN;
     if (B < 1 || T < 1 || T > t->c.max_pos)
-        return rf_errorf(err, RF_EINVAL, "trainer: batch %d × sequence %d (max positions %d)", B,
-                         T, t->c.max_pos);
+        return rf_errorf(err, RF_EINVAL, "trainer: batch %d × sequence %d (max positions %d)", B, T,
+                         t->c.max_pos);
     if (mode == RF_TRAIN_LORA && !lora)
         return rf_errorf(err, RF_EINVAL, "trainer: LoRA mode needs adapters");
     if (lora && lora->n_layers != t->c.n_layers)
@@ -232,11 +247,11 @@ int rf_trainer_add_params(rf_trainer *t, rf_optim *o, rf_error *err)
 
 static const float *layer_bias(const rf_llama_layer *L, int k)
 {
-    return k == RF_LORA_Q ? L->q_bias
-         : k == RF_LORA_K ? L->k_bias
-         : k == RF_LORA_V ? L->v_bias
-         : k == RF_LORA_O ? L->o_bias
-                          : NULL;
+    return k == RF_LORA_Q   ? L->q_bias
+           : k == RF_LORA_K ? L->k_bias
+           : k == RF_LORA_V ? L->v_bias
+           : k == RF_LORA_O ? L->o_bias
+                            : NULL;
 }
 
 /* x with the adapter's dropout applied, into tmp_in (or x itself when p = 0). */
@@ -422,9 +437,9 @@ static void backward_layers(rf_trainer *t)
     if (demb) ops->embedding_backward(demb, a->dres, a->ids, (int)R, (int)dim);
 }
 
-int rf_train_loss(rf_trainer *s, const rf_trainer *teacher, const rf_topk *topk,
-                  const int *targets, const rf_loss_config *lc, float grad_scale, bool backward,
-                  rf_train_stats *st, rf_error *err)
+int rf_train_loss(rf_trainer *s, const rf_trainer *teacher, const rf_topk *topk, const int *targets,
+                  const rf_loss_config *lc, float grad_scale, bool backward, rf_train_stats *st,
+                  rf_error *err)
 {
     rf_train_acts *a = &s->a;
     const int R = a->R, V = s->c.vocab_size, dim = s->c.dim;
@@ -464,8 +479,8 @@ int rf_train_loss(rf_trainer *s, const rf_trainer *teacher, const rf_topk *topk,
             rf_loss_row lr;
             if (topk)
                 rf_loss_topk(z, V, topk->ids + (size_t)(c0 + i) * topk->k,
-                             topk->logp + (size_t)(c0 + i) * topk->k, topk->k, tg, lc, w,
-                             backward, &lr);
+                             topk->logp + (size_t)(c0 + i) * topk->k, topk->k, tg, lc, w, backward,
+                             &lr);
             else
                 rf_loss_dense(z, teacher ? a->tlogits + (size_t)i * V : NULL, V, tg, lc, w,
                               backward, &lr);
@@ -509,21 +524,31 @@ int rf_trainer_save_full(const rf_trainer *t, const char *src_dir, const char *o
             const float *src = NULL;
             int l = -1;
             char rest[128];
-            if (!strcmp(en->name, "model.embed_tokens.weight")) src = t->w.embed.data;
-            else if (!strcmp(en->name, "lm_head.weight")) src = t->w.lm_head.data;
-            else if (!strcmp(en->name, "model.norm.weight")) src = t->w.norm;
+            if (!strcmp(en->name, "model.embed_tokens.weight"))
+                src = t->w.embed.data;
+            else if (!strcmp(en->name, "lm_head.weight"))
+                src = t->w.lm_head.data;
+            else if (!strcmp(en->name, "model.norm.weight"))
+                src = t->w.norm;
             else if (sscanf(en->name, "model.layers.%d.%127s", &l, rest) == 2 && l >= 0 &&
                      l < t->c.n_layers) {
                 const rf_llama_layer *L = &t->w.layers[l];
-                const struct { const char *n; const void *p; } map[] = {
-                    {"input_layernorm.weight", L->attn_norm},
-                    {"post_attention_layernorm.weight", L->ffn_norm},
-                    {"self_attn.q_proj.weight", L->wq.data}, {"self_attn.k_proj.weight", L->wk.data},
-                    {"self_attn.v_proj.weight", L->wv.data}, {"self_attn.o_proj.weight", L->wo.data},
-                    {"mlp.gate_proj.weight", L->w_gate.data}, {"mlp.up_proj.weight", L->w_up.data},
-                    {"mlp.down_proj.weight", L->w_down.data}, {"self_attn.q_proj.bias", L->q_bias},
-                    {"self_attn.k_proj.bias", L->k_bias},     {"self_attn.v_proj.bias", L->v_bias},
-                    {"self_attn.o_proj.bias", L->o_bias}};
+                const struct {
+                    const char *n;
+                    const void *p;
+                } map[] = {{"input_layernorm.weight", L->attn_norm},
+                           {"post_attention_layernorm.weight", L->ffn_norm},
+                           {"self_attn.q_proj.weight", L->wq.data},
+                           {"self_attn.k_proj.weight", L->wk.data},
+                           {"self_attn.v_proj.weight", L->wv.data},
+                           {"self_attn.o_proj.weight", L->wo.data},
+                           {"mlp.gate_proj.weight", L->w_gate.data},
+                           {"mlp.up_proj.weight", L->w_up.data},
+                           {"mlp.down_proj.weight", L->w_down.data},
+                           {"self_attn.q_proj.bias", L->q_bias},
+                           {"self_attn.k_proj.bias", L->k_bias},
+                           {"self_attn.v_proj.bias", L->v_bias},
+                           {"self_attn.o_proj.bias", L->o_bias}};
                 for (size_t i = 0; i < sizeof map / sizeof *map; i++)
                     if (!strcmp(rest, map[i].n)) src = map[i].p;
             }

@@ -25,13 +25,13 @@
 
 /* What one layer's backward reads, written by its forward. */
 typedef struct rf_train_layer_acts {
-    float *x_in;                    /* [R, dim] residual stream entering the layer */
-    float *xn1, *xn2;               /* [R, dim] attention / MLP RMSNorm outputs */
-    float *q, *k, *v;               /* [R, qd|kvd] projections, q and k after RoPE */
-    float *att;                     /* [R, qd] attention output (o_proj input) */
-    float *x_mid;                   /* [R, dim] residual after the attention block */
-    float *gate, *up, *h;           /* [R, hidden] pre-activations and silu(gate)·up */
-    float *lu[RF_LORA_NTARGETS];    /* [R, r] s·drop(x)·Aᵀ of each adapter */
+    float *x_in;                 /* [R, dim] residual stream entering the layer */
+    float *xn1, *xn2;            /* [R, dim] attention / MLP RMSNorm outputs */
+    float *q, *k, *v;            /* [R, qd|kvd] projections, q and k after RoPE */
+    float *att;                  /* [R, qd] attention output (o_proj input) */
+    float *x_mid;                /* [R, dim] residual after the attention block */
+    float *gate, *up, *h;        /* [R, hidden] pre-activations and silu(gate)·up */
+    float *lu[RF_LORA_NTARGETS]; /* [R, r] s·drop(x)·Aᵀ of each adapter */
 } rf_train_layer_acts;
 
 typedef struct rf_train_acts {
@@ -99,9 +99,9 @@ typedef struct rf_train_stats {
  * the same ids, or a top-k cache, or neither (CE only). With backward,
  * gradients of grad_scale·loss are added to the trainable parameters
  * (grad_scale 1/accumulation for gradient accumulation). */
-int rf_train_loss(rf_trainer *s, const rf_trainer *teacher, const rf_topk *topk,
-                  const int *targets, const rf_loss_config *lc, float grad_scale, bool backward,
-                  rf_train_stats *st, rf_error *err);
+int rf_train_loss(rf_trainer *s, const rf_trainer *teacher, const rf_topk *topk, const int *targets,
+                  const rf_loss_config *lc, float grad_scale, bool backward, rf_train_stats *st,
+                  rf_error *err);
 
 /* Full-parameter mode: write the f32 weights back as an HF checkpoint
  * (model.safetensors in dtype, config and tokenizer files copied from

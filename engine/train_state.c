@@ -21,8 +21,13 @@ int rf_train_state_save(const char *path, const rf_trainer *t, const rf_optim *o
     size_t np;
     float *p = params(t, &np);
     if (!p) return rf_errorf(err, RF_EINVAL, "checkpoint: the trainer has nothing to train");
-    int64_t meta[META_N] = {o->step, (int64_t)t->step, (int64_t)cur->rng, cur->epoch, cur->index,
-                            cur->tokens, t->lora ? (int64_t)t->lora->cfg.seed : 0};
+    int64_t meta[META_N] = {o->step,
+                            (int64_t)t->step,
+                            (int64_t)cur->rng,
+                            cur->epoch,
+                            cur->index,
+                            cur->tokens,
+                            t->lora ? (int64_t)t->lora->cfg.seed : 0};
     rf_tensor tp, ts, tm;
     rf_tensor_view(&tp, RF_DTYPE_F32, 1, (int64_t[]){(int64_t)np}, p);
     rf_tensor_view(&ts, RF_DTYPE_F32, 1, (int64_t[]){(int64_t)(o->state_n ? o->state_n : 1)},

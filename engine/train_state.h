@@ -15,8 +15,8 @@
 #include "engine/train.h"
 
 typedef struct rf_train_cursor {
-    uint64_t rng;   /* the caller's data RNG state */
-    int64_t epoch;  /* data position */
+    uint64_t rng;  /* the caller's data RNG state */
+    int64_t epoch; /* data position */
     int64_t index;
     int64_t tokens; /* trained so far */
 } rf_train_cursor;

@@ -70,15 +70,12 @@ static int generate(const char *dir, const shape *s)
     const struct {
         const char *suffix;
         int64_t d0, d1;
-    } lay[9] = {{"input_layernorm.weight", s->dim, 0},
-                {"post_attention_layernorm.weight", s->dim, 0},
-                {"self_attn.q_proj.weight", s->dim, s->dim},
-                {"self_attn.k_proj.weight", kvd, s->dim},
-                {"self_attn.v_proj.weight", kvd, s->dim},
-                {"self_attn.o_proj.weight", s->dim, s->dim},
-                {"mlp.gate_proj.weight", s->hid, s->dim},
-                {"mlp.up_proj.weight", s->hid, s->dim},
-                {"mlp.down_proj.weight", s->dim, s->hid}};
+    } lay[9] = {
+        {"input_layernorm.weight", s->dim, 0},       {"post_attention_layernorm.weight", s->dim, 0},
+        {"self_attn.q_proj.weight", s->dim, s->dim}, {"self_attn.k_proj.weight", kvd, s->dim},
+        {"self_attn.v_proj.weight", kvd, s->dim},    {"self_attn.o_proj.weight", s->dim, s->dim},
+        {"mlp.gate_proj.weight", s->hid, s->dim},    {"mlp.up_proj.weight", s->hid, s->dim},
+        {"mlp.down_proj.weight", s->dim, s->hid}};
     const int n = 2 + 9 * s->layers;
     rf_st_item *items = calloc((size_t)n, sizeof *items);
     rf_tensor *ts = calloc((size_t)n, sizeof *ts);
@@ -104,7 +101,8 @@ static int generate(const char *dir, const shape *s)
         }
     rf_error err = {0};
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    if (rc == 0 && (rc = rf_st_write(p, items, k, &err)) < 0) fprintf(stderr, "bench: %s\n", err.msg);
+    if (rc == 0 && (rc = rf_st_write(p, items, k, &err)) < 0)
+        fprintf(stderr, "bench: %s\n", err.msg);
     for (int i = 0; i < n; i++)
         rf_tensor_free(&ts[i]);
     free(items), free(ts), free(names);
@@ -116,9 +114,12 @@ int main(int argc, char **argv)
     const char *dir = "/tmp/refinery-bench-train";
     int steps = 4, threads = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--dir")) dir = argv[i + 1];
-        else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--dir"))
+            dir = argv[i + 1];
+        else if (!strcmp(argv[i], "--steps"))
+            steps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--threads"))
+            threads = atoi(argv[i + 1]);
     }
     if (threads > 0) omp_set_num_threads(threads);
     char sd[512], td[512];

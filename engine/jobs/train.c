@@ -287,11 +287,10 @@ static int train_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
         if ((rc = step(&r, &s, err)) < 0) break;
         rf_optim_step(&r.opt, &norm);
         const double dt = now() - t0;
-        json_t *m = json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:I}", "step", (json_int_t)r.opt.step,
-                              "loss", s.loss, "ce", s.ce, "kl", s.kl, "lr", (double)lr,
-                              "grad_norm", norm, "tokens_per_s",
-                              (double)r.p.batch * r.st.a.T * r.p.grad_accum / dt, "epoch",
-                              (json_int_t)r.cur.epoch);
+        json_t *m = json_pack(
+            "{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:I}", "step", (json_int_t)r.opt.step, "loss", s.loss,
+            "ce", s.ce, "kl", s.kl, "lr", (double)lr, "grad_norm", norm, "tokens_per_s",
+            (double)r.p.batch * r.st.a.T * r.p.grad_accum / dt, "epoch", (json_int_t)r.cur.epoch);
         ctx->event(ctx, "metrics", m);
         json_decref(m);
         ctx->progress(ctx, (double)r.opt.step / total, NULL);
@@ -303,8 +302,8 @@ static int train_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
                 ctx->event(ctx, "eval", last_eval);
             }
         }
-        if (r.p.checkpoint_every && r.opt.step % r.p.checkpoint_every == 0 &&
-            r.opt.step < total && (rc = save_checkpoint(&r, ctx, err)) < 0)
+        if (r.p.checkpoint_every && r.opt.step % r.p.checkpoint_every == 0 && r.opt.step < total &&
+            (rc = save_checkpoint(&r, ctx, err)) < 0)
             break;
     }
     if (rc == 0) {

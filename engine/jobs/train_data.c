@@ -32,20 +32,23 @@ static int example(const json_t *line, const rf_tokenizer *tok, rf_chat_family f
         json_t *v;
         json_array_foreach(m, i, v)
         {
-            if (n == 64) return rf_error_field(err, RF_EUNSUPPORTED, "messages", "over 64 messages");
+            if (n == 64)
+                return rf_error_field(err, RF_EUNSUPPORTED, "messages", "over 64 messages");
             msgs[n].role = json_string_value(json_object_get(v, "role"));
             msgs[n++].content = json_string_value(json_object_get(v, "content"));
         }
     } else {
         msgs[n++] = (rf_chat_msg){"user", json_string_value(json_object_get(line, "prompt"))};
-        msgs[n++] = (rf_chat_msg){"assistant", json_string_value(json_object_get(line, "response"))};
+        msgs[n++] =
+            (rf_chat_msg){"assistant", json_string_value(json_object_get(line, "response"))};
     }
     rf_chat_out chat = {0};
     int32_t *ids = NULL;
     rf_token_span *spans = NULL;
     size_t nt = 0;
     int rc = rf_chat_format(tok, fam, msgs, n, 0, &chat, err);
-    if (rc == 0) rc = rf_tokenizer_encode_spans(tok, chat.text, chat.len, 0, &ids, &spans, &nt, err);
+    if (rc == 0)
+        rc = rf_tokenizer_encode_spans(tok, chat.text, chat.len, 0, &ids, &spans, &nt, err);
     if (rc == 0) {
         out->mask = malloc(nt ? nt : 1);
         if (!out->mask) rc = rf_errorf(err, RF_ENOMEM, "dataset: out of memory");
@@ -86,7 +89,8 @@ int rf_train_data_load(const char *path, const rf_tokenizer *tok, rf_chat_family
         json_error_t je;
         json_t *line = json_loadb(buf, (size_t)len, 0, &je);
         if (!line) {
-            rc = rf_error_field(err, RF_EINVAL, "dataset", "%s line %ld: %s", path, lineno, je.text);
+            rc =
+                rf_error_field(err, RF_EINVAL, "dataset", "%s line %ld: %s", path, lineno, je.text);
             break;
         }
         rf_train_example e = {0};

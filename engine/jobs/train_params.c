@@ -37,8 +37,8 @@ static int num(const json_t *obj, const char *path, const char *key, double lo, 
     return 0;
 }
 
-static int integer(const json_t *obj, const char *path, const char *key, long long lo,
-                   long long hi, int *out, rf_error *err)
+static int integer(const json_t *obj, const char *path, const char *key, long long lo, long long hi,
+                   int *out, rf_error *err)
 {
     json_t *v = json_object_get(obj, key);
     if (!v) return 0;
@@ -92,11 +92,12 @@ static int object(const json_t *params, const char *key, const json_t **out, rf_
 
 static int parse_lora(const json_t *o, rf_lora_config *l, rf_error *err)
 {
-    static const char *const keys[] = {"r", "alpha", "dropout", "use_rslora", "target_modules",
-                                       NULL};
+    static const char *const keys[] = {"r",          "alpha",          "dropout",
+                                       "use_rslora", "target_modules", NULL};
     double alpha = l->alpha, drop = l->dropout;
     int rc;
-    if ((rc = only(o, "lora", keys, err)) < 0 || (rc = integer(o, "lora", "r", 1, 4096, &l->r, err)) < 0 ||
+    if ((rc = only(o, "lora", keys, err)) < 0 ||
+        (rc = integer(o, "lora", "r", 1, 4096, &l->r, err)) < 0 ||
         (rc = num(o, "lora", "alpha", 0, 1e6, true, &alpha, err)) < 0 ||
         (rc = num(o, "lora", "dropout", 0, 0.999, false, &drop, err)) < 0)
         return rc;
@@ -131,8 +132,8 @@ static int parse_lora(const json_t *o, rf_lora_config *l, rf_error *err)
 
 static int parse_optim(const json_t *o, const json_t *sch, rf_optim_config *c, rf_error *err)
 {
-    static const char *const keys[] = {"name", "lr", "weight_decay", "betas", "eps", "momentum",
-                                       "scale", "adamw_lr", NULL};
+    static const char *const keys[] = {"name",     "lr",    "weight_decay", "betas", "eps",
+                                       "momentum", "scale", "adamw_lr",     NULL};
     static const char *const names[] = {"adamw", "muon", NULL};
     static const char *const scales[] = {"original", "match_rms_adamw", NULL};
     static const char *const skeys[] = {"warmup_steps", "decay", "min_lr_ratio", NULL};
@@ -153,8 +154,10 @@ static int parse_optim(const json_t *o, const json_t *sch, rf_optim_config *c, r
         return rc;
     json_t *b = json_object_get(o, "betas");
     if (b) {
-        double b1 = json_number_value(json_array_get(b, 0)), b2 = json_number_value(json_array_get(b, 1));
-        if (!json_is_array(b) || json_array_size(b) != 2 || !(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1))
+        double b1 = json_number_value(json_array_get(b, 0)),
+               b2 = json_number_value(json_array_get(b, 1));
+        if (!json_is_array(b) || json_array_size(b) != 2 || !(b1 >= 0 && b1 < 1) ||
+            !(b2 >= 0 && b2 < 1))
             return rf_error_field(err, RF_EINVAL, "optimizer.betas",
                                   "'optimizer.betas' must be [beta1, beta2], each in [0, 1)");
         c->beta1 = (float)b1, c->beta2 = (float)b2;
@@ -173,9 +176,10 @@ static int parse_optim(const json_t *o, const json_t *sch, rf_optim_config *c, r
 int rf_train_params_parse(const json_t *p, rf_train_job_params *out, rf_error *err)
 {
     static const char *const keys[] = {
-        "student", "teacher", "teacher_cache", "dataset", "method", "config", "lora", "loss",
-        "optimizer", "schedule", "clip_norm", "grad_accum", "epochs", "max_steps", "batch",
-        "seq_len", "eval_every", "checkpoint_every", "seed", "export", "chat_template", NULL};
+        "student", "teacher",   "teacher_cache", "dataset",  "method",     "config",
+        "lora",    "loss",      "optimizer",     "schedule", "clip_norm",  "grad_accum",
+        "epochs",  "max_steps", "batch",         "seq_len",  "eval_every", "checkpoint_every",
+        "seed",    "export",    "chat_template", NULL};
     static const char *const methods[] = {"lora", "full", NULL};
     memset(out, 0, sizeof *out);
     if (!json_is_object(p)) return rf_error_field(err, RF_EINVAL, "", "params must be an object");
@@ -245,12 +249,14 @@ int rf_train_params_parse(const json_t *p, rf_train_job_params *out, rf_error *e
             const char *s = json_string_value(v);
             char f[32];
             snprintf(f, sizeof f, "export[%zu]", i);
-            if (s && !strcmp(s, "adapter") && !out->full) out->export_adapter = true;
-            else if (s && !strcmp(s, "merged")) out->export_merged = true;
+            if (s && !strcmp(s, "adapter") && !out->full)
+                out->export_adapter = true;
+            else if (s && !strcmp(s, "merged"))
+                out->export_merged = true;
             else
-                return rf_error_field(err, RF_EINVAL, f,
-                                      "'%s' must be 'merged'%s", f,
-                                      out->full ? " (method 'full' has no adapter)" : " or 'adapter'");
+                return rf_error_field(err, RF_EINVAL, f, "'%s' must be 'merged'%s", f,
+                                      out->full ? " (method 'full' has no adapter)"
+                                                : " or 'adapter'");
         }
     }
     return 0;

@@ -15,9 +15,9 @@
 #include "engine/optim.h"
 
 typedef struct rf_train_job_params {
-    const char *student; /* checkpoint folder */
-    const char *teacher; /* checkpoint folder, or NULL */
-    const char *dataset; /* JSONL file */
+    const char *student;       /* checkpoint folder */
+    const char *teacher;       /* checkpoint folder, or NULL */
+    const char *dataset;       /* JSONL file */
     const char *chat_template; /* family name, or NULL: detected */
     bool full;                 /* method "full" (else "lora") */
     rf_lora_config lora;

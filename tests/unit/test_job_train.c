@@ -108,18 +108,18 @@ static void write_tokenizer(const char *dir)
         "{s:s,s:[{s:i,s:s,s:b,s:b,s:b,s:b,s:b},{s:i,s:s,s:b,s:b,s:b,s:b,s:b}],s:n,s:O,s:n,s:O,"
         "s:{s:s,s:o,s:[]}}",
         "version", "1.0", "added_tokens", "id", 96, "content", "<|im_start|>", "single_word", 0,
-        "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1, "id", 97, "content",
-        "<|im_end|>", "single_word", 0, "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1,
-        "normalizer", "pre_tokenizer", bl, "post_processor", "decoder", bl, "model", "type", "BPE",
-        "vocab", vocab, "merges");
+        "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1, "id", 97, "content", "<|im_end|>",
+        "single_word", 0, "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1, "normalizer",
+        "pre_tokenizer", bl, "post_processor", "decoder", bl, "model", "type", "BPE", "vocab",
+        vocab, "merges");
     char p[256];
     snprintf(p, sizeof p, "%s/tokenizer.json", dir);
     assert_int_equal(json_dump_file(tok, p, 0), 0);
-    json_t *cfg = json_pack(
-        "{s:s,s:s,s:b}", "eos_token", "<|im_end|>", "chat_template",
-        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
-        "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}",
-        "clean_up_tokenization_spaces", 0);
+    json_t *cfg =
+        json_pack("{s:s,s:s,s:b}", "eos_token", "<|im_end|>", "chat_template",
+                  "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                  "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}",
+                  "clean_up_tokenization_spaces", 0);
     snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
     assert_int_equal(json_dump_file(cfg, p, 0), 0);
     json_decref(tok), json_decref(cfg), json_decref(bl);
@@ -207,8 +207,9 @@ static void test_validation(void **state)
     expect_field("{\"student\": \"s\", \"dataset\": \"d\", \"bogus\": 1}", "bogus");
     expect_field("{\"student\": \"s\", \"dataset\": \"d\", \"teacher_cache\": \"c\"}",
                  "teacher_cache");
-    json_t *ok = json_pack("{s:s,s:s,s:s,s:{s:i},s:{s:s,s:f}}", "student", "s", "dataset", "d",
-                           "teacher", "t", "lora", "r", 8, "optimizer", "name", "adamw", "lr", 1e-3);
+    json_t *ok =
+        json_pack("{s:s,s:s,s:s,s:{s:i},s:{s:s,s:f}}", "student", "s", "dataset", "d", "teacher",
+                  "t", "lora", "r", 8, "optimizer", "name", "adamw", "lr", 1e-3);
     rf_error err = {0};
     assert_int_equal(rf_train_runner()->validate(ok, &err), 0);
     json_decref(ok);
@@ -220,8 +221,8 @@ static json_t *params(const char *teacher, int steps)
                      "s:i,s:i,s:[ss]}",
                      "student", g_student, "teacher", teacher, "dataset", g_data, "lora", "r", 4,
                      "alpha", 8.0, "dropout", 0.1, "loss", "alpha", 0.5, "temperature", 2.0,
-                     "optimizer", "name", "muon", "lr", 0.02, "batch", 2, "seq_len", 48,
-                     "epochs", 2, "max_steps", steps, "eval_every", 3, "checkpoint_every", 2, "seed", 11,
+                     "optimizer", "name", "muon", "lr", 0.02, "batch", 2, "seq_len", 48, "epochs",
+                     2, "max_steps", steps, "eval_every", 3, "checkpoint_every", 2, "seed", 11,
                      "export", "adapter", "merged");
 }
 

@@ -423,9 +423,9 @@ int main(void)
     g_backends[g_nbackends++] = rf_ops_cpu();
     g_backends[g_nbackends++] = rf_ops_cpu_generic();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul_backward),    cmocka_unit_test(test_rmsnorm_backward),
-        cmocka_unit_test(test_rope_backward),      cmocka_unit_test(test_attention_backward),
-        cmocka_unit_test(test_swiglu_backward),    cmocka_unit_test(test_embedding_backward),
+        cmocka_unit_test(test_matmul_backward), cmocka_unit_test(test_rmsnorm_backward),
+        cmocka_unit_test(test_rope_backward),   cmocka_unit_test(test_attention_backward),
+        cmocka_unit_test(test_swiglu_backward), cmocka_unit_test(test_embedding_backward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

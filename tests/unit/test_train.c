@@ -63,7 +63,8 @@ static void cmp(const char *what, const float *got, const float *ref, size_t n, 
 static void cmp_scalar(const char *what, double got, double ref)
 {
     double rel = fabs(got - ref) / fmax(fabs(ref), 1e-12);
-    printf("  %-40s got %.8f ref %.8f rel %.2e %s\n", what, got, ref, rel, rel <= TOL ? "OK" : "FAIL");
+    printf("  %-40s got %.8f ref %.8f rel %.2e %s\n", what, got, ref, rel,
+           rel <= TOL ? "OK" : "FAIL");
     assert_true(rel <= TOL);
 }
 
@@ -310,8 +311,8 @@ static void test_peft_init_muon(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_losses),    cmocka_unit_test(test_grads_and_steps),
-        cmocka_unit_test(test_full_grads), cmocka_unit_test(test_topk),
+        cmocka_unit_test(test_losses),         cmocka_unit_test(test_grads_and_steps),
+        cmocka_unit_test(test_full_grads),     cmocka_unit_test(test_topk),
         cmocka_unit_test(test_peft_init_muon),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -66,8 +66,8 @@ static void run_init(run *r, rf_llama_model *m, uint64_t seed, float dropout, rf
     rf_error err = {0};
     memset(r, 0, sizeof *r);
     r->m = m;
-    rf_lora_config lc = {.r = 8, .alpha = 16, .dropout = dropout, .targets = RF_LORA_ALL,
-                         .seed = seed};
+    rf_lora_config lc = {
+        .r = 8, .alpha = 16, .dropout = dropout, .targets = RF_LORA_ALL, .seed = seed};
     assert_int_equal(rf_lora_init(&r->lora, &m->config, &lc, &err), 0);
     assert_int_equal(rf_trainer_init(&r->tr, m, RF_TRAIN_LORA, &r->lora, B, T, 0, &err), 0);
     rf_optim_config oc;
@@ -100,8 +100,8 @@ static void train(run *r, rf_trainer *teacher, float alpha, int n)
             rf_train_stats st;
             assert_int_equal(rf_train_forward(&r->tr, ids, &err), 0);
             if (teacher) assert_int_equal(rf_train_forward(teacher, ids, &err), 0);
-            assert_int_equal(
-                rf_train_loss(&r->tr, teacher, NULL, tg, &lc, 0.5f, true, &st, &err), 0);
+            assert_int_equal(rf_train_loss(&r->tr, teacher, NULL, tg, &lc, 0.5f, true, &st, &err),
+                             0);
             r->cur.tokens += st.n_tokens;
         }
         rf_optim_step(&r->opt, NULL);
