@@ -7,6 +7,7 @@
 
 #include "engine/jobs/train_data.h"
 #include "engine/jobs/train_params.h"
+#include "engine/llama_init.h"
 #include "engine/train.h"
 #include "engine/train_state.h"
 
@@ -88,6 +89,7 @@ typedef struct run {
     rf_train_cursor cur;
     int *order, *idx, *ids, *targets;
     int pad;
+    char init_dir[4096]; /* from scratch: the random checkpoint made here */
 } run;
 
 static void run_free(run *r)
@@ -105,11 +107,20 @@ static void run_free(run *r)
     if (r->has_teacher) rf_llama_free(&r->teacher);
 }
 
-static int setup(run *r, rf_error *err)
+static int setup(run *r, rf_job_ctx *ctx, rf_error *err)
 {
-    const rf_train_job_params *p = &r->p;
+    rf_train_job_params *p = &r->p;
     int rc;
     rf_chat_family fam;
+    if (p->config) {
+        /* From scratch: tokenizer files, then config.json and random weights
+         * (the same seed gives the same start on every attempt). */
+        snprintf(r->init_dir, sizeof r->init_dir, "%s/init", ctx->workdir);
+        if ((rc = rf_copy_model_files(p->tokenizer, r->init_dir, err)) < 0 ||
+            (rc = rf_llama_init_random(r->init_dir, p->config, p->seed, err)) < 0)
+            return rc;
+        p->student = r->init_dir;
+    }
     if ((rc = rf_llama_load(&r->student, p->student, NULL, err)) < 0 ||
         (rc = rf_tokenizer_load(p->student, &r->tok, err)) < 0)
         return in_field(err, rc, "student");
@@ -257,7 +268,7 @@ static int train_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
     run r;
     memset(&r, 0, sizeof r);
     int rc = rf_train_params_parse(params, &r.p, err);
-    if (rc == 0) rc = setup(&r, err);
+    if (rc == 0) rc = setup(&r, ctx, err);
     if (rc < 0) goto out;
     epoch_order(r.order, r.train.n, r.p.seed, 0);
     const json_t *st = ctx->resume ? json_object_get(ctx->resume, "state") : NULL;

@@ -1,5 +1,7 @@
 #include "engine/jobs/train_params.h"
 
+#include "engine/llama_config.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -176,10 +178,10 @@ static int parse_optim(const json_t *o, const json_t *sch, rf_optim_config *c, r
 int rf_train_params_parse(const json_t *p, rf_train_job_params *out, rf_error *err)
 {
     static const char *const keys[] = {
-        "student", "teacher",   "teacher_cache", "dataset",  "method",     "config",
-        "lora",    "loss",      "optimizer",     "schedule", "clip_norm",  "grad_accum",
-        "epochs",  "max_steps", "batch",         "seq_len",  "eval_every", "checkpoint_every",
-        "seed",    "export",    "chat_template", NULL};
+        "student", "teacher",   "teacher_cache", "dataset",   "method",     "config",
+        "lora",    "loss",      "optimizer",     "schedule",  "clip_norm",  "grad_accum",
+        "epochs",  "max_steps", "batch",         "seq_len",   "eval_every", "checkpoint_every",
+        "seed",    "export",    "chat_template", "tokenizer", NULL};
     static const char *const methods[] = {"lora", "full", NULL};
     memset(out, 0, sizeof *out);
     if (!json_is_object(p)) return rf_error_field(err, RF_EINVAL, "", "params must be an object");
@@ -188,17 +190,41 @@ int rf_train_params_parse(const json_t *p, rf_train_job_params *out, rf_error *e
     if (json_object_get(p, "teacher_cache"))
         return rf_error_field(err, RF_EUNSUPPORTED, "teacher_cache",
                               "teacher caches are not implemented yet; give 'teacher' instead");
-    if (json_object_get(p, "config"))
-        return rf_error_field(err, RF_EUNSUPPORTED, "config",
-                              "training from a config (no student checkpoint) is not implemented "
-                              "yet; give 'student'");
-    if ((rc = string(p, "student", true, &out->student, err)) < 0 ||
+    out->config = json_object_get(p, "config");
+    if ((rc = string(p, "student", !out->config, &out->student, err)) < 0 ||
+        (rc = string(p, "tokenizer", false, &out->tokenizer, err)) < 0 ||
         (rc = string(p, "teacher", false, &out->teacher, err)) < 0 ||
         (rc = string(p, "dataset", true, &out->dataset, err)) < 0 ||
         (rc = string(p, "chat_template", false, &out->chat_template, err)) < 0 ||
         (rc = choice(p, "", "method", methods, &method, err)) < 0)
         return rc;
     out->full = method == 1;
+    if (out->config) {
+        /* from scratch: a config (checked as config.json is) and a tokenizer, no student */
+        rf_llama_config lc;
+        if (!json_is_object(out->config))
+            return rf_error_field(err, RF_EINVAL, "config",
+                                  "'config' must be a config.json object");
+        if (out->student)
+            return rf_error_field(err, RF_EINVAL, "student",
+                                  "give either 'student' or 'config', not both");
+        if (!out->full)
+            return rf_error_field(err, RF_EINVAL, "method",
+                                  "training from a 'config' needs method 'full'");
+        if (!out->tokenizer)
+            return rf_error_field(err, RF_EINVAL, "tokenizer",
+                                  "'tokenizer' (a folder with tokenizer.json) is required with "
+                                  "'config'");
+        if ((rc = rf_llama_config_parse(&lc, out->config, err)) < 0) {
+            char f[sizeof err->field];
+            snprintf(f, sizeof f, "config%s%s", *err->field ? "." : "", err->field);
+            snprintf(err->field, sizeof err->field, "%s", f);
+            return rc;
+        }
+    } else if (out->tokenizer) {
+        return rf_error_field(err, RF_EINVAL, "tokenizer",
+                              "'tokenizer' applies only with 'config' (a student has its own)");
+    }
     const json_t *lo, *ls, *op, *sc;
     if ((rc = object(p, "lora", &lo, err)) < 0 || (rc = object(p, "loss", &ls, err)) < 0 ||
         (rc = object(p, "optimizer", &op, err)) < 0 || (rc = object(p, "schedule", &sc, err)) < 0)

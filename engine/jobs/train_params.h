@@ -19,6 +19,8 @@ typedef struct rf_train_job_params {
     const char *teacher;       /* checkpoint folder, or NULL */
     const char *dataset;       /* JSONL file */
     const char *chat_template; /* family name, or NULL: detected */
+    const json_t *config;      /* from scratch (method full): a config.json object */
+    const char *tokenizer;     /* with config: folder with the tokenizer files */
     bool full;                 /* method "full" (else "lora") */
     rf_lora_config lora;
     rf_loss_config loss;
