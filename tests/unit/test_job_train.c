@@ -210,6 +210,14 @@ static void test_validation(void **state)
     expect_field("{\"student\": \"s\", \"dataset\": \"d\", \"bogus\": 1}", "bogus");
     expect_field("{\"student\": \"s\", \"dataset\": \"d\", \"teacher_cache\": \"c\"}",
                  "teacher_cache");
+    expect_field("{\"dataset\": \"d\", \"config\": {\"hidden_size\": 8}, \"tokenizer\": \"t\"}",
+                 "method");
+    expect_field("{\"dataset\": \"d\", \"method\": \"full\", \"config\": {\"hidden_size\": 8}}",
+                 "tokenizer");
+    expect_field("{\"dataset\": \"d\", \"method\": \"full\", \"tokenizer\": \"t\", \"config\": "
+                 "{\"model_type\": \"llama\", \"hidden_size\": 8}}",
+                 "config.intermediate_size");
+    expect_field("{\"student\": \"s\", \"dataset\": \"d\", \"tokenizer\": \"t\"}", "tokenizer");
     json_t *ok =
         json_pack("{s:s,s:s,s:s,s:{s:i},s:{s:s,s:f}}", "student", "s", "dataset", "d", "teacher",
                   "t", "lora", "r", 8, "optimizer", "name", "adamw", "lr", 1e-3);
