@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/jobs/teacher_cache.h"
 #include "engine/jobs/train_data.h"
 #include "engine/jobs/train_params.h"
 #include "engine/llama_init.h"
@@ -90,11 +91,17 @@ typedef struct run {
     int *order, *idx, *ids, *targets;
     int pad;
     char init_dir[4096]; /* from scratch: the random checkpoint made here */
+    rf_teacher_cache cache;
+    bool has_cache;
+    int *tk_ids; /* [B·T, k] the batch's rows of the cache */
+    float *tk_logp;
 } run;
 
 static void run_free(run *r)
 {
     free(r->order), free(r->idx), free(r->ids), free(r->targets);
+    free(r->tk_ids), free(r->tk_logp);
+    if (r->has_cache) rf_teacher_cache_close(&r->cache);
     rf_optim_free(&r->opt);
     rf_trainer_free(&r->st);
     rf_trainer_free(&r->tt);
@@ -144,6 +151,18 @@ static int setup(run *r, rf_job_ctx *ctx, rf_error *err)
     const int T = p->seq_len < r->student.config.max_pos ? p->seq_len : r->student.config.max_pos;
     if ((rc = rf_train_data_load(p->dataset, r->tok, fam, T, &r->train, &r->val, err)) < 0)
         return rc;
+    if (p->teacher_cache) {
+        if ((rc = rf_teacher_cache_open(&r->cache, p->teacher_cache, err)) < 0)
+            return in_field(err, rc, "teacher_cache");
+        r->has_cache = true;
+        if ((rc = rf_teacher_cache_check(&r->cache, &r->train, T, r->student.config.vocab_size,
+                                         err)) < 0)
+            return rc;
+        const size_t n = (size_t)p->batch * T * r->cache.k;
+        r->tk_ids = malloc(sizeof(int) * n);
+        r->tk_logp = malloc(sizeof(float) * n);
+        if (!r->tk_ids || !r->tk_logp) return rf_errorf(err, RF_ENOMEM, "train: out of memory");
+    }
     if (!p->full) {
         if ((rc = rf_lora_init(&r->lora, &r->student.config, &p->lora, err)) < 0) return rc;
         r->has_lora = true;
@@ -227,12 +246,17 @@ static int step(run *r, rf_train_stats *agg, rf_error *err)
             r->idx[b] = r->order[r->cur.index++];
         }
         rf_train_data_batch(&r->train, r->idx, B, r->st.a.T, r->pad, r->ids, r->targets);
+        rf_topk tk = {0};
+        if (r->has_cache) {
+            rf_teacher_cache_batch(&r->cache, r->idx, B, r->st.a.T, r->tk_ids, r->tk_logp);
+            tk = (rf_topk){.k = r->cache.k, .ids = r->tk_ids, .logp = r->tk_logp};
+        }
         rf_train_stats s;
         int rc;
         if ((rc = rf_train_forward(&r->st, r->ids, err)) < 0 ||
             (r->has_teacher && (rc = rf_train_forward(&r->tt, r->ids, err)) < 0) ||
-            (rc = rf_train_loss(&r->st, r->has_teacher ? &r->tt : NULL, NULL, r->targets,
-                                &r->p.loss, 1.0f / A, true, &s, err)) < 0)
+            (rc = rf_train_loss(&r->st, r->has_teacher ? &r->tt : NULL, r->has_cache ? &tk : NULL,
+                                r->targets, &r->p.loss, 1.0f / A, true, &s, err)) < 0)
             return rc;
         agg->loss += s.loss / A, agg->ce += s.ce / A, agg->kl += s.kl / A;
         agg->n_tokens += s.n_tokens;

@@ -5,6 +5,8 @@
  * events, held-out "eval" events, checkpoints through ctx->checkpoint
  * (resumed on a later attempt), cancellation within one step, and the
  * adapter (PEFT) and merged checkpoint (HF layout) registered as artifacts.
+ * The teacher is a checkpoint run in the same step, or a teacher cache
+ * (engine/jobs/teacher_cache.h: top-k log-probabilities, sparse KL).
  * Parameters: engine/jobs/train_params.h. */
 #ifndef RF_JOBS_TRAIN_H
 #define RF_JOBS_TRAIN_H

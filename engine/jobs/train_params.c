@@ -187,18 +187,19 @@ int rf_train_params_parse(const json_t *p, rf_train_job_params *out, rf_error *e
     if (!json_is_object(p)) return rf_error_field(err, RF_EINVAL, "", "params must be an object");
     int rc, method = 0;
     if ((rc = only(p, "", keys, err)) < 0) return rc;
-    if (json_object_get(p, "teacher_cache"))
-        return rf_error_field(err, RF_EUNSUPPORTED, "teacher_cache",
-                              "teacher caches are not implemented yet; give 'teacher' instead");
     out->config = json_object_get(p, "config");
     if ((rc = string(p, "student", !out->config, &out->student, err)) < 0 ||
         (rc = string(p, "tokenizer", false, &out->tokenizer, err)) < 0 ||
         (rc = string(p, "teacher", false, &out->teacher, err)) < 0 ||
+        (rc = string(p, "teacher_cache", false, &out->teacher_cache, err)) < 0 ||
         (rc = string(p, "dataset", true, &out->dataset, err)) < 0 ||
         (rc = string(p, "chat_template", false, &out->chat_template, err)) < 0 ||
         (rc = choice(p, "", "method", methods, &method, err)) < 0)
         return rc;
     out->full = method == 1;
+    if (out->teacher && out->teacher_cache)
+        return rf_error_field(err, RF_EINVAL, "teacher_cache",
+                              "give either 'teacher' or 'teacher_cache', not both");
     if (out->config) {
         /* from scratch: a config (checked as config.json is) and a tokenizer, no student */
         rf_llama_config lc;
@@ -233,16 +234,22 @@ int rf_train_params_parse(const json_t *p, rf_train_job_params *out, rf_error *e
         return rf_error_field(err, RF_EINVAL, "lora", "'lora' does not apply to method 'full'");
     out->lora = (rf_lora_config){.r = 16, .alpha = 32, .dropout = 0.05f, .targets = RF_LORA_ALL};
     if ((rc = parse_lora(lo, &out->lora, err)) < 0) return rc;
-    static const char *const lkeys[] = {"alpha", "temperature", NULL};
-    double alpha = out->teacher ? 0.5 : 0.0, temp = 2.0;
+    static const char *const lkeys[] = {"alpha", "temperature", "topk_mode", NULL};
+    static const char *const modes[] = {"ignore", "bucket", NULL};
+    const bool kd = out->teacher || out->teacher_cache;
+    double alpha = kd ? 0.5 : 0.0, temp = 2.0;
+    int mode = RF_TOPK_IGNORE;
     if ((rc = only(ls, "loss", lkeys, err)) < 0 ||
         (rc = num(ls, "loss", "alpha", 0, 1, false, &alpha, err)) < 0 ||
-        (rc = num(ls, "loss", "temperature", 0, 100, true, &temp, err)) < 0)
+        (rc = num(ls, "loss", "temperature", 0, 100, true, &temp, err)) < 0 ||
+        (rc = choice(ls, "loss", "topk_mode", modes, &mode, err)) < 0)
         return rc;
-    if (alpha > 0 && !out->teacher)
-        return rf_error_field(err, RF_EINVAL, "loss.alpha",
-                              "'loss.alpha' > 0 needs a 'teacher' to distil from");
-    out->loss = (rf_loss_config){.alpha = (float)alpha, .temperature = (float)temp};
+    if (alpha > 0 && !kd)
+        return rf_error_field(
+            err, RF_EINVAL, "loss.alpha",
+            "'loss.alpha' > 0 needs a 'teacher' or 'teacher_cache' to distil from");
+    out->loss = (rf_loss_config){
+        .alpha = (float)alpha, .temperature = (float)temp, .topk_mode = (rf_topk_mode)mode};
     rf_optim_config_default(&out->optim);
     if ((rc = parse_optim(op, sc, &out->optim, err)) < 0) return rc;
     double clip = 1.0;

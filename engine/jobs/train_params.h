@@ -17,6 +17,7 @@
 typedef struct rf_train_job_params {
     const char *student;       /* checkpoint folder */
     const char *teacher;       /* checkpoint folder, or NULL */
+    const char *teacher_cache; /* a teacher-cache job's file, or NULL */
     const char *dataset;       /* JSONL file */
     const char *chat_template; /* family name, or NULL: detected */
     const json_t *config;      /* from scratch (method full): a config.json object */

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/jobs/teacher_cache.h"
 #include "engine/jobs/train.h"
 #include "engine/llama.h"
 #include "engine/safetensors.h"
@@ -208,8 +209,12 @@ static void test_validation(void **state)
     expect_field("{\"student\": \"s\", \"dataset\": \"d\", \"batch\": 0}", "batch");
     expect_field("{\"student\": \"s\", \"dataset\": \"d\", \"export\": [\"gguf\"]}", "export[0]");
     expect_field("{\"student\": \"s\", \"dataset\": \"d\", \"bogus\": 1}", "bogus");
-    expect_field("{\"student\": \"s\", \"dataset\": \"d\", \"teacher_cache\": \"c\"}",
+    expect_field("{\"student\": \"s\", \"dataset\": \"d\", \"teacher\": \"t\", "
+                 "\"teacher_cache\": \"c\"}",
                  "teacher_cache");
+    expect_field("{\"student\": \"s\", \"dataset\": \"d\", \"teacher_cache\": \"c\", \"loss\": "
+                 "{\"topk_mode\": \"all\"}}",
+                 "loss.topk_mode");
     expect_field("{\"dataset\": \"d\", \"config\": {\"hidden_size\": 8}, \"tokenizer\": \"t\"}",
                  "method");
     expect_field("{\"dataset\": \"d\", \"method\": \"full\", \"config\": {\"hidden_size\": 8}}",
@@ -363,6 +368,90 @@ static void test_from_scratch(void **state)
     json_decref(res), json_decref(p);
 }
 
+/* The teacher-cache job, then training from the cache: with k = the whole
+ * vocabulary the sparse loss is the dense one, so the adapter matches a run
+ * with the teacher itself; the bucket mode with k = 8 trains too. */
+static void test_teacher_cache(void **state)
+{
+    rf_error err = {0};
+    char w[4][160];
+    for (int i = 0; i < 4; i++) {
+        snprintf(w[i], sizeof w[i], "%s/tc%d", g_root, i);
+        mkdir(w[i], 0755);
+    }
+    json_t *res = NULL;
+    fake f;
+    f.state = NULL;
+    fake_init(&f, w[0]);
+    json_t *cp = json_pack("{s:s,s:s,s:i,s:i,s:i}", "teacher", g_teacher, "dataset", g_data, "k",
+                           256, "seq_len", 48, "batch", 2);
+    if (rf_teacher_cache_runner()->run(cp, &f.ctx, &res, &err) < 0) fail_msg("%s", err.msg);
+    assert_int_equal(f.artifacts, 1);
+    const char *cache = json_string_value(json_object_get(res, "teacher_cache"));
+    rf_teacher_cache c;
+    assert_int_equal(rf_teacher_cache_open(&c, cache, &err), 0);
+    assert_int_equal(c.k, 256);
+    assert_int_equal(c.n, 9);
+    double mass = 0; /* the first row's probabilities sum to one, most likely first */
+    for (int j = 0; j < c.k; j++)
+        mass += exp(c.logp[j]);
+    assert_true(fabs(mass - 1) < 1e-5 && c.logp[0] >= c.logp[1]);
+    rf_teacher_cache_close(&c);
+
+    json_t *pt = params(g_teacher, 4), *pc = params(g_teacher, 4);
+    json_object_del(pc, "teacher");
+    json_object_set_new(pc, "teacher_cache", json_string(cache));
+    json_t *r1 = NULL, *r2 = NULL, *r3 = NULL;
+    json_decref(f.state);
+    fake_init(&f, w[1]);
+    if (rf_train_runner()->run(pt, &f.ctx, &r1, &err) < 0) fail_msg("%s", err.msg);
+    const double loss_teacher = f.last_loss;
+    json_decref(f.state);
+    fake_init(&f, w[2]);
+    if (rf_train_runner()->run(pc, &f.ctx, &r2, &err) < 0) fail_msg("%s", err.msg);
+    printf("  last step loss: teacher %.6f, cache (k = vocabulary) %.6f\n", loss_teacher,
+           f.last_loss);
+    assert_true(fabs(loss_teacher - f.last_loss) < 1e-4 * loss_teacher);
+    float *a, *b;
+    size_t na, nb;
+    read_adapter(w[1], &a, &na);
+    read_adapter(w[2], &b, &nb);
+    double md = 0, mx = 0;
+    for (size_t i = 0; i < na; i++)
+        md = fmax(md, fabs(a[i] - b[i])), mx = fmax(mx, fabs(a[i]));
+    printf("  adapter from cache vs from teacher: max abs diff %.3g (max |param| %.3g)\n", md, mx);
+    assert_true(md <= 1e-4 * mx);
+    free(a), free(b);
+
+    /* k = 8 with the rest as one bucket */
+    json_t *cp8 = json_pack("{s:s,s:s,s:i,s:i,s:i}", "teacher", g_teacher, "dataset", g_data, "k",
+                            8, "seq_len", 48, "batch", 2);
+    json_t *res8 = NULL;
+    json_decref(f.state);
+    fake_init(&f, w[3]);
+    if (rf_teacher_cache_runner()->run(cp8, &f.ctx, &res8, &err) < 0) fail_msg("%s", err.msg);
+    json_object_set(pc, "teacher_cache", json_object_get(res8, "teacher_cache"));
+    json_object_set_new(json_object_get(pc, "loss"), "topk_mode", json_string("bucket"));
+    json_object_set_new(pc, "export", json_pack("[s]", "adapter"));
+    json_decref(f.state);
+    fake_init(&f, w[3]);
+    if (rf_train_runner()->run(pc, &f.ctx, &r3, &err) < 0) fail_msg("%s", err.msg);
+    printf("  k = 8, bucket: loss %.4f → %.4f over %d steps\n", f.first_loss, f.last_loss,
+           f.metrics);
+    assert_int_equal(f.metrics, 4);
+    assert_true(isfinite(f.last_loss));
+    /* a cache for other examples is refused naming it */
+    json_object_set_new(pc, "seq_len", json_integer(40));
+    json_decref(f.state);
+    fake_init(&f, w[3]);
+    json_t *r4 = NULL;
+    assert_int_equal(rf_train_runner()->run(pc, &f.ctx, &r4, &err), RF_EINVAL);
+    assert_string_equal(err.field, "teacher_cache");
+    json_decref(f.state);
+    json_decref(cp), json_decref(cp8), json_decref(res), json_decref(res8);
+    json_decref(pt), json_decref(pc), json_decref(r1), json_decref(r2), json_decref(r3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -370,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_run_and_resume),
         cmocka_unit_test(test_teacher_tokenizer_mismatch),
         cmocka_unit_test(test_from_scratch),
+        cmocka_unit_test(test_teacher_cache),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
