@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/loss.h"
 #include "engine/ops.h"
 
 static const rf_ops *g_backends[2];
@@ -418,6 +419,70 @@ static void test_embedding_backward(void **state)
     }
 }
 
+/* ---- losses: CE, KD (dense teacher) and the top-k teacher, with the LM
+ * head's logits as input (CPU functions shared by every backend) ---- */
+typedef struct loss_ctx {
+    float *zs, *zt, *tmp;
+    const int *ids;
+    const float *logp;
+    int V, k, target;
+    rf_loss_config cfg;
+} loss_ctx;
+static double loss_value(void *p)
+{
+    loss_ctx *c = p;
+    rf_loss_row r;
+    memcpy(c->tmp, c->zs, sizeof(float) * c->V);
+    if (c->ids)
+        rf_loss_topk(c->tmp, c->V, c->ids, c->logp, c->k, c->target, &c->cfg, 1, false, &r);
+    else
+        rf_loss_dense(c->tmp, c->zt, c->V, c->target, &c->cfg, 1, false, &r);
+    const double T = c->cfg.temperature, a = c->zt || c->ids ? c->cfg.alpha : 0;
+    return a * T * T * r.kl + (1 - a) * r.ce;
+}
+
+static void test_loss_backward(void **state)
+{
+    g_op = g_backends[0];
+    const int V = 50, ids[5] = {3, 17, 41, 0, 9};
+    const float alphas[] = {0.0f, 0.5f, 1.0f};
+    float *zs = rand_f32(V, 4.0), *zt = rand_f32(V, 4.0), *g = malloc(sizeof(float) * V),
+          *tmp = malloc(sizeof(float) * V), logp[5];
+    double *ref = malloc(sizeof(double) * V);
+    for (int j = 0; j < 5; j++) /* a teacher's top-5, as log-probabilities */
+        logp[j] = (float)log(0.5 / (j + 1.5));
+    for (int ai = 0; ai < 3; ai++) {
+        rf_loss_config cfg = {.alpha = alphas[ai], .temperature = 2.0f};
+        rf_loss_row r;
+        memcpy(g, zs, sizeof(float) * V);
+        rf_loss_dense(g, zt, V, 7, &cfg, 1, true, &r);
+        /* ∂/∂z [(1−α)·CE + α·T²·KL] = (1−α)(softmax(z) − onehot) + α·T·(p_T − q_T) */
+        double m1 = -INFINITY, mT = -INFINITY, mq = -INFINITY, s1 = 0, sT = 0, sq = 0;
+        for (int i = 0; i < V; i++)
+            m1 = fmax(m1, zs[i]), mT = fmax(mT, zs[i] / 2.0), mq = fmax(mq, zt[i] / 2.0);
+        for (int i = 0; i < V; i++)
+            s1 += exp(zs[i] - m1), sT += exp(zs[i] / 2.0 - mT), sq += exp(zt[i] / 2.0 - mq);
+        for (int i = 0; i < V; i++)
+            ref[i] = (1 - alphas[ai]) * (exp(zs[i] - m1) / s1 - (i == 7)) +
+                     alphas[ai] * 2.0 * (exp(zs[i] / 2.0 - mT) / sT - exp(zt[i] / 2.0 - mq) / sq);
+        char what[48];
+        snprintf(what, sizeof what, "V=50 T=2 alpha=%.1f", alphas[ai]);
+        check("loss dense dz", what, g, NULL, ref, V, 1e-5);
+        loss_ctx c = {zs, zt, tmp, NULL, NULL, V, 0, 7, cfg};
+        check_fd("loss dense dz", what, zs, V, g, NULL, loss_value, &c, 1e-2, 1e-2);
+    }
+    for (int mode = 0; mode < 2; mode++) {
+        rf_loss_config cfg = {.alpha = 0.7f, .temperature = 2.0f, .topk_mode = mode};
+        rf_loss_row r;
+        memcpy(g, zs, sizeof(float) * V);
+        rf_loss_topk(g, V, ids, logp, 5, 7, &cfg, 1, true, &r);
+        loss_ctx c = {zs, NULL, tmp, ids, logp, V, 5, 7, cfg};
+        check_fd("loss top-5 dz", mode ? "V=50 T=2 alpha=0.7 bucket" : "V=50 T=2 alpha=0.7 ignore",
+                 zs, V, g, NULL, loss_value, &c, 1e-2, 1e-2);
+    }
+    free(zs), free(zt), free(g), free(tmp), free(ref);
+}
+
 int main(void)
 {
     g_backends[g_nbackends++] = rf_ops_cpu();
@@ -426,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_matmul_backward), cmocka_unit_test(test_rmsnorm_backward),
         cmocka_unit_test(test_rope_backward),   cmocka_unit_test(test_attention_backward),
         cmocka_unit_test(test_swiglu_backward), cmocka_unit_test(test_embedding_backward),
+        cmocka_unit_test(test_loss_backward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
