@@ -134,12 +134,67 @@ static void test_merged_export(void **state)
     rm_dir(dir);
 }
 
+/* A bf16 base with tied embeddings: the merged checkpoint keeps bf16 (the
+ * base dtype) and no lm_head, and its logits match base + adapters up to
+ * bf16 rounding of the merged weights. */
+static void test_merged_export_bf16(void **state)
+{
+    rf_error err = {0};
+    rf_llama_model m, merged;
+    assert_int_equal(rf_llama_load(&m, FIX "llama3_bf16_tied", NULL, &err), 0);
+    rf_lora lo;
+    rf_lora_config lc = {.r = 4, .alpha = 8, .targets = RF_LORA_ALL, .seed = 3};
+    assert_int_equal(rf_lora_init(&lo, &m.config, &lc, &err), 0);
+    for (size_t i = 0; i < lo.n_params; i++) /* B non-zero so the merge changes W */
+        if (lo.params[i] == 0) lo.params[i] = 0.05f * (float)((int)(i % 7) - 3);
+    char dir[] = "/tmp/rf_merged16_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    if (rf_lora_export_merged(&lo, &m, FIX "llama3_bf16_tied", dir, &err) < 0)
+        fail_msg("%s", err.msg);
+    if (rf_llama_load(&merged, dir, NULL, &err) < 0) fail_msg("%s", err.msg);
+    assert_int_equal(merged.w.layers[0].wq.dtype, RF_DTYPE_BF16);
+    assert_int_equal(merged.w.embed.dtype, RF_DTYPE_BF16);
+    assert_true(merged.config.tie_embeddings);
+    const int T = 6, V = m.config.vocab_size, ids[6] = {1, 50, 7, 7, 200, 31};
+    rf_trainer tr;
+    assert_int_equal(rf_trainer_init(&tr, &m, RF_TRAIN_FROZEN, &lo, 1, T, T, &err), 0);
+    assert_int_equal(rf_train_forward(&tr, ids, &err), 0);
+    m.ops->matmul(tr.a.logits, tr.a.xnf, &m.w.lm_head, NULL, T, tr.a.scratch, tr.a.scratch_n);
+    rf_llama_acts a;
+    assert_int_equal(rf_llama_acts_init(&a, &merged.config, 1, T, T, &err), 0);
+    float *lg = malloc(sizeof(float) * T * V);
+    int pos0 = 0;
+    assert_int_equal(rf_llama_forward(&merged, &a, 1, T, ids, &pos0, lg, true, &err), 0);
+    double mabs = 0, mref = 0, mbase = 0;
+    int p0 = 0;
+    assert_int_equal(rf_llama_forward(&m, &a, 1, T, ids, &p0, NULL, false, &err), 0);
+    for (int i = 0; i < T * V; i++) {
+        mabs = fmax(mabs, fabs(lg[i] - tr.a.logits[i]));
+        mref = fmax(mref, fabs(tr.a.logits[i]));
+    }
+    for (int i = 0; i < V; i++) /* how far the adapters moved the last position */
+        mbase = fmax(mbase, fabs(a.logits[i] - tr.a.logits[(T - 1) * V + i]));
+    printf("  bf16 merged vs base+LoRA logits: max abs %.2e rel %.2e (adapters moved them by "
+           "%.2e)\n",
+           mabs, mabs / mref, mbase);
+    assert_true(mabs / mref < 2e-2);
+    assert_true(mbase > 5 * mabs);
+    free(lg);
+    rf_llama_acts_free(&a);
+    rf_trainer_free(&tr);
+    rf_llama_free(&merged);
+    rf_lora_free(&lo);
+    rf_llama_free(&m);
+    rm_dir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_peft_round_trip),
         cmocka_unit_test(test_merge_unmerge),
         cmocka_unit_test(test_merged_export),
+        cmocka_unit_test(test_merged_export_bf16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
