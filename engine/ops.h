@@ -51,6 +51,31 @@ typedef struct rf_ops {
     void (*softmax)(float *x, int M, int N);
     /* y += x */
     void (*add)(float *y, const float *x, size_t n);
+
+    /* ---- backward, in the manner of llm.c: each accumulates (+=) into the
+     * gradients it is given, so a value read twice (the residual stream,
+     * a kv head shared by a GQA group) sums its gradients. NULL gradient
+     * pointers are skipped. ---- */
+    /* y = x·Wᵀ: dx[M,K] += dy[M,N]·W; dw[N,K] (f32) += dyᵀ·x; dbias[N] += Σ dy. */
+    void (*matmul_backward)(float *dx, float *dw, float *dbias, const float *dy, const float *x,
+                            const rf_tensor *w, int M, float *scratch, size_t scratch_n);
+    /* y = x·r·w, r = 1/sqrt(mean(x²)+eps): dx += r·w·dy − x·r³/D·Σ(dy·w·x); dw += Σ_m dy·x·r */
+    void (*rmsnorm_backward)(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                             int M, int D, float eps);
+    /* RoPE is a rotation, so its backward rotates dx back (angle −θ), in place. */
+    void (*rope_backward)(float *dx, int M, int n_heads, int head_dim, const int *pos,
+                          const float *inv_freq);
+    /* a->out must hold the forward output (a->q, k, v its inputs). dq
+     * [T, n_heads·hd], dk and dv shaped like a->k (keys 0..pos0+T-1).
+     * Probabilities are recomputed, not stored: no [T, T] buffer. */
+    void (*attention_backward)(const rf_attn_args *a, const float *dout, float *dq, float *dk,
+                               float *dv);
+    /* h = silu(gate)·up, gate the pre-activation:
+     * dgate += dh·up·silu'(gate), dup += dh·silu(gate) */
+    void (*swiglu_backward)(float *dgate, float *dup, const float *dh, const float *gate,
+                            const float *up, size_t n);
+    /* dtable[ids[m]] += dy[m]; dtable [V, D] f32. */
+    void (*embedding_backward)(float *dtable, const float *dy, const int *ids, int M, int D);
 } rf_ops;
 
 /* The CPU table. Its ops thread with OpenMP (OMP_NUM_THREADS), and on first

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "engine/ops.h"
+#include "engine/ops_cpu_backward.h"
 
 /* Weight rows per GEMM tile of one thread. */
 #define TILE_ROWS 128
@@ -415,6 +416,12 @@ static const rf_ops g_cpu = {
     .embedding = embedding,
     .softmax = softmax,
     .add = add,
+    .matmul_backward = rf_cpu_matmul_backward,
+    .rmsnorm_backward = rf_cpu_rmsnorm_backward,
+    .rope_backward = rf_cpu_rope_backward,
+    .attention_backward = rf_cpu_attention_backward,
+    .swiglu_backward = rf_cpu_swiglu_backward,
+    .embedding_backward = rf_cpu_embedding_backward,
 };
 
 static const rf_ops g_cpu_generic = {
@@ -427,6 +434,12 @@ static const rf_ops g_cpu_generic = {
     .embedding = embedding,
     .softmax = softmax,
     .add = add,
+    .matmul_backward = rf_cpu_matmul_backward,
+    .rmsnorm_backward = rf_cpu_rmsnorm_backward,
+    .rope_backward = rf_cpu_rope_backward,
+    .attention_backward = rf_cpu_attention_backward,
+    .swiglu_backward = rf_cpu_swiglu_backward,
+    .embedding_backward = rf_cpu_embedding_backward,
 };
 
 const rf_ops *rf_ops_cpu(void)

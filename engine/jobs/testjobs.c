@@ -25,9 +25,11 @@ static int only_keys(const json_t *params, const char *const *keys, rf_error *er
 {
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)params, k, v) {
+    json_object_foreach((json_t *)params, k, v)
+    {
         bool ok = false;
-        for (const char *const *p = keys; *p; p++) ok |= !strcmp(*p, k);
+        for (const char *const *p = keys; *p; p++)
+            ok |= !strcmp(*p, k);
         if (!ok) return rf_error_field(err, RF_EINVAL, k, "unknown parameter '%s'", k);
     }
     return 0;
@@ -214,5 +216,6 @@ void rf_testjobs_register(void)
         {"test.artifact", artifact_validate, artifact_run},
         {"test.model", model_validate, model_run},
     };
-    for (size_t i = 0; i < sizeof runners / sizeof runners[0]; i++) rf_runner_register(&runners[i]);
+    for (size_t i = 0; i < sizeof runners / sizeof runners[0]; i++)
+        rf_runner_register(&runners[i]);
 }

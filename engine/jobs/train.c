@@ -1,0 +1,364 @@
+#include "engine/jobs/train.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/jobs/teacher_cache.h"
+#include "engine/jobs/train_data.h"
+#include "engine/jobs/train_params.h"
+#include "engine/llama_init.h"
+#include "engine/train.h"
+#include "engine/train_state.h"
+
+#define CKPT_NAME "train_state.safetensors"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static uint64_t mix(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* The order of epoch e: a Fisher–Yates shuffle seeded by (seed, e), so a
+ * resumed run recomputes it from the cursor alone. */
+static void epoch_order(int *order, int n, uint64_t seed, int64_t epoch)
+{
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+    uint64_t s = mix(seed ^ mix((uint64_t)epoch + 1));
+    for (int i = n - 1; i > 0; i--) {
+        s = mix(s);
+        int j = (int)(s % (uint64_t)(i + 1)), t = order[i];
+        order[i] = order[j], order[j] = t;
+    }
+}
+
+static int validate(const json_t *params, rf_error *err)
+{
+    rf_train_job_params p;
+    return rf_train_params_parse(params, &p, err);
+}
+
+/* Same tokenizer: same vocabulary size and the same ids for a probe text
+ * that exercises words, spaces, digits, punctuation and non-ASCII bytes. */
+static int same_tokenizer(const rf_tokenizer *a, const rf_tokenizer *b, rf_error *err)
+{
+    static const char probe[] = "The teacher and student share 1 tokenizer: ok? Ça va, 2024!";
+    int32_t *ia = NULL, *ib = NULL;
+    size_t na = 0, nb = 0;
+    rf_error e2 = {0};
+    int ra = rf_tokenizer_encode(a, probe, sizeof probe - 1, 0, &ia, &na, &e2);
+    int rb = rf_tokenizer_encode(b, probe, sizeof probe - 1, 0, &ib, &nb, &e2);
+    bool same = ra == 0 && rb == 0 && na == nb && !memcmp(ia, ib, na * sizeof *ia) &&
+                rf_tokenizer_vocab_size(a) == rf_tokenizer_vocab_size(b);
+    free(ia), free(ib);
+    if (!same)
+        return rf_error_field(err, RF_EINVAL, "teacher",
+                              "the teacher's tokenizer differs from the student's (vocabulary %d "
+                              "vs %d, or a different encoding); distillation needs the same one",
+                              rf_tokenizer_vocab_size(b), rf_tokenizer_vocab_size(a));
+    return 0;
+}
+
+/* Keep the message, name the parameter it came from. */
+static int in_field(rf_error *err, int rc, const char *field)
+{
+    if (err) snprintf(err->field, sizeof err->field, "%s", field);
+    return rc;
+}
+
+typedef struct run {
+    rf_train_job_params p;
+    rf_llama_model student, teacher;
+    bool has_teacher;
+    rf_tokenizer *tok, *ttok;
+    rf_train_data train, val;
+    rf_lora lora;
+    bool has_lora;
+    rf_trainer st, tt;
+    rf_optim opt;
+    rf_train_cursor cur;
+    int *order, *idx, *ids, *targets;
+    int pad;
+    char init_dir[4096]; /* from scratch: the random checkpoint made here */
+    rf_teacher_cache cache;
+    bool has_cache;
+    int *tk_ids; /* [B·T, k] the batch's rows of the cache */
+    float *tk_logp;
+} run;
+
+static void run_free(run *r)
+{
+    free(r->order), free(r->idx), free(r->ids), free(r->targets);
+    free(r->tk_ids), free(r->tk_logp);
+    if (r->has_cache) rf_teacher_cache_close(&r->cache);
+    rf_optim_free(&r->opt);
+    rf_trainer_free(&r->st);
+    rf_trainer_free(&r->tt);
+    if (r->has_lora) rf_lora_free(&r->lora);
+    rf_train_data_free(&r->train);
+    rf_train_data_free(&r->val);
+    if (r->tok) rf_tokenizer_free(r->tok);
+    if (r->ttok) rf_tokenizer_free(r->ttok);
+    rf_llama_free(&r->student);
+    if (r->has_teacher) rf_llama_free(&r->teacher);
+}
+
+static int setup(run *r, rf_job_ctx *ctx, rf_error *err)
+{
+    rf_train_job_params *p = &r->p;
+    int rc;
+    rf_chat_family fam;
+    if (p->config) {
+        /* From scratch: tokenizer files, then config.json and random weights
+         * (the same seed gives the same start on every attempt). */
+        snprintf(r->init_dir, sizeof r->init_dir, "%s/init", ctx->workdir);
+        if ((rc = rf_copy_model_files(p->tokenizer, r->init_dir, err)) < 0 ||
+            (rc = rf_llama_init_random(r->init_dir, p->config, p->seed, err)) < 0)
+            return rc;
+        p->student = r->init_dir;
+    }
+    if ((rc = rf_llama_load(&r->student, p->student, NULL, err)) < 0 ||
+        (rc = rf_tokenizer_load(p->student, &r->tok, err)) < 0)
+        return in_field(err, rc, "student");
+    if (p->chat_template) {
+        if ((rc = rf_chat_family_parse(p->chat_template, &fam, err)) < 0)
+            return in_field(err, RF_EINVAL, "chat_template");
+    } else if ((rc = rf_chat_family_detect(r->tok, &fam, err)) < 0) {
+        return in_field(err, rc, "chat_template");
+    }
+    if (p->teacher) {
+        if ((rc = rf_llama_load(&r->teacher, p->teacher, NULL, err)) < 0 ||
+            (rc = rf_tokenizer_load(p->teacher, &r->ttok, err)) < 0)
+            return in_field(err, rc, "teacher");
+        r->has_teacher = true;
+        if ((rc = same_tokenizer(r->tok, r->ttok, err)) < 0) return rc;
+        if (r->teacher.config.vocab_size != r->student.config.vocab_size)
+            return rf_error_field(err, RF_EINVAL, "teacher",
+                                  "teacher vocabulary %d, student %d: logits cannot be compared",
+                                  r->teacher.config.vocab_size, r->student.config.vocab_size);
+    }
+    const int T = p->seq_len < r->student.config.max_pos ? p->seq_len : r->student.config.max_pos;
+    if ((rc = rf_train_data_load(p->dataset, r->tok, fam, T, &r->train, &r->val, err)) < 0)
+        return rc;
+    if (p->teacher_cache) {
+        if ((rc = rf_teacher_cache_open(&r->cache, p->teacher_cache, err)) < 0)
+            return in_field(err, rc, "teacher_cache");
+        r->has_cache = true;
+        if ((rc = rf_teacher_cache_check(&r->cache, &r->train, T, r->student.config.vocab_size,
+                                         err)) < 0)
+            return rc;
+        const size_t n = (size_t)p->batch * T * r->cache.k;
+        r->tk_ids = malloc(sizeof(int) * n);
+        r->tk_logp = malloc(sizeof(float) * n);
+        if (!r->tk_ids || !r->tk_logp) return rf_errorf(err, RF_ENOMEM, "train: out of memory");
+    }
+    if (!p->full) {
+        if ((rc = rf_lora_init(&r->lora, &r->student.config, &p->lora, err)) < 0) return rc;
+        r->has_lora = true;
+    }
+    const int B = p->batch;
+    if ((rc = rf_trainer_init(&r->st, &r->student, p->full ? RF_TRAIN_FULL : RF_TRAIN_LORA,
+                              p->full ? NULL : &r->lora, B, T, 0, err)) < 0 ||
+        (r->has_teacher &&
+         (rc = rf_trainer_init(&r->tt, &r->teacher, RF_TRAIN_FROZEN, NULL, B, T, 0, err)) < 0))
+        return rc;
+    rf_optim_config oc = p->optim;
+    const long per_epoch = (r->train.n + (long)B * p->grad_accum - 1) / ((long)B * p->grad_accum);
+    oc.total_steps = (int)(per_epoch * p->epochs);
+    if (p->max_steps && p->max_steps < oc.total_steps) oc.total_steps = p->max_steps;
+    if ((rc = rf_optim_init(&r->opt, &oc, err)) < 0 ||
+        (rc = rf_trainer_add_params(&r->st, &r->opt, err)) < 0 ||
+        (rc = rf_optim_ready(&r->opt, err)) < 0)
+        return rc;
+    r->order = malloc(sizeof(int) * (size_t)r->train.n);
+    r->idx = malloc(sizeof(int) * (size_t)B);
+    r->ids = malloc(sizeof(int) * (size_t)B * T);
+    r->targets = malloc(sizeof(int) * (size_t)B * T);
+    if (!r->order || !r->idx || !r->ids || !r->targets)
+        return rf_errorf(err, RF_ENOMEM, "train: out of memory");
+    int32_t eos = rf_tokenizer_eos_id(r->tok);
+    r->pad = eos >= 0 && eos < r->student.config.vocab_size ? eos : 0;
+    r->cur.rng = p->seed;
+    return 0;
+}
+
+/* Held-out loss, KL, CE and token accuracy over the validation split. */
+static int evaluate(run *r, json_t **out, rf_error *err)
+{
+    const int B = r->p.batch;
+    double loss = 0, ce = 0, kl = 0, correct = 0;
+    long n = 0;
+    int rc;
+    for (int i0 = 0; i0 < r->val.n; i0 += B) {
+        for (int b = 0; b < B; b++)
+            r->idx[b] = i0 + b < r->val.n ? i0 + b : -1;
+        rf_train_data_batch(&r->val, r->idx, B, r->st.a.T, r->pad, r->ids, r->targets);
+        rf_train_stats s;
+        if ((rc = rf_train_forward(&r->st, r->ids, err)) < 0 ||
+            (r->has_teacher && (rc = rf_train_forward(&r->tt, r->ids, err)) < 0) ||
+            (rc = rf_train_loss(&r->st, r->has_teacher ? &r->tt : NULL, NULL, r->targets,
+                                &r->p.loss, 1, false, &s, err)) < 0)
+            return rc;
+        loss += s.loss * s.n_tokens, ce += s.ce * s.n_tokens, kl += s.kl * s.n_tokens;
+        correct += s.correct, n += s.n_tokens;
+    }
+    if (n == 0) return *out = NULL, 0;
+    *out = json_pack("{s:f,s:f,s:f,s:f,s:I}", "loss", loss / n, "ce", ce / n, "kl", kl / n,
+                     "token_accuracy", correct / n, "tokens", (json_int_t)n);
+    return 0;
+}
+
+static int save_checkpoint(run *r, rf_job_ctx *ctx, rf_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/" CKPT_NAME, ctx->workdir);
+    int rc = rf_train_state_save(path, &r->st, &r->opt, &r->cur, err);
+    if (rc < 0) return rc;
+    json_t *state = json_pack("{s:I,s:s}", "step", (json_int_t)r->opt.step, "state", CKPT_NAME);
+    rc = ctx->checkpoint(ctx, state);
+    json_decref(state);
+    return rc < 0 ? rf_errorf(err, rc, "train: recording the checkpoint failed") : 0;
+}
+
+/* One optimiser step of grad_accum micro-batches; stats of the last. */
+static int step(run *r, rf_train_stats *agg, rf_error *err)
+{
+    const int B = r->p.batch, A = r->p.grad_accum;
+    memset(agg, 0, sizeof *agg);
+    for (int m = 0; m < A; m++) {
+        for (int b = 0; b < B; b++) {
+            if (r->cur.index >= r->train.n) {
+                r->cur.index = 0;
+                r->cur.epoch++;
+                epoch_order(r->order, r->train.n, r->p.seed, r->cur.epoch);
+            }
+            r->idx[b] = r->order[r->cur.index++];
+        }
+        rf_train_data_batch(&r->train, r->idx, B, r->st.a.T, r->pad, r->ids, r->targets);
+        rf_topk tk = {0};
+        if (r->has_cache) {
+            rf_teacher_cache_batch(&r->cache, r->idx, B, r->st.a.T, r->tk_ids, r->tk_logp);
+            tk = (rf_topk){.k = r->cache.k, .ids = r->tk_ids, .logp = r->tk_logp};
+        }
+        rf_train_stats s;
+        int rc;
+        if ((rc = rf_train_forward(&r->st, r->ids, err)) < 0 ||
+            (r->has_teacher && (rc = rf_train_forward(&r->tt, r->ids, err)) < 0) ||
+            (rc = rf_train_loss(&r->st, r->has_teacher ? &r->tt : NULL, r->has_cache ? &tk : NULL,
+                                r->targets, &r->p.loss, 1.0f / A, true, &s, err)) < 0)
+            return rc;
+        agg->loss += s.loss / A, agg->ce += s.ce / A, agg->kl += s.kl / A;
+        agg->n_tokens += s.n_tokens;
+        r->cur.tokens += (int64_t)B * r->st.a.T;
+    }
+    return 0;
+}
+
+static int export(run *r, rf_job_ctx *ctx, json_t *result, rf_error *err)
+{
+    char path[4096];
+    int rc;
+    if (r->p.export_adapter) {
+        snprintf(path, sizeof path, "%s/adapter", ctx->workdir);
+        if ((rc = rf_lora_save_peft(&r->lora, path, r->p.student, err)) < 0) return rc;
+        ctx->artifact(ctx, "adapter", path, "adapter");
+        json_object_set_new(result, "adapter", json_string(path));
+    }
+    if (r->p.export_merged) {
+        snprintf(path, sizeof path, "%s/merged", ctx->workdir);
+        const rf_dtype dt = r->student.w.layers[0].wq.dtype;
+        rc = r->p.full ? rf_trainer_save_full(&r->st, r->p.student, path, dt, err)
+                       : rf_lora_export_merged(&r->lora, &r->student, r->p.student, path, err);
+        if (rc < 0) return rc;
+        ctx->artifact(ctx, "model", path, "merged");
+        json_object_set_new(result, "merged", json_string(path));
+    }
+    return 0;
+}
+
+static int train_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
+{
+    run r;
+    memset(&r, 0, sizeof r);
+    int rc = rf_train_params_parse(params, &r.p, err);
+    if (rc == 0) rc = setup(&r, ctx, err);
+    if (rc < 0) goto out;
+    epoch_order(r.order, r.train.n, r.p.seed, 0);
+    const json_t *st = ctx->resume ? json_object_get(ctx->resume, "state") : NULL;
+    if (st && json_is_string(st)) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", ctx->workdir, json_string_value(st));
+        if ((rc = rf_train_state_load(path, &r.st, &r.opt, &r.cur, err)) < 0) goto out;
+        epoch_order(r.order, r.train.n, r.p.seed, r.cur.epoch);
+        json_t *ev = json_pack("{s:s,s:I}", "message", "resumed from checkpoint", "step",
+                               (json_int_t)r.opt.step);
+        ctx->event(ctx, "log", ev);
+        json_decref(ev);
+    }
+    const long total = r.opt.cfg.total_steps;
+    rf_train_stats s = {0};
+    json_t *last_eval = NULL;
+    while (r.opt.step < total) {
+        if (ctx->should_stop(ctx)) {
+            if ((rc = save_checkpoint(&r, ctx, err)) == 0)
+                rc = rf_errorf(err, RF_ECANCELED, "stopped after step %ld of %ld", r.opt.step,
+                               total);
+            break;
+        }
+        const double t0 = now();
+        const float lr = rf_optim_lr(&r.opt.cfg, r.opt.step);
+        double norm;
+        if ((rc = step(&r, &s, err)) < 0) break;
+        rf_optim_step(&r.opt, &norm);
+        const double dt = now() - t0;
+        json_t *m = json_pack(
+            "{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:I}", "step", (json_int_t)r.opt.step, "loss", s.loss,
+            "ce", s.ce, "kl", s.kl, "lr", (double)lr, "grad_norm", norm, "tokens_per_s",
+            (double)r.p.batch * r.st.a.T * r.p.grad_accum / dt, "epoch", (json_int_t)r.cur.epoch);
+        ctx->event(ctx, "metrics", m);
+        json_decref(m);
+        ctx->progress(ctx, (double)r.opt.step / total, NULL);
+        if (r.p.eval_every && r.opt.step % r.p.eval_every == 0 && r.val.n) {
+            json_decref(last_eval);
+            if ((rc = evaluate(&r, &last_eval, err)) < 0) break;
+            if (last_eval) {
+                json_object_set_new(last_eval, "step", json_integer(r.opt.step));
+                ctx->event(ctx, "eval", last_eval);
+            }
+        }
+        if (r.p.checkpoint_every && r.opt.step % r.p.checkpoint_every == 0 && r.opt.step < total &&
+            (rc = save_checkpoint(&r, ctx, err)) < 0)
+            break;
+    }
+    if (rc == 0) {
+        *result = json_pack("{s:I,s:I,s:f,s:f,s:f,s:i,s:i}", "steps", (json_int_t)r.opt.step,
+                            "tokens", (json_int_t)r.cur.tokens, "loss", s.loss, "ce", s.ce, "kl",
+                            s.kl, "train_examples", r.train.n, "validation_examples", r.val.n);
+        if (r.val.n && !last_eval) rc = evaluate(&r, &last_eval, err);
+        if (rc == 0 && last_eval) json_object_set(*result, "eval", last_eval);
+        if (rc == 0) rc = export(&r, ctx, *result, err);
+        if (rc < 0) json_decref(*result), *result = NULL;
+    }
+    json_decref(last_eval);
+out:
+    run_free(&r);
+    return rc;
+}
+
+static const rf_runner g_train = {.type = "train", .validate = validate, .run = train_run};
+
+const rf_runner *rf_train_runner(void)
+{
+    return &g_train;
+}

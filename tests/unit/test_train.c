@@ -1,0 +1,319 @@
+/* One training step of engine/train.c against the torch reference
+ * (tests/reference/train_reference.py, fixtures/train/): loss, CE and KL
+ * for three (α, T) cases with the prompt and padding masked, the gradient of
+ * every LoRA A and B, the adapters after one AdamW and one Muon step (both
+ * scales), full-parameter gradients of embeddings, norms and weights, and
+ * the sparse top-k teacher loss in both modes. Everything within 1e-4
+ * relative (max |got − ref| / max |ref| per tensor, printed). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/llama.h"
+#include "engine/lora.h"
+#include "engine/safetensors.h"
+#include "engine/train.h"
+
+#define FIX "tests/reference/fixtures/"
+#define TOL 1e-4
+
+static rf_st_file g_exp;
+
+static const rf_st_entry *want(const char *name)
+{
+    const rf_st_entry *e = rf_st_find(&g_exp, name);
+    if (!e) fail_msg("expected.safetensors has no %s", name);
+    return e;
+}
+
+static const void *data_of(const char *name, size_t *n)
+{
+    rf_tensor t;
+    rf_st_view(&g_exp, want(name), &t);
+    if (n) *n = (size_t)rf_tensor_numel(&t);
+    return t.data;
+}
+
+/* The writer packs tensors in order, so an F64 may sit at any offset. */
+static double f64(const char *name, int i)
+{
+    double d;
+    memcpy(&d, (const char *)data_of(name, NULL) + sizeof(double) * i, sizeof d);
+    return d;
+}
+
+static void cmp(const char *what, const float *got, const float *ref, size_t n, double tol)
+{
+    double mabs = 0, mref = 0;
+    for (size_t i = 0; i < n; i++) {
+        mabs = fmax(mabs, fabs((double)got[i] - ref[i]));
+        mref = fmax(mref, fabs((double)ref[i]));
+    }
+    double rel = mabs / (mref > 0 ? mref : 1);
+    printf("  %-72s max abs %.2e rel %.2e %s\n", what, mabs, rel, rel <= tol ? "OK" : "FAIL");
+    assert_true(mref > 0);
+    assert_true(rel <= tol);
+}
+
+static void cmp_scalar(const char *what, double got, double ref)
+{
+    double rel = fabs(got - ref) / fmax(fabs(ref), 1e-12);
+    printf("  %-40s got %.8f ref %.8f rel %.2e %s\n", what, got, ref, rel,
+           rel <= TOL ? "OK" : "FAIL");
+    assert_true(rel <= TOL);
+}
+
+typedef struct fx {
+    rf_llama_model s, t;
+    rf_lora lora;
+    rf_trainer st, tt;
+    const int *ids, *targets;
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    rf_error err = {0};
+    assert_int_equal(rf_st_open(&g_exp, FIX "train/expected.safetensors", &err), 0);
+    assert_int_equal(rf_llama_load(&f->s, FIX "llama_f32_gqa", NULL, &err), 0);
+    assert_int_equal(rf_llama_load(&f->t, FIX "llama3_bf16_tied", NULL, &err), 0);
+    if (rf_lora_load_peft(&f->lora, &f->s.config, FIX "train/adapter_init", &err) < 0)
+        fail_msg("%s", err.msg);
+    /* chunk 5: 16 rows of logits in 4 uneven chunks */
+    assert_int_equal(rf_trainer_init(&f->st, &f->s, RF_TRAIN_LORA, &f->lora, 2, 8, 5, &err), 0);
+    assert_int_equal(rf_trainer_init(&f->tt, &f->t, RF_TRAIN_FROZEN, NULL, 2, 8, 5, &err), 0);
+    f->ids = data_of("ids", NULL);
+    f->targets = data_of("targets", NULL);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    rf_trainer_free(&f->st);
+    rf_trainer_free(&f->tt);
+    rf_lora_free(&f->lora);
+    rf_llama_free(&f->s);
+    rf_llama_free(&f->t);
+    rf_st_close(&g_exp);
+    free(f);
+    return 0;
+}
+
+/* Forward both, loss of case name (with backward when asked). */
+static void run_case(fx *f, const char *name, float alpha, float T, bool teacher, bool backward)
+{
+    rf_error err = {0};
+    rf_train_stats s;
+    rf_loss_config lc = {.alpha = alpha, .temperature = T};
+    assert_int_equal(rf_train_forward(&f->st, f->ids, &err), 0);
+    assert_int_equal(rf_train_forward(&f->tt, f->ids, &err), 0);
+    assert_int_equal(rf_train_loss(&f->st, teacher ? &f->tt : NULL, NULL, f->targets, &lc, 1.0f,
+                                   backward, &s, &err),
+                     0);
+    char k[64];
+    snprintf(k, sizeof k, "loss.%s", name);
+    const double ref[3] = {f64(k, 0), f64(k, 1), f64(k, 2)};
+    char w[80];
+    snprintf(w, sizeof w, "%s: loss (α=%.1f T=%.1f)", name, alpha, T);
+    cmp_scalar(w, s.loss, ref[0]);
+    snprintf(w, sizeof w, "%s: ce", name);
+    cmp_scalar(w, s.ce, ref[1]);
+    if (teacher) {
+        snprintf(w, sizeof w, "%s: kl", name);
+        cmp_scalar(w, s.kl, ref[2]);
+    }
+    assert_int_equal(s.n_tokens, 7); /* 4 + 3 answer tokens */
+}
+
+static void peft_name(char *buf, size_t cap, const char *prefix, int l, int t, int ab)
+{
+    snprintf(buf, cap, "%sbase_model.model.model.layers.%d.%s.lora_%c.weight", prefix, l,
+             rf_lora_target_path(t), ab ? 'B' : 'A');
+}
+
+static void test_losses(void **state)
+{
+    fx *f = *state;
+    run_case(f, "ce", 0.0f, 1.0f, false, false);
+    run_case(f, "kl", 1.0f, 1.0f, true, false);
+    run_case(f, "kd", 0.5f, 2.0f, true, false);
+}
+
+static void test_grads_and_steps(void **state)
+{
+    fx *f = *state;
+    rf_error err = {0};
+    memset(f->lora.grads, 0, sizeof(float) * f->lora.n_params);
+    run_case(f, "kd", 0.5f, 2.0f, true, true);
+    char n[160];
+    for (int l = 0; l < f->lora.n_layers; l++)
+        for (int t = 0; t < RF_LORA_NTARGETS; t++)
+            for (int ab = 0; ab < 2; ab++) {
+                rf_lora_pair *p = rf_lora_at(&f->lora, l, t);
+                size_t cnt;
+                peft_name(n, sizeof n, "grad.", l, t, ab);
+                const float *ref = data_of(n, &cnt);
+                cmp(n, ab ? p->dB : p->dA, ref, cnt, TOL);
+            }
+    /* One step of each optimiser from the same adapters and gradients. */
+    const size_t np = f->lora.n_params;
+    float *p0 = malloc(sizeof(float) * np), *g0 = malloc(sizeof(float) * np);
+    memcpy(p0, f->lora.params, sizeof(float) * np);
+    memcpy(g0, f->lora.grads, sizeof(float) * np);
+    const char *prefixes[] = {"adamw.", "muon.", "muon_rms."};
+    for (int o = 0; o < 3; o++) {
+        rf_optim_config oc;
+        rf_optim_config_default(&oc);
+        oc.kind = o ? RF_OPT_MUON : RF_OPT_ADAMW;
+        oc.muon_scale = o == 2 ? RF_MUON_MATCH_RMS_ADAMW : RF_MUON_ORIGINAL;
+        oc.lr = 1e-2f, oc.weight_decay = 0.1f, oc.sched = RF_SCHED_CONSTANT;
+        rf_optim opt;
+        assert_int_equal(rf_optim_init(&opt, &oc, &err), 0);
+        assert_int_equal(rf_trainer_add_params(&f->st, &opt, &err), 0);
+        assert_int_equal(rf_optim_ready(&opt, &err), 0);
+        memcpy(f->lora.params, p0, sizeof(float) * np);
+        memcpy(f->lora.grads, g0, sizeof(float) * np);
+        rf_optim_step(&opt, NULL);
+        for (int l = 0; l < f->lora.n_layers; l++)
+            for (int t = 0; t < RF_LORA_NTARGETS; t++)
+                for (int ab = 0; ab < 2; ab++) {
+                    rf_lora_pair *p = rf_lora_at(&f->lora, l, t);
+                    size_t cnt;
+                    peft_name(n, sizeof n, prefixes[o], l, t, ab);
+                    const float *ref = data_of(n, &cnt);
+                    cmp(n, ab ? p->B : p->A, ref, cnt, TOL);
+                }
+        for (size_t i = 0; i < np; i++) /* the step zeroed the gradients */
+            assert_true(f->lora.grads[i] == 0.0f);
+        rf_optim_free(&opt);
+    }
+    memcpy(f->lora.params, p0, sizeof(float) * np);
+    free(p0), free(g0);
+}
+
+static void test_full_grads(void **state)
+{
+    fx *f = *state;
+    rf_error err = {0};
+    rf_trainer ft;
+    assert_int_equal(rf_trainer_init(&ft, &f->s, RF_TRAIN_FULL, NULL, 2, 8, 7, &err), 0);
+    rf_loss_config lc = {.alpha = 0, .temperature = 1};
+    rf_train_stats s;
+    assert_int_equal(rf_train_forward(&ft, f->ids, &err), 0);
+    assert_int_equal(rf_train_loss(&ft, NULL, NULL, f->targets, &lc, 1.0f, true, &s, &err), 0);
+    const struct {
+        const char *name;
+        const float *p;
+    } ws[] = {
+        {"model.embed_tokens.weight", ft.w.embed.data},
+        {"lm_head.weight", ft.w.lm_head.data},
+        {"model.norm.weight", ft.w.norm},
+        {"model.layers.0.input_layernorm.weight", ft.w.layers[0].attn_norm},
+        {"model.layers.1.post_attention_layernorm.weight", ft.w.layers[1].ffn_norm},
+        {"model.layers.0.self_attn.k_proj.weight", ft.w.layers[0].wk.data},
+        {"model.layers.1.mlp.down_proj.weight", ft.w.layers[1].w_down.data},
+    };
+    for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) {
+        char n[128];
+        snprintf(n, sizeof n, "full.%s", ws[i].name);
+        size_t cnt;
+        const float *ref = data_of(n, &cnt);
+        cmp(n, ft.full_grad + (ws[i].p - ft.full), ref, cnt, TOL);
+    }
+    rf_trainer_free(&ft);
+}
+
+static void test_topk(void **state)
+{
+    const int V = 256;
+    float z[256];
+    for (int row = 0; row < 3; row++)
+        for (int mode = 0; mode < 2; mode++) {
+            char n[64];
+            size_t k;
+            snprintf(n, sizeof n, "topk.%d.zs", row);
+            memcpy(z, data_of(n, NULL), sizeof z);
+            snprintf(n, sizeof n, "topk.%d.ids", row);
+            const int *ids = data_of(n, &k);
+            snprintf(n, sizeof n, "topk.%d.logp", row);
+            const float *lp = data_of(n, NULL);
+            snprintf(n, sizeof n, "topk.%d.target", row);
+            const int tg = *(const int *)data_of(n, NULL);
+            rf_loss_config lc = {.alpha = 0.7f, .temperature = 2.0f, .topk_mode = mode};
+            rf_loss_row r;
+            rf_loss_topk(z, V, ids, lp, (int)k, tg, &lc, 1.0f, true, &r);
+            const double T = 2.0, loss = 0.7 * T * T * r.kl + 0.3 * r.ce;
+            snprintf(n, sizeof n, "topk.%d.loss%d", row, mode);
+            char w[64];
+            snprintf(w, sizeof w, "top-6 row %d %s: loss", row, mode ? "bucket" : "ignore");
+            cmp_scalar(w, loss, f64(n, 0));
+            snprintf(n, sizeof n, "topk.%d.grad%d", row, mode);
+            snprintf(w, sizeof w, "top-6 row %d %s: dL/dz", row, mode ? "bucket" : "ignore");
+            cmp(w, z, data_of(n, NULL), V, TOL);
+        }
+}
+
+/* PEFT initialisation: B = 0, so A's first gradient is zero and Muon's
+ * NS5 of it must stay zero (FORMATS.md "Muon"): A moves only by weight decay. */
+static void test_peft_init_muon(void **state)
+{
+    fx *f = *state;
+    rf_error err = {0};
+    rf_lora lo;
+    rf_lora_config lc = {.r = 4, .alpha = 8, .targets = RF_LORA_ALL, .seed = 42};
+    assert_int_equal(rf_lora_init(&lo, &f->s.config, &lc, &err), 0);
+    rf_lora_pair *p = rf_lora_at(&lo, 1, RF_LORA_UP);
+    double bound = 1 / sqrt(p->in), mx = 0;
+    for (int i = 0; i < lc.r * p->in; i++)
+        mx = fmax(mx, fabs(p->A[i]));
+    assert_true(mx <= bound && mx > 0.8 * bound); /* U(−1/√in, 1/√in) */
+    rf_trainer tr;
+    assert_int_equal(rf_trainer_init(&tr, &f->s, RF_TRAIN_LORA, &lo, 2, 8, 0, &err), 0);
+    rf_optim_config oc;
+    rf_optim_config_default(&oc);
+    oc.kind = RF_OPT_MUON, oc.lr = 0.02f, oc.sched = RF_SCHED_CONSTANT;
+    rf_optim opt;
+    assert_int_equal(rf_optim_init(&opt, &oc, &err), 0);
+    assert_int_equal(rf_trainer_add_params(&tr, &opt, &err), 0);
+    assert_int_equal(rf_optim_ready(&opt, &err), 0);
+    float *a0 = malloc(sizeof(float) * lc.r * p->in);
+    memcpy(a0, p->A, sizeof(float) * lc.r * p->in);
+    rf_loss_config lsc = {.alpha = 0, .temperature = 1};
+    rf_train_stats s;
+    assert_int_equal(rf_train_forward(&tr, f->ids, &err), 0);
+    assert_int_equal(rf_train_loss(&tr, NULL, NULL, f->targets, &lsc, 1, true, &s, &err), 0);
+    double gA = 0, gB = 0;
+    for (int i = 0; i < lc.r * p->in; i++)
+        gA = fmax(gA, fabs(p->dA[i]));
+    for (int i = 0; i < lc.r * p->out; i++)
+        gB = fmax(gB, fabs(p->dB[i]));
+    printf("  PEFT init: max |dA| %.3g, max |dB| %.3g\n", gA, gB);
+    assert_true(gA == 0 && gB > 0);
+    rf_optim_step(&opt, NULL);
+    assert_memory_equal(a0, p->A, sizeof(float) * lc.r * p->in);
+    float nb = 0;
+    for (int i = 0; i < lc.r * p->out; i++)
+        nb = fmaxf(nb, fabsf(p->B[i]));
+    assert_true(nb > 0);
+    free(a0);
+    rf_optim_free(&opt);
+    rf_trainer_free(&tr);
+    rf_lora_free(&lo);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_losses),         cmocka_unit_test(test_grads_and_steps),
+        cmocka_unit_test(test_full_grads),     cmocka_unit_test(test_topk),
+        cmocka_unit_test(test_peft_init_muon),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
