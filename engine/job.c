@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "engine/jobs/evaluate.h"
+#include "engine/jobs/teacher_cache.h"
+#include "engine/jobs/train.h"
 
 #define RF_MAX_RUNNERS 64
 
@@ -54,6 +56,14 @@ const rf_runner_ref *rf_runner_refs(const char *type)
 void rf_runners_register_builtin(void)
 {
     /* Engine job types register here as they land (train, quantize, …). */
+    static const rf_runner_ref train_refs[] = {{"student", "model"},         {"teacher", "model"},
+                                               {"dataset", "dataset"},        {"teacher_cache", "artifact"},
+                                               {"tokenizer", "model"},        {NULL, NULL}};
+    static const rf_runner_ref teacher_cache_refs[] = {{"teacher", "model"}, {"dataset", "dataset"}, {NULL, NULL}};
     rf_runner_register(&rf_evaluate_runner);
     rf_runner_set_refs(rf_evaluate_runner.type, rf_evaluate_refs);
+    rf_runner_register(rf_train_runner());
+    rf_runner_set_refs(rf_train_runner()->type, train_refs);
+    rf_runner_register(rf_teacher_cache_runner());
+    rf_runner_set_refs(rf_teacher_cache_runner()->type, teacher_cache_refs);
 }

@@ -16,6 +16,8 @@ int rf_resolve(PGconn *c, const char *tenant, const char *kind, const char *ref,
               " ORDER BY (id = $2) DESC LIMIT 1";
     else if (!strcmp(kind, "dataset"))
         sql = "SELECT path FROM datasets WHERE tenant_id = $1 AND id = $2";
+    else if (!strcmp(kind, "artifact"))
+        sql = "SELECT path FROM artifacts WHERE tenant_id = $1 AND id = $2";
     else
         return rf_errorf(err, RF_EINTERNAL, "unknown reference kind '%s'", kind);
     PGresult *r;
@@ -23,8 +25,9 @@ int rf_resolve(PGconn *c, const char *tenant, const char *kind, const char *ref,
     if (rc) return rc;
     if (PQntuples(r) == 0)
         rc = rf_errorf(err, RF_ENOTFOUND,
-                       !strcmp(kind, "model") ? "no model with id or name '%s'"
-                                              : "no dataset with id '%s'",
+                       !strcmp(kind, "model")     ? "no model with id or name '%s'"
+                       : !strcmp(kind, "dataset") ? "no dataset with id '%s'"
+                                                  : "no artifact with id '%s'",
                        ref);
     else if (!(*path = strdup(PQgetvalue(r, 0, 0))))
         rc = rf_errorf(err, RF_ENOMEM, "out of memory");

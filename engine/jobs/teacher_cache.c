@@ -213,6 +213,20 @@ static int tc_run(const json_t *p, rf_job_ctx *ctx, json_t **result, rf_error *e
     const char *teacher, *dataset, *chat;
     int k, T, B, rc;
     if ((rc = tc_parse(p, &teacher, &dataset, &chat, &k, &T, &B, err)) < 0) return rc;
+    /* teacher names a model, dataset a dataset: the context says where they are. */
+    char *teacher_dir = NULL, *dataset_path = NULL;
+    if (!ctx->resolve) return rf_errorf(err, RF_EINTERNAL, "teacher-cache: this context cannot resolve references");
+    if ((rc = ctx->resolve(ctx, "model", teacher, &teacher_dir, err)) < 0) {
+        snprintf(err->field, sizeof err->field, "teacher");
+        return rc;
+    }
+    if ((rc = ctx->resolve(ctx, "dataset", dataset, &dataset_path, err)) < 0) {
+        free(teacher_dir);
+        snprintf(err->field, sizeof err->field, "dataset");
+        return rc;
+    }
+    teacher = teacher_dir;
+    dataset = dataset_path;
     rf_llama_model m;
     rf_tokenizer *tok = NULL;
     rf_train_data train = {0}, val = {0};
@@ -220,6 +234,7 @@ static int tc_run(const json_t *p, rf_job_ctx *ctx, json_t **result, rf_error *e
     char path[4096];
     if ((rc = rf_llama_load(&m, teacher, NULL, err)) < 0) {
         snprintf(err->field, sizeof err->field, "teacher");
+        free(teacher_dir), free(dataset_path);
         return rc;
     }
     if ((rc = rf_tokenizer_load(teacher, &tok, err)) < 0) goto out;
@@ -232,10 +247,14 @@ static int tc_run(const json_t *p, rf_job_ctx *ctx, json_t **result, rf_error *e
     if ((rc = rf_train_data_load(dataset, tok, fam, T, &train, &val, err)) < 0) goto out;
     snprintf(path, sizeof path, "%s/teacher_cache.safetensors", ctx->workdir);
     if ((rc = rf_teacher_cache_build(path, &m, &train, B, T, k, err)) < 0) goto out;
-    ctx->artifact(ctx, "teacher_cache", path, "teacher_cache.safetensors");
-    *result = json_pack("{s:s,s:i,s:i,s:i}", "teacher_cache", path, "examples", train.n, "k", k,
-                        "seq_len", T);
+    /* The file becomes an artifact: a train job names it by the artifact's id. */
+    if ((rc = ctx->artifact(ctx, "teacher_cache", path, "teacher_cache.safetensors")) < 0) {
+        rf_errorf(err, rc, "the teacher cache could not be registered as an artifact");
+        goto out;
+    }
+    *result = json_pack("{s:i,s:i,s:i}", "examples", train.n, "k", k, "seq_len", T);
 out:
+    free(teacher_dir), free(dataset_path);
     rf_train_data_free(&train), rf_train_data_free(&val);
     if (tok) rf_tokenizer_free(tok);
     rf_llama_free(&m);

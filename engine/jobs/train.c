@@ -1,5 +1,7 @@
 #include "engine/jobs/train.h"
 
+#include <dirent.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,10 +97,34 @@ typedef struct run {
     bool has_cache;
     int *tk_ids; /* [B·T, k] the batch's rows of the cache */
     float *tk_logp;
+    char *resolved[5]; /* paths the context gave for the params' references */
 } run;
+
+/* The params name registered objects (a model by id or name, a dataset or a
+ * teacher cache by id); the context says where each one lives. */
+static int resolve_refs(run *r, rf_job_ctx *ctx, rf_error *err)
+{
+    struct {
+        const char **slot;
+        const char *kind, *field;
+    } refs[5] = {{&r->p.student, "model", "student"},
+                 {&r->p.teacher, "model", "teacher"},
+                 {&r->p.dataset, "dataset", "dataset"},
+                 {&r->p.teacher_cache, "artifact", "teacher_cache"},
+                 {&r->p.tokenizer, "model", "tokenizer"}};
+    for (int i = 0; i < 5; i++) {
+        if (!*refs[i].slot) continue;
+        if (!ctx->resolve) return rf_errorf(err, RF_EINTERNAL, "train: this context cannot resolve references");
+        int rc = ctx->resolve(ctx, refs[i].kind, *refs[i].slot, &r->resolved[i], err);
+        if (rc < 0) return in_field(err, rc, refs[i].field);
+        *refs[i].slot = r->resolved[i];
+    }
+    return 0;
+}
 
 static void run_free(run *r)
 {
+    for (int i = 0; i < 5; i++) free(r->resolved[i]);
     free(r->order), free(r->idx), free(r->ids), free(r->targets);
     free(r->tk_ids), free(r->tk_logp);
     if (r->has_cache) rf_teacher_cache_close(&r->cache);
@@ -265,15 +291,36 @@ static int step(run *r, rf_train_stats *agg, rf_error *err)
     return 0;
 }
 
+/* Register every file of a folder the job wrote as an artifact of one kind. */
+static int register_folder(rf_job_ctx *ctx, const char *kind, const char *dir, json_t *names, rf_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d) return rf_errorf(err, RF_EIO, "cannot read %s", dir);
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if ((rc = ctx->artifact(ctx, kind, path, e->d_name)) < 0)
+            rf_errorf(err, rc, "could not register %s as an artifact", e->d_name);
+        else json_array_append_new(names, json_string(e->d_name));
+    }
+    closedir(d);
+    return rc;
+}
+
 static int export(run *r, rf_job_ctx *ctx, json_t *result, rf_error *err)
 {
     char path[4096];
     int rc;
     if (r->p.export_adapter) {
+        /* adapter_config.json and adapter_model.safetensors: what PEFT loads. */
         snprintf(path, sizeof path, "%s/adapter", ctx->workdir);
         if ((rc = rf_lora_save_peft(&r->lora, path, r->p.student, err)) < 0) return rc;
-        ctx->artifact(ctx, "adapter", path, "adapter");
-        json_object_set_new(result, "adapter", json_string(path));
+        json_t *names = json_array();
+        json_object_set_new(result, "adapter", names);
+        if ((rc = register_folder(ctx, "adapter", path, names, err)) < 0) return rc;
     }
     if (r->p.export_merged) {
         snprintf(path, sizeof path, "%s/merged", ctx->workdir);
@@ -281,8 +328,12 @@ static int export(run *r, rf_job_ctx *ctx, json_t *result, rf_error *err)
         rc = r->p.full ? rf_trainer_save_full(&r->st, r->p.student, path, dt, err)
                        : rf_lora_export_merged(&r->lora, &r->student, r->p.student, path, err);
         if (rc < 0) return rc;
-        ctx->artifact(ctx, "model", path, "merged");
-        json_object_set_new(result, "merged", json_string(path));
+        /* The merged checkpoint becomes a model of its own, named after the job. */
+        char name[128], id[64];
+        snprintf(name, sizeof name, "%s-merged", ctx->job_id);
+        if ((rc = ctx->model(ctx, path, name, id, sizeof id)) < 0)
+            return rf_errorf(err, rc, "the merged checkpoint could not be registered as a model");
+        json_object_set_new(result, "merged_model", json_string(id));
     }
     return 0;
 }
@@ -292,6 +343,7 @@ static int train_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
     run r;
     memset(&r, 0, sizeof r);
     int rc = rf_train_params_parse(params, &r.p, err);
+    if (rc == 0) rc = resolve_refs(&r, ctx, err);
     if (rc == 0) rc = setup(&r, ctx, err);
     if (rc < 0) goto out;
     epoch_order(r.order, r.train.n, r.p.seed, 0);
