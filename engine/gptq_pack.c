@@ -6,6 +6,11 @@
 
 #include "engine/gptq_pack.h"
 
+static inline int nib(int32_t word, int b)
+{
+    return (int)(((uint32_t)word >> (4 * b)) & 0xF);
+}
+
 int rf_gptq_pack(const rf_qlayer *l, rf_gptq_packed *p, rf_error *err)
 {
     memset(p, 0, sizeof *p);
@@ -95,9 +100,28 @@ int rf_gptq_weight_view(rf_gptq_weight *w, const rf_gptq_packed *p, const char *
     return 0;
 }
 
-static inline int nib(int32_t word, int b)
+int rf_gptq_weight_prepare(rf_gptq_weight *w, rf_error *err)
 {
-    return (int)(((uint32_t)word >> (4 * b)) & 0xF);
+    const size_t n = (size_t)w->G * w->N;
+    w->sf = malloc(sizeof(float) * n);
+    w->zf = malloc(sizeof(float) * n);
+    if (!w->sf || !w->zf) {
+        rf_gptq_weight_release(w);
+        return rf_errorf(err, RF_ENOMEM, "out of memory for GPTQ scales");
+    }
+    rf_to_f32(RF_DTYPE_F16, w->scales, w->sf, n);
+    for (int g = 0; g < w->G; g++)
+        for (int c = 0; c < w->N; c++)
+            w->zf[(size_t)g * w->N + c] =
+                (float)(nib(w->qzeros[(size_t)g * (w->N / 8) + c / 8], c % 8) + 1);
+    return 0;
+}
+
+void rf_gptq_weight_release(rf_gptq_weight *w)
+{
+    free(w->sf);
+    free(w->zf);
+    w->sf = w->zf = NULL;
 }
 
 int rf_gptq_unpack(const rf_gptq_weight *w, rf_qlayer *l, rf_error *err)

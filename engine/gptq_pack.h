@@ -24,6 +24,10 @@ typedef struct rf_gptq_weight {
     const uint16_t *scales;  /* [G, N] float16 */
     const int32_t *g_idx;    /* [K] */
     int monotonic;           /* g_idx[k] == k / (K/G): groups are contiguous runs */
+    /* Scales and true zeros as f32, [G, N] each (rf_gptq_weight_prepare):
+     * 1/16 of the packed weight for group 128, what the W4A16 matmul reads
+     * instead of converting f16 and unpacking zeros in its inner loop. */
+    float *sf, *zf;
 } rf_gptq_weight;
 
 /* 4-bit layers only; N and K multiples of 8. */
@@ -33,6 +37,9 @@ void rf_gptq_packed_free(rf_gptq_packed *p);
  * fill a view. name says which layer in errors. */
 int rf_gptq_weight_view(rf_gptq_weight *w, const rf_gptq_packed *p, const char *name,
                         rf_error *err);
+/* Fill w->sf and w->zf (owned); rf_gptq_weight_release frees them. */
+int rf_gptq_weight_prepare(rf_gptq_weight *w, rf_error *err);
+void rf_gptq_weight_release(rf_gptq_weight *w);
 /* Back to integers, scales (f16 → f32), true zeros (stored + 1) and g_idx.
  * A true zero of 0 is stored as −1 & 0xF and reads back as 16: a limit of
  * the v1 format, shared by every loader of it. */
