@@ -21,7 +21,7 @@
 
 #define SMALL_M 8
 #define TILE 128
-#define CHUNK 64 /* output channels per work item in the few-rows path */
+#define CHUNK 512 /* output channels per work item in the few-rows path */
 
 static inline float nibf(int32_t word, int b)
 {
@@ -70,65 +70,116 @@ static void small_generic(float *y, const float *x, const rf_gptq_weight *w, int
         memcpy(y + (size_t)m * N + n0, acc[m], sizeof(float) * (n1 - n0));
 }
 
-/* The same with AVX2/FMA, 8 channels a vector; n1 − n0 a multiple of 8. */
+/* part[0..32) += Σ_b x[b] · q[b, 0..32) for one row of words (32 channels,
+ * 4 vectors). Nibble b is masked in place (0xF << 4b) and converted, which
+ * gives q·16^b exactly; x is pre-scaled by 16^−b to match, saving a shift.
+ * Nibble 7 is shifted down instead (q·2^28 would not fit a signed int). */
+__attribute__((target("avx2,fma"))) static inline void row32(const int32_t *qw, const float *xs16,
+                                                             float *part)
+{
+    __m256 a0 = _mm256_loadu_ps(part), a1 = _mm256_loadu_ps(part + 8),
+           a2 = _mm256_loadu_ps(part + 16), a3 = _mm256_loadu_ps(part + 24);
+    __m256i w0 = _mm256_loadu_si256((const __m256i *)qw),
+            w1 = _mm256_loadu_si256((const __m256i *)(qw + 8)),
+            w2 = _mm256_loadu_si256((const __m256i *)(qw + 16)),
+            w3 = _mm256_loadu_si256((const __m256i *)(qw + 24));
+    for (int b = 0; b < 7; b++) {
+        const __m256i m = _mm256_set1_epi32(0xF << (4 * b));
+        const __m256 xb = _mm256_set1_ps(xs16[b]);
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(w0, m)), xb, a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(w1, m)), xb, a1);
+        a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(w2, m)), xb, a2);
+        a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(w3, m)), xb, a3);
+    }
+    const __m256 x7 = _mm256_set1_ps(xs16[7]);
+    a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(w0, 28)), x7, a0);
+    a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(w1, 28)), x7, a1);
+    a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(w2, 28)), x7, a2);
+    a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(w3, 28)), x7, a3);
+    _mm256_storeu_ps(part, a0);
+    _mm256_storeu_ps(part + 8, a1);
+    _mm256_storeu_ps(part + 16, a2);
+    _mm256_storeu_ps(part + 24, a3);
+}
+
+/* The same for 8 channels (the tail of a chunk). */
+__attribute__((target("avx2,fma"))) static inline void row8(const int32_t *qw, const float *xs16,
+                                                            float *part)
+{
+    __m256 a = _mm256_loadu_ps(part);
+    __m256i w = _mm256_loadu_si256((const __m256i *)qw);
+    for (int b = 0; b < 7; b++)
+        a = _mm256_fmadd_ps(
+            _mm256_cvtepi32_ps(_mm256_and_si256(w, _mm256_set1_epi32(0xF << (4 * b)))),
+            _mm256_set1_ps(xs16[b]), a);
+    a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(w, 28)), _mm256_set1_ps(xs16[7]), a);
+    _mm256_storeu_ps(part, a);
+}
+
+/* The few-rows product with AVX2/FMA; n1 − n0 a multiple of 8 (N is). */
 __attribute__((target("avx2,fma"))) static void small_avx2(float *y, const float *x,
                                                           const rf_gptq_weight *w, int M, int n0,
                                                           int n1)
 {
     const int N = w->N, K = w->K;
-    const __m256i mask = _mm256_set1_epi32(0xF);
-    if (w->monotonic && (K / w->G) % 8 == 0) {
-        const int gs = K / w->G;
-        for (int n = n0; n < n1; n += 8) {
-            __m256 out[SMALL_M];
-            for (int m = 0; m < M; m++)
-                out[m] = _mm256_setzero_ps();
-            for (int g = 0; g < w->G; g++) {
-                __m256 part[SMALL_M];
-                float xs[SMALL_M] = {0};
-                for (int m = 0; m < M; m++)
-                    part[m] = _mm256_setzero_ps();
-                for (int r = g * gs / 8; r < (g + 1) * gs / 8; r++) {
+    if (!(w->monotonic && (K / w->G) % 8 == 0)) {
+        const __m256i mask = _mm256_set1_epi32(0xF);
+        for (int m = 0; m < M; m++)
+            for (int n = n0; n < n1; n += 8) {
+                __m256 out0 = _mm256_setzero_ps(), out1 = _mm256_setzero_ps();
+                const float *xm = x + (size_t)m * K;
+                for (int r = 0; r < K / 8; r++) {
                     __m256i wd = _mm256_loadu_si256((const __m256i *)(w->qweight + (size_t)r * N + n));
                     for (int b = 0; b < 8; b++) {
-                        __m256 q = _mm256_cvtepi32_ps(
-                            _mm256_and_si256(_mm256_srl_epi32(wd, _mm_cvtsi32_si128(4 * b)), mask));
-                        for (int m = 0; m < M; m++) {
-                            float xk = x[(size_t)m * K + 8 * r + b];
-                            xs[m] += xk;
-                            part[m] = _mm256_fmadd_ps(q, _mm256_set1_ps(xk), part[m]);
-                        }
+                        size_t g = (size_t)w->g_idx[8 * r + b] * N + n;
+                        __m256 q = _mm256_cvtepi32_ps(_mm256_and_si256(wd, mask));
+                        __m256 wv = _mm256_mul_ps(_mm256_loadu_ps(w->sf + g),
+                                                  _mm256_sub_ps(q, _mm256_loadu_ps(w->zf + g)));
+                        if (b & 1)
+                            out1 = _mm256_fmadd_ps(wv, _mm256_set1_ps(xm[8 * r + b]), out1);
+                        else
+                            out0 = _mm256_fmadd_ps(wv, _mm256_set1_ps(xm[8 * r + b]), out0);
+                        wd = _mm256_srli_epi32(wd, 4);
                     }
                 }
-                __m256 s = _mm256_loadu_ps(w->sf + (size_t)g * N + n);
-                __m256 z = _mm256_loadu_ps(w->zf + (size_t)g * N + n);
-                for (int m = 0; m < M; m++)
-                    out[m] = _mm256_fmadd_ps(
-                        s, _mm256_fnmadd_ps(z, _mm256_set1_ps(xs[m]), part[m]), out[m]);
+                _mm256_storeu_ps(y + (size_t)m * N + n, _mm256_add_ps(out0, out1));
             }
-            for (int m = 0; m < M; m++)
-                _mm256_storeu_ps(y + (size_t)m * N + n, out[m]);
-        }
         return;
     }
-    for (int n = n0; n < n1; n += 8) {
-        __m256 out[SMALL_M];
-        for (int m = 0; m < M; m++)
-            out[m] = _mm256_setzero_ps();
-        for (int r = 0; r < K / 8; r++) {
-            __m256i wd = _mm256_loadu_si256((const __m256i *)(w->qweight + (size_t)r * N + n));
-            for (int b = 0; b < 8; b++) {
-                int g = w->g_idx[8 * r + b];
-                __m256 q = _mm256_cvtepi32_ps(
-                    _mm256_and_si256(_mm256_srl_epi32(wd, _mm_cvtsi32_si128(4 * b)), mask));
-                __m256 wv = _mm256_mul_ps(_mm256_loadu_ps(w->sf + (size_t)g * N + n),
-                                          _mm256_sub_ps(q, _mm256_loadu_ps(w->zf + (size_t)g * N + n)));
-                for (int m = 0; m < M; m++)
-                    out[m] = _mm256_fmadd_ps(wv, _mm256_set1_ps(x[(size_t)m * K + 8 * r + b]), out[m]);
+    /* rows of qweight are read along N (contiguous) across the whole chunk:
+     * walking down a narrow column strip would touch a new page per row */
+    static const float inv16[8] = {1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f,
+                                   0x1p-16f, 0x1p-20f, 0x1p-24f, 1.0f};
+    const int gs = K / w->G, len = n1 - n0;
+    float part[CHUNK];
+    for (int m = 0; m < M; m++) {
+        const float *xm = x + (size_t)m * K;
+        float *ym = y + (size_t)m * N;
+        memset(ym + n0, 0, sizeof(float) * len);
+        for (int g = 0; g < w->G; g++) {
+            float xs = 0;
+            for (int k = g * gs; k < (g + 1) * gs; k++)
+                xs += xm[k];
+            memset(part, 0, sizeof(float) * len);
+            for (int r = g * gs / 8; r < (g + 1) * gs / 8; r++) {
+                float x16[8];
+                for (int b = 0; b < 8; b++)
+                    x16[b] = xm[8 * r + b] * inv16[b];
+                const int32_t *row = w->qweight + (size_t)r * N + n0;
+                int c = 0;
+                for (; c + 32 <= len; c += 32)
+                    row32(row + c, x16, part + c);
+                for (; c < len; c += 8)
+                    row8(row + c, x16, part + c);
+            }
+            const __m256 xsv = _mm256_set1_ps(xs);
+            const float *s = w->sf + (size_t)g * N + n0, *z = w->zf + (size_t)g * N + n0;
+            for (int c = 0; c < len; c += 8) {
+                __m256 t = _mm256_fnmadd_ps(_mm256_loadu_ps(z + c), xsv, _mm256_loadu_ps(part + c));
+                _mm256_storeu_ps(ym + n0 + c, _mm256_fmadd_ps(_mm256_loadu_ps(s + c), t,
+                                                              _mm256_loadu_ps(ym + n0 + c)));
             }
         }
-        for (int m = 0; m < M; m++)
-            _mm256_storeu_ps(y + (size_t)m * N + n, out[m]);
     }
 }
 
@@ -154,7 +205,7 @@ static void matmul_k(small_fn small, float *y, const float *x, const rf_gptq_wei
     const int N = w->N, K = w->K;
     if (M < SMALL_M) {
         const int nch = (N + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(dynamic, 4)
+#pragma omp parallel for schedule(dynamic, 1)
         for (int c = 0; c < nch; c++) {
             int n0 = c * CHUNK, n1 = n0 + CHUNK < N ? n0 + CHUNK : N;
             small(y, x, w, M, n0, n1);
