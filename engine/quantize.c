@@ -199,7 +199,8 @@ static int write_configs(const char *src_dir, const char *out_dir, const rf_quan
 /* ---- the run ------------------------------------------------------------ */
 
 static int check_inputs(const rf_llama_model *m, const char *src_dir, const rf_quantize_opts *o,
-                        const int32_t *tokens, int nseq, int seq_len, rf_error *err)
+                        const int32_t *tokens, const size_t *off, int nseq, int seq_len,
+                        rf_error *err)
 {
     const rf_llama_config *c = &m->config;
     char path[4096];
@@ -230,7 +231,7 @@ static int check_inputs(const rf_llama_model *m, const char *src_dir, const rf_q
         return rf_error_field(err, RF_EINVAL, "calibration.seq_len",
                               "seq_len %d is outside [1, %d] (max_position_embeddings)", seq_len,
                               c->max_pos);
-    for (size_t i = 0; i < (size_t)nseq * seq_len; i++)
+    for (size_t i = 0; i < off[nseq]; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
             return rf_error_field(err, RF_EINVAL, "calibration",
                                   "calibration token %d is outside the vocabulary", tokens[i]);
@@ -238,8 +239,8 @@ static int check_inputs(const rf_llama_model *m, const char *src_dir, const rf_q
 }
 
 int rf_quantize_model(const char *src_dir, const char *out_dir, const rf_quantize_opts *o,
-                      const int32_t *tokens, int nseq, int seq_len, const rf_quantize_hooks *hooks,
-                      rf_quantize_report *rep, rf_error *err)
+                      const int32_t *tokens, const int *lens, int nseq, int seq_len,
+                      const rf_quantize_hooks *hooks, rf_quantize_report *rep, rf_error *err)
 {
     double t_start = now_s();
     memset(rep, 0, sizeof *rep);
@@ -247,6 +248,8 @@ int rf_quantize_model(const char *src_dir, const char *out_dir, const rf_quantiz
     rf_llama_acts a = {0};
     rf_hessian h = {0};
     float *X = NULL, *Y = NULL;
+    size_t *off = NULL;
+#define SLEN(s) ((int)(off[(s) + 1] - off[s]))
     int rc = rf_llama_load(&m, src_dir, NULL, err);
     if (rc < 0) return rc;
     const rf_llama_config *c = &m.config;
@@ -261,19 +264,36 @@ int rf_quantize_model(const char *src_dir, const char *out_dir, const rf_quantiz
         rc = rf_errorf(err, RF_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = check_inputs(&m, src_dir, o, tokens, nseq, seq_len, err)) < 0) goto fail;
+    /* off[s]: where sequence s starts, in tokens (and in rows of X) */
+    if (nseq < 1 || !(off = malloc(sizeof(size_t) * ((size_t)nseq + 1)))) {
+        rc = nseq < 1 ? rf_error_field(err, RF_EINVAL, "calibration.samples",
+                                       "at least one calibration sequence is needed")
+                      : rf_errorf(err, RF_ENOMEM, "out of memory");
+        goto fail;
+    }
+    off[0] = 0;
+    for (int s = 0; s < nseq; s++) {
+        int len = lens ? lens[s] : seq_len;
+        if (len < 1 || len > seq_len) {
+            rc = rf_error_field(err, RF_EINVAL, "calibration",
+                                "calibration sequence %d has %d tokens, not 1..%d", s, len,
+                                seq_len);
+            goto fail;
+        }
+        off[s + 1] = off[s] + (size_t)len;
+    }
+    if ((rc = check_inputs(&m, src_dir, o, tokens, off, nseq, seq_len, err)) < 0) goto fail;
     if ((rc = rf_llama_acts_init(&a, c, 1, seq_len, seq_len, err)) < 0) goto fail;
-    const size_t per = (size_t)seq_len * dim;
-    rep->calib_bytes = 2 * sizeof(float) * per * nseq;
-    X = malloc(sizeof(float) * per * nseq);
-    Y = malloc(sizeof(float) * per * nseq);
+    rep->calib_bytes = 2 * sizeof(float) * off[nseq] * dim;
+    X = malloc(sizeof(float) * off[nseq] * dim);
+    Y = malloc(sizeof(float) * off[nseq] * dim);
     if (!X || !Y) {
         rc = rf_errorf(err, RF_ENOMEM, "out of memory for %d calibration sequences of %d", nseq,
                        seq_len);
         goto fail;
     }
     for (int s = 0; s < nseq; s++)
-        m.ops->embedding(X + s * per, &m.w.embed, tokens + (size_t)s * seq_len, seq_len);
+        m.ops->embedding(X + off[s] * dim, &m.w.embed, tokens + off[s], SLEN(s));
 
     int done = 0;
     for (int l = 0; l < L; l++) {
@@ -283,8 +303,8 @@ int rf_quantize_model(const char *src_dir, const char *out_dir, const rf_quantiz
             if ((rc = rf_hessian_init(&h, K, err)) < 0) goto fail;
             observer ob = {&h, stage};
             for (int s = 0; s < nseq; s++) {
-                memcpy(a.x, X + s * per, sizeof(float) * per);
-                if ((rc = rf_llama_layer_forward(&m, &a, l, seq_len, stage, observe, &ob, err)) < 0)
+                memcpy(a.x, X + off[s] * dim, sizeof(float) * SLEN(s) * dim);
+                if ((rc = rf_llama_layer_forward(&m, &a, l, SLEN(s), stage, observe, &ob, err)) < 0)
                     goto fail;
             }
             rf_hessian_finish(&h);
@@ -311,10 +331,10 @@ int rf_quantize_model(const char *src_dir, const char *out_dir, const rf_quantiz
         }
         /* the block's outputs, through its quantized layers, feed the next */
         for (int s = 0; s < nseq; s++) {
-            memcpy(a.x, X + s * per, sizeof(float) * per);
-            if ((rc = rf_llama_layer_forward(&m, &a, l, seq_len, 4, NULL, NULL, err)) < 0)
+            memcpy(a.x, X + off[s] * dim, sizeof(float) * SLEN(s) * dim);
+            if ((rc = rf_llama_layer_forward(&m, &a, l, SLEN(s), 4, NULL, NULL, err)) < 0)
                 goto fail;
-            memcpy(Y + s * per, a.x, sizeof(float) * per);
+            memcpy(Y + off[s] * dim, a.x, sizeof(float) * SLEN(s) * dim);
         }
         float *t = X;
         X = Y;
@@ -324,8 +344,8 @@ int rf_quantize_model(const char *src_dir, const char *out_dir, const rf_quantiz
         /* its inputs: the final norm of the last block's outputs */
         if ((rc = rf_hessian_init(&h, dim, err)) < 0) goto fail;
         for (int s = 0; s < nseq; s++) {
-            m.ops->rmsnorm(Y, X + s * per, m.w.norm, seq_len, dim, (float)c->rms_eps);
-            rf_hessian_add(&h, Y, seq_len, 1);
+            m.ops->rmsnorm(Y, X + off[s] * dim, m.w.norm, SLEN(s), dim, (float)c->rms_eps);
+            rf_hessian_add(&h, Y, SLEN(s), 1);
         }
         rf_hessian_finish(&h);
         rf_quantize_layer *rl = &rep->layers[done];
@@ -417,6 +437,8 @@ fail:
     rf_hessian_free(&h);
     free(X);
     free(Y);
+    free(off);
+#undef SLEN
     rf_llama_acts_free(&a);
     rf_llama_free(&m); /* releases the views' scales; packed data is ours */
     for (int i = 0; packed && i < total; i++)

@@ -57,11 +57,13 @@ typedef struct rf_quantize_hooks {
 
 /* Quantize src_dir into out_dir (created if missing): model.safetensors,
  * config.json with quantization_config, quantize_config.json and the
- * tokenizer files copied. tokens: nseq calibration sequences of seq_len ids.
- * Errors: an already-quantized source, a group size that does not divide an
- * input dimension, seq_len beyond the model (RF_EINVAL with err->field). */
+ * tokenizer files copied. tokens: nseq calibration sequences one after the
+ * other, sequence s lens[s] ids long (lens NULL: every one seq_len; else
+ * each in [1, seq_len]). Errors: an already-quantized source, a group size
+ * that does not divide an input dimension, seq_len beyond the model
+ * (RF_EINVAL with err->field); nothing is written then. */
 int rf_quantize_model(const char *src_dir, const char *out_dir, const rf_quantize_opts *o,
-                      const int32_t *tokens, int nseq, int seq_len, const rf_quantize_hooks *hooks,
-                      rf_quantize_report *rep, rf_error *err);
+                      const int32_t *tokens, const int *lens, int nseq, int seq_len,
+                      const rf_quantize_hooks *hooks, rf_quantize_report *rep, rf_error *err);
 
 #endif

@@ -205,7 +205,7 @@ static void run_quantize(const char *out, bool rtn, bool desc_act, const int32_t
     o.gptq.desc_act = desc_act;
     o.rtn = rtn;
     rf_error err = {0};
-    int rc = rf_quantize_model(FIX, out, &o, calib, NSEQ, SEQ, NULL, rep, &err);
+    int rc = rf_quantize_model(FIX, out, &o, calib, NULL, NSEQ, SEQ, NULL, rep, &err);
     if (rc) printf("  %s\n", err.msg);
     assert_int_equal(rc, 0);
 }
@@ -285,24 +285,34 @@ static void test_bad_input(void **state)
     snprintf(path, sizeof path, "%s/model.safetensors", out);
 
     rf_quantize_opts_default(&o); /* group 128 does not divide 64 */
-    assert_int_equal(rf_quantize_model(FIX, out, &o, calib, 2, 16, NULL, &rep, &err), RF_EINVAL);
+    assert_int_equal(rf_quantize_model(FIX, out, &o, calib, NULL, 2, 16, NULL, &rep, &err), RF_EINVAL);
     assert_string_equal(err.field, "group_size");
     printf("  %s\n", err.msg);
     o.gptq.group_size = 32;
-    assert_int_equal(rf_quantize_model(FIX, out, &o, calib, 2, 4096, NULL, &rep, &err), RF_EINVAL);
+    assert_int_equal(rf_quantize_model(FIX, out, &o, calib, NULL, 2, 4096, NULL, &rep, &err), RF_EINVAL);
     assert_string_equal(err.field, "calibration.seq_len");
-    assert_int_equal(rf_quantize_model(FIX, out, &o, calib, 0, 16, NULL, &rep, &err), RF_EINVAL);
+    assert_int_equal(rf_quantize_model(FIX, out, &o, calib, NULL, 0, 16, NULL, &rep, &err), RF_EINVAL);
     assert_string_equal(err.field, "calibration.samples");
     assert_int_equal(access(path, F_OK), -1); /* nothing written */
     /* already quantized */
     char gq[128];
     snprintf(gq, sizeof gq, "%s/once", g_dir);
-    assert_int_equal(rf_quantize_model(FIX, gq, &o, calib, 2, 16, NULL, &rep, &err), 0);
+    assert_int_equal(rf_quantize_model(FIX, gq, &o, calib, NULL, 2, 16, NULL, &rep, &err), 0);
     rf_quantize_report_free(&rep);
-    assert_int_equal(rf_quantize_model(gq, out, &o, calib, 2, 16, NULL, &rep, &err), RF_EINVAL);
+    assert_int_equal(rf_quantize_model(gq, out, &o, calib, NULL, 2, 16, NULL, &rep, &err), RF_EINVAL);
     assert_string_equal(err.field, "model");
     printf("  %s\n", err.msg);
     assert_int_equal(access(path, F_OK), -1);
+    /* calibration sequences of different lengths (dataset rows) */
+    int lens[2] = {16, 9};
+    snprintf(gq, sizeof gq, "%s/varlen", g_dir);
+    assert_int_equal(rf_quantize_model(FIX, gq, &o, calib, lens, 2, 16, NULL, &rep, &err), 0);
+    assert_int_equal(rep.n, 14);
+    rf_quantize_report_free(&rep);
+    lens[1] = 17; /* longer than seq_len */
+    assert_int_equal(rf_quantize_model(FIX, out, &o, calib, lens, 2, 16, NULL, &rep, &err),
+                     RF_EINVAL);
+    assert_string_equal(err.field, "calibration");
 }
 
 static int setup(void **state)
