@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/calibration.h"
+#include "engine/llama.h"
 #include "engine/llama_config.h"
 #include "engine/quantize.h"
 #include "engine/tokenizer.h"
@@ -162,6 +163,22 @@ static bool should_stop(void *user)
     return h->ctx->should_stop(h->ctx);
 }
 
+/* Weight bytes a loaded model keeps resident: its mapped tensors, plus the
+ * f32 scales and zeros the W4A16 matmul reads (rf_gptq_weight_prepare). */
+static long long resident_bytes(const char *dir)
+{
+    rf_llama_model m;
+    if (rf_llama_load(&m, dir, NULL, NULL) < 0) return -1;
+    long long b = (long long)m.weight_bytes;
+    for (int l = 0; l < m.config.n_layers; l++)
+        for (int i = 0; i < RF_LIN_COUNT; i++)
+            if (m.w.layers[l].gptq[i].qweight)
+                b += 8LL * m.w.layers[l].gptq[i].G * m.w.layers[l].gptq[i].N;
+    if (m.w.lm_head_q.qweight) b += 8LL * m.w.lm_head_q.G * m.w.lm_head_q.N;
+    rf_llama_free(&m);
+    return b;
+}
+
 static bool ends_with(const char *s, const char *suf)
 {
     size_t a = strlen(s), b = strlen(suf);
@@ -215,6 +232,10 @@ static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error 
                         (json_int_t)rep.peak_rss_kib * 1024, "calibration_bytes",
                         (json_int_t)rep.calib_bytes, "calibration", "samples", cal.n, "seq_len",
                         seq_len, "tokens", (json_int_t)tokens, "layers", hs.layers);
+    if (*result)
+        json_object_set_new(*result, "resident_weight_bytes",
+                            json_pack("{s:I, s:I}", "source", (json_int_t)resident_bytes(q.model),
+                                      "quantized", (json_int_t)resident_bytes(out)));
     rc = *result ? 0 : rf_errorf(err, RF_ENOMEM, "out of memory");
 fail:
     json_decref(hs.layers);

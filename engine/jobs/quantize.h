@@ -7,7 +7,8 @@
  *          model), "seed": 0}, "bits": 4, "group_size": 128, "sym": true,
  *          "desc_act": false, "static_groups": false, "damp_percent": 0.01,
  *          "method": "gptq"|"rtn", "quantize_lm_head": false}
- * result: source and quantized bytes and their ratio, seconds, peak RSS,
+ * result: source and quantized bytes and their ratio, resident weight bytes
+ *         of each when loaded, seconds, peak RSS,
  *         per-layer relative reconstruction error and time, the folder. */
 #ifndef RF_JOBS_QUANTIZE_H
 #define RF_JOBS_QUANTIZE_H

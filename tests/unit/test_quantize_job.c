@@ -129,6 +129,13 @@ static void test_run(void **state)
     assert_true(fk.progress == 1.0);
     assert_int_equal(json_array_size(json_object_get(res, "layers")), 14);
     assert_true(json_real_value(json_object_get(res, "compression")) > 3.0);
+    json_t *rb = json_object_get(res, "resident_weight_bytes");
+    printf("  resident weight bytes: source %lld, quantized %lld\n",
+           json_integer_value(json_object_get(rb, "source")),
+           json_integer_value(json_object_get(rb, "quantized")));
+    assert_true(json_integer_value(json_object_get(rb, "quantized")) > 0);
+    assert_true(json_integer_value(json_object_get(rb, "quantized")) <
+                json_integer_value(json_object_get(rb, "source")));
     /* the checkpoint loads and runs, tokenizer copied */
     char out[256];
     snprintf(out, sizeof out, "%s/model", work);
