@@ -21,23 +21,28 @@
 
 #define SMALL_M 8
 #define TILE 128
-#define CHUNK 512 /* output channels per work item in the few-rows path */
+/* Output channels per work item in the few-rows path: each qweight row is
+ * then read as one 8 KiB run, long enough for the hardware prefetcher (512
+ * channels measured 2.1x F32 on 14336x4096, runs of 2 KiB with a 56 KiB
+ * stride between them). */
+#define CHUNK 2048
+#define GCHUNK 64 /* the portable kernel's accumulator width */
 
 static inline float nibf(int32_t word, int b)
 {
     return (float)(((uint32_t)word >> (4 * b)) & 0xF);
 }
 
-/* Channels [n0, n1) of the few-rows product, portable C. */
-static void small_generic(float *y, const float *x, const rf_gptq_weight *w, int M, int n0,
-                          int n1)
+/* Channels [n0, n1) (at most GCHUNK) of the few-rows product, portable C. */
+static void small_generic_part(float *y, const float *x, const rf_gptq_weight *w, int M, int n0,
+                               int n1)
 {
     const int N = w->N, K = w->K;
-    float acc[SMALL_M][CHUNK];
+    float acc[SMALL_M][GCHUNK];
     memset(acc, 0, sizeof acc);
     if (w->monotonic && (K / w->G) % 8 == 0) {
         const int gs = K / w->G;
-        float part[SMALL_M][CHUNK];
+        float part[SMALL_M][GCHUNK];
         for (int g = 0; g < w->G; g++) {
             memset(part, 0, sizeof part);
             float xs[SMALL_M] = {0};
@@ -68,6 +73,13 @@ static void small_generic(float *y, const float *x, const rf_gptq_weight *w, int
     }
     for (int m = 0; m < M; m++)
         memcpy(y + (size_t)m * N + n0, acc[m], sizeof(float) * (n1 - n0));
+}
+
+static void small_generic(float *y, const float *x, const rf_gptq_weight *w, int M, int n0,
+                          int n1)
+{
+    for (int a = n0; a < n1; a += GCHUNK)
+        small_generic_part(y, x, w, M, a, a + GCHUNK < n1 ? a + GCHUNK : n1);
 }
 
 /* part[0..32) += Σ_b x[b] · q[b, 0..32) for one row of words (32 channels,
