@@ -274,6 +274,37 @@ static void test_quantize_model(void **state)
     free(calib), free(eval);
 }
 
+/* quantize_lm_head: the head is a GPTQ layer too, calibrated on the final
+ * norm of the last block's outputs, loaded and run through W4A16. */
+static void test_lm_head(void **state)
+{
+    int32_t *calib = sample_text(FIX, 4, 32, 3);
+    rf_quantize_opts o;
+    rf_quantize_opts_default(&o);
+    o.gptq.group_size = 32;
+    o.quantize_lm_head = true;
+    rf_quantize_report rep;
+    rf_error err = {0};
+    char out[128], deq[128];
+    snprintf(out, sizeof out, "%s/head", g_dir);
+    snprintf(deq, sizeof deq, "%s/head_deq", g_dir);
+    assert_int_equal(rf_quantize_model(FIX, out, &o, calib, NULL, 4, 32, NULL, &rep, &err), 0);
+    assert_int_equal(rep.n, 15);
+    assert_string_equal(rep.layers[14].name, "lm_head");
+    printf("  lm_head [%d x %d] rel err %.5f\n", rep.layers[14].N, rep.layers[14].K,
+           rep.layers[14].rel_err);
+    rf_quantize_report_free(&rep);
+    rf_llama_model m;
+    assert_int_equal(rf_llama_load(&m, out, NULL, &err), 0);
+    assert_non_null(m.w.lm_head_q.qweight);
+    rf_llama_free(&m);
+    dequantized_copy(out, deq);
+    double rel = logits_rel_diff(out, deq, calib, 32, 15);
+    printf("  quantized lm_head: logits vs dequantized-reference forward: max rel diff %.2e\n", rel);
+    assert_true(rel < 1e-4);
+    free(calib);
+}
+
 static void test_bad_input(void **state)
 {
     int32_t calib[2 * 16] = {0};
@@ -332,6 +363,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize_model),
+        cmocka_unit_test(test_lm_head),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
