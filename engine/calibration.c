@@ -71,6 +71,13 @@ static int row_messages(const json_t *row, rf_chat_msg *msgs, size_t cap, size_t
 int rf_calib_from_jsonl(const rf_tokenizer *tok, const char *path, int n, int seq_len,
                         uint64_t seed, rf_calib *out, rf_error *err)
 {
+    return rf_calib_from_jsonl_split(tok, path, "train", n, seq_len, seed, 0, out, err);
+}
+
+int rf_calib_from_jsonl_split(const rf_tokenizer *tok, const char *path, const char *want, int n,
+                              int seq_len, uint64_t seed, int allow_fewer, rf_calib *out,
+                              rf_error *err)
+{
     int rc = check_sizes(n, seq_len, err);
     if (rc < 0) return rc;
     memset(out, 0, sizeof *out);
@@ -96,7 +103,7 @@ int rf_calib_from_jsonl(const rf_tokenizer *tok, const char *path, int n, int se
             goto fail;
         }
         const char *split = json_string_value(json_object_get(j, "split"));
-        if (split && strcmp(split, "train") != 0) {
+        if (strcmp(split ? split : "train", want) != 0) {
             json_decref(j);
             continue;
         }
@@ -112,11 +119,12 @@ int rf_calib_from_jsonl(const rf_tokenizer *tok, const char *path, int n, int se
         }
         rows[nrows++] = j;
     }
+    if (allow_fewer && nrows > 0 && nrows < (size_t)n) n = (int)nrows;
     if (nrows < (size_t)n) {
         rc = rf_error_field(err, RF_EINVAL, "calibration.samples",
-                            "the dataset's train split has %zu rows, fewer than the %d "
-                            "calibration samples asked for",
-                            nrows, n);
+                            "the dataset's %s split has %zu rows, fewer than the %d "
+                            "samples asked for",
+                            want, nrows, n);
         goto fail;
     }
     /* a seeded Fisher-Yates prefix: the first n of a random permutation */

@@ -21,6 +21,11 @@ typedef struct rf_calib {
  * fewer than n rows; "dataset" when a line is not valid. */
 int rf_calib_from_jsonl(const rf_tokenizer *tok, const char *path, int n, int seq_len,
                         uint64_t seed, rf_calib *out, rf_error *err);
+/* The same from another split ("train", "validation", "test"); with
+ * allow_fewer, a split of fewer than n rows gives them all (at least one). */
+int rf_calib_from_jsonl_split(const rf_tokenizer *tok, const char *path, const char *split, int n,
+                              int seq_len, uint64_t seed, int allow_fewer, rf_calib *out,
+                              rf_error *err);
 /* RF_EINVAL with field "calibration.seq_len" when the text has fewer than
  * seq_len tokens. */
 int rf_calib_from_text(const rf_tokenizer *tok, const char *path, int n, int seq_len,

@@ -1,7 +1,9 @@
 /* The quantize job runner: see quantize.h. */
 #include "engine/jobs/quantize.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/calibration.h"
@@ -50,6 +52,8 @@ static int get_bool(const json_t *obj, const char *key, bool def, bool *out, rf_
 
 typedef struct {
     const char *model, *dataset;
+    bool eval_ppl;
+    int eval_samples;
     int samples, seq_len; /* seq_len 0: the default, 2048 capped by the model */
     long long seed;
     rf_quantize_opts q;
@@ -59,7 +63,9 @@ static int parse(const json_t *p, qparams *out, rf_error *err)
 {
     static const char *const keys[] = {"model",     "dataset",      "calibration",   "bits",
                                        "group_size", "sym",         "desc_act",      "static_groups",
-                                       "damp_percent", "method",    "quantize_lm_head", NULL};
+                                       "damp_percent", "method",    "quantize_lm_head", "evaluate",
+                                       NULL};
+    static const char *const ekeys[] = {"perplexity", "samples", NULL};
     static const char *const ckeys[] = {"samples", "seq_len", "seed", NULL};
     memset(out, 0, sizeof *out);
     rf_quantize_opts_default(&out->q);
@@ -110,6 +116,24 @@ static int parse(const json_t *p, qparams *out, rf_error *err)
             return rf_error_field(err, RF_EINVAL, "damp_percent",
                                   "'damp_percent' must be a number in (0, 1]");
         out->q.gptq.percdamp = json_number_value(d);
+    }
+    const json_t *ev = json_object_get(p, "evaluate");
+    if (ev) {
+        if (!json_is_object(ev))
+            return rf_error_field(err, RF_EINVAL, "evaluate", "'evaluate' must be an object");
+        if ((rc = only_keys(ev, "evaluate.", ekeys, err)) < 0) {
+            char f[160];
+            snprintf(f, sizeof f, "evaluate.%s", err->field);
+            snprintf(err->field, sizeof err->field, "%s", f);
+            return rc;
+        }
+        if ((rc = get_bool(ev, "perplexity", true, &out->eval_ppl, err)) < 0) {
+            snprintf(err->field, sizeof err->field, "evaluate.perplexity");
+            return rc;
+        }
+        if ((rc = get_int(ev, "samples", "evaluate.samples", 1, 1 << 16, 32, &v, err)) < 0)
+            return rc;
+        out->eval_samples = (int)v;
     }
     json_t *m = json_object_get(p, "method");
     if (m) {
@@ -185,6 +209,81 @@ static bool ends_with(const char *s, const char *suf)
     return a >= b && !strcmp(s + a - b, suf);
 }
 
+/* Perplexity of the model in dir over the sequences of c (those of at
+ * least two tokens): exp(−Σ log p / Σ predicted tokens). */
+static int perplexity(const char *dir, const rf_calib *c, int seq_len, double *ppl, rf_error *err)
+{
+    rf_llama_model m;
+    rf_llama_acts a = {0};
+    float *scratch = NULL;
+    int rc = rf_llama_load(&m, dir, NULL, err);
+    if (rc < 0) return rc;
+    if ((rc = rf_llama_acts_init(&a, &m.config, 1, seq_len, seq_len, err)) < 0) goto out;
+    if (!(scratch = malloc(sizeof(float) * (size_t)seq_len * m.config.vocab_size))) {
+        rc = rf_errorf(err, RF_ENOMEM, "out of memory for evaluation");
+        goto out;
+    }
+    double lp_sum = 0;
+    long count = 0;
+    size_t off = 0;
+    for (int s = 0; s < c->n; s++) {
+        int len = c->lens[s];
+        if (len >= 2) {
+            double lp;
+            if ((rc = rf_llama_score(&m, &a, c->tokens + off, len, 1, scratch, &lp, NULL, err)) < 0)
+                goto out;
+            lp_sum += lp;
+            count += len - 1;
+        }
+        off += (size_t)len;
+    }
+    if (count == 0) {
+        rc = rf_error_field(err, RF_EINVAL, "evaluate", "no evaluation sequence has two tokens");
+        goto out;
+    }
+    *ppl = exp(-lp_sum / (double)count);
+out:
+    free(scratch);
+    rf_llama_acts_free(&a);
+    rf_llama_free(&m);
+    return rc;
+}
+
+/* Perplexity before and after, on the dataset's validation split (JSONL;
+ * the train split when it has none) or on other windows of a text. */
+static int evaluate(const qparams *q, const rf_tokenizer *tok, const char *out, int seq_len,
+                    json_t **res, rf_error *err)
+{
+    rf_calib ev = {0};
+    const char *split = "text";
+    uint64_t seed = (uint64_t)q->seed + 1;
+    int rc;
+    if (ends_with(q->dataset, ".jsonl")) {
+        split = "validation";
+        rc = rf_calib_from_jsonl_split(tok, q->dataset, split, q->eval_samples, seq_len, seed, 1,
+                                       &ev, err);
+        if (rc < 0) {
+            split = "train";
+            rc = rf_calib_from_jsonl_split(tok, q->dataset, split, q->eval_samples, seq_len, seed,
+                                           1, &ev, err);
+        }
+    } else {
+        rc = rf_calib_from_text(tok, q->dataset, q->eval_samples, seq_len, seed, &ev, err);
+    }
+    if (rc < 0) return rc;
+    double before = 0, after = 0;
+    if ((rc = perplexity(q->model, &ev, seq_len, &before, err)) < 0 ||
+        (rc = perplexity(out, &ev, seq_len, &after, err)) < 0) {
+        rf_calib_free(&ev);
+        return rc;
+    }
+    *res = json_pack("{s:s, s:i, s:{s:f, s:f, s:f}}", "split", split, "sequences", ev.n,
+                     "perplexity", "source", before, "quantized", after, "increase",
+                     after - before);
+    rf_calib_free(&ev);
+    return *res ? 0 : rf_errorf(err, RF_ENOMEM, "out of memory");
+}
+
 static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
     qparams q;
@@ -237,6 +336,16 @@ static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error 
                             json_pack("{s:I, s:I}", "source", (json_int_t)resident_bytes(q.model),
                                       "quantized", (json_int_t)resident_bytes(out)));
     rc = *result ? 0 : rf_errorf(err, RF_ENOMEM, "out of memory");
+    if (rc == 0 && q.eval_ppl) {
+        json_t *ev = NULL;
+        ctx->progress(ctx, 1.0, "evaluating perplexity before and after");
+        if ((rc = evaluate(&q, tok, out, seq_len, &ev, err)) < 0) {
+            json_decref(*result);
+            *result = NULL;
+            goto fail;
+        }
+        json_object_set_new(*result, "evaluation", ev);
+    }
 fail:
     json_decref(hs.layers);
     rf_quantize_report_free(&rep);

@@ -6,10 +6,12 @@
  *          "calibration": {"samples": 128, "seq_len": 2048 (capped by the
  *          model), "seed": 0}, "bits": 4, "group_size": 128, "sym": true,
  *          "desc_act": false, "static_groups": false, "damp_percent": 0.01,
- *          "method": "gptq"|"rtn", "quantize_lm_head": false}
+ *          "method": "gptq"|"rtn", "quantize_lm_head": false,
+ *          "evaluate": {"perplexity": true, "samples": 32}}
  * result: source and quantized bytes and their ratio, resident weight bytes
  *         of each when loaded, seconds, peak RSS,
- *         per-layer relative reconstruction error and time, the folder. */
+ *         per-layer relative reconstruction error and time, the folder; with
+ *         evaluate, perplexity before and after on the validation split. */
 #ifndef RF_JOBS_QUANTIZE_H
 #define RF_JOBS_QUANTIZE_H
 

@@ -72,6 +72,8 @@ static void test_validate(void **state)
     expect_field("{\"model\":\"m\",\"dataset\":\"d\",\"calibration\":{\"sample\":3}}",
                  "calibration.sample");
     expect_field("{\"model\":\"m\",\"dataset\":\"d\",\"adapter\":\"x\"}", "adapter");
+    expect_field("{\"model\":\"m\",\"dataset\":\"d\",\"evaluate\":{\"samples\":0}}",
+                 "evaluate.samples");
     json_t *ok = json_loads("{\"model\":\"m\",\"dataset\":\"d\",\"calibration\":{\"samples\":8,"
                             "\"seq_len\":64,\"seed\":3},\"bits\":4,\"group_size\":-1,\"sym\":false,"
                             "\"desc_act\":true,\"damp_percent\":0.05,\"method\":\"rtn\"}",
@@ -100,11 +102,13 @@ static void test_run(void **state)
     for (int i = 0; i < 4; i++)
         fprintf(f, "{\"prompt\":\"%s\",\"response\":\"%s %s\"}\n", rows[i], rows[(i + 1) % 4],
                 rows[(i + 2) % 4]);
+    fprintf(f, "{\"prompt\":\"%s\",\"response\":\"%s\",\"split\":\"validation\"}\n", rows[3],
+            rows[0]);
     fclose(f);
     char params[512];
     snprintf(params, sizeof params,
              "{\"model\":\"%s\",\"dataset\":\"%s\",\"calibration\":{\"samples\":4,\"seq_len\":32},"
-             "\"group_size\":32,\"desc_act\":true}",
+             "\"group_size\":32,\"desc_act\":true,\"evaluate\":{\"perplexity\":true}}",
              model, ds);
     json_t *p = json_loads(params, 0, NULL);
     fake fk = {0};
@@ -129,6 +133,15 @@ static void test_run(void **state)
     assert_true(fk.progress == 1.0);
     assert_int_equal(json_array_size(json_object_get(res, "layers")), 14);
     assert_true(json_real_value(json_object_get(res, "compression")) > 3.0);
+    json_t *ppl = json_object_get(json_object_get(res, "evaluation"), "perplexity");
+    printf("  perplexity on the validation split: source %.4f, quantized %.4f\n",
+           json_real_value(json_object_get(ppl, "source")),
+           json_real_value(json_object_get(ppl, "quantized")));
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(res, "evaluation"), "split")),
+        "validation");
+    assert_true(json_real_value(json_object_get(ppl, "source")) > 1.0);
+    assert_true(json_real_value(json_object_get(ppl, "quantized")) > 1.0);
     json_t *rb = json_object_get(res, "resident_weight_bytes");
     printf("  resident weight bytes: source %lld, quantized %lld\n",
            json_integer_value(json_object_get(rb, "source")),
