@@ -177,7 +177,8 @@ int rf_calib_from_jsonl_split(const rf_tokenizer *tok, const char *path, const c
         int len = nids < (size_t)seq_len ? (int)nids : seq_len;
         if (len < 1) {
             free(ids);
-            rc = rf_error_field(err, RF_EINVAL, "dataset", "a calibration row encodes to no tokens");
+            rc =
+                rf_error_field(err, RF_EINVAL, "dataset", "a calibration row encodes to no tokens");
             goto fail;
         }
         memcpy(out->tokens + used, ids, sizeof(int32_t) * len);
@@ -197,8 +198,8 @@ fail:
     return rc;
 }
 
-int rf_calib_from_text(const rf_tokenizer *tok, const char *path, int n, int seq_len,
-                       uint64_t seed, rf_calib *out, rf_error *err)
+int rf_calib_from_text(const rf_tokenizer *tok, const char *path, int n, int seq_len, uint64_t seed,
+                       rf_calib *out, rf_error *err)
 {
     int rc = check_sizes(n, seq_len, err);
     if (rc < 0) return rc;

@@ -12,9 +12,9 @@
 #include "engine/tokenizer.h"
 
 typedef struct rf_calib {
-    int n;          /* sequences */
+    int n;           /* sequences */
     int32_t *tokens; /* all sequences, one after the other */
-    int *lens;      /* [n] */
+    int *lens;       /* [n] */
 } rf_calib;
 
 /* RF_EINVAL with field "calibration.samples" when the train split has
@@ -28,8 +28,8 @@ int rf_calib_from_jsonl_split(const rf_tokenizer *tok, const char *path, const c
                               rf_error *err);
 /* RF_EINVAL with field "calibration.seq_len" when the text has fewer than
  * seq_len tokens. */
-int rf_calib_from_text(const rf_tokenizer *tok, const char *path, int n, int seq_len,
-                       uint64_t seed, rf_calib *out, rf_error *err);
+int rf_calib_from_text(const rf_tokenizer *tok, const char *path, int n, int seq_len, uint64_t seed,
+                       rf_calib *out, rf_error *err);
 void rf_calib_free(rf_calib *c);
 
 #endif

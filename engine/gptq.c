@@ -49,8 +49,8 @@ int rf_gptq_opts_check(const rf_gptq_opts *o, int K, rf_error *err)
                               o->group_size);
     if (o->group_size > 0 && K % o->group_size != 0)
         return rf_error_field(err, RF_EINVAL, "group_size",
-                              "group_size %d does not divide the input dimension %d",
-                              o->group_size, K);
+                              "group_size %d does not divide the input dimension %d", o->group_size,
+                              K);
     if (!(o->percdamp > 0 && o->percdamp <= 1))
         return rf_error_field(err, RF_EINVAL, "damp_percent",
                               "damp_percent must be in (0, 1], got %g", o->percdamp);
@@ -112,8 +112,7 @@ static void find_params(const float *rows, int len, size_t ld, int n0, int n1, b
         }
         if (sym) {
             xmax = fabsf(xmin) > xmax ? fabsf(xmin) : xmax;
-            if (xmin < 0)
-                xmin = -xmax;
+            if (xmin < 0) xmin = -xmax;
         }
         if (xmin == 0 && xmax == 0) {
             xmin = -1.0f;
@@ -147,8 +146,7 @@ typedef struct {
 static int cmp_desc(const void *a, const void *b)
 {
     const keyed *x = a, *y = b;
-    if (x->v != y->v)
-        return x->v > y->v ? -1 : 1;
+    if (x->v != y->v) return x->v > y->v ? -1 : 1;
     return x->idx - y->idx;
 }
 
@@ -172,21 +170,16 @@ static int hinv_chol(float *Hp, const float *diag0, int K, const rf_gptq_opts *o
             Hp[(size_t)i * K + i] = diag0[i] + damp;
         }
         int rc = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'U', K, Hp, K);
-        if (rc == 0)
-            rc = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'U', K, Hp, K);
-        if (rc == 0)
-            rc = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'U', K, Hp, K);
-        if (rc == 0)
-            break;
-        if (rc < 0)
-            return rf_errorf(err, RF_EINTERNAL, "LAPACKE rejected argument %d", -rc);
+        if (rc == 0) rc = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'U', K, Hp, K);
+        if (rc == 0) rc = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'U', K, Hp, K);
+        if (rc == 0) break;
+        if (rc < 0) return rf_errorf(err, RF_EINTERNAL, "LAPACKE rejected argument %d", -rc);
         if (pd >= 1.0)
             return rf_errorf(err, RF_EINTERNAL,
                              "the Hessian is not positive definite even with damp_percent 1 "
                              "(calibration activations degenerate?)");
         double next = pd * 2 > 1.0 ? 1.0 : pd * 2;
-        if (on_damp)
-            on_damp(user, pd, next);
+        if (on_damp) on_damp(user, pd, next);
         st->damp_raises++;
         pd = next;
     }
@@ -207,8 +200,8 @@ typedef struct {
     const float *Hinv; /* [K, K] upper */
     const int *perm;   /* permuted position → original column */
     float *W1, *Err1;
-    float *scale, *zero;             /* [N] current group's parameters */
-    const float *sscale, *szero;     /* static or per-channel: [G, N] */
+    float *scale, *zero;         /* [N] current group's parameters */
+    const float *sscale, *szero; /* static or per-channel: [G, N] */
     rf_qlayer *out;
 } gptq_ctx;
 
@@ -263,15 +256,12 @@ int rf_gptq_quantize(const float *W, int N, int K, const float *H, const rf_gptq
 {
     double t0 = now_s();
     rf_gptq_stats st0 = {0};
-    if (!st)
-        st = &st0;
+    if (!st) st = &st0;
     memset(st, 0, sizeof *st);
     int rc = rf_gptq_opts_check(o, K, err);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = rf_qlayer_alloc(out, N, K, o->group_size, o->bits, err);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     const int gs = out->group_size, G = out->G, maxq = (1 << o->bits) - 1;
     const bool per_channel = o->group_size == -1;
     float *Wt = malloc(sizeof(float) * (size_t)K * N);
@@ -295,8 +285,7 @@ int rf_gptq_quantize(const float *W, int N, int K, const float *H, const rf_gptq
     for (int n = 0; n < N; n++)
         for (int k = 0; k < K; k++)
             Wt[(size_t)k * N + n] = W[(size_t)n * K + k];
-    if (per_channel)
-        find_params(Wt, K, (size_t)N, 0, N, o->sym, maxq, sscale, szero);
+    if (per_channel) find_params(Wt, K, (size_t)N, 0, N, o->sym, maxq, sscale, szero);
     /* step 2: dead inputs */
     for (int k = 0; k < K; k++) {
         diag0[k] = H[(size_t)k * K + k];
@@ -315,8 +304,7 @@ int rf_gptq_quantize(const float *W, int N, int K, const float *H, const rf_gptq
         keys[k].idx = k;
         keys[k].v = diag0[k];
     }
-    if (o->desc_act)
-        qsort(keys, K, sizeof *keys, cmp_desc);
+    if (o->desc_act) qsort(keys, K, sizeof *keys, cmp_desc);
     for (int k = 0; k < K; k++)
         perm[k] = keys[k].idx;
     if (o->desc_act) {
@@ -343,8 +331,7 @@ int rf_gptq_quantize(const float *W, int N, int K, const float *H, const rf_gptq
         for (int j = 0; j < i; j++)
             Hp[(size_t)i * K + j] = H[(size_t)perm[i] * K + perm[j]];
     rc = hinv_chol(Hp, diag0, K, o, on_damp, user, st, err);
-    if (rc)
-        goto fail;
+    if (rc) goto fail;
 
     /* g_idx: group of each original channel (FORMATS.md: non-monotonic
      * with act-order unless groups are static) */
@@ -356,8 +343,8 @@ int rf_gptq_quantize(const float *W, int N, int K, const float *H, const rf_gptq
             out->zeros[i] = (int32_t)szero[i];
         }
 
-    gptq_ctx c = {o, N, K, gs, maxq, per_channel, Wt, Hp, perm, W1, Err1, scale, zero,
-                  sscale, szero, out};
+    gptq_ctx c = {o,    N,  K,    gs,    maxq, per_channel, Wt,    Hp,
+                  perm, W1, Err1, scale, zero, sscale,      szero, out};
     double loss = 0;
     int nchunks = (N + CHUNK_N - 1) / CHUNK_N;
     for (int i1 = 0; i1 < K; i1 += bs) {
@@ -378,8 +365,7 @@ int rf_gptq_quantize(const float *W, int N, int K, const float *H, const rf_gptq
     st->seconds = now_s() - t0;
     rc = 0;
 fail:
-    if (rc)
-        rf_qlayer_free(out);
+    if (rc) rf_qlayer_free(out);
     free(Wt);
     free(Hp);
     free(diag0);
@@ -398,11 +384,9 @@ int rf_rtn_quantize(const float *W, int N, int K, const rf_gptq_opts *o, rf_qlay
                     rf_error *err)
 {
     int rc = rf_gptq_opts_check(o, K, err);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = rf_qlayer_alloc(out, N, K, o->group_size, o->bits, err);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     const int gs = out->group_size, maxq = (1 << o->bits) - 1;
     float *Wt = malloc(sizeof(float) * (size_t)K * N);
     if (!Wt) {
@@ -426,7 +410,8 @@ int rf_rtn_quantize(const float *W, int N, int K, const rf_gptq_opts *o, rf_qlay
         for (int k = g * gs; k < (g + 1) * gs; k++) {
             out->g_idx[k] = g;
             for (int n = 0; n < N; n++)
-                out->q[(size_t)n * K + k] = (uint8_t)quant(Wt[(size_t)k * N + n], s[n], zf[n], maxq);
+                out->q[(size_t)n * K + k] =
+                    (uint8_t)quant(Wt[(size_t)k * N + n], s[n], zf[n], maxq);
         }
     }
     free(zf);
@@ -439,8 +424,7 @@ int rf_hessian_init(rf_hessian *h, int K, rf_error *err)
     h->K = K;
     h->n = 0;
     h->H = calloc((size_t)K * K, sizeof(float));
-    if (!h->H)
-        return rf_errorf(err, RF_ENOMEM, "out of memory for a %dx%d Hessian", K, K);
+    if (!h->H) return rf_errorf(err, RF_ENOMEM, "out of memory for a %dx%d Hessian", K, K);
     return 0;
 }
 
@@ -496,9 +480,7 @@ int rf_gptq_recon_error(const float *W, const float *What, int N, int K, const f
     double base = quad_form(W, N, K, H, P);
     free(D);
     free(P);
-    if (abs_err)
-        *abs_err = e;
-    if (rel_err)
-        *rel_err = base > 0 ? e / base : 0;
+    if (abs_err) *abs_err = e;
+    if (rel_err) *rel_err = base > 0 ? e / base : 0;
     return 0;
 }

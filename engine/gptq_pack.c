@@ -59,8 +59,7 @@ void rf_gptq_packed_free(rf_gptq_packed *p)
     rf_tensor_free(&p->g_idx);
 }
 
-int rf_gptq_weight_view(rf_gptq_weight *w, const rf_gptq_packed *p, const char *name,
-                        rf_error *err)
+int rf_gptq_weight_view(rf_gptq_weight *w, const rf_gptq_packed *p, const char *name, rf_error *err)
 {
     memset(w, 0, sizeof *w);
     const rf_tensor *qw = &p->qweight, *qz = &p->qzeros, *sc = &p->scales, *gi = &p->g_idx;
@@ -68,16 +67,15 @@ int rf_gptq_weight_view(rf_gptq_weight *w, const rf_gptq_packed *p, const char *
         return rf_errorf(err, RF_EINVAL, "%s.qweight must be a 2-D int32 tensor", name);
     int64_t K = qw->shape[0] * 8, N = qw->shape[1];
     if (sc->dtype != RF_DTYPE_F16 || sc->ndim != 2 || sc->shape[1] != N)
-        return rf_errorf(err, RF_EINVAL, "%s.scales must be float16 [G, %lld]", name,
-                         (long long)N);
+        return rf_errorf(err, RF_EINVAL, "%s.scales must be float16 [G, %lld]", name, (long long)N);
     int64_t G = sc->shape[0];
     if (G < 1 || N % 8)
-        return rf_errorf(err, RF_EINVAL, "%s: bad GPTQ shapes (G %lld, N %lld)", name,
-                         (long long)G, (long long)N);
+        return rf_errorf(err, RF_EINVAL, "%s: bad GPTQ shapes (G %lld, N %lld)", name, (long long)G,
+                         (long long)N);
     int64_t zshape[2] = {G, N / 8}, gshape[1] = {K};
     if (qz->dtype != RF_DTYPE_I32 || !rf_tensor_shape_is(qz, 2, zshape))
-        return rf_errorf(err, RF_EINVAL, "%s.qzeros must be int32 [%lld, %lld]", name,
-                         (long long)G, (long long)N / 8);
+        return rf_errorf(err, RF_EINVAL, "%s.qzeros must be int32 [%lld, %lld]", name, (long long)G,
+                         (long long)N / 8);
     if (gi->dtype != RF_DTYPE_I32 || !rf_tensor_shape_is(gi, 1, gshape))
         return rf_errorf(err, RF_EINVAL, "%s.g_idx must be int32 [%lld]", name, (long long)K);
     const int32_t *g = gi->data;
@@ -86,8 +84,7 @@ int rf_gptq_weight_view(rf_gptq_weight *w, const rf_gptq_packed *p, const char *
         if (g[k] < 0 || g[k] >= G)
             return rf_errorf(err, RF_EINVAL, "%s.g_idx[%lld] = %d is not a group in [0, %lld)",
                              name, (long long)k, g[k], (long long)G);
-        if (monotonic && g[k] != k / (K / G))
-            monotonic = 0;
+        if (monotonic && g[k] != k / (K / G)) monotonic = 0;
     }
     w->N = (int)N;
     w->K = (int)K;
@@ -127,8 +124,7 @@ void rf_gptq_weight_release(rf_gptq_weight *w)
 int rf_gptq_unpack(const rf_gptq_weight *w, rf_qlayer *l, rf_error *err)
 {
     int rc = rf_qlayer_alloc(l, w->N, w->K, w->K / w->G, 4, err);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     l->G = w->G;
     const int N = w->N, K = w->K;
     for (int r = 0; r < K / 8; r++)
@@ -137,8 +133,7 @@ int rf_gptq_unpack(const rf_gptq_weight *w, rf_qlayer *l, rf_error *err)
                 l->q[(size_t)n * K + 8 * r + b] = (uint8_t)nib(w->qweight[(size_t)r * N + n], b);
     for (int g = 0; g < w->G; g++)
         for (int n = 0; n < N; n++)
-            l->zeros[(size_t)g * N + n] =
-                nib(w->qzeros[(size_t)g * (N / 8) + n / 8], n % 8) + 1;
+            l->zeros[(size_t)g * N + n] = nib(w->qzeros[(size_t)g * (N / 8) + n / 8], n % 8) + 1;
     rf_to_f32(RF_DTYPE_F16, w->scales, l->scales, (size_t)w->G * N);
     memcpy(l->g_idx, w->g_idx, sizeof(int32_t) * K);
     return 0;

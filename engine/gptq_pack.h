@@ -19,11 +19,11 @@ typedef struct rf_gptq_packed {
 /* A validated view of a packed layer, what the W4A16 matmul reads. */
 typedef struct rf_gptq_weight {
     int N, K, G;
-    const int32_t *qweight;  /* [K/8, N] */
-    const int32_t *qzeros;   /* [G, N/8] */
-    const uint16_t *scales;  /* [G, N] float16 */
-    const int32_t *g_idx;    /* [K] */
-    int monotonic;           /* g_idx[k] == k / (K/G): groups are contiguous runs */
+    const int32_t *qweight; /* [K/8, N] */
+    const int32_t *qzeros;  /* [G, N/8] */
+    const uint16_t *scales; /* [G, N] float16 */
+    const int32_t *g_idx;   /* [K] */
+    int monotonic;          /* g_idx[k] == k / (K/G): groups are contiguous runs */
     /* Scales and true zeros as f32, [G, N] each (rf_gptq_weight_prepare):
      * 1/16 of the packed weight for group 128, what the W4A16 matmul reads
      * instead of converting f16 and unpacking zeros in its inner loop. */

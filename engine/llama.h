@@ -32,8 +32,8 @@ typedef struct rf_llama_layer {
 typedef struct rf_llama_weights {
     rf_tensor embed; /* [vocab, dim] */
     rf_llama_layer *layers;
-    const float *norm; /* [dim] */
-    rf_tensor lm_head; /* [vocab, dim]; the embedding itself when tied */
+    const float *norm;        /* [dim] */
+    rf_tensor lm_head;        /* [vocab, dim]; the embedding itself when tied */
     rf_gptq_weight lm_head_q; /* a quantized lm_head (quantize_lm_head) */
     /* Norm weights and biases converted to f32, in one block: they are a few
      * KiB per layer, and converting them keeps every op f32 on activations. */

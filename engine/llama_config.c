@@ -182,14 +182,16 @@ int rf_llama_config_parse(rf_llama_config *c, const json_t *root, rf_error *err)
         if (!qm || strcmp(qm, "gptq") != 0)
             return rf_error_field(err, RF_EUNSUPPORTED, "quantization_config.quant_method",
                                   "config.json: quantization_config.quant_method '%s' is not "
-                                  "supported (only gptq)", qm ? qm : "(missing)");
+                                  "supported (only gptq)",
+                                  qm ? qm : "(missing)");
         if (!json_is_integer(bits) || json_integer_value(bits) != 4)
             return rf_error_field(err, RF_EUNSUPPORTED, "quantization_config.bits",
                                   "config.json: quantization_config.bits must be 4");
         if (fmt && strcmp(fmt, "gptq") != 0)
             return rf_error_field(err, RF_EUNSUPPORTED, "quantization_config.checkpoint_format",
                                   "config.json: quantization_config.checkpoint_format '%s' is "
-                                  "not supported (only gptq, the v1 zero-point layout)", fmt);
+                                  "not supported (only gptq, the v1 zero-point layout)",
+                                  fmt);
     }
     if (c->arch == RF_ARCH_MISTRAL &&
         (rc = get_int(root, "sliding_window", 0, 1, 1 << 30, &c->sliding_window, err)) < 0)

@@ -75,8 +75,7 @@ static void small_generic_part(float *y, const float *x, const rf_gptq_weight *w
         memcpy(y + (size_t)m * N + n0, acc[m], sizeof(float) * (n1 - n0));
 }
 
-static void small_generic(float *y, const float *x, const rf_gptq_weight *w, int M, int n0,
-                          int n1)
+static void small_generic(float *y, const float *x, const rf_gptq_weight *w, int M, int n0, int n1)
 {
     for (int a = n0; a < n1; a += GCHUNK)
         small_generic_part(y, x, w, M, a, a + GCHUNK < n1 ? a + GCHUNK : n1);
@@ -129,9 +128,8 @@ __attribute__((target("avx2,fma"))) static inline void row8(const int32_t *qw, c
 }
 
 /* The few-rows product with AVX2/FMA; n1 − n0 a multiple of 8 (N is). */
-__attribute__((target("avx2,fma"))) static void small_avx2(float *y, const float *x,
-                                                          const rf_gptq_weight *w, int M, int n0,
-                                                          int n1)
+__attribute__((target("avx2,fma"))) static void
+small_avx2(float *y, const float *x, const rf_gptq_weight *w, int M, int n0, int n1)
 {
     const int N = w->N, K = w->K;
     if (!(w->monotonic && (K / w->G) % 8 == 0)) {
@@ -141,7 +139,8 @@ __attribute__((target("avx2,fma"))) static void small_avx2(float *y, const float
                 __m256 out0 = _mm256_setzero_ps(), out1 = _mm256_setzero_ps();
                 const float *xm = x + (size_t)m * K;
                 for (int r = 0; r < K / 8; r++) {
-                    __m256i wd = _mm256_loadu_si256((const __m256i *)(w->qweight + (size_t)r * N + n));
+                    __m256i wd =
+                        _mm256_loadu_si256((const __m256i *)(w->qweight + (size_t)r * N + n));
                     for (int b = 0; b < 8; b++) {
                         size_t g = (size_t)w->g_idx[8 * r + b] * N + n;
                         __m256 q = _mm256_cvtepi32_ps(_mm256_and_si256(wd, mask));
@@ -160,7 +159,7 @@ __attribute__((target("avx2,fma"))) static void small_avx2(float *y, const float
     }
     /* rows of qweight are read along N (contiguous) across the whole chunk:
      * walking down a narrow column strip would touch a new page per row */
-    static const float inv16[8] = {1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f,
+    static const float inv16[8] = {1.0f,     0x1p-4f,  0x1p-8f,  0x1p-12f,
                                    0x1p-16f, 0x1p-20f, 0x1p-24f, 1.0f};
     const int gs = K / w->G, len = n1 - n0;
     float part[CHUNK];
@@ -204,7 +203,8 @@ static void dequant_tile(const rf_gptq_weight *w, int a, int nr, float *t)
     const int N = w->N;
     for (int k = 0; k < w->K; k++) {
         const int32_t *row = w->qweight + (size_t)(k / 8) * N + a;
-        const float *s = w->sf + (size_t)w->g_idx[k] * N + a, *z = w->zf + (size_t)w->g_idx[k] * N + a;
+        const float *s = w->sf + (size_t)w->g_idx[k] * N + a,
+                    *z = w->zf + (size_t)w->g_idx[k] * N + a;
         float *tk = t + (size_t)k * nr;
         for (int n = 0; n < nr; n++)
             tk[n] = s[n] * (nibf(row[n], k % 8) - z[n]);

@@ -61,8 +61,7 @@ typedef struct {
 static void observe(void *user, int stage, const float *x, int rows, int cols)
 {
     observer *o = user;
-    if (stage == o->stage)
-        rf_hessian_add(o->h, x, rows, 1); /* one calibration sequence */
+    if (stage == o->stage) rf_hessian_add(o->h, x, rows, 1); /* one calibration sequence */
 }
 
 typedef struct {
@@ -73,8 +72,7 @@ typedef struct {
 static void on_damp(void *user, double from, double to)
 {
     damp_ctx *d = user;
-    if (d->hooks && d->hooks->on_damp)
-        d->hooks->on_damp(d->hooks->user, d->layer, from, to);
+    if (d->hooks && d->hooks->on_damp) d->hooks->on_damp(d->hooks->user, d->layer, from, to);
 }
 
 /* Quantize one dense weight against Hessian H into packed p; report it. */
@@ -209,10 +207,10 @@ static int check_inputs(const rf_llama_model *m, const char *src_dir, const rf_q
     int quantized = cfg && json_object_get(cfg, "quantization_config");
     json_decref(cfg);
     if (quantized || m->n_gptq > 0)
-        return rf_error_field(err, RF_EINVAL, "model",
-                              "the model is already quantized (%s)",
-                              m->n_gptq ? "it holds GPTQ layers" : "config.json has "
-                                                                  "quantization_config");
+        return rf_error_field(err, RF_EINVAL, "model", "the model is already quantized (%s)",
+                              m->n_gptq ? "it holds GPTQ layers"
+                                        : "config.json has "
+                                          "quantization_config");
     const int Ks[] = {c->dim, c->n_heads * c->head_dim, c->hidden_dim};
     for (int i = 0; i < 3; i++) {
         int rc = rf_gptq_opts_check(&o->gptq, Ks[i], err);
@@ -275,9 +273,9 @@ int rf_quantize_model(const char *src_dir, const char *out_dir, const rf_quantiz
     for (int s = 0; s < nseq; s++) {
         int len = lens ? lens[s] : seq_len;
         if (len < 1 || len > seq_len) {
-            rc = rf_error_field(err, RF_EINVAL, "calibration",
-                                "calibration sequence %d has %d tokens, not 1..%d", s, len,
-                                seq_len);
+            rc =
+                rf_error_field(err, RF_EINVAL, "calibration",
+                               "calibration sequence %d has %d tokens, not 1..%d", s, len, seq_len);
             goto fail;
         }
         off[s + 1] = off[s] + (size_t)len;
@@ -352,8 +350,7 @@ int rf_quantize_model(const char *src_dir, const char *out_dir, const rf_quantiz
         snprintf(rl->name, sizeof rl->name, "lm_head");
         rl->N = c->vocab_size;
         rl->K = dim;
-        if ((rc = quantize_one(&m.w.lm_head, h.H, o, hooks, rl, &packed[done], err)) < 0)
-            goto fail;
+        if ((rc = quantize_one(&m.w.lm_head, h.H, o, hooks, rl, &packed[done], err)) < 0) goto fail;
         rf_hessian_free(&h);
         rep->n = ++done;
         if (hooks && hooks->on_layer) hooks->on_layer(hooks->user, rl, done, total);
@@ -366,7 +363,7 @@ int rf_quantize_model(const char *src_dir, const char *out_dir, const rf_quantiz
     const int max_items = total * 4 + 4 + L * 8;
     items = calloc((size_t)max_items, sizeof *items);
     f16s = calloc((size_t)max_items, sizeof *f16s);
-    char (*names)[128] = calloc((size_t)max_items, 128);
+    char(*names)[128] = calloc((size_t)max_items, 128);
     if (!items || !f16s || !names) {
         free(names);
         rc = rf_errorf(err, RF_ENOMEM, "out of memory");

@@ -28,7 +28,7 @@ void rf_quantize_opts_default(rf_quantize_opts *o);
 
 /* One linear layer's outcome. */
 typedef struct rf_quantize_layer {
-    char name[96];        /* "model.layers.3.mlp.down_proj" */
+    char name[96]; /* "model.layers.3.mlp.down_proj" */
     int N, K;
     double rel_err;       /* ‖(W − Ŵ)X‖² / ‖W X‖² on its calibration inputs */
     double seconds;       /* quantization alone (Hessian excluded) */
@@ -36,13 +36,13 @@ typedef struct rf_quantize_layer {
 } rf_quantize_layer;
 
 typedef struct rf_quantize_report {
-    int n;                    /* layers quantized */
+    int n; /* layers quantized */
     rf_quantize_layer *layers;
-    double seconds;           /* the whole run */
-    size_t src_bytes;         /* tensor bytes of the source checkpoint */
-    size_t out_bytes;         /* bytes of the written model.safetensors */
-    size_t calib_bytes;       /* the two calibration activation buffers */
-    long peak_rss_kib;        /* the process's peak resident set afterwards */
+    double seconds;     /* the whole run */
+    size_t src_bytes;   /* tensor bytes of the source checkpoint */
+    size_t out_bytes;   /* bytes of the written model.safetensors */
+    size_t calib_bytes; /* the two calibration activation buffers */
+    long peak_rss_kib;  /* the process's peak resident set afterwards */
 } rf_quantize_report;
 
 void rf_quantize_report_free(rf_quantize_report *r);

@@ -110,8 +110,9 @@ static void run(int N, int K)
     double bf = 4.0 * N * K, bb = 2.0 * N * K, b4 = 0.5 * N * K + 8.0 * G * N;
     printf("  [%5d x %5d] F32 sgemv  %8.3f ms %6.1f GB/s\n", N, K, tf * 1e3, bf / tf * 1e-9);
     printf("  [%5d x %5d] BF16 engine %7.3f ms %6.1f GB/s\n", N, K, tb * 1e3, bb / tb * 1e-9);
-    printf("  [%5d x %5d] W4A16      %8.3f ms %6.1f GB/s   %.2fx F32, %.2fx BF16 (target >= 3x F32)\n",
-           N, K, t4 * 1e3, b4 / t4 * 1e-9, tf / t4, tb / t4);
+    printf(
+        "  [%5d x %5d] W4A16      %8.3f ms %6.1f GB/s   %.2fx F32, %.2fx BF16 (target >= 3x F32)\n",
+        N, K, t4 * 1e3, b4 / t4 * 1e-9, tf / t4, tb / t4);
     rf_gptq_weight_release(&w);
     rf_gptq_packed_free(&p);
     free(wf), free(x), free(wb), free(y), free(y4), free(scratch);

@@ -16,12 +16,12 @@ static int only_keys(const json_t *obj, const char *prefix, const char *const *k
 {
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)obj, k, v) {
+    json_object_foreach((json_t *)obj, k, v)
+    {
         bool ok = false;
         for (const char *const *p = keys; *p; p++)
             ok |= !strcmp(*p, k);
-        if (!ok)
-            return rf_error_field(err, RF_EINVAL, k, "unknown parameter '%s%s'", prefix, k);
+        if (!ok) return rf_error_field(err, RF_EINVAL, k, "unknown parameter '%s%s'", prefix, k);
     }
     return 0;
 }
@@ -61,15 +61,16 @@ typedef struct {
 
 static int parse(const json_t *p, qparams *out, rf_error *err)
 {
-    static const char *const keys[] = {"model",     "dataset",      "calibration",   "bits",
-                                       "group_size", "sym",         "desc_act",      "static_groups",
-                                       "damp_percent", "method",    "quantize_lm_head", "evaluate",
-                                       NULL};
+    static const char *const keys[] = {
+        "model",    "dataset",       "calibration",  "bits",   "group_size",       "sym",
+        "desc_act", "static_groups", "damp_percent", "method", "quantize_lm_head", "evaluate",
+        NULL};
     static const char *const ekeys[] = {"perplexity", "samples", NULL};
     static const char *const ckeys[] = {"samples", "seq_len", "seed", NULL};
     memset(out, 0, sizeof *out);
     rf_quantize_opts_default(&out->q);
-    if (!json_is_object(p)) return rf_error_field(err, RF_EINVAL, "params", "params must be an object");
+    if (!json_is_object(p))
+        return rf_error_field(err, RF_EINVAL, "params", "params must be an object");
     int rc = only_keys(p, "", keys, err);
     if (rc < 0) return rc;
     out->model = json_string_value(json_object_get(p, "model"));
@@ -103,7 +104,8 @@ static int parse(const json_t *p, qparams *out, rf_error *err)
     if ((rc = get_int(p, "bits", "bits", 4, 4, 4, &v, err)) < 0) return rc;
     out->q.gptq.bits = 4;
     if ((rc = get_int(p, "group_size", "group_size", -1, 1 << 20, 128, &v, err)) < 0) return rc;
-    if (v == 0) return rf_error_field(err, RF_EINVAL, "group_size", "'group_size' is -1 or positive");
+    if (v == 0)
+        return rf_error_field(err, RF_EINVAL, "group_size", "'group_size' is -1 or positive");
     out->q.gptq.group_size = (int)v;
     if ((rc = get_bool(p, "sym", true, &out->q.gptq.sym, err)) < 0 ||
         (rc = get_bool(p, "desc_act", false, &out->q.gptq.desc_act, err)) < 0 ||
@@ -159,9 +161,9 @@ typedef struct {
 static void on_layer(void *user, const rf_quantize_layer *l, int done, int total)
 {
     hook_state *h = user;
-    json_t *j = json_pack("{s:s, s:i, s:i, s:f, s:f, s:f}", "layer", l->name, "out", l->N, "in",
-                          l->K, "rel_err", l->rel_err, "seconds", l->seconds, "damp_percent",
-                          l->percdamp_used);
+    json_t *j =
+        json_pack("{s:s, s:i, s:i, s:f, s:f, s:f}", "layer", l->name, "out", l->N, "in", l->K,
+                  "rel_err", l->rel_err, "seconds", l->seconds, "damp_percent", l->percdamp_used);
     if (j) {
         h->ctx->event(h->ctx, "metrics", j);
         json_array_append_new(h->layers, j);
@@ -174,8 +176,8 @@ static void on_damp(void *user, const char *layer, double from, double to)
     hook_state *h = user;
     char msg[256];
     snprintf(msg, sizeof msg,
-             "%s: Cholesky of the dampened Hessian failed; damp_percent raised %.4g -> %.4g",
-             layer, from, to);
+             "%s: Cholesky of the dampened Hessian failed; damp_percent raised %.4g -> %.4g", layer,
+             from, to);
     json_t *j = json_pack("{s:s, s:s}", "level", "warning", "message", msg);
     if (j) h->ctx->event(h->ctx, "log", j);
     json_decref(j);
@@ -277,9 +279,9 @@ static int evaluate(const qparams *q, const rf_tokenizer *tok, const char *out, 
         rf_calib_free(&ev);
         return rc;
     }
-    *res = json_pack("{s:s, s:i, s:{s:f, s:f, s:f}}", "split", split, "sequences", ev.n,
-                     "perplexity", "source", before, "quantized", after, "increase",
-                     after - before);
+    *res =
+        json_pack("{s:s, s:i, s:{s:f, s:f, s:f}}", "split", split, "sequences", ev.n, "perplexity",
+                  "source", before, "quantized", after, "increase", after - before);
     rf_calib_free(&ev);
     return *res ? 0 : rf_errorf(err, RF_ENOMEM, "out of memory");
 }
@@ -323,14 +325,14 @@ static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error 
     size_t tokens = 0;
     for (int i = 0; i < cal.n; i++)
         tokens += (size_t)cal.lens[i];
-    *result = json_pack("{s:s, s:s, s:I, s:I, s:f, s:f, s:I, s:I, s:{s:i, s:i, s:I}, s:O}",
-                        "model_dir", out, "method", q.q.rtn ? "rtn" : "gptq", "source_bytes",
-                        (json_int_t)rep.src_bytes, "quantized_bytes", (json_int_t)rep.out_bytes,
-                        "compression", rep.out_bytes ? (double)rep.src_bytes / rep.out_bytes : 0.0,
-                        "seconds", rep.seconds, "peak_rss_bytes",
-                        (json_int_t)rep.peak_rss_kib * 1024, "calibration_bytes",
-                        (json_int_t)rep.calib_bytes, "calibration", "samples", cal.n, "seq_len",
-                        seq_len, "tokens", (json_int_t)tokens, "layers", hs.layers);
+    *result =
+        json_pack("{s:s, s:s, s:I, s:I, s:f, s:f, s:I, s:I, s:{s:i, s:i, s:I}, s:O}", "model_dir",
+                  out, "method", q.q.rtn ? "rtn" : "gptq", "source_bytes",
+                  (json_int_t)rep.src_bytes, "quantized_bytes", (json_int_t)rep.out_bytes,
+                  "compression", rep.out_bytes ? (double)rep.src_bytes / rep.out_bytes : 0.0,
+                  "seconds", rep.seconds, "peak_rss_bytes", (json_int_t)rep.peak_rss_kib * 1024,
+                  "calibration_bytes", (json_int_t)rep.calib_bytes, "calibration", "samples", cal.n,
+                  "seq_len", seq_len, "tokens", (json_int_t)tokens, "layers", hs.layers);
     if (*result)
         json_object_set_new(*result, "resident_weight_bytes",
                             json_pack("{s:I, s:I}", "source", (json_int_t)resident_bytes(q.model),

@@ -77,8 +77,7 @@ static void test_jsonl(void **state)
             size_t n;
             encode_row(tok, g_rows[r], &ids, &n);
             int len = n < (size_t)seq_len ? (int)n : seq_len;
-            if (len == c.lens[s] && !memcmp(ids, c.tokens + off, sizeof(int32_t) * len))
-                match = r;
+            if (len == c.lens[s] && !memcmp(ids, c.tokens + off, sizeof(int32_t) * len)) match = r;
             free(ids);
         }
         printf("  sample %d: %d tokens, row %d\n", s, c.lens[s], match);

@@ -47,8 +47,7 @@ static const void *get(rf_st_file *f, const char *name, int64_t *numel)
     assert_non_null(e);
     rf_tensor t;
     rf_st_view(f, e, &t);
-    if (numel)
-        *numel = rf_tensor_numel(&t);
+    if (numel) *numel = rf_tensor_numel(&t);
     return t.data;
 }
 
@@ -66,8 +65,7 @@ static void proc_order(const fixture *f, bool desc_act, int *pos_of)
             while (j > 0) {
                 int r = perm[j - 1];
                 float dr = f->H[(size_t)r * K + r] == 0 ? 1 : f->H[(size_t)r * K + r];
-                if (dr >= dp)
-                    break;
+                if (dr >= dp) break;
                 perm[j] = r;
                 j--;
             }
@@ -138,8 +136,7 @@ static void check_config(const fixture *f, const char *name, int group_size, boo
             /* a group's parameters are fixed when its first column comes up
              * (static and per-channel ones before any) */
             int start = (static_groups || group_size == -1) ? 0 : g * gs;
-            if (start > first)
-                continue;
+            if (start > first) continue;
             size_t i = (size_t)g * N + n;
             double rel = fabs(l.scales[i] - rs[i]) / fabs(rs[i]);
             max_srel = rel > max_srel ? rel : max_srel;

@@ -331,9 +331,13 @@ int main(void)
     g_backends[g_nbackends++] = rf_ops_cpu();
     g_backends[g_nbackends++] = rf_ops_cpu_generic();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul), cmocka_unit_test(test_matmul_w4a16),    cmocka_unit_test(test_rmsnorm),
-        cmocka_unit_test(test_rope),      cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_embedding), cmocka_unit_test(test_swiglu_softmax_add),
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_w4a16),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_swiglu_softmax_add),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

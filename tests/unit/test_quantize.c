@@ -112,7 +112,7 @@ static void dequantized_copy(const char *qdir, const char *out)
     assert_int_equal(rf_st_open(&f, path, &err), 0);
     rf_tensor *ts = calloc(f.n, sizeof *ts);
     rf_st_item *items = calloc(f.n, sizeof *items);
-    char (*names)[128] = calloc(f.n, 128);
+    char(*names)[128] = calloc(f.n, 128);
     int n = 0;
     for (int i = 0; i < f.n; i++) {
         const char *nm = f.entries[i].name;
@@ -300,7 +300,8 @@ static void test_lm_head(void **state)
     rf_llama_free(&m);
     dequantized_copy(out, deq);
     double rel = logits_rel_diff(out, deq, calib, 32, 15);
-    printf("  quantized lm_head: logits vs dequantized-reference forward: max rel diff %.2e\n", rel);
+    printf("  quantized lm_head: logits vs dequantized-reference forward: max rel diff %.2e\n",
+           rel);
     assert_true(rel < 1e-4);
     free(calib);
 }
@@ -316,13 +317,16 @@ static void test_bad_input(void **state)
     snprintf(path, sizeof path, "%s/model.safetensors", out);
 
     rf_quantize_opts_default(&o); /* group 128 does not divide 64 */
-    assert_int_equal(rf_quantize_model(FIX, out, &o, calib, NULL, 2, 16, NULL, &rep, &err), RF_EINVAL);
+    assert_int_equal(rf_quantize_model(FIX, out, &o, calib, NULL, 2, 16, NULL, &rep, &err),
+                     RF_EINVAL);
     assert_string_equal(err.field, "group_size");
     printf("  %s\n", err.msg);
     o.gptq.group_size = 32;
-    assert_int_equal(rf_quantize_model(FIX, out, &o, calib, NULL, 2, 4096, NULL, &rep, &err), RF_EINVAL);
+    assert_int_equal(rf_quantize_model(FIX, out, &o, calib, NULL, 2, 4096, NULL, &rep, &err),
+                     RF_EINVAL);
     assert_string_equal(err.field, "calibration.seq_len");
-    assert_int_equal(rf_quantize_model(FIX, out, &o, calib, NULL, 0, 16, NULL, &rep, &err), RF_EINVAL);
+    assert_int_equal(rf_quantize_model(FIX, out, &o, calib, NULL, 0, 16, NULL, &rep, &err),
+                     RF_EINVAL);
     assert_string_equal(err.field, "calibration.samples");
     assert_int_equal(access(path, F_OK), -1); /* nothing written */
     /* already quantized */
@@ -330,7 +334,8 @@ static void test_bad_input(void **state)
     snprintf(gq, sizeof gq, "%s/once", g_dir);
     assert_int_equal(rf_quantize_model(FIX, gq, &o, calib, NULL, 2, 16, NULL, &rep, &err), 0);
     rf_quantize_report_free(&rep);
-    assert_int_equal(rf_quantize_model(gq, out, &o, calib, NULL, 2, 16, NULL, &rep, &err), RF_EINVAL);
+    assert_int_equal(rf_quantize_model(gq, out, &o, calib, NULL, 2, 16, NULL, &rep, &err),
+                     RF_EINVAL);
     assert_string_equal(err.field, "model");
     printf("  %s\n", err.msg);
     assert_int_equal(access(path, F_OK), -1);
