@@ -150,10 +150,21 @@ static int cmp_desc(const void *a, const void *b)
     return x->idx - y->idx;
 }
 
-/* Upper Cholesky factor of H⁻¹ (FORMATS.md step 5) in Hp, row-major:
- * spotrf (H = UᵀU), spotri (upper triangle of H⁻¹), spotrf again. Hp holds
- * H with its strict lower triangle intact and diag0 the undamped diagonal,
- * so a failed attempt is undone and retried with more dampening. */
+/* Upper Cholesky factor of H⁻¹ (FORMATS.md step 5) in Hp, row-major.
+ *
+ * The reference factors H, inverts, and factors H⁻¹ again (4/3 K³ flops).
+ * The same factor comes from one factorisation and one triangular inverse
+ * (2/3 K³): with J the order-reversing permutation and JHJ = L Lᵀ,
+ * H⁻¹ = J L⁻ᵀ L⁻¹ J = (J L⁻¹ J)ᵀ (J L⁻¹ J), and J L⁻¹ J is upper triangular
+ * with a positive diagonal — by uniqueness, the factor the reference gets.
+ * LAPACKE spotrf and strtri do the work, called column-major on the
+ * row-major buffer (its row-major lower triangle is their upper one), so
+ * LAPACKE makes no transposed copies.
+ *
+ * On entry Hp's strict lower triangle holds H (permuted) and diag0 its
+ * diagonal. JHJ's strict upper triangle is kept as the backup from which
+ * each attempt rebuilds the lower one, so a failed factorisation is retried
+ * with more dampening. */
 static int hinv_chol(float *Hp, const float *diag0, int K, const rf_gptq_opts *o,
                      rf_gptq_damp_fn on_damp, void *user, rf_gptq_stats *st, rf_error *err)
 {
@@ -161,17 +172,20 @@ static int hinv_chol(float *Hp, const float *diag0, int K, const rf_gptq_opts *o
     for (int i = 0; i < K; i++)
         mean += diag0[i];
     mean /= K;
+    /* (JHJ)[i][j] = H[K−1−i][K−1−j]: for i < j that is in H's lower part */
+    for (int i = 0; i < K; i++)
+        for (int j = i + 1; j < K; j++)
+            Hp[(size_t)i * K + j] = Hp[(size_t)(K - 1 - i) * K + (K - 1 - j)];
     double pd = o->percdamp;
     for (;;) {
         float damp = (float)(pd * mean);
         for (int i = 0; i < K; i++) {
-            for (int j = i + 1; j < K; j++)
+            for (int j = 0; j < i; j++)
                 Hp[(size_t)i * K + j] = Hp[(size_t)j * K + i];
-            Hp[(size_t)i * K + i] = diag0[i] + damp;
+            Hp[(size_t)i * K + i] = diag0[K - 1 - i] + damp;
         }
-        int rc = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'U', K, Hp, K);
-        if (rc == 0) rc = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'U', K, Hp, K);
-        if (rc == 0) rc = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'U', K, Hp, K);
+        int rc = LAPACKE_spotrf(LAPACK_COL_MAJOR, 'U', K, Hp, K);
+        if (rc == 0) rc = LAPACKE_strtri(LAPACK_COL_MAJOR, 'U', 'N', K, Hp, K);
         if (rc == 0) break;
         if (rc < 0) return rf_errorf(err, RF_EINTERNAL, "LAPACKE rejected argument %d", -rc);
         if (pd >= 1.0)
@@ -184,6 +198,15 @@ static int hinv_chol(float *Hp, const float *diag0, int K, const rf_gptq_opts *o
         pd = next;
     }
     st->percdamp_used = pd;
+    /* the row-major lower triangle holds M = L⁻¹; Hinv = J M J */
+    for (int i = 0; i < K; i++)
+        for (int j = i + 1; j < K; j++)
+            Hp[(size_t)i * K + j] = Hp[(size_t)(K - 1 - i) * K + (K - 1 - j)];
+    for (int i = 0; i < K / 2; i++) {
+        float t = Hp[(size_t)i * K + i];
+        Hp[(size_t)i * K + i] = Hp[(size_t)(K - 1 - i) * K + (K - 1 - i)];
+        Hp[(size_t)(K - 1 - i) * K + (K - 1 - i)] = t;
+    }
     for (int i = 0; i < K; i++)
         for (int j = 0; j < i; j++)
             Hp[(size_t)i * K + j] = 0.0f;
