@@ -18,14 +18,25 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "engine/gptq.h"
 
-/* Output channels per thread chunk in the column loop. */
+/* Output channels per thread chunk in the column loop and the block GEMM. */
 #define CHUNK_N 256
+/* Hessian rows per GEMM band when the Hessian is tiled over threads. */
+#define HESS_BAND 256
+
+/* Whether BLAS calls should be tiled over OpenMP threads: when OpenBLAS
+ * runs one thread (the op table sets that process-wide, see ops_cpu.c, so
+ * it is the case inside a job that ran a forward pass) and OpenMP has more. */
+static int omp_tiles(void)
+{
+    return openblas_get_num_threads() == 1 && omp_get_max_threads() > 1;
+}
 
 void rf_gptq_opts_default(rf_gptq_opts *o)
 {
@@ -380,9 +391,18 @@ int rf_gptq_quantize(const float *W, int N, int K, const float *H, const rf_gptq
         }
         /* the block's errors reach the remaining columns in one GEMM:
          * Wt[i2:, :] −= Hinv[i1:i2, i2:]ᵀ · Err1 */
-        if (i2 < K)
+        if (i2 < K && !omp_tiles()) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K - i2, N, i2 - i1, -1.0f,
                         Hp + (size_t)i1 * K + i2, K, Err1, N, 1.0f, Wt + (size_t)i2 * N, N);
+        } else if (i2 < K) {
+#pragma omp parallel for schedule(dynamic, 1)
+            for (int ch = 0; ch < nchunks; ch++) {
+                int n0 = ch * CHUNK_N, nc = n0 + CHUNK_N < N ? CHUNK_N : N - n0;
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K - i2, nc, i2 - i1, -1.0f,
+                            Hp + (size_t)i1 * K + i2, K, Err1 + n0, N, 1.0f,
+                            Wt + (size_t)i2 * N + n0, N);
+            }
+        }
     }
     st->loss = loss / 2;
     st->seconds = now_s() - t0;
@@ -453,10 +473,23 @@ int rf_hessian_init(rf_hessian *h, int K, rf_error *err)
 
 void rf_hessian_add(rf_hessian *h, const float *x, int rows, int nseq)
 {
-    if (rows > 0)
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, h->K, rows, 1.0f, x, h->K, 1.0f, h->H,
-                    h->K);
+    const int K = h->K;
     h->n += nseq;
+    if (rows <= 0) return;
+    if (!omp_tiles()) {
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, K, rows, 1.0f, x, K, 1.0f, h->H, K);
+        return;
+    }
+    /* rows [i0, i1) of the upper triangle, from the diagonal on, one GEMM
+     * per band (the band's diagonal block is computed whole; its lower part
+     * is overwritten by rf_hessian_finish) */
+    const int nb = (K + HESS_BAND - 1) / HESS_BAND;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int b = 0; b < nb; b++) {
+        int i0 = b * HESS_BAND, i1 = i0 + HESS_BAND < K ? i0 + HESS_BAND : K;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1 - i0, K - i0, rows, 1.0f, x + i0, K,
+                    x + i0, K, 1.0f, h->H + (size_t)i0 * K + i0, K);
+    }
 }
 
 void rf_hessian_finish(rf_hessian *h)

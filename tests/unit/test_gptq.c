@@ -10,7 +10,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +166,13 @@ static void test_matches_reference(void **state)
     check_config(&f, "asym_g64_act", 64, false, true, false);
     check_config(&f, "sym_perchannel", -1, true, false, false);
     check_config(&f, "sym_g128_act_static", 128, true, true, true);
+    /* once more with the block GEMM tiled over OpenMP threads, as inside a
+     * job whose forward passes left OpenBLAS at one thread */
+    int saved = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    omp_set_num_threads(2);
+    check_config(&f, "sym_g128_act", 128, true, true, false);
+    openblas_set_num_threads(saved);
     rf_st_close(&f.layer);
 }
 
@@ -266,30 +275,38 @@ static void test_pack_roundtrip(void **state)
 static void test_hessian(void **state)
 {
     rf_error err = {0};
-    const int K = 24, rows = 50;
-    float x[50 * 24];
+    const int K = 300, rows = 50; /* two 256-row bands when tiled */
+    float *x = malloc(sizeof(float) * rows * K);
     unsigned s = 7;
     for (int i = 0; i < rows * K; i++) {
         s = s * 1103515245u + 12345u;
         x[i] = (float)((s >> 8) & 0xFFFF) / 65536.0f - 0.5f;
     }
-    rf_hessian h;
-    assert_int_equal(rf_hessian_init(&h, K, &err), 0);
-    rf_hessian_add(&h, x, 30, 3); /* two calls, 5 sequences of 10 rows */
-    rf_hessian_add(&h, x + 30 * K, 20, 2);
-    rf_hessian_finish(&h);
-    double maxd = 0;
-    for (int i = 0; i < K; i++)
-        for (int j = 0; j < K; j++) {
-            double r = 0;
-            for (int t = 0; t < rows; t++)
-                r += (double)x[t * K + i] * x[t * K + j];
-            r *= 2.0 / 5;
-            maxd = fmax(maxd, fabs(r - h.H[i * K + j]));
-        }
-    printf("  Hessian (2/n) sum x x^T: max |diff| %.2e\n", maxd);
-    assert_true(maxd < 1e-5);
-    rf_hessian_free(&h);
+    int saved = openblas_get_num_threads();
+    for (int tiled = 0; tiled < 2; tiled++) {
+        /* tiled: OpenBLAS at one thread, the Hessian in GEMM bands over OpenMP */
+        openblas_set_num_threads(tiled ? 1 : saved);
+        omp_set_num_threads(2);
+        rf_hessian h;
+        assert_int_equal(rf_hessian_init(&h, K, &err), 0);
+        rf_hessian_add(&h, x, 30, 3); /* two calls, 5 sequences of 10 rows */
+        rf_hessian_add(&h, x + 30 * K, 20, 2);
+        rf_hessian_finish(&h);
+        double maxd = 0;
+        for (int i = 0; i < K; i++)
+            for (int j = 0; j < K; j++) {
+                double r = 0;
+                for (int t = 0; t < rows; t++)
+                    r += (double)x[t * K + i] * x[t * K + j];
+                r *= 2.0 / 5;
+                maxd = fmax(maxd, fabs(r - h.H[i * K + j]));
+            }
+        printf("  Hessian (2/n) sum x x^T%s: max |diff| %.2e\n", tiled ? " (tiled)" : "", maxd);
+        assert_true(maxd < 1e-5);
+        rf_hessian_free(&h);
+    }
+    openblas_set_num_threads(saved);
+    free(x);
 }
 
 static int g_raises;
