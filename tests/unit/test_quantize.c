@@ -306,6 +306,48 @@ static void test_lm_head(void **state)
     free(calib);
 }
 
+/* A checkpoint packed by another writer (tests/reference/make_gptq_model.py:
+ * asymmetric, group 32, act-order g_idx) against the float64 torch forward
+ * of its dequantized weights. */
+static void test_external_checkpoint(void **state)
+{
+    const char *dir = "tests/reference/fixtures/gptq_ext";
+    rf_error err = {0};
+    rf_llama_model m;
+    rf_llama_acts a;
+    if (rf_llama_load(&m, dir, NULL, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(m.n_gptq, 14);
+    for (int i = 0; i < RF_LIN_COUNT; i++)
+        assert_false(m.w.layers[0].gptq[i].monotonic);
+    char path[256];
+    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
+    rf_st_file ex;
+    assert_int_equal(rf_st_open(&ex, path, &err), 0);
+    rf_tensor ids_t, lg_t;
+    rf_st_view(&ex, rf_st_find(&ex, "input_ids"), &ids_t);
+    rf_st_view(&ex, rf_st_find(&ex, "logits"), &lg_t);
+    const int T = (int)ids_t.shape[0], V = m.config.vocab_size, pos0 = 0;
+    assert_int_equal(rf_llama_acts_init(&a, &m.config, 1, T, T, &err), 0);
+    int ids[64];
+    for (int t = 0; t < T; t++)
+        ids[t] = ((const int32_t *)ids_t.data)[t];
+    float *lg = malloc(sizeof(float) * T * V);
+    assert_int_equal(rf_llama_forward(&m, &a, 1, T, ids, &pos0, lg, true, &err), 0);
+    const float *ref = lg_t.data;
+    double md = 0, mr = 0;
+    for (int i = 0; i < T * V; i++) {
+        md = fmax(md, fabs(lg[i] - ref[i]));
+        mr = fmax(mr, fabs(ref[i]));
+    }
+    printf("  external act-order checkpoint vs torch float64 forward: max abs %.2e, rel %.2e\n", md,
+           md / mr);
+    assert_true(md / mr < 1e-4);
+    free(lg);
+    rf_st_close(&ex);
+    rf_llama_acts_free(&a);
+    rf_llama_free(&m);
+}
+
 static void test_bad_input(void **state)
 {
     int32_t calib[2 * 16] = {0};
@@ -369,6 +411,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize_model),
         cmocka_unit_test(test_lm_head),
+        cmocka_unit_test(test_external_checkpoint),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
