@@ -10,22 +10,31 @@
 #include <stddef.h>
 
 #include "engine/error.h"
+#include "engine/gptq_pack.h"
 #include "engine/llama_config.h"
 #include "engine/ops.h"
 #include "engine/safetensors.h"
 #include "engine/tensor.h"
 
+/* The seven linear layers of a block, in model order. */
+enum { RF_LIN_Q, RF_LIN_K, RF_LIN_V, RF_LIN_O, RF_LIN_GATE, RF_LIN_UP, RF_LIN_DOWN, RF_LIN_COUNT };
+
 typedef struct rf_llama_layer {
     const float *attn_norm, *ffn_norm;              /* [dim], f32 */
     const float *q_bias, *k_bias, *v_bias, *o_bias; /* NULL when absent */
     rf_tensor wq, wk, wv, wo, w_gate, w_up, w_down; /* [out, in], stored dtype */
+    /* GPTQ checkpoints (FORMATS.md "GPTQ W4A16 checkpoint"): a linear stored
+     * as qweight/qzeros/scales/g_idx has gptq[i].qweight set (and its dense
+     * tensor above empty); the forward pass then runs ops->matmul_w4a16. */
+    rf_gptq_weight gptq[RF_LIN_COUNT];
 } rf_llama_layer;
 
 typedef struct rf_llama_weights {
     rf_tensor embed; /* [vocab, dim] */
     rf_llama_layer *layers;
-    const float *norm; /* [dim] */
-    rf_tensor lm_head; /* [vocab, dim]; the embedding itself when tied */
+    const float *norm;        /* [dim] */
+    rf_tensor lm_head;        /* [vocab, dim]; the embedding itself when tied */
+    rf_gptq_weight lm_head_q; /* a quantized lm_head (quantize_lm_head) */
     /* Norm weights and biases converted to f32, in one block: they are a few
      * KiB per layer, and converting them keeps every op f32 on activations. */
     float *small;
@@ -38,6 +47,7 @@ typedef struct rf_llama_model {
     const rf_ops *ops;
     float *inv_freq;     /* [head_dim/2] */
     size_t weight_bytes; /* bytes of mapped tensor data (resident once touched) */
+    int n_gptq;          /* linear layers loaded in the GPTQ layout */
 } rf_llama_model;
 
 typedef struct rf_llama_acts {
@@ -81,6 +91,20 @@ void rf_llama_acts_free(rf_llama_acts *a);
  * be NULL (then only a->logits is filled, with the last tokens'). */
 int rf_llama_forward(const rf_llama_model *m, rf_llama_acts *a, int B, int T, const int *ids,
                      const int *pos0, float *logits_out, bool all_logits, rf_error *err);
+
+/* The inputs of a block's linear layers, by stage: 0 the normed input of
+ * q/k/v_proj [rows, dim], 1 the attention output that o_proj reads
+ * [rows, n_heads·head_dim], 2 the normed input of gate/up_proj [rows, dim],
+ * 3 the SwiGLU output that down_proj reads [rows, hidden_dim]. */
+typedef void (*rf_llama_observe_fn)(void *user, int stage, const float *x, int rows, int cols);
+
+/* One block alone, for quantization (each block fed the outputs of the
+ * already-quantized ones): sequence slot 0, T tokens at positions 0..T-1,
+ * input and output in a->x [T, dim]. observe (may be NULL) sees each
+ * stage's input; the block stops after stage `stop` (4: runs it all, a->x
+ * then holds the block's output). */
+int rf_llama_layer_forward(const rf_llama_model *m, rf_llama_acts *a, int l, int T, int stop,
+                           rf_llama_observe_fn observe, void *user, rf_error *err);
 
 /* Copy the KV cache of positions [0, n_pos) from slot `from` to slot `to`
  * (a shared prompt, prefilled once). */

@@ -171,10 +171,28 @@ int rf_llama_config_parse(rf_llama_config *c, const json_t *root, rf_error *err)
      * attention_bias puts one on all four projections. */
     c->qkv_bias = c->arch == RF_ARCH_QWEN2 || b;
     c->o_bias = c->arch == RF_ARCH_LLAMA && b;
-    if (json_object_get(root, "quantization_config"))
-        return rf_error_field(err, RF_EUNSUPPORTED, "quantization_config",
-                              "config.json: quantization_config: quantized checkpoints are not "
-                              "loaded by the float engine yet");
+    /* Quantized checkpoints: GPTQ 4-bit in the v1 layout (FORMATS.md "GPTQ
+     * W4A16 checkpoint"); the loader then takes qweight/qzeros/scales/g_idx
+     * linear layers. Other methods and gptq_v2's zero convention are refused. */
+    json_t *qc = json_object_get(root, "quantization_config");
+    if (qc && !json_is_null(qc)) {
+        const char *qm = json_string_value(json_object_get(qc, "quant_method"));
+        const char *fmt = json_string_value(json_object_get(qc, "checkpoint_format"));
+        json_t *bits = json_object_get(qc, "bits");
+        if (!qm || strcmp(qm, "gptq") != 0)
+            return rf_error_field(err, RF_EUNSUPPORTED, "quantization_config.quant_method",
+                                  "config.json: quantization_config.quant_method '%s' is not "
+                                  "supported (only gptq)",
+                                  qm ? qm : "(missing)");
+        if (!json_is_integer(bits) || json_integer_value(bits) != 4)
+            return rf_error_field(err, RF_EUNSUPPORTED, "quantization_config.bits",
+                                  "config.json: quantization_config.bits must be 4");
+        if (fmt && strcmp(fmt, "gptq") != 0)
+            return rf_error_field(err, RF_EUNSUPPORTED, "quantization_config.checkpoint_format",
+                                  "config.json: quantization_config.checkpoint_format '%s' is "
+                                  "not supported (only gptq, the v1 zero-point layout)",
+                                  fmt);
+    }
     if (c->arch == RF_ARCH_MISTRAL &&
         (rc = get_int(root, "sliding_window", 0, 1, 1 << 30, &c->sliding_window, err)) < 0)
         return rc;

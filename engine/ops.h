@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 
+#include "engine/gptq_pack.h"
 #include "engine/tensor.h"
 
 /* Largest head_dim attention handles (its accumulator lives on the stack). */
@@ -37,6 +38,11 @@ typedef struct rf_ops {
      * weight tiles converted to f32, so no f32 copy of the model exists. */
     void (*matmul)(float *y, const float *x, const rf_tensor *w, const float *bias, int M,
                    float *scratch, size_t scratch_n);
+    /* The same product for a GPTQ 4-bit weight [N, K] (W4A16): dequantized
+     * on the fly, tile by tile into scratch (same size rule as matmul) or in
+     * registers; w must have been through rf_gptq_weight_prepare. */
+    void (*matmul_w4a16)(float *y, const float *x, const rf_gptq_weight *w, const float *bias,
+                         int M, float *scratch, size_t scratch_n);
     /* y = x / sqrt(mean(x²) + eps) · w, per row of D. y may alias x. */
     void (*rmsnorm)(float *y, const float *x, const float *w, int M, int D, float eps);
     /* Rotate-half RoPE in place on x [M, n_heads·head_dim]; row m is at

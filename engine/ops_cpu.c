@@ -21,6 +21,7 @@
 
 #include "engine/ops.h"
 #include "engine/ops_cpu_backward.h"
+#include "engine/ops_cpu_w4a16.h"
 
 /* Weight rows per GEMM tile of one thread. */
 #define TILE_ROWS 128
@@ -395,6 +396,20 @@ static void matmul_generic(float *y, const float *x, const rf_tensor *w, const f
     matmul_k(&g_generic, y, x, w, bias, M, scratch, scratch_n);
 }
 
+static void w4a16(float *y, const float *x, const rf_gptq_weight *w, const float *bias, int M,
+                  float *scratch, size_t scratch_n)
+{
+    pthread_once(&g_once, cpu_init);
+    rf_cpu_matmul_w4a16(y, x, w, bias, M, scratch, scratch_n);
+}
+
+static void w4a16_generic(float *y, const float *x, const rf_gptq_weight *w, const float *bias,
+                          int M, float *scratch, size_t scratch_n)
+{
+    pthread_once(&g_once, cpu_init);
+    rf_cpu_matmul_w4a16_generic(y, x, w, bias, M, scratch, scratch_n);
+}
+
 static void attention(const rf_attn_args *a)
 {
     pthread_once(&g_once, cpu_init);
@@ -409,6 +424,7 @@ static void attention_generic(const rf_attn_args *a)
 static const rf_ops g_cpu = {
     .name = "cpu",
     .matmul = matmul,
+    .matmul_w4a16 = w4a16,
     .rmsnorm = rmsnorm,
     .rope = rope,
     .attention = attention,
@@ -427,6 +443,7 @@ static const rf_ops g_cpu = {
 static const rf_ops g_cpu_generic = {
     .name = "cpu-generic",
     .matmul = matmul_generic,
+    .matmul_w4a16 = w4a16_generic,
     .rmsnorm = rmsnorm,
     .rope = rope,
     .attention = attention_generic,

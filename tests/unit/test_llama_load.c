@@ -277,8 +277,12 @@ static void test_config_errors(void **state)
         {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_"
          "layers\":2,"
          "\"num_attention_heads\":4,\"vocab_size\":256,\"quantization_config\":{\"quant_method\":"
-         "\"gptq\"}}",
-         RF_EUNSUPPORTED, "quantization_config"},
+         "\"awq\",\"bits\":4}}",
+         RF_EUNSUPPORTED, "quantization_config.quant_method"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":64,\"intermediate_size\":96,\"num_hidden_"
+         "layers\":2,\"num_attention_heads\":4,\"vocab_size\":256,\"quantization_config\":{"
+         "\"quant_method\":\"gptq\",\"bits\":8}}",
+         RF_EUNSUPPORTED, "quantization_config.bits"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         json_error_t je;

@@ -101,6 +101,70 @@ static void test_matmul(void **state)
                 }
 }
 
+/* W4A16: a random GPTQ layer (FORMATS.md layout) with contiguous groups,
+ * one group, and act-order's shuffled g_idx; the reference is the double
+ * product with the loaders' dequantized weights (rf_gptq_dequant). */
+static void test_matmul_w4a16(void **state)
+{
+    const int N = 264, K = 256, Ms[] = {1, 3, 37};
+    const int groups[] = {4, 1, 4}; /* group size 64, per channel, act-order */
+    rf_error err = {0};
+    for (int b = 0; b < g_nbackends; b++)
+        for (int gi = 0; gi < 3; gi++)
+            for (int mi = 0; mi < 3; mi++) {
+                const int G = groups[gi], M = Ms[mi];
+                rf_gptq_packed p;
+                int64_t sq[2] = {K / 8, N}, sz[2] = {G, N / 8}, ss[2] = {G, N}, sg[1] = {K};
+                assert_int_equal(rf_tensor_alloc(&p.qweight, RF_DTYPE_I32, 2, sq, &err), 0);
+                assert_int_equal(rf_tensor_alloc(&p.qzeros, RF_DTYPE_I32, 2, sz, &err), 0);
+                assert_int_equal(rf_tensor_alloc(&p.scales, RF_DTYPE_F16, 2, ss, &err), 0);
+                assert_int_equal(rf_tensor_alloc(&p.g_idx, RF_DTYPE_I32, 1, sg, &err), 0);
+                uint32_t *qw = p.qweight.data, *qz = p.qzeros.data;
+                for (int i = 0; i < K / 8 * N; i++)
+                    qw[i] = (uint32_t)(urand() * 2147483647.0) ^ (uint32_t)(urand() * 4e9);
+                for (int i = 0; i < G * N / 8; i++)
+                    qz[i] = (uint32_t)(urand() * 4e9);
+                float *sc = rand_f32((size_t)G * N, 0.02);
+                for (int i = 0; i < G * N; i++)
+                    sc[i] = fabsf(sc[i]) + 1e-3f;
+                rf_from_f32(RF_DTYPE_F16, sc, p.scales.data, (size_t)G * N);
+                int32_t *g = p.g_idx.data;
+                for (int k = 0; k < K; k++)
+                    g[k] = k / (K / G);
+                if (gi == 2) /* shuffle: act-order */
+                    for (int k = K - 1; k > 0; k--) {
+                        int j = (int)((urand() + 1) / 2 * (k + 1)) % (k + 1), t = g[k];
+                        g[k] = g[j], g[j] = t;
+                    }
+                rf_gptq_weight w;
+                assert_int_equal(rf_gptq_weight_view(&w, &p, "w", &err), 0);
+                assert_int_equal(rf_gptq_weight_prepare(&w, &err), 0);
+                assert_int_equal(w.monotonic, gi != 2);
+                float *wv = malloc(sizeof(float) * N * K);
+                rf_gptq_dequant(&w, wv);
+                float *x = rand_f32((size_t)M * K, 1.0), *bias = rand_f32(N, 1.0);
+                float *y = malloc(sizeof(float) * M * N);
+                size_t sn = rf_ops_matmul_scratch(K);
+                float *scratch = malloc(sizeof(float) * sn);
+                g_backends[b]->matmul_w4a16(y, x, &w, bias, M, scratch, sn);
+                double *ref = malloc(sizeof(double) * M * N);
+                for (int m = 0; m < M; m++)
+                    for (int n = 0; n < N; n++) {
+                        double s = bias[n];
+                        for (int k = 0; k < K; k++)
+                            s += (double)x[m * K + k] * wv[(size_t)n * K + k];
+                        ref[m * N + n] = s;
+                    }
+                char what[64];
+                snprintf(what, sizeof what, "W4 G=%d%s M=%d N=%d K=%d +bias", G,
+                         gi == 2 ? " act-order" : "", M, N, K);
+                report(g_backends[b]->name, "w4a16", what, y, ref, (size_t)M * N, 1e-5);
+                free(ref), free(scratch), free(y), free(bias), free(x), free(wv), free(sc);
+                rf_gptq_weight_release(&w);
+                rf_gptq_packed_free(&p);
+            }
+}
+
 static void test_rmsnorm(void **state)
 {
     const int M = 5, D = 96;
@@ -267,9 +331,13 @@ int main(void)
     g_backends[g_nbackends++] = rf_ops_cpu();
     g_backends[g_nbackends++] = rf_ops_cpu_generic();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul),    cmocka_unit_test(test_rmsnorm),
-        cmocka_unit_test(test_rope),      cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_embedding), cmocka_unit_test(test_swiglu_softmax_add),
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_w4a16),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_swiglu_softmax_add),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
