@@ -291,10 +291,25 @@ static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error 
     qparams q;
     int rc = parse(params, &q, err);
     if (rc < 0) return rc;
+    /* model names a model, dataset a dataset: the context says where they are. */
+    char *model_dir = NULL, *data_path = NULL;
+    if (!ctx->resolve) return rf_errorf(err, RF_EINTERNAL, "quantize: this context cannot resolve references");
+    if ((rc = ctx->resolve(ctx, "model", q.model, &model_dir, err)) < 0) {
+        snprintf(err->field, sizeof err->field, "model");
+        return rc;
+    }
+    if ((rc = ctx->resolve(ctx, "dataset", q.dataset, &data_path, err)) < 0) {
+        free(model_dir);
+        snprintf(err->field, sizeof err->field, "dataset");
+        return rc;
+    }
+    q.model = model_dir;
+    q.dataset = data_path;
     rf_llama_config cfg;
     if ((rc = rf_llama_config_load(&cfg, q.model, err)) < 0) {
         char msg[sizeof err->msg];
         snprintf(msg, sizeof msg, "%s", err->msg);
+        free(model_dir), free(data_path);
         return rf_error_field(err, rc, "model", "%s", msg);
     }
     int seq_len = q.seq_len ? q.seq_len : (cfg.max_pos < 2048 ? cfg.max_pos : 2048);
@@ -313,21 +328,11 @@ static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error 
     if ((rc = rf_quantize_model(q.model, out, &q.q, cal.tokens, cal.lens, cal.n, seq_len, &hooks,
                                 &rep, err)) < 0)
         goto fail;
-    const char *files[] = {"model.safetensors", "config.json", "quantize_config.json"};
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%s", out, files[i]);
-        if ((rc = ctx->artifact(ctx, "model", path, files[i])) < 0) {
-            rc = rf_errorf(err, rc, "registering %s failed", files[i]);
-            goto fail;
-        }
-    }
     size_t tokens = 0;
     for (int i = 0; i < cal.n; i++)
         tokens += (size_t)cal.lens[i];
     *result =
-        json_pack("{s:s, s:s, s:I, s:I, s:f, s:f, s:I, s:I, s:{s:i, s:i, s:I}, s:O}", "model_dir",
-                  out, "method", q.q.rtn ? "rtn" : "gptq", "source_bytes",
+        json_pack("{s:s, s:I, s:I, s:f, s:f, s:I, s:I, s:{s:i, s:i, s:I}, s:O}", "method", q.q.rtn ? "rtn" : "gptq", "source_bytes",
                   (json_int_t)rep.src_bytes, "quantized_bytes", (json_int_t)rep.out_bytes,
                   "compression", rep.out_bytes ? (double)rep.src_bytes / rep.out_bytes : 0.0,
                   "seconds", rep.seconds, "peak_rss_bytes", (json_int_t)rep.peak_rss_kib * 1024,
@@ -348,7 +353,21 @@ static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error 
         }
         json_object_set_new(*result, "evaluation", ev);
     }
+    if (rc == 0) {
+        /* The checkpoint becomes a model of its own (its files are served
+         * with it), named after the job and the method. */
+        char name[128], id[64];
+        snprintf(name, sizeof name, "%s-%s", ctx->job_id, q.q.rtn ? "rtn" : "gptq");
+        if ((rc = ctx->model(ctx, out, name, id, sizeof id)) < 0) {
+            json_decref(*result);
+            *result = NULL;
+            rc = rf_errorf(err, rc, "the quantized checkpoint could not be registered as a model");
+            goto fail;
+        }
+        json_object_set_new(*result, "model", json_string(id));
+    }
 fail:
+    free(model_dir), free(data_path);
     json_decref(hs.layers);
     rf_quantize_report_free(&rep);
     rf_calib_free(&cal);

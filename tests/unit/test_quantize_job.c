@@ -16,7 +16,7 @@
 #include "engine/llama.h"
 
 typedef struct {
-    int events, metrics, artifacts;
+    int events, metrics, models;
     double progress;
 } fake;
 
@@ -38,8 +38,24 @@ static int f_checkpoint(rf_job_ctx *c, const json_t *s)
 }
 static int f_artifact(rf_job_ctx *c, const char *kind, const char *path, const char *name)
 {
-    assert_int_equal(access(path, R_OK), 0);
-    ((fake *)c->self)->artifacts++;
+    fail_msg("the quantize job registers a model, not artifacts (%s)", name);
+    return RF_EINTERNAL;
+}
+/* References are local paths here, as with `refinery run`. */
+static int f_resolve(rf_job_ctx *c, const char *kind, const char *ref, char **path, rf_error *err)
+{
+    *path = strdup(ref);
+    return 0;
+}
+/* The folder stays where it is, so that the test can load it. */
+static int f_model(rf_job_ctx *c, const char *dir, const char *name, char *id, size_t cap)
+{
+    char f[4200];
+    snprintf(f, sizeof f, "%s/quantize_config.json", dir);
+    assert_int_equal(access(f, R_OK), 0);
+    assert_string_equal(name, "job_test-gptq");
+    ((fake *)c->self)->models++;
+    snprintf(id, cap, "mdl_test");
     return 0;
 }
 static bool f_stop(rf_job_ctx *c)
@@ -120,6 +136,8 @@ static void test_run(void **state)
                       .event = f_event,
                       .checkpoint = f_checkpoint,
                       .artifact = f_artifact,
+                      .model = f_model,
+                      .resolve = f_resolve,
                       .should_stop = f_stop};
     json_t *res = NULL;
     rf_error err = {0};
@@ -129,7 +147,8 @@ static void test_run(void **state)
     printf("  result: %.300s...\n", s);
     free(s);
     assert_int_equal(fk.metrics, 14);
-    assert_int_equal(fk.artifacts, 3);
+    assert_int_equal(fk.models, 1);
+    assert_string_equal(json_string_value(json_object_get(res, "model")), "mdl_test");
     assert_true(fk.progress == 1.0);
     assert_int_equal(json_array_size(json_object_get(res, "layers")), 14);
     assert_true(json_real_value(json_object_get(res, "compression")) > 3.0);

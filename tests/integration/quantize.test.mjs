@@ -1,0 +1,90 @@
+// The quantize job over HTTP: GPTQ W4A16 of a registered model calibrated on an
+// uploaded dataset; the checkpoint is registered as a model with its
+// quantization_config and answers completions; bad input fails clearly.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createDb, migrate, createKey, start, api, waitFor, psql } from './harness.mjs';
+
+const repo = resolve(import.meta.dirname, '..', '..');
+let db, srv, key, ds;
+
+const finished = (id) => waitFor(async () => {
+  const x = (await api(srv.base, key, 'GET', `/v1/jobs/${id}`)).json;
+  return ['succeeded', 'failed'].includes(x.status) ? x : null;
+}, 120000, 200);
+
+before(async () => {
+  const root = mkdtempSync(join(process.env.REFINERY_TEST_TMP || '/tmp', 'quant-'));
+  const dir = join(root, 'base');
+  cpSync(join(repo, 'tests', 'reference', 'fixtures', 'llama_f32_gqa'), dir, { recursive: true });
+  const tok = join(repo, 'tests', 'reference', 'tokenizers', 'bytelevel');
+  for (const f of readdirSync(tok)) cpSync(join(tok, f), join(dir, f));
+  db = createDb();
+  migrate(db);
+  key = createKey(db, 'quant').key;
+  srv = await start(db, { REFINERY_WORKERS: '1', REFINERY_MODEL_ROOTS: root });
+  assert.equal((await api(srv.base, key, 'POST', '/v1/models', { name: 'base', path: dir })).status, 201);
+  const rows = [];
+  for (let i = 0; i < 8; i++) rows.push({ prompt: `tell me about the number ${i}`, response: `it is ${i}, one more than ${i - 1}` });
+  for (let i = 0; i < 2; i++) rows.push({ prompt: `and ${i}?`, response: `${i}`, split: 'validation' });
+  ds = (await api(srv.base, key, 'POST', '/v1/datasets?name=calib', rows.map((r) => JSON.stringify(r)).join('\n'),
+    { 'content-type': 'application/x-ndjson' })).json;
+});
+after(async () => assert.equal((await srv.stop()).code, 0, srv.logs));
+
+test('GPTQ W4A16: a registered 4-bit model with its quantization_config, smaller, answering completions', async () => {
+  const j = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'quantize', params: {
+    model: 'base', dataset: ds.id, calibration: { samples: 4, seq_len: 32, seed: 1 }, group_size: 32,
+    evaluate: { perplexity: true },
+  } })).json;
+  const fin = await finished(j.id);
+  assert.equal(fin.status, 'succeeded', fin.error);
+  const r = fin.result;
+  assert.equal(r.method, 'gptq');
+  assert.ok(r.compression > 3, `compression ${r.compression}`);
+  assert.ok(r.quantized_bytes < r.source_bytes);
+  assert.ok(r.resident_weight_bytes.quantized < r.resident_weight_bytes.source);
+  assert.equal(r.layers.length, 14);
+  assert.ok(r.evaluation.perplexity.source > 1 && r.evaluation.perplexity.quantized > 1);
+  const m = (await api(srv.base, key, 'GET', `/v1/models/${r.model}`)).json;
+  assert.equal(m.source, j.id);
+  assert.equal(m.name, `${j.id}-gptq`);
+  assert.equal(m.quantization.quant_method, 'gptq');
+  assert.equal(m.quantization.bits, 4);
+  assert.equal(m.quantization.group_size, 32);
+  assert.equal(m.quantization.sym, true);
+  const files = (await api(srv.base, key, 'GET', `/v1/models/${m.id}/files`)).json.data.map((f) => f.name);
+  for (const f of ['config.json', 'model.safetensors', 'quantize_config.json', 'tokenizer.json']) assert.ok(files.includes(f), f);
+  const events = (await api(srv.base, key, 'GET', `/v1/jobs/${j.id}/events?limit=1000`)).json.data;
+  assert.equal(events.filter((e) => e.kind === 'metrics').length, 14, 'one metrics event per layer');
+  const c = await api(srv.base, key, 'POST', '/v1/completions', { model: m.id, prompt: 'the number', max_tokens: 4, temperature: 0 });
+  assert.equal(c.status, 200, c.text);
+  assert.equal(c.json.choices.length, 1);
+  assert.equal(c.json.usage.completion_tokens, 4);
+});
+
+test('bad input fails clearly and registers nothing', async () => {
+  const before_ = psql(db, 'SELECT count(*) FROM models')[0][0];
+  const quantized = psql(db, "SELECT id FROM models WHERE quantization IS NOT NULL LIMIT 1")[0][0];
+  const cases = [
+    [{ model: quantized, dataset: ds.id, calibration: { samples: 2, seq_len: 16 } }, /already quantized|quantization/i],
+    [{ model: 'base', dataset: ds.id, calibration: { samples: 2, seq_len: 16 }, group_size: 48 }, /group/i],
+    [{ model: 'base', dataset: ds.id, calibration: { samples: 500, seq_len: 16 } }, /samples|rows/i],
+  ];
+  for (const [params, re] of cases) {
+    const j = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'quantize', params })).json;
+    const fin = await finished(j.id);
+    assert.equal(fin.status, 'failed', JSON.stringify(params));
+    assert.equal(fin.attempts, 1, 'bad input is not retried');
+    assert.match(fin.error, re);
+  }
+  const at = await api(srv.base, key, 'POST', '/v1/jobs', { type: 'quantize', params: { model: 'base', dataset: ds.id, bits: 3 } });
+  assert.equal(at.status, 422);
+  assert.equal(at.json.field, 'params.bits');
+  const nope = await api(srv.base, key, 'POST', '/v1/jobs', { type: 'quantize', params: { model: 'nope', dataset: ds.id } });
+  assert.equal(nope.status, 422);
+  assert.equal(nope.json.field, 'params.model');
+  assert.equal(psql(db, 'SELECT count(*) FROM models')[0][0], before_);
+});
