@@ -186,8 +186,12 @@ void rf_queue_announce(PGconn *c)
     if (now - last < ANNOUNCE_INTERVAL_NS ||
         !atomic_compare_exchange_strong(&g_last_announce, &last, now))
         return;
-    /* Best effort: workers poll as well. */
-    PGresult *r = PQexec(c, "SET LOCAL synchronous_commit = off; NOTIFY refinery_jobs");
+    /* Best effort: workers poll as well. A NOTIFY gets a transaction id and
+     * so a commit record; set_config(…, true) makes this one statement's
+     * transaction commit without waiting for the disk, which matters because
+     * the notify lock is held until the commit returns. */
+    PGresult *r = PQexec(c, "SELECT set_config('synchronous_commit', 'off', true),"
+                            " pg_notify('refinery_jobs', '')");
     PQclear(r);
 }
 

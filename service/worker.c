@@ -271,7 +271,11 @@ static void *worker_main(void *arg)
             if (w->db) PQfinish(w->db);
             w->db = NULL;
             if (rf_db_connect(p->cfg->database_url, &w->db, &err) ||
-                rf_db_exec(w->db, "SET synchronous_commit = off", 0, NULL, NULL, &err)) {
+                rf_db_exec(w->db, "SET synchronous_commit = off", 0, NULL, NULL, &err) ||
+                /* The jobs table grows from nothing to a backlog: a plan cached
+                 * while it was empty (a scan and a sort) would be kept for
+                 * ever. Plan the claim for the table as it is now. */
+                rf_db_exec(w->db, "SET plan_cache_mode = force_custom_plan", 0, NULL, NULL, &err)) {
                 rf_log(RF_LOG_WARN, "worker %d: %s", w->index, err.msg);
                 sleep(1);
                 continue;
