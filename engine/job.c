@@ -67,7 +67,8 @@ void rf_runners_register_builtin(void)
     rf_runner_set_refs(rf_train_runner()->type, train_refs);
     rf_runner_register(rf_teacher_cache_runner());
     rf_runner_set_refs(rf_teacher_cache_runner()->type, teacher_cache_refs);
-    static const rf_runner_ref quantize_refs[] = {{"model", "model"}, {"dataset", "dataset"}, {NULL, NULL}};
+    static const rf_runner_ref quantize_refs[] = {
+        {"model", "model"}, {"dataset", "dataset"}, {"adapter", "adapter"}, {NULL, NULL}};
     rf_runner_register(&rf_quantize_runner);
     rf_runner_set_refs(rf_quantize_runner.type, quantize_refs);
 }

@@ -43,7 +43,8 @@ struct rf_job_ctx {
     bool (*should_stop)(rf_job_ctx *ctx);
     /* Where a registered object the params name lives: kind "model" (a
      * model's id or name) gives its checkpoint folder, "dataset" (an id)
-     * its JSONL file, "artifact" (an id) its file, as the job's tenant sees them. *path is malloc'd.
+     * its JSONL file, "artifact" (an id) its file, "adapter" (a train job's id)
+     * a folder with its PEFT adapter files, as the job's tenant sees them. *path is malloc'd.
      * RF_ENOTFOUND when the tenant has no such object. The service answers
      * from PostgreSQL; `refinery run` takes the reference as a local path. */
     int (*resolve)(rf_job_ctx *ctx, const char *kind, const char *ref, char **path,
@@ -55,7 +56,7 @@ struct rf_job_ctx {
  * than a failed job. */
 typedef struct rf_runner_ref {
     const char *field; /* top-level key of params */
-    const char *kind;  /* "model", "dataset" or "artifact", as rf_job_ctx.resolve takes */
+    const char *kind;  /* "model", "dataset", "artifact" or "adapter", as rf_job_ctx.resolve takes */
 } rf_runner_ref;
 
 typedef struct rf_runner {

@@ -1,6 +1,10 @@
 #include "service/resolve.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "service/db.h"
@@ -18,6 +22,13 @@ int rf_resolve(PGconn *c, const char *tenant, const char *kind, const char *ref,
         sql = "SELECT path FROM datasets WHERE tenant_id = $1 AND id = $2";
     else if (!strcmp(kind, "artifact"))
         sql = "SELECT path FROM artifacts WHERE tenant_id = $1 AND id = $2";
+    else if (!strcmp(kind, "adapter"))
+        /* A train job's PEFT adapter: both of its files must be there. The
+         * path answered is the config's; rf_resolve_adapter assembles the folder. */
+        sql = "SELECT a.path FROM artifacts a WHERE a.tenant_id = $1 AND a.job_id = $2"
+              " AND a.kind = 'adapter' AND a.name = 'adapter_config.json'"
+              " AND EXISTS (SELECT 1 FROM artifacts b WHERE b.tenant_id = $1 AND b.job_id = $2"
+              "  AND b.kind = 'adapter' AND b.name = 'adapter_model.safetensors')";
     else
         return rf_errorf(err, RF_EINTERNAL, "unknown reference kind '%s'", kind);
     PGresult *r;
@@ -27,6 +38,7 @@ int rf_resolve(PGconn *c, const char *tenant, const char *kind, const char *ref,
         rc = rf_errorf(err, RF_ENOTFOUND,
                        !strcmp(kind, "model")     ? "no model with id or name '%s'"
                        : !strcmp(kind, "dataset") ? "no dataset with id '%s'"
+                       : !strcmp(kind, "adapter") ? "no job with id '%s' has exported an adapter"
                                                   : "no artifact with id '%s'",
                        ref);
     else if (!(*path = strdup(PQgetvalue(r, 0, 0))))
@@ -52,4 +64,32 @@ int rf_resolve_check(PGconn *c, const char *tenant, const rf_runner *runner, con
         if (rc) return rc;
     }
     return 0;
+}
+
+int rf_resolve_adapter(PGconn *c, const char *tenant, const char *job_id, const char *dest,
+                       rf_error *err)
+{
+    PGresult *r;
+    int rc = rf_db_execp(c,
+                         "SELECT name, path FROM artifacts WHERE tenant_id = $1 AND job_id = $2"
+                         " AND kind = 'adapter'",
+                         2, (const char *[]){tenant, job_id}, &r, err);
+    if (rc) return rc;
+    if (mkdir(dest, 0750) && errno != EEXIST)
+        rc = rf_errorf(err, RF_EIO, "cannot create %s: %s", dest, strerror(errno));
+    int found = 0;
+    for (int i = 0; !rc && i < PQntuples(r); i++) {
+        const char *name = PQgetvalue(r, i, 0);
+        if (strcmp(name, "adapter_config.json") && strcmp(name, "adapter_model.safetensors")) continue;
+        char link[4096];
+        snprintf(link, sizeof link, "%s/%s", dest, name);
+        unlink(link); /* a retried attempt made it already */
+        if (symlink(PQgetvalue(r, i, 1), link))
+            rc = rf_errorf(err, RF_EIO, "cannot link %s: %s", link, strerror(errno));
+        found++;
+    }
+    PQclear(r);
+    if (!rc && found != 2)
+        rc = rf_errorf(err, RF_EINVAL, "job %s has not exported a complete adapter", job_id);
+    return rc;
 }

@@ -16,6 +16,12 @@
 int rf_resolve(PGconn *c, const char *tenant, const char *kind, const char *ref, char **path,
                rf_error *err);
 
+/* The folder a PEFT loader wants for a train job's adapter: dest is created
+ * and holds adapter_config.json and adapter_model.safetensors, linked to the
+ * job's artifacts. */
+int rf_resolve_adapter(PGconn *c, const char *tenant, const char *job_id, const char *dest,
+                       rf_error *err);
+
 /* Check every reference runner->refs declares in params (those present and
  * strings; the runner's validate checks types). err->field is "params.<field>". */
 int rf_resolve_check(PGconn *c, const char *tenant, const rf_runner *runner, const json_t *params,

@@ -185,7 +185,15 @@ static int ctx_resolve(rf_job_ctx *ctx, const char *kind, const char *ref, char 
                        rf_error *err)
 {
     worker *w = ctx_worker(ctx);
-    int rc = rf_resolve(w->db, w->job.tenant, kind, ref, path, err);
+    int rc;
+    if (!strcmp(kind, "adapter")) {
+        char dir[1400];
+        snprintf(dir, sizeof dir, "%s/adapter-in", w->workdir);
+        rc = rf_resolve_adapter(w->db, w->job.tenant, ref, dir, err);
+        if (!rc && !(*path = strdup(dir))) rc = rf_errorf(err, RF_ENOMEM, "out of memory");
+    } else {
+        rc = rf_resolve(w->db, w->job.tenant, kind, ref, path, err);
+    }
     /* Gone since the job was created: bad input now, not worth a retry. */
     return rc == RF_ENOTFOUND ? rf_errorf(err, RF_EINVAL, "%s", err->msg) : rc;
 }

@@ -1,6 +1,8 @@
 /* The quantize job runner: see quantize.h. */
 #include "engine/jobs/quantize.h"
 
+#include "engine/lora.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +54,7 @@ static int get_bool(const json_t *obj, const char *key, bool def, bool *out, rf_
 
 typedef struct {
     const char *model, *dataset;
+    const char *adapter; /* a PEFT adapter to merge into model first, or NULL */
     bool eval_ppl;
     int eval_samples;
     int samples, seq_len; /* seq_len 0: the default, 2048 capped by the model */
@@ -64,7 +67,7 @@ static int parse(const json_t *p, qparams *out, rf_error *err)
     static const char *const keys[] = {
         "model",    "dataset",       "calibration",  "bits",   "group_size",       "sym",
         "desc_act", "static_groups", "damp_percent", "method", "quantize_lm_head", "evaluate",
-        NULL};
+        "adapter",  NULL};
     static const char *const ekeys[] = {"perplexity", "samples", NULL};
     static const char *const ckeys[] = {"samples", "seq_len", "seed", NULL};
     memset(out, 0, sizeof *out);
@@ -76,6 +79,10 @@ static int parse(const json_t *p, qparams *out, rf_error *err)
     out->model = json_string_value(json_object_get(p, "model"));
     if (!out->model || !*out->model)
         return rf_error_field(err, RF_EINVAL, "model", "'model' (a checkpoint folder) is required");
+    json_t *ad = json_object_get(p, "adapter");
+    if (ad && (!json_is_string(ad) || !*json_string_value(ad)))
+        return rf_error_field(err, RF_EINVAL, "adapter", "'adapter' must be a train job's id");
+    out->adapter = ad ? json_string_value(ad) : NULL;
     out->dataset = json_string_value(json_object_get(p, "dataset"));
     if (!out->dataset || !*out->dataset)
         return rf_error_field(err, RF_EINVAL, "dataset",
@@ -286,6 +293,21 @@ static int evaluate(const qparams *q, const rf_tokenizer *tok, const char *out, 
     return *res ? 0 : rf_errorf(err, RF_ENOMEM, "out of memory");
 }
 
+/* base + PEFT adapter → a merged checkpoint folder in the base's dtype. */
+static int merge_adapter(const char *base_dir, const char *adapter_dir, const char *out, rf_error *err)
+{
+    rf_llama_model base;
+    rf_lora lo;
+    int rc = rf_llama_load(&base, base_dir, NULL, err);
+    if (rc < 0) return rc;
+    if ((rc = rf_lora_load_peft(&lo, &base.config, adapter_dir, err)) == 0) {
+        rc = rf_lora_export_merged(&lo, &base, base_dir, out, err);
+        rf_lora_free(&lo);
+    }
+    rf_llama_free(&base);
+    return rc;
+}
+
 static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
     qparams q;
@@ -305,6 +327,25 @@ static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error 
     }
     q.model = model_dir;
     q.dataset = data_path;
+    char merged[4200];
+    if (q.adapter) {
+        /* The refined student is base + adapter: merge, then quantize that. */
+        char *adapter_dir = NULL;
+        if ((rc = ctx->resolve(ctx, "adapter", q.adapter, &adapter_dir, err)) < 0) {
+            free(model_dir), free(data_path);
+            snprintf(err->field, sizeof err->field, "adapter");
+            return rc;
+        }
+        snprintf(merged, sizeof merged, "%s/merged", ctx->workdir);
+        rc = merge_adapter(model_dir, adapter_dir, merged, err);
+        free(adapter_dir);
+        if (rc < 0) {
+            free(model_dir), free(data_path);
+            snprintf(err->field, sizeof err->field, "adapter");
+            return rc;
+        }
+        q.model = merged;
+    }
     rf_llama_config cfg;
     if ((rc = rf_llama_config_load(&cfg, q.model, err)) < 0) {
         char msg[sizeof err->msg];

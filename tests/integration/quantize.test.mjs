@@ -65,6 +65,29 @@ test('GPTQ W4A16: a registered 4-bit model with its quantization_config, smaller
   assert.equal(c.json.usage.completion_tokens, 4);
 });
 
+test("adapter: a train job's PEFT adapter is merged into the base before quantizing", async () => {
+  const t = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'train', params: {
+    student: 'base', dataset: ds.id, lora: { r: 4, alpha: 8 }, optimizer: { name: 'muon', lr: 0.05 },
+    batch: 2, seq_len: 128, max_steps: 3, export: ['adapter'], seed: 2,
+  } })).json;
+  const tf = await finished(t.id);
+  assert.equal(tf.status, 'succeeded', tf.error);
+  const params = { model: 'base', dataset: ds.id, calibration: { samples: 4, seq_len: 32, seed: 1 }, group_size: 32 };
+  const plain = (await finished((await api(srv.base, key, 'POST', '/v1/jobs', { type: 'quantize', params })).json.id));
+  const withA = (await finished((await api(srv.base, key, 'POST', '/v1/jobs', { type: 'quantize', params: { ...params, adapter: t.id } })).json.id));
+  assert.equal(plain.status, 'succeeded', plain.error);
+  assert.equal(withA.status, 'succeeded', withA.error);
+  // The adapter moved the weights: the quantized layers differ from the plain run's.
+  const errs = (r) => r.result.layers.map((l) => JSON.stringify(l.error ?? l.err ?? l));
+  assert.notDeepEqual(errs(withA), errs(plain));
+  const m = (await api(srv.base, key, 'GET', `/v1/models/${withA.result.model}`)).json;
+  assert.equal(m.quantization.bits, 4);
+  // A job without an adapter is refused at POST, naming the field.
+  const bad = await api(srv.base, key, 'POST', '/v1/jobs', { type: 'quantize', params: { ...params, adapter: plain.id } });
+  assert.equal(bad.status, 422, bad.text);
+  assert.equal(bad.json.field, 'params.adapter');
+});
+
 test('bad input fails clearly and registers nothing', async () => {
   const before_ = psql(db, 'SELECT count(*) FROM models')[0][0];
   const quantized = psql(db, "SELECT id FROM models WHERE quantization IS NOT NULL LIMIT 1")[0][0];
