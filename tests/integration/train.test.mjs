@@ -72,3 +72,43 @@ test('train params: references that do not resolve are 422s naming the field', a
   assertProblem(assert, await api(srv.base, key, 'POST', '/v1/jobs', { type: 'train', params: { ...base, teacher: 'missing', loss: { alpha: 1 } } }), 422, 'params.teacher');
   assertProblem(assert, await api(srv.base, key, 'POST', '/v1/jobs', { type: 'train', params: { ...base, optimizer: { name: 'sgd' } } }), 422, 'params.optimizer.name');
 });
+
+test('kill -9 mid-training: rescued, resumed from the checkpoint, the same adapter as a run straight through', async () => {
+  const params = {
+    student: 'student', dataset: ds.id, lora: { r: 4, alpha: 8 }, optimizer: { name: 'muon', lr: 0.02 },
+    batch: 2, seq_len: 48, epochs: 10, max_steps: 40, checkpoint_every: 4, export: ['adapter'], seed: 5,
+  };
+  const FAST = { REFINERY_LEASE_MS: '1500', REFINERY_RETRY_BASE_MS: '100', REFINERY_DATA_DIR: srv.dataDir };
+  const adapterSha = async (jobId) => {
+    const arts = (await api(srv.base, key, 'GET', `/v1/jobs/${jobId}/artifacts`)).json.data;
+    return arts.find((a) => a.name === 'adapter_model.safetensors').sha256;
+  };
+  const done = (id) => waitFor(async () => {
+    const x = (await api(srv.base, key, 'GET', `/v1/jobs/${id}`)).json;
+    return ['succeeded', 'failed'].includes(x.status) ? x : null;
+  }, 120000, 100);
+  // Straight through, on the server's own worker.
+  const a = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'train', params })).json;
+  assert.equal((await done(a.id)).status, 'succeeded');
+  // Interrupted: the server's worker is kept busy, so that a separate worker
+  // process runs the job; that process is killed after a checkpoint.
+  const busy = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'test.sleep', params: { ms: 600000, steps: 1 } })).json;
+  await waitFor(async () => (await api(srv.base, key, 'GET', `/v1/jobs/${busy.id}`)).json.status === 'running');
+  const b = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'train', params })).json;
+  const w1 = await start(db, FAST, 'worker');
+  await waitFor(async () => (await api(srv.base, key, 'GET', `/v1/jobs/${b.id}`)).json.progress >= 0.3, 60000, 20);
+  w1.proc.kill('SIGKILL');
+  await w1.exitedPromise;
+  const w2 = await start(db, FAST, 'worker');
+  try {
+    const fin = await done(b.id);
+    assert.equal(fin.status, 'succeeded', fin.error);
+    assert.equal(fin.attempts, 2);
+    const ev = (await api(srv.base, key, 'GET', `/v1/jobs/${b.id}/events?limit=1000`)).json.data;
+    assert.ok(ev.some((e) => e.data.message === 'resumed from checkpoint'), 'it resumed rather than restarted: ' + JSON.stringify(ev.filter((e) => e.kind === 'log').map((e) => e.data)));
+    assert.equal(await adapterSha(b.id), await adapterSha(a.id), 'bit-identical adapter');
+  } finally {
+    await w2.stop();
+    await api(srv.base, key, 'POST', `/v1/jobs/${busy.id}/cancel`);
+  }
+});
