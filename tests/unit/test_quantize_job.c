@@ -87,7 +87,7 @@ static void test_validate(void **state)
                  "calibration.samples");
     expect_field("{\"model\":\"m\",\"dataset\":\"d\",\"calibration\":{\"sample\":3}}",
                  "calibration.sample");
-    expect_field("{\"model\":\"m\",\"dataset\":\"d\",\"adapter\":\"x\"}", "adapter");
+    expect_field("{\"model\":\"m\",\"dataset\":\"d\",\"adapter\":5}", "adapter");
     expect_field("{\"model\":\"m\",\"dataset\":\"d\",\"evaluate\":{\"samples\":0}}",
                  "evaluate.samples");
     json_t *ok = json_loads("{\"model\":\"m\",\"dataset\":\"d\",\"calibration\":{\"samples\":8,"
