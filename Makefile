@@ -17,7 +17,8 @@ LDLIBS   = $(PKG_LIBS) -fopenmp -lopenblas -llapacke -lpthread -lm
 SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 # Every .c under the three layers is part of the library except the entry point.
-LIB_SRC  := $(filter-out service/main.c,$(wildcard engine/*.c engine/*/*.c service/*.c handlers/*.c))
+LIB_SRC  := $(wildcard engine/*/*.c service/*.c handlers/*.c cli/*.c)
+C_FILES   = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
 GEN_SRC  := $(BUILD)/gen/rf_embedded.c
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -60,9 +61,9 @@ $(BUILD)/asan/librefinery.a: $(ASAN_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/refinery: $(BUILD)/obj/service/main.o $(BUILD)/librefinery.a
+$(BUILD)/refinery: $(BUILD)/obj/cmd/refinery.o $(BUILD)/librefinery.a
 	$(CC) $(OPT) -o $@ $^ $(LDLIBS)
-$(BUILD)/asan/refinery: $(BUILD)/asan/service/main.o $(BUILD)/asan/librefinery.a
+$(BUILD)/asan/refinery: $(BUILD)/asan/cmd/refinery.o $(BUILD)/asan/librefinery.a
 	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/asan/tests/%: $(BUILD)/asan/tests/unit/%.o $(BUILD)/asan/librefinery.a
@@ -91,7 +92,7 @@ bench:
 	@./scripts/bench.sh
 
 format:
-	clang-format -i $(wildcard engine/*.[ch] engine/*/*.[ch] service/*.[ch] handlers/*.[ch] tests/unit/*.c bench/*/*.c)
+	clang-format -i $(C_FILES)
 
 clean:
 	rm -rf $(BUILD)

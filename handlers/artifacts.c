@@ -9,8 +9,10 @@ void rf_h_artifacts_get(rf_req *req)
     if (!c) return;
     char *json = NULL;
     rf_error err;
-    if (rf_artifacts_get(c, req->tenant, rf_req_param(req, 0), &json, &err)) rf_reply_error(req, &err);
-    else rf_reply_json_text(req, 200, json);
+    if (rf_artifacts_get(c, req->tenant, rf_req_param(req, 0), &json, &err))
+        rf_reply_error(req, &err);
+    else
+        rf_reply_json_text(req, 200, json);
 }
 
 void rf_h_jobs_artifacts(rf_req *req)
@@ -19,8 +21,10 @@ void rf_h_jobs_artifacts(rf_req *req)
     if (!c) return;
     char *json = NULL;
     rf_error err;
-    if (rf_artifacts_of_job(c, req->tenant, rf_req_param(req, 0), &json, &err)) rf_reply_error(req, &err);
-    else rf_reply_json_text(req, 200, json);
+    if (rf_artifacts_of_job(c, req->tenant, rf_req_param(req, 0), &json, &err))
+        rf_reply_error(req, &err);
+    else
+        rf_reply_json_text(req, 200, json);
 }
 
 void rf_h_artifacts_content(rf_req *req)

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/complete.h"
+#include "engine/generate/complete.h"
 #include "service/ids.h"
 #include "service/infer.h"
 #include "service/resolve.h"

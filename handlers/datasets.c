@@ -19,24 +19,29 @@ static void upload_begin(rf_req *req)
     }
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
         if (*p < 0x20 || *p == '/' || *p == 0x7f) {
-            rf_error_field(&e, RF_EINVAL, "name", "the name may not hold control characters or '/'");
+            rf_error_field(&e, RF_EINVAL, "name",
+                           "the name may not hold control characters or '/'");
             rf_reply_error(req, &e);
             return;
         }
     const char *ct = rf_req_header(req, "Content-Type");
     if (ct && !strncasecmp(ct, "multipart/", 10)) {
-        rf_reply_problem(req, 415, "send the JSONL file as the body (application/x-ndjson), not as a form", NULL);
+        rf_reply_problem(req, 415,
+                         "send the JSONL file as the body (application/x-ndjson), not as a form",
+                         NULL);
         return;
     }
     const char *cl = rf_req_header(req, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > req->cfg->max_dataset_bytes) {
         char detail[128];
-        snprintf(detail, sizeof detail, "datasets are limited to %llu bytes", req->cfg->max_dataset_bytes);
+        snprintf(detail, sizeof detail, "datasets are limited to %llu bytes",
+                 req->cfg->max_dataset_bytes);
         rf_reply_problem(req, 413, detail, NULL);
         return;
     }
     rf_upload *u;
-    if (rf_upload_begin(req->cfg->data_dir, req->tenant, name, req->cfg->max_dataset_bytes, &u, &e)) {
+    if (rf_upload_begin(req->cfg->data_dir, req->tenant, name, req->cfg->max_dataset_bytes, &u,
+                        &e)) {
         rf_reply_problem(req, 507, e.msg, NULL);
         return;
     }
@@ -71,7 +76,8 @@ void rf_h_datasets_create(rf_req *req)
     if (rc == RF_EINVAL && line) {
         char detail[700];
         snprintf(detail, sizeof detail, "line %" PRIu64 ": %s", line, e.msg);
-        rf_reply_problem_ext(req, 422, detail, e.field, json_pack("{s:I}", "line", (json_int_t)line));
+        rf_reply_problem_ext(req, 422, detail, e.field,
+                             json_pack("{s:I}", "line", (json_int_t)line));
     } else if (rc == RF_EIO) {
         rf_reply_problem(req, 507, e.msg, NULL); /* disk full and the like */
     } else {
@@ -89,7 +95,8 @@ void rf_h_datasets_list(rf_req *req)
     char *json = NULL;
     if (rf_datasets_list(c, req->tenant, rf_req_query(req, "after"), (int)limit, &json, &e))
         rf_reply_error(req, &e);
-    else rf_reply_json_text(req, 200, json);
+    else
+        rf_reply_json_text(req, 200, json);
 }
 
 void rf_h_datasets_get(rf_req *req)
@@ -98,8 +105,10 @@ void rf_h_datasets_get(rf_req *req)
     if (!c) return;
     char *json = NULL;
     rf_error e;
-    if (rf_datasets_get(c, req->tenant, rf_req_param(req, 0), &json, &e)) rf_reply_error(req, &e);
-    else rf_reply_json_text(req, 200, json);
+    if (rf_datasets_get(c, req->tenant, rf_req_param(req, 0), &json, &e))
+        rf_reply_error(req, &e);
+    else
+        rf_reply_json_text(req, 200, json);
 }
 
 void rf_h_datasets_content(rf_req *req)

@@ -9,8 +9,10 @@
 
 static void reply_result(rf_req *req, int rc, int status, char *json, const rf_error *err)
 {
-    if (rc) rf_reply_error(req, err);
-    else rf_reply_json_text(req, status, json);
+    if (rc)
+        rf_reply_error(req, err);
+    else
+        rf_reply_json_text(req, status, json);
 }
 
 void rf_h_jobs_create(rf_req *req)
@@ -32,8 +34,8 @@ void rf_h_jobs_list(rf_req *req)
 {
     PGconn *c = rf_req_db(req);
     if (!c) return;
-    static const char *const statuses[] = {"queued", "running", "succeeded", "failed", "cancelled",
-                                           NULL};
+    static const char *const statuses[] = {"queued", "running",   "succeeded",
+                                           "failed", "cancelled", NULL};
     rf_job_query q = {.type = rf_req_query(req, "type"),
                       .status = rf_req_query(req, "status"),
                       .after = rf_req_query(req, "after")};
@@ -42,7 +44,8 @@ void rf_h_jobs_list(rf_req *req)
     q.limit = (int)limit;
     if (q.status) {
         bool ok = false;
-        for (const char *const *s = statuses; *s; s++) ok |= !strcmp(*s, q.status);
+        for (const char *const *s = statuses; *s; s++)
+            ok |= !strcmp(*s, q.status);
         if (!ok) {
             rf_error e;
             rf_error_field(&e, RF_EINVAL, "status",

@@ -10,8 +10,10 @@
 
 static void reply(rf_req *req, int rc, int status, char *json, const rf_error *e)
 {
-    if (rc) rf_reply_error(req, e);
-    else rf_reply_json_text(req, status, json);
+    if (rc)
+        rf_reply_error(req, e);
+    else
+        rf_reply_json_text(req, status, json);
 }
 
 void rf_h_models_create(rf_req *req)
@@ -59,7 +61,8 @@ void rf_h_models_delete(rf_req *req)
         rf_reply_error(req, &e);
         return;
     }
-    rf_reply_json(req, 200, json_pack("{s:s,s:s,s:b}", "id", id, "object", "model.deleted", "deleted", 1));
+    rf_reply_json(req, 200,
+                  json_pack("{s:s,s:s,s:b}", "id", id, "object", "model.deleted", "deleted", 1));
 }
 
 void rf_h_models_files(rf_req *req)
@@ -68,7 +71,8 @@ void rf_h_models_files(rf_req *req)
     if (!c) return;
     char *json = NULL;
     rf_error e;
-    int rc = rf_models_files(c, req->tenant, req->cfg->served_roots, rf_req_param(req, 0), &json, &e);
+    int rc =
+        rf_models_files(c, req->tenant, req->cfg->served_roots, rf_req_param(req, 0), &json, &e);
     reply(req, rc, 200, json, &e);
 }
 
@@ -79,7 +83,8 @@ void rf_h_models_file(rf_req *req)
     char *path = NULL;
     rf_error e;
     const char *name = rf_req_param(req, 1);
-    if (rf_models_file_path(c, req->tenant, req->cfg->served_roots, rf_req_param(req, 0), name, &path, &e)) {
+    if (rf_models_file_path(c, req->tenant, req->cfg->served_roots, rf_req_param(req, 0), name,
+                            &path, &e)) {
         rf_reply_error(req, &e);
         return;
     }
@@ -89,7 +94,8 @@ void rf_h_models_file(rf_req *req)
     char etag[96] = "0";
     if (!stat(path, &st))
         snprintf(etag, sizeof etag, "%llx-%llx-%llx", (unsigned long long)st.st_size,
-                 (unsigned long long)st.st_mtim.tv_sec * 1000000000ull + (unsigned long long)st.st_mtim.tv_nsec,
+                 (unsigned long long)st.st_mtim.tv_sec * 1000000000ull +
+                     (unsigned long long)st.st_mtim.tv_nsec,
                  (unsigned long long)st.st_ino);
     const char *ct = strstr(name, ".json") ? "application/json" : "application/octet-stream";
     rf_file_info info = {path, etag, name, ct};

@@ -29,6 +29,22 @@ count() { # name, passed, failed, skipped
   return 0
 }
 
+# 0. static checks: layering and formatting (each a test that can fail)
+out=$(scripts/check-layers.sh 2>&1); rc=$?
+echo "$out"
+if [ "$rc" -eq 0 ]; then count layers 1 0 0; else count layers 0 1 0; fi
+if command -v clang-format >/dev/null; then
+  unformatted=$(git ls-files '*.c' '*.h' | while read -r f; do
+    [ -f "$f" ] && ! clang-format --dry-run -Werror "$f" >/dev/null 2>&1 && echo "$f"; done)
+  if [ -z "$unformatted" ]; then
+    echo "clang-format: every C file is formatted"; count format 1 0 0
+  else
+    echo "clang-format would change (run 'make format'):"; echo "$unformatted"; count format 0 1 0
+  fi
+else
+  echo "clang-format missing"; count format 0 1 0
+fi
+
 # 1. cmocka unit tests
 for t in "$B"/asan/tests/test_*; do
   [ -x "$t" ] || continue

@@ -57,17 +57,20 @@ int rf_artifact_register(PGconn *c, const char *data_dir, const char *tenant, co
                          char id_out[RF_ID_MAX], rf_error *err)
 {
     if (!name || !*name || strlen(name) > 255 || strchr(name, '/'))
-        return rf_error_field(err, RF_EINVAL, "name", "artifact name must be 1 to 255 characters without '/'");
+        return rf_error_field(err, RF_EINVAL, "name",
+                              "artifact name must be 1 to 255 characters without '/'");
     char dir[1200], dest[1300], hex[65];
     long long bytes = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return rf_errorf(err, RF_EIO, "cannot open artifact %s: %s", path, strerror(errno));
     int rc = hash_fd(fd, hex, &bytes, err);
-    if (!rc && fsync(fd)) rc = rf_errorf(err, RF_EIO, "fsync of %s failed: %s", path, strerror(errno));
+    if (!rc && fsync(fd))
+        rc = rf_errorf(err, RF_EIO, "fsync of %s failed: %s", path, strerror(errno));
     close(fd);
     if (rc) return rc;
 
-    if (rf_id_new("art", id_out)) return rf_errorf(err, RF_EIO, "the system's random source failed");
+    if (rf_id_new("art", id_out))
+        return rf_errorf(err, RF_EIO, "the system's random source failed");
     snprintf(dir, sizeof dir, "%s/artifacts", data_dir);
     mkdir(dir, 0750);
     snprintf(dir, sizeof dir, "%s/artifacts/%s", data_dir, tenant);
@@ -75,7 +78,8 @@ int rf_artifact_register(PGconn *c, const char *data_dir, const char *tenant, co
         return rf_errorf(err, RF_EIO, "cannot create %s: %s", dir, strerror(errno));
     snprintf(dest, sizeof dest, "%s/%s", dir, id_out);
     if (rename(path, dest))
-        return rf_errorf(err, RF_EIO, "cannot move %s into the artifact store: %s", path, strerror(errno));
+        return rf_errorf(err, RF_EIO, "cannot move %s into the artifact store: %s", path,
+                         strerror(errno));
     if (fsync_path(dir, O_RDONLY | O_DIRECTORY)) {
         rc = rf_errorf(err, RF_EIO, "fsync of %s failed: %s", dir, strerror(errno));
         goto undo;
@@ -98,16 +102,18 @@ undo:
 }
 
 #define ARTIFACT_JSON                                                                              \
-    "(SELECT row_to_json(o) FROM (SELECT a.id, 'artifact' AS object, a.job_id, a.kind, a.name,"   \
+    "(SELECT row_to_json(o) FROM (SELECT a.id, 'artifact' AS object, a.job_id, a.kind, a.name,"    \
     " a.bytes, a.sha256, a.content_type,"                                                          \
     " extract(epoch from a.created_at)::bigint AS created_at) o)::text"
 
 int rf_artifacts_get(PGconn *c, const char *tenant, const char *id, char **json, rf_error *err)
 {
-    if (!rf_id_valid("art", id)) return rf_errorf(err, RF_ENOTFOUND, "no artifact with id '%s'", id);
+    if (!rf_id_valid("art", id))
+        return rf_errorf(err, RF_ENOTFOUND, "no artifact with id '%s'", id);
     PGresult *r;
-    int rc = rf_db_execp(c, "SELECT " ARTIFACT_JSON " FROM artifacts a WHERE a.id = $1 AND a.tenant_id = $2",
-                         2, (const char *[]){id, tenant}, &r, err);
+    int rc = rf_db_execp(
+        c, "SELECT " ARTIFACT_JSON " FROM artifacts a WHERE a.id = $1 AND a.tenant_id = $2", 2,
+        (const char *[]){id, tenant}, &r, err);
     if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no artifact with id '%s'", id);
     if (!rc) *json = strdup(PQgetvalue(r, 0, 0));
     PQclear(r);
@@ -117,7 +123,8 @@ int rf_artifacts_get(PGconn *c, const char *tenant, const char *id, char **json,
 int rf_artifacts_of_job(PGconn *c, const char *tenant, const char *job_id, char **json,
                         rf_error *err)
 {
-    if (!rf_id_valid("job", job_id)) return rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", job_id);
+    if (!rf_id_valid("job", job_id))
+        return rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", job_id);
     PGresult *r;
     const char *p[2] = {job_id, tenant};
     int rc = rf_db_execp(c,
@@ -132,8 +139,10 @@ int rf_artifacts_of_job(PGconn *c, const char *tenant, const char *job_id, char 
         const char *data = PQgetvalue(r, 0, 1);
         size_t n = strlen(data) + 64;
         *json = malloc(n);
-        if (*json) snprintf(*json, n, "{\"object\":\"list\",\"data\":%s,\"has_more\":false}", data);
-        else rc = rf_errorf(err, RF_ENOMEM, "out of memory");
+        if (*json)
+            snprintf(*json, n, "{\"object\":\"list\",\"data\":%s,\"has_more\":false}", data);
+        else
+            rc = rf_errorf(err, RF_ENOMEM, "out of memory");
     }
     PQclear(r);
     return rc;
@@ -143,7 +152,8 @@ int rf_artifacts_file(PGconn *c, const char *tenant, const char *id, rf_artifact
                       rf_error *err)
 {
     memset(f, 0, sizeof *f);
-    if (!rf_id_valid("art", id)) return rf_errorf(err, RF_ENOTFOUND, "no artifact with id '%s'", id);
+    if (!rf_id_valid("art", id))
+        return rf_errorf(err, RF_ENOTFOUND, "no artifact with id '%s'", id);
     PGresult *r;
     int rc = rf_db_execp(c,
                          "SELECT path, sha256, name, content_type FROM artifacts"
@@ -220,8 +230,8 @@ int rf_artifacts_sweep(PGconn *c, const char *data_dir, int *removed, int *missi
     for (int i = 0; i < PQntuples(r); i++) {
         struct stat st;
         if (stat(PQgetvalue(r, i, 2), &st)) {
-            rf_log(RF_LOG_WARN, "sweep: %s %s is recorded but its file %s is missing", PQgetvalue(r, i, 0),
-                   PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+            rf_log(RF_LOG_WARN, "sweep: %s %s is recorded but its file %s is missing",
+                   PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
             (*missing)++;
         }
     }

@@ -5,7 +5,7 @@
 
 #include <libpq-fe.h>
 
-#include "engine/error.h"
+#include "engine/core/error.h"
 #include "service/ids.h"
 
 /* Move the finished file at path into the store and record it. The file is

@@ -24,8 +24,8 @@ static void sha256_param(const char *s, char out[2 + 64 + 1])
     rf_hex(md, 32, out + 2);
 }
 
-int rf_key_create(PGconn *c, const char *tenant, char key_out[RF_KEY_MAX],
-                  char id_out[RF_ID_MAX], char tenant_id_out[RF_ID_MAX], rf_error *err)
+int rf_key_create(PGconn *c, const char *tenant, char key_out[RF_KEY_MAX], char id_out[RF_ID_MAX],
+                  char tenant_id_out[RF_ID_MAX], rf_error *err)
 {
     if (!tenant || !*tenant || strlen(tenant) > 64)
         return rf_error_field(err, RF_EINVAL, "tenant", "tenant name must be 1 to 64 characters");
@@ -48,9 +48,9 @@ int rf_key_create(PGconn *c, const char *tenant, char key_out[RF_KEY_MAX],
     if ((rc = rf_db_begin(c, err))) return rc;
     const char *p1[2] = {tid, tenant};
     if ((rc = rf_db_execp(c,
-                         "INSERT INTO tenants (id, name) VALUES ($1, $2) "
-                         "ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
-                         2, p1, &r, err)))
+                          "INSERT INTO tenants (id, name) VALUES ($1, $2) "
+                          "ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+                          2, p1, &r, err)))
         goto fail;
     snprintf(tenant_id_out, RF_ID_MAX, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
@@ -59,9 +59,9 @@ int rf_key_create(PGconn *c, const char *tenant, char key_out[RF_KEY_MAX],
     snprintf(prefix, sizeof prefix, "%.10s", key_out);
     const char *p2[4] = {id_out, tenant_id_out, hash, prefix};
     if ((rc = rf_db_execp(c,
-                         "INSERT INTO api_keys (id, tenant_id, key_hash, prefix) "
-                         "VALUES ($1, $2, $3::bytea, $4)",
-                         4, p2, NULL, err)) ||
+                          "INSERT INTO api_keys (id, tenant_id, key_hash, prefix) "
+                          "VALUES ($1, $2, $3::bytea, $4)",
+                          4, p2, NULL, err)) ||
         (rc = rf_db_commit(c, err)))
         goto fail;
     return 0;
@@ -78,13 +78,13 @@ int rf_key_revoke(PGconn *c, const char *id, rf_error *err)
     PGresult *r;
     const char *p[1] = {id};
     int rc = rf_db_execp(c,
-                        "WITH k AS (SELECT id, revoked_at FROM api_keys WHERE id = $1), "
-                        "u AS (UPDATE api_keys SET revoked_at = now() WHERE id = $1 "
-                        "      AND revoked_at IS NULL RETURNING id), "
-                        "n AS (SELECT pg_notify('refinery_keys', id) FROM u) "
-                        "SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM u), "
-                        "       (SELECT count(*) FROM n)",
-                        1, p, &r, err);
+                         "WITH k AS (SELECT id, revoked_at FROM api_keys WHERE id = $1), "
+                         "u AS (UPDATE api_keys SET revoked_at = now() WHERE id = $1 "
+                         "      AND revoked_at IS NULL RETURNING id), "
+                         "n AS (SELECT pg_notify('refinery_keys', id) FROM u) "
+                         "SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM u), "
+                         "       (SELECT count(*) FROM n)",
+                         1, p, &r, err);
     if (rc) {
         PQclear(r);
         return rc;
@@ -124,7 +124,8 @@ void rf_auth_flush(void)
 static unsigned slot_of(const char *hash)
 {
     unsigned h = 2166136261u;
-    for (const char *p = hash; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+    for (const char *p = hash; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
     return h % CACHE_SLOTS;
 }
 
@@ -133,7 +134,8 @@ int rf_auth_bearer(PGconn *c, const char *header, char tenant_out[RF_ID_MAX], rf
     if (!header || strncasecmp(header, "Bearer ", 7))
         return rf_errorf(err, RF_EAUTH, "missing bearer token");
     const char *key = header + 7;
-    while (*key == ' ') key++;
+    while (*key == ' ')
+        key++;
     size_t len = strlen(key);
     if (len != strlen(KEY_PREFIX) + KEY_RANDOM || strncmp(key, KEY_PREFIX, strlen(KEY_PREFIX)))
         return rf_errorf(err, RF_EAUTH, "invalid API key");
@@ -152,9 +154,9 @@ int rf_auth_bearer(PGconn *c, const char *header, char tenant_out[RF_ID_MAX], rf
     PGresult *r;
     const char *p[1] = {hash};
     int rc = rf_db_execp(c,
-                        "SELECT tenant_id FROM api_keys WHERE key_hash = $1::bytea "
-                        "AND revoked_at IS NULL",
-                        1, p, &r, err);
+                         "SELECT tenant_id FROM api_keys WHERE key_hash = $1::bytea "
+                         "AND revoked_at IS NULL",
+                         1, p, &r, err);
     if (rc) {
         PQclear(r);
         return rc;

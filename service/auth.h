@@ -7,14 +7,14 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
-#include "engine/error.h"
+#include "engine/core/error.h"
 #include "service/ids.h"
 
 #define RF_KEY_MAX 64
 
 /* Create (or reuse) the tenant named tenant and a new key for it. */
-int rf_key_create(PGconn *c, const char *tenant, char key_out[RF_KEY_MAX],
-                  char id_out[RF_ID_MAX], char tenant_id_out[RF_ID_MAX], rf_error *err);
+int rf_key_create(PGconn *c, const char *tenant, char key_out[RF_KEY_MAX], char id_out[RF_ID_MAX],
+                  char tenant_id_out[RF_ID_MAX], rf_error *err);
 /* Revoke by key id; RF_ENOTFOUND when no such key, RF_ECONFLICT when already revoked. */
 int rf_key_revoke(PGconn *c, const char *id, rf_error *err);
 

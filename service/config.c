@@ -53,7 +53,8 @@ int rf_config_load(rf_config *cfg, rf_error *err)
     long p = strtol(port, &end, 10);
     if (!*port || *end || p < 0 || p > 65535)
         return rf_error_field(err, RF_EINVAL, "REFINERY_LISTEN",
-                              "REFINERY_LISTEN must be host:port, got '%s'", getenv("REFINERY_LISTEN"));
+                              "REFINERY_LISTEN must be host:port, got '%s'",
+                              getenv("REFINERY_LISTEN"));
     cfg->listen_port = (int)p;
 
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -65,7 +66,8 @@ int rf_config_load(rf_config *cfg, rf_error *err)
     int rc;
     if ((rc = env_int("REFINERY_WORKERS", 1, 0, 256, &cfg->workers, err)) ||
         (rc = env_int("REFINERY_HTTP_THREADS", threads_def, 1, 256, &cfg->http_threads, err)) ||
-        (rc = env_int("REFINERY_HTTP_MAX_CONNECTIONS", 1024, 1, 100000, &cfg->http_max_connections, err)) ||
+        (rc = env_int("REFINERY_HTTP_MAX_CONNECTIONS", 1024, 1, 100000, &cfg->http_max_connections,
+                      err)) ||
         (rc = env_int("REFINERY_HTTP_TIMEOUT", 60, 1, 86400, &cfg->http_timeout_s, err)) ||
         (rc = env_int("REFINERY_LEASE_MS", 30000, 200, 3600000, &cfg->lease_ms, err)) ||
         (rc = env_int("REFINERY_POLL_MS", 1000, 10, 60000, &cfg->poll_ms, err)) ||
@@ -73,7 +75,8 @@ int rf_config_load(rf_config *cfg, rf_error *err)
         (rc = env_int("REFINERY_RETRY_MAX_MS", 600000, 0, 86400000, &cfg->retry_max_ms, err)) ||
         (rc = env_int("REFINERY_SSE_MAX_STREAMS", 256, 1, 100000, &cfg->sse_max_streams, err)) ||
         (rc = env_int("REFINERY_SSE_PING_MS", 15000, 100, 3600000, &cfg->sse_ping_ms, err)) ||
-        (rc = env_int("REFINERY_SHUTDOWN_GRACE_MS", 30000, 0, 3600000, &cfg->shutdown_grace_ms, err)))
+        (rc = env_int("REFINERY_SHUTDOWN_GRACE_MS", 30000, 0, 3600000, &cfg->shutdown_grace_ms,
+                      err)))
         return rc;
 
     /* The body cap is a size, not an int: parse it on its own. */
@@ -84,7 +87,8 @@ int rf_config_load(rf_config *cfg, rf_error *err)
         unsigned long long x = strtoull(mb, &end, 10);
         if (errno || *end || x < 1024 || x > (1ull << 40))
             return rf_error_field(err, RF_EINVAL, "REFINERY_MAX_BODY_BYTES",
-                                  "REFINERY_MAX_BODY_BYTES must be a byte count >= 1024, got '%s'", mb);
+                                  "REFINERY_MAX_BODY_BYTES must be a byte count >= 1024, got '%s'",
+                                  mb);
         cfg->max_body_bytes = (size_t)x;
     }
 

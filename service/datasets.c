@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/dataset.h"
+#include "engine/core/dataset.h"
 #include "service/db.h"
 #include "service/ids.h"
 
@@ -23,12 +23,12 @@ struct rf_upload {
     bool done;
     EVP_MD_CTX *md;
     uint64_t bytes, max_bytes, line_no;
-    char *line;             /* the unfinished line carried between pieces */
+    char *line; /* the unfinished line carried between pieces */
     size_t line_len, line_cap;
-    char *wbuf;             /* writes go out in 1 MiB pieces */
+    char *wbuf; /* writes go out in 1 MiB pieces */
     size_t wlen;
     rf_dataset_stats st;
-    int failed;             /* 0, or the error code kept in err */
+    int failed; /* 0, or the error code kept in err */
     uint64_t err_line;
     rf_error err;
 };
@@ -99,12 +99,14 @@ static void check_line(rf_upload *u, const char *s, size_t n)
 {
     u->line_no++;
     size_t i = 0;
-    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r')) i++;
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r'))
+        i++;
     if (i == n) return; /* blank lines are allowed and ignored */
     json_error_t je;
     json_t *v = json_loadb(s, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!v) {
-        rf_error_field(&u->err, RF_EINVAL, "", "malformed JSON at column %d: %s", je.column, je.text);
+        rf_error_field(&u->err, RF_EINVAL, "", "malformed JSON at column %d: %s", je.column,
+                       je.text);
         fail_at(u, u->line_no, RF_EINVAL);
         return;
     }
@@ -117,7 +119,8 @@ void rf_upload_feed(rf_upload *u, const char *data, size_t n)
     u->bytes += n;
     if (u->failed) return;
     if (u->bytes > u->max_bytes) {
-        rf_errorf(&u->err, RF_ETOOBIG, "the dataset exceeds %llu bytes", (unsigned long long)u->max_bytes);
+        rf_errorf(&u->err, RF_ETOOBIG, "the dataset exceeds %llu bytes",
+                  (unsigned long long)u->max_bytes);
         fail_at(u, 0, RF_ETOOBIG);
         return;
     }
@@ -143,7 +146,8 @@ void rf_upload_feed(rf_upload *u, const char *data, size_t n)
         if (!nl || u->line_len) {
             if (u->line_len + len > u->line_cap) {
                 size_t cap = u->line_cap ? u->line_cap : 4096;
-                while (cap < u->line_len + len) cap *= 2;
+                while (cap < u->line_len + len)
+                    cap *= 2;
                 char *b = realloc(u->line, cap);
                 if (!b) {
                     rf_errorf(&u->err, RF_ENOMEM, "out of memory");
@@ -204,17 +208,20 @@ int rf_upload_finish(rf_upload *u, PGconn *c, char **json, uint64_t *line, rf_er
         return rf_errorf(err, RF_EIO, "cannot move the dataset into place: %s", strerror(errno));
     u->done = true; /* from here on the file is ours to remove on failure */
     snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)u->bytes);
-    for (int i = 0; i < 3; i++) snprintf(rows[i], sizeof rows[i], "%llu", (unsigned long long)u->st.rows[i]);
+    for (int i = 0; i < 3; i++)
+        snprintf(rows[i], sizeof rows[i], "%llu", (unsigned long long)u->st.rows[i]);
     snprintf(mc, sizeof mc, "%llu", (unsigned long long)u->st.multiple_choice);
-    const char *p[11] = {u->id, u->tenant, u->name, rf_dataset_schema_name(u->st.schema), rows[0],
-                         rows[1], rows[2], mc, bytes, hex, u->final};
+    const char *p[11] = {u->id,   u->tenant, u->name, rf_dataset_schema_name(u->st.schema),
+                         rows[0], rows[1],   rows[2], mc,
+                         bytes,   hex,       u->final};
     PGresult *r;
-    int rc = rf_db_execp(c,
-                         "INSERT INTO datasets (id, tenant_id, name, schema, rows_train, rows_validation,"
-                         " rows_test, multiple_choice, bytes, sha256, path) VALUES ($1, $2, $3, $4,"
-                         " $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10, $11)"
-                         " RETURNING id",
-                         11, p, &r, err);
+    int rc = rf_db_execp(
+        c,
+        "INSERT INTO datasets (id, tenant_id, name, schema, rows_train, rows_validation,"
+        " rows_test, multiple_choice, bytes, sha256, path) VALUES ($1, $2, $3, $4,"
+        " $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10, $11)"
+        " RETURNING id",
+        11, p, &r, err);
     PQclear(r);
     if (rc) {
         unlink(u->final); /* not recorded: not kept */
@@ -235,7 +242,7 @@ void rf_upload_free(rf_upload *u)
 }
 
 #define DATASET_JSON                                                                               \
-    "(SELECT row_to_json(o) FROM (SELECT d.id, 'dataset' AS object, d.name, d.schema,"            \
+    "(SELECT row_to_json(o) FROM (SELECT d.id, 'dataset' AS object, d.name, d.schema,"             \
     " (SELECT row_to_json(r) FROM (SELECT d.rows_train AS train,"                                  \
     "  d.rows_validation AS validation, d.rows_test AS test) r) AS rows,"                          \
     " d.multiple_choice, d.bytes, d.sha256,"                                                       \
@@ -246,10 +253,12 @@ int rf_datasets_get(PGconn *c, const char *tenant, const char *id, char **json, 
 {
     if (!rf_id_valid("ds", id)) return rf_errorf(err, RF_ENOTFOUND, "no dataset with id '%s'", id);
     PGresult *r;
-    int rc = rf_db_execp(c, "SELECT " DATASET_JSON " FROM datasets d WHERE d.id = $1 AND d.tenant_id = $2",
-                         2, (const char *[]){id, tenant}, &r, err);
+    int rc = rf_db_execp(
+        c, "SELECT " DATASET_JSON " FROM datasets d WHERE d.id = $1 AND d.tenant_id = $2", 2,
+        (const char *[]){id, tenant}, &r, err);
     if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no dataset with id '%s'", id);
-    if (!rc && !(*json = strdup(PQgetvalue(r, 0, 0)))) rc = rf_errorf(err, RF_ENOMEM, "out of memory");
+    if (!rc && !(*json = strdup(PQgetvalue(r, 0, 0))))
+        rc = rf_errorf(err, RF_ENOMEM, "out of memory");
     PQclear(r);
     return rc;
 }
@@ -278,14 +287,15 @@ int rf_datasets_delete(PGconn *c, const char *tenant, const char *id, rf_error *
     if (!rf_id_valid("ds", id)) return rf_errorf(err, RF_ENOTFOUND, "no dataset with id '%s'", id);
     PGresult *r;
     /* A job refers to a dataset by its id somewhere in its params. */
-    int rc = rf_db_execp(c,
-                         "WITH busy AS (SELECT id FROM jobs WHERE tenant_id = $2"
-                         "  AND status IN ('queued', 'running') AND strpos(params::text, $1) > 0 LIMIT 1),"
-                         " d AS (DELETE FROM datasets WHERE id = $1 AND tenant_id = $2"
-                         "  AND NOT EXISTS (SELECT 1 FROM busy) RETURNING path)"
-                         " SELECT (SELECT path FROM d), (SELECT id FROM busy),"
-                         "  (SELECT count(*) FROM datasets WHERE id = $1 AND tenant_id = $2)",
-                         2, (const char *[]){id, tenant}, &r, err);
+    int rc = rf_db_execp(
+        c,
+        "WITH busy AS (SELECT id FROM jobs WHERE tenant_id = $2"
+        "  AND status IN ('queued', 'running') AND strpos(params::text, $1) > 0 LIMIT 1),"
+        " d AS (DELETE FROM datasets WHERE id = $1 AND tenant_id = $2"
+        "  AND NOT EXISTS (SELECT 1 FROM busy) RETURNING path)"
+        " SELECT (SELECT path FROM d), (SELECT id FROM busy),"
+        "  (SELECT count(*) FROM datasets WHERE id = $1 AND tenant_id = $2)",
+        2, (const char *[]){id, tenant}, &r, err);
     if (rc) {
         PQclear(r);
         return rc;
@@ -293,8 +303,8 @@ int rf_datasets_delete(PGconn *c, const char *tenant, const char *id, rf_error *
     if (!PQgetisnull(r, 0, 0)) {
         unlink(PQgetvalue(r, 0, 0)); /* the row is gone; the file follows */
     } else if (!PQgetisnull(r, 0, 1)) {
-        rc = rf_errorf(err, RF_ECONFLICT, "dataset %s is in use by job %s, which has not finished", id,
-                       PQgetvalue(r, 0, 1));
+        rc = rf_errorf(err, RF_ECONFLICT, "dataset %s is in use by job %s, which has not finished",
+                       id, PQgetvalue(r, 0, 1));
     } else {
         rc = rf_errorf(err, RF_ENOTFOUND, "no dataset with id '%s'", id);
     }
@@ -302,13 +312,15 @@ int rf_datasets_delete(PGconn *c, const char *tenant, const char *id, rf_error *
     return rc;
 }
 
-int rf_datasets_file(PGconn *c, const char *tenant, const char *id, rf_dataset_file *f, rf_error *err)
+int rf_datasets_file(PGconn *c, const char *tenant, const char *id, rf_dataset_file *f,
+                     rf_error *err)
 {
     memset(f, 0, sizeof *f);
     if (!rf_id_valid("ds", id)) return rf_errorf(err, RF_ENOTFOUND, "no dataset with id '%s'", id);
     PGresult *r;
-    int rc = rf_db_execp(c, "SELECT path, sha256, name FROM datasets WHERE id = $1 AND tenant_id = $2", 2,
-                         (const char *[]){id, tenant}, &r, err);
+    int rc =
+        rf_db_execp(c, "SELECT path, sha256, name FROM datasets WHERE id = $1 AND tenant_id = $2",
+                    2, (const char *[]){id, tenant}, &r, err);
     if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no dataset with id '%s'", id);
     if (!rc) {
         f->path = strdup(PQgetvalue(r, 0, 0));

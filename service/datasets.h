@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/error.h"
+#include "engine/core/error.h"
 
 typedef struct rf_upload rf_upload;
 
@@ -33,7 +33,8 @@ int rf_datasets_delete(PGconn *c, const char *tenant, const char *id, rf_error *
 typedef struct rf_dataset_file {
     char *path, *sha256, *name;
 } rf_dataset_file;
-int rf_datasets_file(PGconn *c, const char *tenant, const char *id, rf_dataset_file *f, rf_error *err);
+int rf_datasets_file(PGconn *c, const char *tenant, const char *id, rf_dataset_file *f,
+                     rf_error *err);
 void rf_dataset_file_free(rf_dataset_file *f);
 
 #endif

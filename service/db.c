@@ -12,7 +12,8 @@
 static void trim_newline(char *s)
 {
     size_t n = strlen(s);
-    while (n && (s[n - 1] == '\n' || s[n - 1] == ' ')) s[--n] = '\0';
+    while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
+        s[--n] = '\0';
 }
 
 /* Server notices (e.g. "relation already exists, skipping") are not errors. */
@@ -54,12 +55,16 @@ int rf_db_exec(PGconn *c, const char *sql, int n, const char *const *params, PGr
                   state ? state : "", state ? ")" : "", msg && *msg ? msg : "connection lost");
         if (err) trim_newline(err->msg);
         /* Keep the failed result for callers that inspect the SQLSTATE. */
-        if (res) *res = r;
-        else PQclear(r);
+        if (res)
+            *res = r;
+        else
+            PQclear(r);
         return RF_EDB;
     }
-    if (res) *res = r;
-    else PQclear(r);
+    if (res)
+        *res = r;
+    else
+        PQclear(r);
     return 0;
 }
 
@@ -113,8 +118,10 @@ int rf_db_execp(PGconn *c, const char *sql, int n, const char *const *params, PG
             if (!ok) {
                 rf_errorf(err, RF_EDB, "database error: %s", PQresultErrorMessage(p));
                 if (err) trim_newline(err->msg);
-                if (res) *res = p;
-                else PQclear(p);
+                if (res)
+                    *res = p;
+                else
+                    PQclear(p);
                 return RF_EDB;
             }
             PQclear(p);
@@ -124,8 +131,10 @@ int rf_db_execp(PGconn *c, const char *sql, int n, const char *const *params, PG
         PGresult *r = PQexecPrepared(c, name, n, params, NULL, NULL, 0);
         ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-            if (res) *res = r;
-            else PQclear(r);
+            if (res)
+                *res = r;
+            else
+                PQclear(r);
             return 0;
         }
         if (attempt == 0 && !strcmp(rf_db_sqlstate(r), "26000")) { /* not prepared after all */
@@ -138,8 +147,10 @@ int rf_db_execp(PGconn *c, const char *sql, int n, const char *const *params, PG
         rf_errorf(err, RF_EDB, "database error%s%s%s: %s", *state ? " (SQLSTATE " : "", state,
                   *state ? ")" : "", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
         if (err) trim_newline(err->msg);
-        if (res) *res = r;
-        else PQclear(r);
+        if (res)
+            *res = r;
+        else
+            PQclear(r);
         return RF_EDB;
     }
     return RF_EDB;
@@ -206,7 +217,8 @@ int rf_db_list_json(PGresult *r, int limit, char **json, rf_error *err)
 {
     int n = PQntuples(r), shown = n > limit ? limit : n;
     size_t cap = 64;
-    for (int i = 0; i < shown; i++) cap += (size_t)PQgetlength(r, i, 0) + 1;
+    for (int i = 0; i < shown; i++)
+        cap += (size_t)PQgetlength(r, i, 0) + 1;
     char *s = malloc(cap);
     if (!s) return rf_errorf(err, RF_ENOMEM, "out of memory");
     size_t len = (size_t)sprintf(s, "{\"object\":\"list\",\"data\":[");

@@ -6,7 +6,7 @@
 
 #include <libpq-fe.h>
 
-#include "engine/error.h"
+#include "engine/core/error.h"
 
 int rf_db_connect(const char *url, PGconn **out, rf_error *err);
 

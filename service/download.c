@@ -17,12 +17,15 @@ static void disposition(const char *name, char *out, size_t cap)
     char plain[256], enc[768];
     size_t p = 0, e = 0;
     for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
-        if (p + 1 < sizeof plain) plain[p++] = (*c < 0x20 || *c >= 0x7f || *c == '"' || *c == '\\') ? '_' : (char)*c;
-        bool safe = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-                    strchr("!#$&+-.^_`|~", *c);
+        if (p + 1 < sizeof plain)
+            plain[p++] = (*c < 0x20 || *c >= 0x7f || *c == '"' || *c == '\\') ? '_' : (char)*c;
+        bool safe = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                    (*c >= '0' && *c <= '9') || strchr("!#$&+-.^_`|~", *c);
         if (e + 4 < sizeof enc) {
-            if (safe && *c) enc[e++] = (char)*c;
-            else e += (size_t)snprintf(enc + e, sizeof enc - e, "%%%02X", *c);
+            if (safe && *c)
+                enc[e++] = (char)*c;
+            else
+                e += (size_t)snprintf(enc + e, sizeof enc - e, "%%%02X", *c);
         }
     }
     plain[p] = enc[e] = '\0';
@@ -39,7 +42,8 @@ void rf_reply_download(rf_req *req, const rf_file_info *f)
         rf_log(RF_LOG_ERROR, "request %s: stored file %s is unreadable: %s", req->request_id,
                f->path, strerror(errno));
         if (fd >= 0) close(fd);
-        rf_reply_problem(req, 500, "the stored file is missing or unreadable; see the server log", NULL);
+        rf_reply_problem(req, 500, "the stored file is missing or unreadable; see the server log",
+                         NULL);
         return;
     }
     uint64_t size = (uint64_t)st.st_size;
@@ -57,7 +61,8 @@ void rf_reply_download(rf_req *req, const rf_file_info *f)
     if (r.kind == RF_RANGE_UNSATISFIABLE) {
         close(fd);
         char detail[96];
-        snprintf(detail, sizeof detail, "the range is outside the %" PRIu64 " bytes of the file", size);
+        snprintf(detail, sizeof detail, "the range is outside the %" PRIu64 " bytes of the file",
+                 size);
         rf_reply_problem(req, 416, detail, "Range");
         snprintf(cr, sizeof cr, "bytes */%" PRIu64, size);
         rf_reply_header(req, "Content-Range", cr);

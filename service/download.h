@@ -8,8 +8,8 @@
 
 typedef struct rf_file_info {
     const char *path;
-    const char *etag;         /* the entity tag's opaque part (a SHA-256, say), quoted on the wire */
-    const char *name;         /* for Content-Disposition */
+    const char *etag; /* the entity tag's opaque part (a SHA-256, say), quoted on the wire */
+    const char *name; /* for Content-Disposition */
     const char *content_type;
 } rf_file_info;
 

@@ -1,4 +1,5 @@
 #include "service/http.h"
+#include "engine/core/util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,13 +26,6 @@ struct rf_http {
     const rf_route *routes;
     atomic_int in_flight;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* ---- replies ------------------------------------------------------------ */
 
@@ -88,17 +82,28 @@ void rf_reply_json(rf_req *req, int status, json_t *value)
 static const char *problem_slug(int status)
 {
     switch (status) {
-    case 400: return "malformed-request";
-    case 401: return "unauthorized";
-    case 404: return "not-found";
-    case 405: return "method-not-allowed";
-    case 409: return "conflict";
-    case 413: return "body-too-large";
-    case 415: return "unsupported-media-type";
-    case 416: return "range-not-satisfiable";
-    case 422: return "validation-error";
-    case 503: return "unavailable";
-    default: return status >= 500 ? "internal-error" : "client-error";
+    case 400:
+        return "malformed-request";
+    case 401:
+        return "unauthorized";
+    case 404:
+        return "not-found";
+    case 405:
+        return "method-not-allowed";
+    case 409:
+        return "conflict";
+    case 413:
+        return "body-too-large";
+    case 415:
+        return "unsupported-media-type";
+    case 416:
+        return "range-not-satisfiable";
+    case 422:
+        return "validation-error";
+    case 503:
+        return "unavailable";
+    default:
+        return status >= 500 ? "internal-error" : "client-error";
     }
 }
 
@@ -107,7 +112,8 @@ void rf_reply_problem(rf_req *req, int status, const char *detail, const char *f
     rf_reply_problem_ext(req, status, detail, field, NULL);
 }
 
-void rf_reply_problem_ext(rf_req *req, int status, const char *detail, const char *field, json_t *ext)
+void rf_reply_problem_ext(rf_req *req, int status, const char *detail, const char *field,
+                          json_t *ext)
 {
     char type[96];
     snprintf(type, sizeof type, "urn:refinery:problem:%s", problem_slug(status));
@@ -129,16 +135,36 @@ void rf_reply_error(rf_req *req, const rf_error *err)
 {
     int status;
     switch (err->code) {
-    case RF_EINVAL: status = 422; break;
-    case RF_EUNSUPPORTED: status = 422; break;
-    case RF_ENOTFOUND: status = 404; break;
-    case RF_ECONFLICT: status = 409; break;
-    case RF_ECANCELED: status = 409; break;
-    case RF_EAUTH: status = 401; break;
-    case RF_ETOOBIG: status = 413; break;
-    case RF_ERANGE: status = 416; break;
-    case RF_EDB: status = 503; break;
-    default: status = 500; break;
+    case RF_EINVAL:
+        status = 422;
+        break;
+    case RF_EUNSUPPORTED:
+        status = 422;
+        break;
+    case RF_ENOTFOUND:
+        status = 404;
+        break;
+    case RF_ECONFLICT:
+        status = 409;
+        break;
+    case RF_ECANCELED:
+        status = 409;
+        break;
+    case RF_EAUTH:
+        status = 401;
+        break;
+    case RF_ETOOBIG:
+        status = 413;
+        break;
+    case RF_ERANGE:
+        status = 416;
+        break;
+    case RF_EDB:
+        status = 503;
+        break;
+    default:
+        status = 500;
+        break;
     }
     if (status >= 500) rf_log(RF_LOG_ERROR, "request %s: %s", req->request_id, err->msg);
     /* Server-side details stay in the log; the client gets a sentence it can use. */
@@ -171,7 +197,8 @@ bool rf_req_query_int(rf_req *req, const char *name, long long def, long long lo
     long long x = strtoll(v, &end, 10);
     if (!*v || *end || errno || x < lo || x > hi) {
         rf_error e;
-        rf_error_field(&e, RF_EINVAL, name, "'%s' must be an integer in [%lld, %lld]", name, lo, hi);
+        rf_error_field(&e, RF_EINVAL, name, "'%s' must be an integer in [%lld, %lld]", name, lo,
+                       hi);
         rf_reply_error(req, &e);
         return false;
     }
@@ -266,7 +293,8 @@ static bool admit(rf_http *h, rf_req *req)
     int rc = rf_auth_bearer(c, rf_req_header(req, "Authorization"), req->tenant, &err);
     if (rc == RF_EAUTH) {
         /* No detail on why: missing, malformed, unknown and revoked look alike. */
-        rf_reply_problem(req, 401, "a valid API key is required (Authorization: Bearer <key>)", NULL);
+        rf_reply_problem(req, 401, "a valid API key is required (Authorization: Bearer <key>)",
+                         NULL);
         rf_reply_header(req, "WWW-Authenticate", "Bearer");
         return false;
     }
@@ -292,10 +320,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->method = method;
         req->path = url;
         req->cfg = h->cfg;
-        req->start = now_s();
+        req->start = rf_now_s();
         const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
-        if (rid && valid_request_id(rid)) snprintf(req->request_id, sizeof req->request_id, "%s", rid);
-        else rf_id_new("req", req->request_id);
+        if (rid && valid_request_id(rid))
+            snprintf(req->request_id, sizeof req->request_id, "%s", rid);
+        else
+            rf_id_new("req", req->request_id);
         /* Everything that can be refused before the body is, without reading it. */
         if (!admit(h, req)) return send_reply(req);
         const rf_body_stream *st = req->match.route->stream;
@@ -307,7 +337,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (cl && strtoull(cl, NULL, 10) > h->cfg->max_body_bytes) {
             req->body_too_big = true;
             char detail[128];
-            snprintf(detail, sizeof detail, "the request body exceeds %zu bytes", h->cfg->max_body_bytes);
+            snprintf(detail, sizeof detail, "the request body exceeds %zu bytes",
+                     h->cfg->max_body_bytes);
             rf_reply_problem(req, 413, detail, NULL);
             return send_reply(req);
         }
@@ -327,7 +358,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         if (req->body_len + n + 1 > req->body_cap) {
             size_t cap = req->body_cap ? req->body_cap : 4096;
-            while (cap < req->body_len + n + 1) cap *= 2;
+            while (cap < req->body_len + n + 1)
+                cap *= 2;
             char *b = realloc(req->body, cap);
             if (!b) return MHD_NO;
             req->body = b;
@@ -342,7 +374,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!req->resp) {
         if (req->body_too_big) {
             char detail[128];
-            snprintf(detail, sizeof detail, "the request body exceeds %zu bytes", h->cfg->max_body_bytes);
+            snprintf(detail, sizeof detail, "the request body exceeds %zu bytes",
+                     h->cfg->max_body_bytes);
             rf_reply_problem(req, 413, detail, NULL);
         } else {
             req->match.route->handler(req);
@@ -364,10 +397,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req->match.route && req->match.route->stream && req->match.route->stream->cleanup)
         req->match.route->stream->cleanup(req);
     if (req->on_end) req->on_end(req);
-    rf_metrics_request(req->match.route, req->status, now_s() - req->start);
+    rf_metrics_request(req->match.route, req->status, rf_now_s() - req->start);
     if (h->cfg->access_log)
         rf_log_access(req->request_id, req->method, req->path, req->status,
-                      (now_s() - req->start) * 1000.0, req->tenant);
+                      (rf_now_s() - req->start) * 1000.0, req->tenant);
     if (req->resp) MHD_destroy_response(req->resp);
     free(req->body);
     free(req);
@@ -380,7 +413,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n && msg[n - 1] == '\n') msg[--n] = '\0';
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
     rf_log(RF_LOG_WARN, "http: %s", msg);
 }
 
@@ -410,15 +444,14 @@ int rf_http_start(const rf_config *cfg, const rf_route *routes, rf_http **out, r
         return rf_error_field(err, RF_EINVAL, "REFINERY_LISTEN",
                               "REFINERY_LISTEN host '%s' is not an IP address", cfg->listen_host);
     }
-    h->d = MHD_start_daemon(
-        flags, (uint16_t)cfg->listen_port, NULL, NULL, on_request, h,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, /* first, so that it sees everything */
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->http_max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_END);
+    h->d = MHD_start_daemon(flags, (uint16_t)cfg->listen_port, NULL, NULL, on_request, h,
+                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+                            NULL, /* first, so that it sees everything */
+                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->http_max_connections,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_timeout_s,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
     if (!h->d) {
         free(h);
         return rf_errorf(err, RF_EIO, "cannot listen on %s:%d (in use, or not allowed)",
@@ -450,8 +483,9 @@ void rf_http_stop(rf_http *h, int grace_ms)
 {
     if (!h) return;
     rf_sse_stop(); /* streams end, so that nothing stays in flight for ever */
-    double deadline = now_s() + grace_ms / 1000.0;
-    while (atomic_load(&h->in_flight) > 0 && now_s() < deadline) usleep(10000);
+    double deadline = rf_now_s() + grace_ms / 1000.0;
+    while (atomic_load(&h->in_flight) > 0 && rf_now_s() < deadline)
+        usleep(10000);
     MHD_stop_daemon(h->d);
     free(h);
 }

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/error.h"
+#include "engine/core/error.h"
 #include "service/config.h"
 #include "service/ids.h"
 #include "service/router.h"
@@ -30,7 +30,7 @@ struct rf_req {
     char *body;
     size_t body_len, body_cap;
     bool body_too_big;
-    void *stream;              /* a streaming route's own state */
+    void *stream; /* a streaming route's own state */
     /* The handler suspended the connection and answers when it is resumed
      * (the handler is then called again): see service/infer.h. */
     bool deferred;
@@ -73,12 +73,13 @@ void rf_reply_json_text(rf_req *req, int status, char *json); /* takes ownership
 void rf_reply_fd(rf_req *req, int status, int fd, uint64_t offset, uint64_t length,
                  const char *content_type);
 void rf_reply_empty(rf_req *req, int status);
-void rf_reply_json(rf_req *req, int status, json_t *value);   /* steals the reference */
+void rf_reply_json(rf_req *req, int status, json_t *value); /* steals the reference */
 /* RFC 9457: type, title, status, detail, instance, request_id, and field when
  * one is at fault. */
 void rf_reply_problem(rf_req *req, int status, const char *detail, const char *field);
 /* The same with extension members (ext is stolen; may be NULL). */
-void rf_reply_problem_ext(rf_req *req, int status, const char *detail, const char *field, json_t *ext);
+void rf_reply_problem_ext(rf_req *req, int status, const char *detail, const char *field,
+                          json_t *ext);
 /* Map an rf_error to its status and reply with a problem. */
 void rf_reply_error(rf_req *req, const rf_error *err);
 void rf_reply_header(rf_req *req, const char *name, const char *value);

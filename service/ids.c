@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "engine/error.h"
+#include "engine/core/error.h"
 
 static const char k_alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
 

@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "engine/lm.h"
+#include "engine/model/lm.h"
 #include "service/http.h"
 
 typedef struct rf_infer_task rf_infer_task;

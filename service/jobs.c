@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/job.h"
+#include "engine/jobs/job.h"
 #include "service/db.h"
 #include "service/ids.h"
 #include "service/queue.h"
@@ -34,16 +34,19 @@ static int validate_body(const json_t *body, const rf_runner **runner, rf_error 
         return rf_error_field(err, RF_EINVAL, "", "the request body must be a JSON object");
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)body, k, v) {
+    json_object_foreach((json_t *)body, k, v)
+    {
         if (strcmp(k, "type") && strcmp(k, "params") && strcmp(k, "priority") &&
             strcmp(k, "max_attempts") && strcmp(k, "metadata"))
             return rf_error_field(err, RF_EINVAL, k,
                                   "unknown field '%s' (expected type, params, priority, "
-                                  "max_attempts, metadata)", k);
+                                  "max_attempts, metadata)",
+                                  k);
     }
     json_t *type = json_object_get(body, "type");
     if (!type) return rf_error_field(err, RF_EINVAL, "type", "'type' is required");
-    if (!json_is_string(type)) return rf_error_field(err, RF_EINVAL, "type", "'type' must be a string");
+    if (!json_is_string(type))
+        return rf_error_field(err, RF_EINVAL, "type", "'type' must be a string");
     *runner = rf_runner_find(json_string_value(type));
     if (!*runner) {
         const char *names[64];
@@ -51,10 +54,11 @@ static int validate_body(const json_t *body, const rf_runner **runner, rf_error 
         char known[1024] = "";
         size_t len = 0;
         for (int i = 0; i < n && i < 64 && len < sizeof known; i++)
-            len += (size_t)snprintf(known + len, sizeof known - len, "%s%s", i ? ", " : "", names[i]);
+            len +=
+                (size_t)snprintf(known + len, sizeof known - len, "%s%s", i ? ", " : "", names[i]);
         return rf_error_field(err, RF_EINVAL, "type", "unknown job type '%s'%s%s",
-                              json_string_value(type), n ? "; known types: " : "; no job types are enabled",
-                              known);
+                              json_string_value(type),
+                              n ? "; known types: " : "; no job types are enabled", known);
     }
     json_t *params = json_object_get(body, "params");
     if (params && !json_is_object(params))
@@ -73,11 +77,13 @@ static int validate_body(const json_t *body, const rf_runner **runner, rf_error 
         if (!json_is_object(md) || json_object_size(md) > 16)
             return rf_error_field(err, RF_EINVAL, "metadata",
                                   "'metadata' must be an object of at most 16 string values");
-        json_object_foreach(md, k, v) {
+        json_object_foreach(md, k, v)
+        {
             if (!json_is_string(v) || strlen(k) > 64 || json_string_length(v) > 512)
                 return rf_error_field(err, RF_EINVAL, "metadata",
                                       "'metadata.%s' must be a string of at most 512 characters "
-                                      "under a key of at most 64", k);
+                                      "under a key of at most 64",
+                                      k);
         }
     }
     if ((*runner)->validate) {
@@ -131,7 +137,8 @@ int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char
     json_t *md = json_object_get(body, "metadata");
     char *params_s = params ? json_dumps(params, JSON_COMPACT) : strdup("{}");
     char *md_s = md && !json_is_null(md) ? json_dumps(md, JSON_COMPACT) : NULL;
-    json_t *prio_j = json_object_get(body, "priority"), *maxa_j = json_object_get(body, "max_attempts");
+    json_t *prio_j = json_object_get(body, "priority"),
+           *maxa_j = json_object_get(body, "max_attempts");
     snprintf(prio, sizeof prio, "%lld", prio_j ? (long long)json_integer_value(prio_j) : 0LL);
     snprintf(maxa, sizeof maxa, "%lld", maxa_j ? (long long)json_integer_value(maxa_j) : 3LL);
     PGresult *r = NULL;
@@ -149,15 +156,16 @@ int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char
         in_tx = true;
         /* Serialise requests that carry the same key, then look it up. */
         const char *pk[2] = {tenant, idem_key};
-        if ((rc = rf_db_execp(c, "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
-                             2, pk, NULL, err)))
+        if ((rc = rf_db_execp(c,
+                              "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
+                              2, pk, NULL, err)))
             goto fail;
         if ((rc = rf_db_execp(c,
-                             "SELECT i.request_hash = $3::bytea, " JOB_JSON
-                             " FROM idempotency_keys i JOIN jobs j ON j.id = i.job_id"
-                             " WHERE i.tenant_id = $1 AND i.key = $2"
-                             " AND i.created_at > now() - interval '24 hours'",
-                             3, (const char *[]){tenant, idem_key, hash}, &r, err)))
+                              "SELECT i.request_hash = $3::bytea, " JOB_JSON
+                              " FROM idempotency_keys i JOIN jobs j ON j.id = i.job_id"
+                              " WHERE i.tenant_id = $1 AND i.key = $2"
+                              " AND i.created_at > now() - interval '24 hours'",
+                              3, (const char *[]){tenant, idem_key, hash}, &r, err)))
             goto fail;
         if (PQntuples(r) == 1) {
             if (PQgetvalue(r, 0, 0)[0] != 't') {
@@ -177,25 +185,26 @@ int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char
         r = NULL;
     }
 
-    const char *p[7] = {id, tenant, json_string_value(json_object_get(body, "type")), params_s,
-                        md_s, prio, maxa};
+    const char *p[7] = {
+        id, tenant, json_string_value(json_object_get(body, "type")), params_s, md_s, prio, maxa};
     if ((rc = rf_db_execp(c,
-                         "WITH j AS (INSERT INTO jobs (id, tenant_id, type, params, metadata,"
-                         "  priority, max_attempts) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb,"
-                         "  $6::int, $7::int) RETURNING *)"
-                         " SELECT " JOB_JSON " FROM j",
-                         7, p, &r, err)))
+                          "WITH j AS (INSERT INTO jobs (id, tenant_id, type, params, metadata,"
+                          "  priority, max_attempts) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb,"
+                          "  $6::int, $7::int) RETURNING *)"
+                          " SELECT " JOB_JSON " FROM j",
+                          7, p, &r, err)))
         goto fail;
     *json = take_text(r, 0, 0);
     if (idem_key) {
         PQclear(r);
         r = NULL;
-        if ((rc = rf_db_execp(c,
-                             "INSERT INTO idempotency_keys (tenant_id, key, request_hash, job_id)"
-                             " VALUES ($1, $2, $3::bytea, $4) ON CONFLICT (tenant_id, key) DO UPDATE"
-                             " SET request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id,"
-                             " created_at = now()",
-                             4, (const char *[]){tenant, idem_key, hash, id}, NULL, err)) ||
+        if ((rc = rf_db_execp(
+                 c,
+                 "INSERT INTO idempotency_keys (tenant_id, key, request_hash, job_id)"
+                 " VALUES ($1, $2, $3::bytea, $4) ON CONFLICT (tenant_id, key) DO UPDATE"
+                 " SET request_hash = EXCLUDED.request_hash, job_id = EXCLUDED.job_id,"
+                 " created_at = now()",
+                 4, (const char *[]){tenant, idem_key, hash, id}, NULL, err)) ||
             (rc = rf_db_commit(c, err)))
             goto fail;
         in_tx = false;
@@ -232,7 +241,8 @@ static pthread_rwlock_t g_done_lock = PTHREAD_RWLOCK_INITIALIZER;
 static unsigned done_slot(const char *id)
 {
     unsigned h = 2166136261u;
-    for (const char *p = id; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+    for (const char *p = id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
     return h % DONE_SLOTS;
 }
 
@@ -263,8 +273,7 @@ static void done_put(const char *tenant, const char *id, const char *json)
 
 int rf_jobs_get(PGconn *c, const char *tenant, const char *id, char **json, rf_error *err)
 {
-    if (!rf_id_valid("job", id))
-        return rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
+    if (!rf_id_valid("job", id)) return rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
     if ((*json = done_get(tenant, id))) return 0;
     PGresult *r;
     int rc = rf_db_execp(c,
@@ -291,13 +300,13 @@ int rf_jobs_list(PGconn *c, const char *tenant, const rf_job_query *q, char **js
     /* Newest first by insertion sequence: a cursor, so concurrent inserts
      * never shift a page. An `after` of another tenant matches nothing. */
     int rc = rf_db_execp(c,
-                        "SELECT " JOB_JSON " FROM jobs j WHERE j.tenant_id = $1"
-                        " AND ($2::text IS NULL OR j.type = $2)"
-                        " AND ($3::text IS NULL OR j.status = $3)"
-                        " AND ($4::text IS NULL OR j.seq < (SELECT seq FROM jobs"
-                        "      WHERE id = $4 AND tenant_id = $1))"
-                        " ORDER BY j.seq DESC LIMIT $5::int",
-                        5, p, &r, err);
+                         "SELECT " JOB_JSON " FROM jobs j WHERE j.tenant_id = $1"
+                         " AND ($2::text IS NULL OR j.type = $2)"
+                         " AND ($3::text IS NULL OR j.status = $3)"
+                         " AND ($4::text IS NULL OR j.seq < (SELECT seq FROM jobs"
+                         "      WHERE id = $4 AND tenant_id = $1))"
+                         " ORDER BY j.seq DESC LIMIT $5::int",
+                         5, p, &r, err);
     if (!rc) rc = rf_db_list_json(r, q->limit, json, err);
     PQclear(r);
     return rc;
@@ -305,8 +314,7 @@ int rf_jobs_list(PGconn *c, const char *tenant, const rf_job_query *q, char **js
 
 int rf_jobs_cancel(PGconn *c, const char *tenant, const char *id, char **json, rf_error *err)
 {
-    if (!rf_id_valid("job", id))
-        return rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
+    if (!rf_id_valid("job", id)) return rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
     PGresult *r;
     const char *p[2] = {id, tenant};
     int rc = rf_db_execp(
@@ -327,14 +335,16 @@ int rf_jobs_cancel(PGconn *c, const char *tenant, const char *id, char **json, r
         "   FROM jobs WHERE id = $1 AND tenant_id = $2 AND NOT EXISTS (SELECT 1 FROM j)",
         2, p, &r, err);
     if (rc) goto out;
-    if (PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
+    if (PQntuples(r) == 0)
+        rc = rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
     else if (PQgetisnull(r, 0, 0))
         rc = rf_errorf(err, RF_ECONFLICT,
                        PQgetvalue(r, 0, 1)[0] == '1'
                            ? "job %s is already being cancelled"
                            : "job %s has already finished and cannot be cancelled",
                        id);
-    else *json = take_text(r, 0, 0);
+    else
+        *json = take_text(r, 0, 0);
 out:
     PQclear(r);
     return rc;
@@ -343,8 +353,7 @@ out:
 int rf_jobs_events(PGconn *c, const char *tenant, const char *id, long long after, int limit,
                    char **json, rf_error *err)
 {
-    if (!rf_id_valid("job", id))
-        return rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
+    if (!rf_id_valid("job", id)) return rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
     char a[32], l[16];
     snprintf(a, sizeof a, "%lld", after);
     snprintf(l, sizeof l, "%d", limit + 1);
@@ -355,12 +364,12 @@ int rf_jobs_events(PGconn *c, const char *tenant, const char *id, long long afte
     PQclear(r);
     if (rc) return rc;
     rc = rf_db_execp(c,
-                    "SELECT (SELECT row_to_json(o) FROM (SELECT e.id, 'job.event' AS object,"
-                    "  e.job_id, e.kind, e.data,"
-                    "  extract(epoch from e.created_at)::bigint AS created_at) o)::text"
-                    " FROM job_events e WHERE e.job_id = $1 AND e.id > $2::bigint"
-                    " ORDER BY e.id LIMIT $3::int",
-                    3, (const char *[]){id, a, l}, &r, err);
+                     "SELECT (SELECT row_to_json(o) FROM (SELECT e.id, 'job.event' AS object,"
+                     "  e.job_id, e.kind, e.data,"
+                     "  extract(epoch from e.created_at)::bigint AS created_at) o)::text"
+                     " FROM job_events e WHERE e.job_id = $1 AND e.id > $2::bigint"
+                     " ORDER BY e.id LIMIT $3::int",
+                     3, (const char *[]){id, a, l}, &r, err);
     if (rc) goto out;
     rc = rf_db_list_json(r, limit, json, err);
 out:

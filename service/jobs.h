@@ -9,7 +9,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
-#include "engine/error.h"
+#include "engine/core/error.h"
 
 /* body: the parsed request. idem_key may be NULL. On success *json is the job
  * (free it) and *created is false when an earlier request with the same key

@@ -18,10 +18,14 @@ void rf_log_init(bool json)
 static const char *level_name(rf_log_level l)
 {
     switch (l) {
-    case RF_LOG_DEBUG: return "debug";
-    case RF_LOG_INFO: return "info";
-    case RF_LOG_WARN: return "warn";
-    case RF_LOG_ERROR: return "error";
+    case RF_LOG_DEBUG:
+        return "debug";
+    case RF_LOG_INFO:
+        return "info";
+    case RF_LOG_WARN:
+        return "warn";
+    case RF_LOG_ERROR:
+        return "error";
     }
     return "info";
 }
@@ -55,12 +59,17 @@ static void emit(rf_log_level level, const char *msg, json_t *fields)
         n = snprintf(line, sizeof line, "%s %-5s %s", ts, level_name(level), msg ? msg : "");
         const char *k;
         json_t *v;
-        if (fields) json_object_foreach(fields, k, v) {
-            char *s = json_is_string(v) ? NULL : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(6));
-            if (n < (int)sizeof line)
-                n += snprintf(line + n, sizeof line - n, " %s=%s", k, s ? s : json_string_value(v));
-            free(s);
-        }
+        if (fields) json_object_foreach(fields, k, v)
+            {
+                char *s =
+                    json_is_string(v)
+                        ? NULL
+                        : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(6));
+                if (n < (int)sizeof line)
+                    n += snprintf(line + n, sizeof line - n, " %s=%s", k,
+                                  s ? s : json_string_value(v));
+                free(s);
+            }
         if (n >= (int)sizeof line - 1) n = sizeof line - 2;
         line[n++] = '\n';
         line[n] = '\0';

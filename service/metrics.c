@@ -32,7 +32,8 @@ void rf_metrics_init(const rf_route *routes)
 {
     g_routes = routes;
     g_nroutes = 0;
-    while (routes && routes[g_nroutes].method && g_nroutes < MAX_ROUTES) g_nroutes++;
+    while (routes && routes[g_nroutes].method && g_nroutes < MAX_ROUTES)
+        g_nroutes++;
 }
 
 void rf_metrics_request(const rf_route *route, int status, double seconds)
@@ -103,8 +104,10 @@ static void add(buf *b, const char *fmt, ...)
 
 static void route_labels(int i, char *out, size_t cap)
 {
-    if (i == MAX_ROUTES) snprintf(out, cap, "route=\"unmatched\",method=\"\"");
-    else snprintf(out, cap, "route=\"%s\",method=\"%s\"", g_routes[i].pattern, g_routes[i].method);
+    if (i == MAX_ROUTES)
+        snprintf(out, cap, "route=\"unmatched\",method=\"\"");
+    else
+        snprintf(out, cap, "route=\"%s\",method=\"%s\"", g_routes[i].pattern, g_routes[i].method);
 }
 
 char *rf_metrics_render(PGconn *c)
@@ -120,10 +123,13 @@ char *rf_metrics_render(PGconn *c)
         route_labels(i, labels, sizeof labels);
         for (int st = 100; st < NSTATUS; st++) {
             uint_fast64_t n = atomic_load(&g_stats[i].by_status[st]);
-            if (n) add(&b, "refinery_http_requests_total{%s,status=\"%d\"} %llu\n", labels, st, (unsigned long long)n);
+            if (n)
+                add(&b, "refinery_http_requests_total{%s,status=\"%d\"} %llu\n", labels, st,
+                    (unsigned long long)n);
         }
     }
-    add(&b, "# HELP refinery_http_request_duration_seconds Time from the first byte of a request to its response.\n"
+    add(&b, "# HELP refinery_http_request_duration_seconds Time from the first byte of a request "
+            "to its response.\n"
             "# TYPE refinery_http_request_duration_seconds histogram\n");
     for (int i = 0; i <= MAX_ROUTES; i++) {
         if (i >= g_nroutes && i != MAX_ROUTES) continue;
@@ -140,36 +146,48 @@ char *rf_metrics_render(PGconn *c)
             (unsigned long long)count);
         add(&b, "refinery_http_request_duration_seconds_sum{%s} %.6f\n", labels,
             atomic_load(&g_stats[i].sum_us) / 1e6);
-        add(&b, "refinery_http_request_duration_seconds_count{%s} %llu\n", labels, (unsigned long long)count);
+        add(&b, "refinery_http_request_duration_seconds_count{%s} %llu\n", labels,
+            (unsigned long long)count);
     }
-    add(&b, "# HELP refinery_workers Engine worker threads in this process.\n# TYPE refinery_workers gauge\n"
-            "refinery_workers %d\n", atomic_load(&g_workers));
-    add(&b, "# HELP refinery_workers_busy Worker threads running a job now.\n# TYPE refinery_workers_busy gauge\n"
-            "refinery_workers_busy %d\n", atomic_load(&g_busy));
-    add(&b, "# HELP refinery_artifact_bytes_written_total Bytes stored as artifacts by this process.\n"
-            "# TYPE refinery_artifact_bytes_written_total counter\nrefinery_artifact_bytes_written_total %llu\n",
+    add(&b,
+        "# HELP refinery_workers Engine worker threads in this process.\n# TYPE refinery_workers "
+        "gauge\n"
+        "refinery_workers %d\n",
+        atomic_load(&g_workers));
+    add(&b,
+        "# HELP refinery_workers_busy Worker threads running a job now.\n# TYPE "
+        "refinery_workers_busy gauge\n"
+        "refinery_workers_busy %d\n",
+        atomic_load(&g_busy));
+    add(&b,
+        "# HELP refinery_artifact_bytes_written_total Bytes stored as artifacts by this process.\n"
+        "# TYPE refinery_artifact_bytes_written_total "
+        "counter\nrefinery_artifact_bytes_written_total %llu\n",
         (unsigned long long)atomic_load(&g_artifact_bytes));
 
     int models;
     size_t model_bytes;
     long loads, evictions;
     rf_model_cache_stats(&models, &model_bytes, &loads, &evictions);
-    add(&b, "# HELP refinery_model_cache_models Models loaded for completions in this process.\n"
-            "# TYPE refinery_model_cache_models gauge\nrefinery_model_cache_models %d\n"
-            "# HELP refinery_model_cache_bytes Bytes of the models loaded for completions.\n"
-            "# TYPE refinery_model_cache_bytes gauge\nrefinery_model_cache_bytes %zu\n"
-            "# HELP refinery_model_cache_loads_total Models loaded for completions.\n"
-            "# TYPE refinery_model_cache_loads_total counter\nrefinery_model_cache_loads_total %ld\n"
-            "# HELP refinery_model_cache_evictions_total Models evicted to stay within the budget.\n"
-            "# TYPE refinery_model_cache_evictions_total counter\n"
-            "refinery_model_cache_evictions_total %ld\n",
+    add(&b,
+        "# HELP refinery_model_cache_models Models loaded for completions in this process.\n"
+        "# TYPE refinery_model_cache_models gauge\nrefinery_model_cache_models %d\n"
+        "# HELP refinery_model_cache_bytes Bytes of the models loaded for completions.\n"
+        "# TYPE refinery_model_cache_bytes gauge\nrefinery_model_cache_bytes %zu\n"
+        "# HELP refinery_model_cache_loads_total Models loaded for completions.\n"
+        "# TYPE refinery_model_cache_loads_total counter\nrefinery_model_cache_loads_total %ld\n"
+        "# HELP refinery_model_cache_evictions_total Models evicted to stay within the budget.\n"
+        "# TYPE refinery_model_cache_evictions_total counter\n"
+        "refinery_model_cache_evictions_total %ld\n",
         models, model_bytes, loads, evictions);
 
     if (c) {
         /* Cluster-wide figures: every process reports the same, from the database. */
-        PGresult *r = PQexec(c, "SELECT type, status, count(*) FROM jobs GROUP BY 1, 2 ORDER BY 1, 2");
+        PGresult *r =
+            PQexec(c, "SELECT type, status, count(*) FROM jobs GROUP BY 1, 2 ORDER BY 1, 2");
         if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-            add(&b, "# HELP refinery_jobs Jobs in the database, by type and status.\n# TYPE refinery_jobs gauge\n");
+            add(&b, "# HELP refinery_jobs Jobs in the database, by type and status.\n# TYPE "
+                    "refinery_jobs gauge\n");
             for (int i = 0; i < PQntuples(r); i++)
                 add(&b, "refinery_jobs{type=\"%s\",status=\"%s\"} %s\n", PQgetvalue(r, i, 0),
                     PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
@@ -177,20 +195,26 @@ char *rf_metrics_render(PGconn *c)
             rf_metrics_db_error();
         }
         PQclear(r);
-        r = PQexec(c, "SELECT count(*) FILTER (WHERE run_after <= now()), count(*) FROM jobs WHERE status = 'queued'");
+        r = PQexec(c, "SELECT count(*) FILTER (WHERE run_after <= now()), count(*) FROM jobs WHERE "
+                      "status = 'queued'");
         if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-            add(&b, "# HELP refinery_queue_depth Queued jobs runnable now.\n# TYPE refinery_queue_depth gauge\n"
-                    "refinery_queue_depth %s\n", PQgetvalue(r, 0, 0));
-            add(&b, "# HELP refinery_queue_waiting Queued jobs waiting for a retry backoff to end.\n"
-                    "# TYPE refinery_queue_waiting gauge\nrefinery_queue_waiting %lld\n",
+            add(&b,
+                "# HELP refinery_queue_depth Queued jobs runnable now.\n# TYPE "
+                "refinery_queue_depth gauge\n"
+                "refinery_queue_depth %s\n",
+                PQgetvalue(r, 0, 0));
+            add(&b,
+                "# HELP refinery_queue_waiting Queued jobs waiting for a retry backoff to end.\n"
+                "# TYPE refinery_queue_waiting gauge\nrefinery_queue_waiting %lld\n",
                 atoll(PQgetvalue(r, 0, 1)) - atoll(PQgetvalue(r, 0, 0)));
         } else {
             rf_metrics_db_error();
         }
         PQclear(r);
     }
-    add(&b, "# HELP refinery_db_errors_total Database calls that failed in this process.\n"
-            "# TYPE refinery_db_errors_total counter\nrefinery_db_errors_total %llu\n",
+    add(&b,
+        "# HELP refinery_db_errors_total Database calls that failed in this process.\n"
+        "# TYPE refinery_db_errors_total counter\nrefinery_db_errors_total %llu\n",
         (unsigned long long)atomic_load(&g_db_errors));
     if (b.failed) {
         free(b.s);

@@ -13,10 +13,10 @@
 #define RF_MIGRATE_LOCK "7301948211"
 
 typedef struct {
-    char name[256];    /* file name, e.g. 0001_init.sql */
-    char version[64];  /* the leading digits, e.g. 0001 */
-    char *sql;         /* owned when read from a folder */
-    const char *text;  /* what to run */
+    char name[256];   /* file name, e.g. 0001_init.sql */
+    char version[64]; /* the leading digits, e.g. 0001 */
+    char *sql;        /* owned when read from a folder */
+    const char *text; /* what to run */
 } migration;
 
 static int cmp_migration(const void *a, const void *b)
@@ -59,7 +59,8 @@ static char *read_file(const char *path)
 
 static void free_list(migration *list, int n)
 {
-    for (int i = 0; i < n; i++) free(list[i].sql);
+    for (int i = 0; i < n; i++)
+        free(list[i].sql);
     free(list);
 }
 
@@ -97,8 +98,10 @@ static int load_list(const char *dir, migration **out, int *count, rf_error *err
     } else {
         for (const rf_embedded_file *f = rf_embedded_files; f->name && !rc; f++) {
             if (strncmp(f->name, "migrations/", 11)) continue;
-            if (n == cap) rc = rf_errorf(err, RF_EINVAL, "more than %d migrations", cap);
-            else if (!(rc = parse_name(f->name + 11, &list[n], err))) list[n++].text = f->data;
+            if (n == cap)
+                rc = rf_errorf(err, RF_EINVAL, "more than %d migrations", cap);
+            else if (!(rc = parse_name(f->name + 11, &list[n], err)))
+                list[n++].text = f->data;
         }
     }
     if (rc) {
@@ -177,14 +180,15 @@ int rf_migrate(PGconn *c, const char *dir, int *applied, rf_error *err)
             rc = rf_errorf(err, RF_EDB, "migration %s failed: %s", list[i].name,
                            PQresultErrorMessage(r));
             size_t len = err ? strlen(err->msg) : 0;
-            while (len && err->msg[len - 1] == '\n') err->msg[--len] = '\0';
+            while (len && err->msg[len - 1] == '\n')
+                err->msg[--len] = '\0';
             rf_db_rollback(c);
             goto fail;
         }
         PQclear(r);
         r = NULL;
-        if ((rc = rf_db_exec(c, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                             2, p, NULL, err)) ||
+        if ((rc = rf_db_exec(c, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2,
+                             p, NULL, err)) ||
             (rc = rf_db_commit(c, err))) {
             rf_db_rollback(c);
             goto fail;

@@ -8,7 +8,7 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
-#include "engine/error.h"
+#include "engine/core/error.h"
 
 /* Apply what is missing. dir NULL or "" uses the embedded set. *applied (may
  * be NULL) gets how many ran. A failing migration is rolled back whole and

@@ -10,8 +10,8 @@
 
 #include <stddef.h>
 
-#include "engine/error.h"
-#include "engine/lm.h"
+#include "engine/core/error.h"
+#include "engine/model/lm.h"
 
 typedef struct rf_cached_lm rf_cached_lm;
 

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "engine/model_info.h"
+#include "engine/model/model_info.h"
 #include "service/db.h"
 #include "service/ids.h"
 
@@ -24,11 +24,12 @@ static bool under(const char *real, const char *root)
 static int inside_roots(const char *roots, const char *path, char real[PATH_MAX], rf_error *err)
 {
     if (!roots || !*roots)
-        return rf_error_field(err, RF_EINVAL, "path",
-                              "no model roots are configured (REFINERY_MODEL_ROOTS); registering by path is off");
+        return rf_error_field(
+            err, RF_EINVAL, "path",
+            "no model roots are configured (REFINERY_MODEL_ROOTS); registering by path is off");
     if (!realpath(path, real))
-        return rf_error_field(err, RF_EINVAL, "path", "'%s' does not exist or is not reachable: %s", path,
-                              strerror(errno));
+        return rf_error_field(err, RF_EINVAL, "path", "'%s' does not exist or is not reachable: %s",
+                              path, strerror(errno));
     char list[4096];
     snprintf(list, sizeof list, "%s", roots);
     char *save = NULL;
@@ -36,11 +37,12 @@ static int inside_roots(const char *roots, const char *path, char real[PATH_MAX]
         char rr[PATH_MAX];
         if (*r && realpath(r, rr) && under(real, rr)) return 0;
     }
-    return rf_error_field(err, RF_EINVAL, "path", "'%s' is not inside any of the model roots", path);
+    return rf_error_field(err, RF_EINVAL, "path", "'%s' is not inside any of the model roots",
+                          path);
 }
 
 #define MODEL_JSON                                                                                 \
-    "(SELECT row_to_json(o) FROM (SELECT m.id, 'model' AS object, m.name, m.architecture,"        \
+    "(SELECT row_to_json(o) FROM (SELECT m.id, 'model' AS object, m.name, m.architecture,"         \
     " m.parameters, m.dtype, m.bytes, m.quantization,"                                             \
     " CASE WHEN m.source_job_id IS NULL THEN 'registered' ELSE m.source_job_id END AS source,"     \
     " extract(epoch from m.created_at)::bigint AS created_at) o)::text"
@@ -48,17 +50,20 @@ static int inside_roots(const char *roots, const char *path, char real[PATH_MAX]
 int rf_models_register(PGconn *c, const char *tenant, const char *roots, const json_t *body,
                        char **json, rf_error *err)
 {
-    if (!json_is_object(body)) return rf_error_field(err, RF_EINVAL, "", "the body must be a JSON object");
+    if (!json_is_object(body))
+        return rf_error_field(err, RF_EINVAL, "", "the body must be a JSON object");
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)body, k, v) {
+    json_object_foreach((json_t *)body, k, v)
+    {
         if (strcmp(k, "name") && strcmp(k, "path"))
             return rf_error_field(err, RF_EINVAL, k, "unknown field '%s' (expected name, path)", k);
     }
     const char *name = json_string_value(json_object_get(body, "name"));
     const char *path = json_string_value(json_object_get(body, "path"));
     if (!name || !*name || strlen(name) > 200 || strchr(name, '/'))
-        return rf_error_field(err, RF_EINVAL, "name", "'name' must be 1 to 200 characters without '/'");
+        return rf_error_field(err, RF_EINVAL, "name",
+                              "'name' must be 1 to 200 characters without '/'");
     if (!path || !*path) return rf_error_field(err, RF_EINVAL, "path", "'path' is required");
     if (path[0] != '/') return rf_error_field(err, RF_EINVAL, "path", "'path' must be absolute");
     /* Refused outright, even when it would resolve inside a root. */
@@ -80,7 +85,8 @@ int rf_models_register(PGconn *c, const char *tenant, const char *roots, const j
         char f[PATH_MAX + 256], fr[PATH_MAX];
         snprintf(f, sizeof f, "%s/%s", real, e->d_name);
         if (inside_roots(roots, f, fr, NULL))
-            rc = rf_error_field(err, RF_EINVAL, "path", "'%s' points outside the model roots", e->d_name);
+            rc = rf_error_field(err, RF_EINVAL, "path", "'%s' points outside the model roots",
+                                e->d_name);
     }
     closedir(d);
     if (rc) return rc;
@@ -100,16 +106,18 @@ int rf_models_register(PGconn *c, const char *tenant, const char *roots, const j
     char *q = info.quantization ? json_dumps(info.quantization, JSON_COMPACT) : NULL;
     const char *p[9] = {id, tenant, name, real, info.architecture, params, info.dtype, bytes, q};
     PGresult *r;
-    rc = rf_db_execp(c,
-                     "WITH m AS (INSERT INTO models (id, tenant_id, name, path, architecture, parameters,"
-                     " dtype, bytes, quantization) VALUES ($1, $2, $3, $4, $5, $6::bigint, $7, $8::bigint,"
-                     " $9::jsonb) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING *)"
-                     " SELECT " MODEL_JSON " FROM m",
-                     9, p, &r, err);
+    rc = rf_db_execp(
+        c,
+        "WITH m AS (INSERT INTO models (id, tenant_id, name, path, architecture, parameters,"
+        " dtype, bytes, quantization) VALUES ($1, $2, $3, $4, $5, $6::bigint, $7, $8::bigint,"
+        " $9::jsonb) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING *)"
+        " SELECT " MODEL_JSON " FROM m",
+        9, p, &r, err);
     free(q);
     rf_model_info_clear(&info);
     if (!rc && PQntuples(r) == 0)
-        rc = rf_error_field(err, RF_ECONFLICT, "name", "a model named '%s' is already registered", name);
+        rc = rf_error_field(err, RF_ECONFLICT, "name", "a model named '%s' is already registered",
+                            name);
     if (!rc) *json = strdup(PQgetvalue(r, 0, 0));
     PQclear(r);
     return rc;
@@ -119,7 +127,8 @@ int rf_models_adopt(PGconn *c, const char *data_dir, const char *tenant, const c
                     const char *dir, const char *name, char id_out[40], rf_error *err)
 {
     if (!name || !*name || strlen(name) > 200 || strchr(name, '/'))
-        return rf_error_field(err, RF_EINVAL, "name", "a model name must be 1 to 200 characters without '/'");
+        return rf_error_field(err, RF_EINVAL, "name",
+                              "a model name must be 1 to 200 characters without '/'");
     rf_model_info info;
     int rc = rf_model_inspect(dir, &info, err);
     if (rc) return rc;
@@ -132,19 +141,22 @@ int rf_models_adopt(PGconn *c, const char *data_dir, const char *tenant, const c
     snprintf(dest, sizeof dest, "%s/%s", store, id_out);
     if (rename(dir, dest)) {
         rf_model_info_clear(&info);
-        return rf_errorf(err, RF_EIO, "cannot move %s into the model store: %s", dir, strerror(errno));
+        return rf_errorf(err, RF_EIO, "cannot move %s into the model store: %s", dir,
+                         strerror(errno));
     }
     char params[32], bytes[32];
     snprintf(params, sizeof params, "%llu", (unsigned long long)info.parameters);
     snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)info.bytes);
     char *q = info.quantization ? json_dumps(info.quantization, JSON_COMPACT) : NULL;
-    const char *p[10] = {id_out, tenant, name, dest, info.architecture, params, info.dtype, bytes, q, job_id};
+    const char *p[10] = {id_out, tenant,     name,  dest, info.architecture,
+                         params, info.dtype, bytes, q,    job_id};
     PGresult *r;
-    rc = rf_db_execp(c,
-                     "INSERT INTO models (id, tenant_id, name, path, architecture, parameters, dtype, bytes,"
-                     " quantization, source_job_id) VALUES ($1, $2, $3, $4, $5, $6::bigint, $7, $8::bigint,"
-                     " $9::jsonb, $10) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING id",
-                     10, p, &r, err);
+    rc = rf_db_execp(
+        c,
+        "INSERT INTO models (id, tenant_id, name, path, architecture, parameters, dtype, bytes,"
+        " quantization, source_job_id) VALUES ($1, $2, $3, $4, $5, $6::bigint, $7, $8::bigint,"
+        " $9::jsonb, $10) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING id",
+        10, p, &r, err);
     free(q);
     rf_model_info_clear(&info);
     if (!rc && PQntuples(r) == 0)
@@ -159,8 +171,9 @@ int rf_models_get(PGconn *c, const char *tenant, const char *id, char **json, rf
 {
     if (!rf_id_valid("mdl", id)) return rf_errorf(err, RF_ENOTFOUND, "no model with id '%s'", id);
     PGresult *r;
-    int rc = rf_db_execp(c, "SELECT " MODEL_JSON " FROM models m WHERE m.id = $1 AND m.tenant_id = $2", 2,
-                         (const char *[]){id, tenant}, &r, err);
+    int rc =
+        rf_db_execp(c, "SELECT " MODEL_JSON " FROM models m WHERE m.id = $1 AND m.tenant_id = $2",
+                    2, (const char *[]){id, tenant}, &r, err);
     if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no model with id '%s'", id);
     if (!rc) *json = strdup(PQgetvalue(r, 0, 0));
     PQclear(r);
@@ -190,25 +203,30 @@ int rf_models_delete(PGconn *c, const char *tenant, const char *id, rf_error *er
 {
     if (!rf_id_valid("mdl", id)) return rf_errorf(err, RF_ENOTFOUND, "no model with id '%s'", id);
     PGresult *r;
-    int rc = rf_db_execp(c,
-                         "WITH busy AS (SELECT id FROM jobs WHERE tenant_id = $2"
-                         "  AND status IN ('queued', 'running') AND strpos(params::text, $1) > 0 LIMIT 1),"
-                         " d AS (DELETE FROM models WHERE id = $1 AND tenant_id = $2"
-                         "  AND NOT EXISTS (SELECT 1 FROM busy) RETURNING id)"
-                         " SELECT (SELECT count(*) FROM d), (SELECT id FROM busy)",
-                         2, (const char *[]){id, tenant}, &r, err);
+    int rc = rf_db_execp(
+        c,
+        "WITH busy AS (SELECT id FROM jobs WHERE tenant_id = $2"
+        "  AND status IN ('queued', 'running') AND strpos(params::text, $1) > 0 LIMIT 1),"
+        " d AS (DELETE FROM models WHERE id = $1 AND tenant_id = $2"
+        "  AND NOT EXISTS (SELECT 1 FROM busy) RETURNING id)"
+        " SELECT (SELECT count(*) FROM d), (SELECT id FROM busy)",
+        2, (const char *[]){id, tenant}, &r, err);
     if (!rc) {
-        if (PQgetvalue(r, 0, 0)[0] == '1') rc = 0;
+        if (PQgetvalue(r, 0, 0)[0] == '1')
+            rc = 0;
         else if (!PQgetisnull(r, 0, 1))
-            rc = rf_errorf(err, RF_ECONFLICT, "model %s is in use by job %s, which has not finished", id,
-                           PQgetvalue(r, 0, 1));
-        else rc = rf_errorf(err, RF_ENOTFOUND, "no model with id '%s'", id);
+            rc =
+                rf_errorf(err, RF_ECONFLICT, "model %s is in use by job %s, which has not finished",
+                          id, PQgetvalue(r, 0, 1));
+        else
+            rc = rf_errorf(err, RF_ENOTFOUND, "no model with id '%s'", id);
     }
     PQclear(r);
     return rc;
 }
 
-static int model_dir(PGconn *c, const char *tenant, const char *id, char dir[PATH_MAX], rf_error *err)
+static int model_dir(PGconn *c, const char *tenant, const char *id, char dir[PATH_MAX],
+                     rf_error *err)
 {
     if (!rf_id_valid("mdl", id)) return rf_errorf(err, RF_ENOTFOUND, "no model with id '%s'", id);
     PGresult *r;
@@ -237,7 +255,9 @@ int rf_models_files(PGconn *c, const char *tenant, const char *roots, const char
     int rc = model_dir(c, tenant, id, dir, err);
     if (rc) return rc;
     DIR *d = opendir(dir);
-    if (!d) return rf_errorf(err, RF_EIO, "the model's folder %s is unreadable: %s", dir, strerror(errno));
+    if (!d)
+        return rf_errorf(err, RF_EIO, "the model's folder %s is unreadable: %s", dir,
+                         strerror(errno));
     file_entry *files = NULL;
     size_t n = 0, cap = 0;
     struct dirent *e;
@@ -261,7 +281,8 @@ int rf_models_files(PGconn *c, const char *tenant, const char *roots, const char
     qsort(files, n, sizeof *files, by_name);
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(list, json_pack("{s:s,s:I}", "name", files[i].name, "bytes", (json_int_t)files[i].bytes));
+        json_array_append_new(list, json_pack("{s:s,s:I}", "name", files[i].name, "bytes",
+                                              (json_int_t)files[i].bytes));
     free(files);
     json_t *o = json_pack("{s:s,s:o,s:b}", "object", "list", "data", list, "has_more", 0);
     *json = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

@@ -8,7 +8,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
-#include "engine/error.h"
+#include "engine/core/error.h"
 
 /* roots: colon-separated folders. body: {name, path}. */
 int rf_models_register(PGconn *c, const char *tenant, const char *roots, const json_t *body,

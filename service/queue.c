@@ -93,8 +93,10 @@ static int fenced(PGconn *c, const char *sql, int n, const char *const *p, PGres
     if (!rc && atoi(PQcmdTuples(r)) == 0)
         rc = rf_errorf(err, RF_ECONFLICT, "job %s is no longer held by this worker (lease lost)",
                        p[0]);
-    if (out && !rc) *out = r;
-    else PQclear(r);
+    if (out && !rc)
+        *out = r;
+    else
+        PQclear(r);
     return rc;
 }
 
@@ -122,12 +124,14 @@ int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const
     /* After the commit, in a transaction of its own: a NOTIFY holds a
      * cluster-wide lock through its commit, and this commit waits for disk. */
     static const char *const notify = "SELECT pg_notify('refinery_events', $1)";
-    if (!PQenterPipelineMode(c)) return rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
-    int sent = PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
-               PQsendQueryParams(c, "SET LOCAL synchronous_commit = on", 0, NULL, NULL, NULL, NULL, 0) &&
-               PQsendQueryParams(c, upd, 6, NULL, p, NULL, NULL, 0) &&
-               PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
-               PQsendQueryParams(c, notify, 1, NULL, p, NULL, NULL, 0) && PQpipelineSync(c);
+    if (!PQenterPipelineMode(c))
+        return rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
+    int sent =
+        PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+        PQsendQueryParams(c, "SET LOCAL synchronous_commit = on", 0, NULL, NULL, NULL, NULL, 0) &&
+        PQsendQueryParams(c, upd, 6, NULL, p, NULL, NULL, 0) &&
+        PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+        PQsendQueryParams(c, notify, 1, NULL, p, NULL, NULL, 0) && PQpipelineSync(c);
     int rc = sent ? 0 : rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
     /* Read every result up to the sync point, keeping the first error. */
     for (int i = 0; sent && i < 5; i++) {
@@ -207,19 +211,23 @@ int rf_queue_retry(PGconn *c, const rf_claimed_job *j, const char *owner, const 
     p[4] = cap;
     p[5] = error;
     PGresult *r = NULL;
-    int rc = fenced(c,
-                    "WITH u AS (UPDATE jobs SET"
-                    "  status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,"
-                    "  error = CASE WHEN attempts >= max_attempts"
-                    "    THEN format('%s (attempt %s of %s; giving up)', $6::text, attempts, max_attempts)"
-                    "    ELSE format('%s (attempt %s of %s; will retry)', $6::text, attempts, max_attempts) END,"
-                    "  finished_at = CASE WHEN attempts >= max_attempts THEN now() END,"
-                    "  run_after = " BACKOFF("$4", "$5") ","
-                    "  lease_owner = NULL, lease_expires_at = NULL, updated_at = now()" FENCE
-                    "  RETURNING id, status)"
-                    " SELECT status, pg_notify('refinery_jobs', ''), pg_notify('refinery_events', id)"
-                    " FROM u",
-                    6, p, &r, err);
+    int rc = fenced(
+        c,
+        "WITH u AS (UPDATE jobs SET"
+        "  status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,"
+        "  error = CASE WHEN attempts >= max_attempts"
+        "    THEN format('%s (attempt %s of %s; giving up)', $6::text, attempts, max_attempts)"
+        "    ELSE format('%s (attempt %s of %s; will retry)', $6::text, attempts, max_attempts) "
+        "END,"
+        "  finished_at = CASE WHEN attempts >= max_attempts THEN now() END,"
+        "  run_after = " BACKOFF(
+            "$4",
+            "$5") ","
+                  "  lease_owner = NULL, lease_expires_at = NULL, updated_at = now()" FENCE
+                  "  RETURNING id, status)"
+                  " SELECT status, pg_notify('refinery_jobs', ''), pg_notify('refinery_events', id)"
+                  " FROM u",
+        6, p, &r, err);
     if (!rc) *final = !strcmp(PQgetvalue(r, 0, 0), "failed");
     PQclear(r);
     return rc;
@@ -230,12 +238,12 @@ int rf_queue_release(PGconn *c, const rf_claimed_job *j, const char *owner, rf_e
     if (!j) {
         const char *p[1] = {owner};
         return rf_db_execp(c,
-                          "WITH u AS (UPDATE jobs SET status = 'queued', attempts = attempts - 1,"
-                          "  run_after = now(), lease_owner = NULL, lease_expires_at = NULL,"
-                          "  updated_at = now() WHERE lease_owner = $1 AND status = 'running'"
-                          "  RETURNING id)"
-                          " SELECT pg_notify('refinery_jobs', '') FROM u",
-                          1, p, NULL, err);
+                           "WITH u AS (UPDATE jobs SET status = 'queued', attempts = attempts - 1,"
+                           "  run_after = now(), lease_owner = NULL, lease_expires_at = NULL,"
+                           "  updated_at = now() WHERE lease_owner = $1 AND status = 'running'"
+                           "  RETURNING id)"
+                           " SELECT pg_notify('refinery_jobs', '') FROM u",
+                           1, p, NULL, err);
     }
     char attempt[16];
     const char *p[3];
@@ -257,10 +265,10 @@ int rf_queue_heartbeat(PGconn *c, const char *owner, int lease_ms,
     const char *p[2] = {owner, lease};
     PGresult *r;
     int rc = rf_db_execp(c,
-                        "UPDATE jobs SET lease_expires_at = now() + $2 * interval '1 millisecond'"
-                        " WHERE lease_owner = $1 AND status = 'running'"
-                        " RETURNING id, cancel_requested",
-                        2, p, &r, err);
+                         "UPDATE jobs SET lease_expires_at = now() + $2 * interval '1 millisecond'"
+                         " WHERE lease_owner = $1 AND status = 'running'"
+                         " RETURNING id, cancel_requested",
+                         2, p, &r, err);
     if (!rc && on_job)
         for (int i = 0; i < PQntuples(r); i++)
             on_job(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1)[0] == 't', arg);
@@ -291,16 +299,21 @@ int rf_queue_rescue(PGconn *c, int base_ms, int max_ms, int *rescued, rf_error *
         "                j.attempts, j.max_attempts) END,"
         "  finished_at = CASE WHEN j.cancel_requested OR j.attempts >= j.max_attempts"
         "    THEN now() END,"
-        "  run_after = " BACKOFF("$1", "$2") ","
-        "  lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
-        "  FROM expired WHERE j.id = expired.id"
-        "  RETURNING j.id, j.status, j.error),"
-        " ev AS (INSERT INTO job_events (job_id, kind, data)"
-        "  SELECT id, 'log', json_build_object('level', 'warn', 'message', error) FROM u),"
-        " idem AS (DELETE FROM idempotency_keys WHERE created_at < now() - interval '25 hours')"
-        " SELECT count(*), (SELECT count(*) FROM (SELECT pg_notify('refinery_jobs', '')"
-        "   FROM u WHERE status = 'queued' LIMIT 1) n),"
-        "  (SELECT count(*) FROM (SELECT pg_notify('refinery_events', id) FROM u) m) FROM u",
+        "  run_after = " BACKOFF(
+            "$1",
+            "$2") ","
+                  "  lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
+                  "  FROM expired WHERE j.id = expired.id"
+                  "  RETURNING j.id, j.status, j.error),"
+                  " ev AS (INSERT INTO job_events (job_id, kind, data)"
+                  "  SELECT id, 'log', json_build_object('level', 'warn', 'message', error) FROM "
+                  "u),"
+                  " idem AS (DELETE FROM idempotency_keys WHERE created_at < now() - interval '25 "
+                  "hours')"
+                  " SELECT count(*), (SELECT count(*) FROM (SELECT pg_notify('refinery_jobs', '')"
+                  "   FROM u WHERE status = 'queued' LIMIT 1) n),"
+                  "  (SELECT count(*) FROM (SELECT pg_notify('refinery_events', id) FROM u) m) "
+                  "FROM u",
         2, p, &r, err);
     if (!rc && rescued) *rescued = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
@@ -312,10 +325,10 @@ int rf_queue_event(PGconn *c, const char *job_id, const char *kind, const char *
 {
     const char *p[3] = {job_id, kind, data_json};
     return rf_db_execp(c,
-                      "WITH e AS (INSERT INTO job_events (job_id, kind, data)"
-                      " VALUES ($1, $2, $3::jsonb) RETURNING id)"
-                      " SELECT pg_notify('refinery_events', $1) FROM e",
-                      3, p, NULL, err);
+                       "WITH e AS (INSERT INTO job_events (job_id, kind, data)"
+                       " VALUES ($1, $2, $3::jsonb) RETURNING id)"
+                       " SELECT pg_notify('refinery_events', $1) FROM e",
+                       3, p, NULL, err);
 }
 
 int rf_queue_progress(PGconn *c, const rf_claimed_job *j, const char *owner, double fraction,
@@ -336,8 +349,8 @@ int rf_queue_checkpoint(PGconn *c, const rf_claimed_job *j, const char *owner,
     const char *p[4];
     fence_params(j, owner, attempt, p);
     p[3] = state_json;
-    return fenced(c, "UPDATE jobs SET checkpoint = $4::jsonb, updated_at = now()" FENCE, 4, p,
-                  NULL, err);
+    return fenced(c, "UPDATE jobs SET checkpoint = $4::jsonb, updated_at = now()" FENCE, 4, p, NULL,
+                  err);
 }
 
 int rf_queue_cancel_requested(PGconn *c, const rf_claimed_job *j, bool *yes, rf_error *err)

@@ -9,14 +9,14 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
-#include "engine/error.h"
+#include "engine/core/error.h"
 #include "service/ids.h"
 
 typedef struct rf_claimed_job {
     char id[RF_ID_MAX];
     char tenant[RF_ID_MAX];
     char type[64];
-    int attempt;       /* this run's number, 1-based */
+    int attempt; /* this run's number, 1-based */
     int max_attempts;
     json_t *params;
     json_t *checkpoint; /* NULL when no earlier attempt saved one */

@@ -7,7 +7,8 @@
 
 static const char *skip_ws(const char *p)
 {
-    while (*p == ' ' || *p == '\t') p++;
+    while (*p == ' ' || *p == '\t')
+        p++;
     return p;
 }
 
@@ -83,7 +84,8 @@ static bool list_has(const char *list, const char *etag, bool weak_ok)
             if (!end) return false;
             end++;
         } else {
-            while (*end && *end != ',') end++;
+            while (*end && *end != ',')
+                end++;
         }
         if ((size_t)(end - p) == elen && !memcmp(p, etag, elen) && (weak_ok || !weak)) return true;
         p = strchr(end, ',');
@@ -103,6 +105,7 @@ bool rf_if_range_ok(const char *if_range, const char *etag)
     const char *p = skip_ws(if_range);
     if (*p != '"') return false; /* a date, or a weak tag: cannot validate */
     size_t n = strlen(p);
-    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
+    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+        n--;
     return n == strlen(etag) && !memcmp(p, etag, n);
 }

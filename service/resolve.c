@@ -80,7 +80,8 @@ int rf_resolve_adapter(PGconn *c, const char *tenant, const char *job_id, const 
     int found = 0;
     for (int i = 0; !rc && i < PQntuples(r); i++) {
         const char *name = PQgetvalue(r, i, 0);
-        if (strcmp(name, "adapter_config.json") && strcmp(name, "adapter_model.safetensors")) continue;
+        if (strcmp(name, "adapter_config.json") && strcmp(name, "adapter_model.safetensors"))
+            continue;
         char link[4096];
         snprintf(link, sizeof link, "%s/%s", dest, name);
         unlink(link); /* a retried attempt made it already */

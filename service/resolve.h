@@ -8,8 +8,8 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
-#include "engine/error.h"
-#include "engine/job.h"
+#include "engine/core/error.h"
+#include "engine/jobs/job.h"
 
 /* kind "model" or "dataset"; *path malloc'd. RF_ENOTFOUND when the tenant
  * has no such object. */

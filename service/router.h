@@ -26,7 +26,7 @@ typedef struct rf_route {
     const char *method;  /* "GET", "POST", "DELETE"; GET also answers HEAD */
     const char *pattern; /* segments, "{name}" matches one non-empty segment */
     rf_handler handler;
-    bool public_route;   /* true: no API key needed */
+    bool public_route;            /* true: no API key needed */
     const rf_body_stream *stream; /* NULL: the body is buffered, up to the body cap */
 } rf_route;
 

@@ -1,4 +1,5 @@
 #include "service/sse.h"
+#include "engine/core/util.h"
 
 #include <errno.h>
 #include <microhttpd.h>
@@ -18,17 +19,17 @@
 typedef struct stream {
     struct stream *next;
     struct MHD_Connection *conn;
-    int fd;                 /* the client's socket, watched while suspended */
+    int fd; /* the client's socket, watched while suspended */
     char job_id[RF_ID_MAX];
-    long long last_id;      /* last event id sent */
+    long long last_id; /* last event id sent */
     /* Guarded by g_lock: */
     bool suspended, pending, ping, closing, hangup;
-    double last_sent;       /* monotonic seconds */
+    double last_sent; /* monotonic seconds */
     /* Set by libmicrohttpd's free callback; the watcher frees the stream. */
     atomic_bool dead;
-    char *buf;              /* formatted, not yet sent */
+    char *buf; /* formatted, not yet sent */
     size_t len, off, cap;
-    bool final_seen;        /* the job is in a final state: end once drained */
+    bool final_seen; /* the job is in a final state: end once drained */
 } stream;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -38,13 +39,6 @@ static int g_max = 256, g_ping_ms = 15000;
 static int g_wake_fd = -1;
 static pthread_t g_thread;
 static atomic_bool g_running, g_stopping;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void poke(void)
 {
@@ -86,7 +80,8 @@ static int append(stream *s, const char *data, size_t n)
 {
     if (s->len + n > s->cap) {
         size_t cap = s->cap ? s->cap : 8192;
-        while (cap < s->len + n) cap *= 2;
+        while (cap < s->len + n)
+            cap *= 2;
         char *b = realloc(s->buf, cap);
         if (!b) return -1;
         s->buf = b;
@@ -150,7 +145,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
             memcpy(out, s->buf + s->off, n);
             s->off += n;
             if (s->off == s->len) s->off = s->len = 0;
-            s->last_sent = now_s();
+            s->last_sent = rf_now_s();
             return (ssize_t)n;
         }
         pthread_mutex_lock(&g_lock);
@@ -211,7 +206,7 @@ void rf_sse_reply(rf_req *req, const char *job_id, long long after)
     s->fd = ci ? ci->connect_fd : -1;
     snprintf(s->job_id, sizeof s->job_id, "%s", job_id);
     s->last_id = after;
-    s->last_sent = now_s();
+    s->last_sent = rf_now_s();
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, reader, s, on_free);
     if (!resp) {
@@ -241,7 +236,7 @@ static void *watcher(void *arg)
     size_t cap = 0;
     while (!atomic_load(&g_stopping)) {
         size_t n = 1;
-        double now = now_s();
+        double now = rf_now_s();
         pthread_mutex_lock(&g_lock);
         /* Free what libmicrohttpd is done with; list what sleeps. */
         for (stream **pp = &g_streams; *pp;) {
@@ -260,7 +255,8 @@ static void *watcher(void *arg)
             pp = &s->next;
         }
         size_t count = 0;
-        for (stream *s = g_streams; s; s = s->next) count++;
+        for (stream *s = g_streams; s; s = s->next)
+            count++;
         if (count + 1 > cap) {
             cap = (count + 1) * 2;
             struct pollfd *f = realloc(fds, cap * sizeof *fds);

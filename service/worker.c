@@ -1,4 +1,5 @@
 #include "service/worker.h"
+#include "engine/core/util.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -11,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/job.h"
+#include "engine/jobs/job.h"
 #include "service/db.h"
 #include "service/log.h"
 #include "service/metrics.h"
@@ -27,18 +28,18 @@ typedef struct worker {
     int index;
     pthread_t thread;
     PGconn *db;
-    pthread_mutex_t lock;         /* guards job_id */
-    char job_id[RF_ID_MAX];       /* the job running now, "" when idle */
-    atomic_bool cancel;           /* a cancel was asked for that job */
+    pthread_mutex_t lock;   /* guards job_id */
+    char job_id[RF_ID_MAX]; /* the job running now, "" when idle */
+    atomic_bool cancel;     /* a cancel was asked for that job */
     rf_claimed_job job;
-    double last_cancel_check;     /* monotonic seconds */
+    double last_cancel_check; /* monotonic seconds */
     char workdir[1200];
 } worker;
 
 struct rf_workers {
     const rf_config *cfg;
-    char owner[128];     /* lease owner: host:pid:random, one per process */
-    char types[2048];    /* text[] literal of the types this process runs */
+    char owner[128];  /* lease owner: host:pid:random, one per process */
+    char types[2048]; /* text[] literal of the types this process runs */
     int n;
     worker *w;
     pthread_t listener;
@@ -50,13 +51,6 @@ struct rf_workers {
     pthread_cond_t wake;
     unsigned wake_seq;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void wake_all(rf_workers *p)
 {
@@ -153,7 +147,8 @@ static int ctx_model(rf_job_ctx *ctx, const char *dir, const char *name, char *i
     worker *w = ctx_worker(ctx);
     char id[RF_ID_MAX];
     rf_error err;
-    int rc = rf_models_adopt(w->db, w->pool->cfg->data_dir, w->job.tenant, w->job.id, dir, name, id, &err);
+    int rc = rf_models_adopt(w->db, w->pool->cfg->data_dir, w->job.tenant, w->job.id, dir, name, id,
+                             &err);
     if (rc) {
         rf_log(RF_LOG_WARN, "job %s: model %s not registered: %s", w->job.id, name, err.msg);
         return rc;
@@ -171,7 +166,7 @@ static bool ctx_should_stop(rf_job_ctx *ctx)
     if (atomic_load(&w->pool->stopping) || atomic_load(&w->cancel)) return true;
     /* NOTIFY is the fast path; this is the fallback that bounds the delay to
      * about a second even if a notification was lost. */
-    double t = now_s();
+    double t = rf_now_s();
     if (t - w->last_cancel_check >= 0.5) {
         w->last_cancel_check = t;
         bool yes = false;
@@ -235,7 +230,7 @@ static void run_one(worker *w)
         .should_stop = ctx_should_stop,
         .resolve = ctx_resolve,
     };
-    w->last_cancel_check = now_s();
+    w->last_cancel_check = rf_now_s();
     rf_log(RF_LOG_INFO, "job %s (%s) attempt %d/%d started", j->id, j->type, j->attempt,
            j->max_attempts);
     rc = runner ? runner->run(j->params, &ctx, &result, &err)
@@ -340,8 +335,9 @@ static int listen_connect(rf_workers *p, rf_error *err)
     int rc = rf_db_connect(p->cfg->database_url, &p->ldb, err);
     if (rc) return rc;
     /* PQexec: three statements in one string (PQexecParams takes one). */
-    PGresult *r = PQexec(p->ldb, "LISTEN refinery_jobs; LISTEN refinery_cancel; LISTEN refinery_keys;"
-                                 " LISTEN refinery_events");
+    PGresult *r =
+        PQexec(p->ldb, "LISTEN refinery_jobs; LISTEN refinery_cancel; LISTEN refinery_keys;"
+                       " LISTEN refinery_events");
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         rc = rf_errorf(err, RF_EDB, "LISTEN failed: %s", PQerrorMessage(p->ldb));
     PQclear(r);
@@ -364,9 +360,10 @@ static void *listener_main(void *arg)
             }
             wake_all(p); /* notifications may have been missed meanwhile */
         }
-        double t = now_s();
+        double t = rf_now_s();
         if (t >= next_beat) {
-            if (p->n && rf_queue_heartbeat(p->ldb, p->owner, p->cfg->lease_ms, on_heartbeat, p, &err))
+            if (p->n &&
+                rf_queue_heartbeat(p->ldb, p->owner, p->cfg->lease_ms, on_heartbeat, p, &err))
                 rf_log(RF_LOG_WARN, "heartbeat failed: %s", err.msg);
             next_beat = t + beat_ms / 1000.0;
         }
@@ -379,17 +376,21 @@ static void *listener_main(void *arg)
             next_rescue = t + rescue_ms / 1000.0;
         }
         double next = next_beat < next_rescue ? next_beat : next_rescue;
-        int timeout = (int)((next - now_s()) * 1000);
+        int timeout = (int)((next - rf_now_s()) * 1000);
         if (timeout > 250) timeout = 250; /* also bounds how long stop() waits */
         if (timeout < 0) timeout = 0;
         struct pollfd pfd = {.fd = PQsocket(p->ldb), .events = POLLIN};
         if (poll(&pfd, 1, timeout) > 0 && !PQconsumeInput(p->ldb)) continue;
         PGnotify *n;
         while ((n = PQnotifies(p->ldb))) {
-            if (!strcmp(n->relname, "refinery_jobs")) wake_all(p);
-            else if (!strcmp(n->relname, "refinery_cancel")) flag_cancel(p, n->extra);
-            else if (!strcmp(n->relname, "refinery_keys")) rf_auth_flush();
-            else if (!strcmp(n->relname, "refinery_events")) rf_sse_notify(n->extra);
+            if (!strcmp(n->relname, "refinery_jobs"))
+                wake_all(p);
+            else if (!strcmp(n->relname, "refinery_cancel"))
+                flag_cancel(p, n->extra);
+            else if (!strcmp(n->relname, "refinery_keys"))
+                rf_auth_flush();
+            else if (!strcmp(n->relname, "refinery_events"))
+                rf_sse_notify(n->extra);
             PQfreemem(n);
         }
     }
@@ -465,8 +466,9 @@ void rf_workers_stop(rf_workers *p, int grace_ms)
     atomic_store(&p->stopping, true);
     wake_all(p);
     /* Runners see should_stop() and hand their jobs back; wait for them. */
-    double deadline = now_s() + grace_ms / 1000.0;
-    while (atomic_load(&p->busy) > 0 && now_s() < deadline) usleep(20000);
+    double deadline = rf_now_s() + grace_ms / 1000.0;
+    while (atomic_load(&p->busy) > 0 && rf_now_s() < deadline)
+        usleep(20000);
     bool stuck = atomic_load(&p->busy) > 0;
     if (p->listener_started) pthread_join(p->listener, NULL);
     if (stuck) {
@@ -478,8 +480,10 @@ void rf_workers_stop(rf_workers *p, int grace_ms)
         rf_log(RF_LOG_WARN, "%d job(s) did not stop within %d ms; released to the queue",
                atomic_load(&p->busy), grace_ms);
     } else {
-        for (int i = 0; i < p->n; i++) pthread_join(p->w[i].thread, NULL);
-        for (int i = 0; i < p->n; i++) pthread_mutex_destroy(&p->w[i].lock);
+        for (int i = 0; i < p->n; i++)
+            pthread_join(p->w[i].thread, NULL);
+        for (int i = 0; i < p->n; i++)
+            pthread_mutex_destroy(&p->w[i].lock);
         free(p->w);
     }
     if (p->ldb) PQfinish(p->ldb);

@@ -8,7 +8,7 @@
 #ifndef RF_WORKER_H
 #define RF_WORKER_H
 
-#include "engine/error.h"
+#include "engine/core/error.h"
 #include "service/config.h"
 
 typedef struct rf_workers rf_workers;

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/llama.h"
+#include "engine/model/llama.h"
 
 /* ~100M parameters: 12 layers of 768 with GQA (12 heads, 4 kv heads), SwiGLU
  * 2048, vocabulary 32000 tied. */

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "engine/gptq.h"
-#include "engine/safetensors.h"
+#include "engine/quant/gptq.h"
+#include "engine/core/safetensors.h"
 
 static double now(void)
 {

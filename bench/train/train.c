@@ -19,9 +19,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "engine/llama.h"
-#include "engine/lora.h"
-#include "engine/train.h"
+#include "engine/model/llama.h"
+#include "engine/model/lora.h"
+#include "engine/train/train.h"
 
 #define VOCAB 8192
 #define BATCH 4

@@ -15,8 +15,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/gptq_pack.h"
-#include "engine/ops.h"
+#include "engine/quant/gptq_pack.h"
+#include "engine/backend/ops.h"
 
 static double now(void)
 {

@@ -1,11 +1,12 @@
 #include "engine/jobs/evaluate.h"
+#include "engine/core/util.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "engine/eval_dataset.h"
-#include "engine/lm.h"
+#include "engine/eval/eval_dataset.h"
+#include "engine/model/lm.h"
 
 static int options(const json_t *params, rf_eval_opts *o, rf_error *err)
 {
@@ -71,19 +72,12 @@ typedef struct progress {
     double last;
 } progress;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static bool on_row(void *arg, long done, long total)
 {
     progress *p = arg;
     if (p->ctx->should_stop && p->ctx->should_stop(p->ctx)) return false;
     /* a progress event at most twice a second, and at the end */
-    double t = now_s();
+    double t = rf_now_s();
     if (p->ctx->progress && (done == total || t - p->last >= 0.5)) {
         p->last = t;
         char msg[64];
@@ -128,7 +122,7 @@ static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error 
         ctx->event(ctx, "log", d);
         json_decref(d);
     }
-    progress pr = {.ctx = ctx, .last = now_s()};
+    progress pr = {.ctx = ctx, .last = rf_now_s()};
     o.on_row = on_row;
     o.on_checkpoint = on_checkpoint;
     o.checkpoint_s = 30;

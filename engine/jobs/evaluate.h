@@ -14,7 +14,7 @@
 #ifndef RF_JOBS_EVALUATE_H
 #define RF_JOBS_EVALUATE_H
 
-#include "engine/job.h"
+#include "engine/jobs/job.h"
 
 extern const rf_runner rf_evaluate_runner;
 /* model and dataset name registered objects */

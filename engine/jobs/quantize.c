@@ -1,18 +1,18 @@
 /* The quantize job runner: see quantize.h. */
 #include "engine/jobs/quantize.h"
 
-#include "engine/lora.h"
+#include "engine/model/lora.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/calibration.h"
-#include "engine/llama.h"
-#include "engine/llama_config.h"
-#include "engine/quantize.h"
-#include "engine/tokenizer.h"
+#include "engine/quant/calibration.h"
+#include "engine/model/llama.h"
+#include "engine/model/llama_config.h"
+#include "engine/quant/quantize.h"
+#include "engine/tokenizer/tokenizer.h"
 
 static int only_keys(const json_t *obj, const char *prefix, const char *const *keys, rf_error *err)
 {
@@ -65,9 +65,10 @@ typedef struct {
 static int parse(const json_t *p, qparams *out, rf_error *err)
 {
     static const char *const keys[] = {
-        "model",    "dataset",       "calibration",  "bits",   "group_size",       "sym",
-        "desc_act", "static_groups", "damp_percent", "method", "quantize_lm_head", "evaluate",
-        "adapter",  NULL};
+        "model",        "dataset", "calibration",      "bits",
+        "group_size",   "sym",     "desc_act",         "static_groups",
+        "damp_percent", "method",  "quantize_lm_head", "evaluate",
+        "adapter",      NULL};
     static const char *const ekeys[] = {"perplexity", "samples", NULL};
     static const char *const ckeys[] = {"samples", "seq_len", "seed", NULL};
     memset(out, 0, sizeof *out);
@@ -294,7 +295,8 @@ static int evaluate(const qparams *q, const rf_tokenizer *tok, const char *out, 
 }
 
 /* base + PEFT adapter → a merged checkpoint folder in the base's dtype. */
-static int merge_adapter(const char *base_dir, const char *adapter_dir, const char *out, rf_error *err)
+static int merge_adapter(const char *base_dir, const char *adapter_dir, const char *out,
+                         rf_error *err)
 {
     rf_llama_model base;
     rf_lora lo;
@@ -315,7 +317,8 @@ static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error 
     if (rc < 0) return rc;
     /* model names a model, dataset a dataset: the context says where they are. */
     char *model_dir = NULL, *data_path = NULL;
-    if (!ctx->resolve) return rf_errorf(err, RF_EINTERNAL, "quantize: this context cannot resolve references");
+    if (!ctx->resolve)
+        return rf_errorf(err, RF_EINTERNAL, "quantize: this context cannot resolve references");
     if ((rc = ctx->resolve(ctx, "model", q.model, &model_dir, err)) < 0) {
         snprintf(err->field, sizeof err->field, "model");
         return rc;
@@ -373,10 +376,11 @@ static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error 
     for (int i = 0; i < cal.n; i++)
         tokens += (size_t)cal.lens[i];
     *result =
-        json_pack("{s:s, s:I, s:I, s:f, s:f, s:I, s:I, s:{s:i, s:i, s:I}, s:O}", "method", q.q.rtn ? "rtn" : "gptq", "source_bytes",
-                  (json_int_t)rep.src_bytes, "quantized_bytes", (json_int_t)rep.out_bytes,
-                  "compression", rep.out_bytes ? (double)rep.src_bytes / rep.out_bytes : 0.0,
-                  "seconds", rep.seconds, "peak_rss_bytes", (json_int_t)rep.peak_rss_kib * 1024,
+        json_pack("{s:s, s:I, s:I, s:f, s:f, s:I, s:I, s:{s:i, s:i, s:I}, s:O}", "method",
+                  q.q.rtn ? "rtn" : "gptq", "source_bytes", (json_int_t)rep.src_bytes,
+                  "quantized_bytes", (json_int_t)rep.out_bytes, "compression",
+                  rep.out_bytes ? (double)rep.src_bytes / rep.out_bytes : 0.0, "seconds",
+                  rep.seconds, "peak_rss_bytes", (json_int_t)rep.peak_rss_kib * 1024,
                   "calibration_bytes", (json_int_t)rep.calib_bytes, "calibration", "samples", cal.n,
                   "seq_len", seq_len, "tokens", (json_int_t)tokens, "layers", hs.layers);
     if (*result)

@@ -15,7 +15,7 @@
 #ifndef RF_JOBS_QUANTIZE_H
 #define RF_JOBS_QUANTIZE_H
 
-#include "engine/job.h"
+#include "engine/jobs/job.h"
 
 extern const rf_runner rf_quantize_runner;
 

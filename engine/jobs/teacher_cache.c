@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/train.h"
+#include "engine/train/train.h"
 
 /* The k largest of z (descending) into ids/vals: insertion into a sorted
  * array, rejecting most values with one comparison against the k-th. */
@@ -215,7 +215,9 @@ static int tc_run(const json_t *p, rf_job_ctx *ctx, json_t **result, rf_error *e
     if ((rc = tc_parse(p, &teacher, &dataset, &chat, &k, &T, &B, err)) < 0) return rc;
     /* teacher names a model, dataset a dataset: the context says where they are. */
     char *teacher_dir = NULL, *dataset_path = NULL;
-    if (!ctx->resolve) return rf_errorf(err, RF_EINTERNAL, "teacher-cache: this context cannot resolve references");
+    if (!ctx->resolve)
+        return rf_errorf(err, RF_EINTERNAL,
+                         "teacher-cache: this context cannot resolve references");
     if ((rc = ctx->resolve(ctx, "model", teacher, &teacher_dir, err)) < 0) {
         snprintf(err->field, sizeof err->field, "teacher");
         return rc;

@@ -15,10 +15,10 @@
 
 #include <stdint.h>
 
-#include "engine/job.h"
+#include "engine/jobs/job.h"
 #include "engine/jobs/train_data.h"
-#include "engine/llama.h"
-#include "engine/safetensors.h"
+#include "engine/model/llama.h"
+#include "engine/core/safetensors.h"
 
 typedef struct rf_teacher_cache {
     rf_st_file f;

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/job.h"
+#include "engine/jobs/job.h"
 
 /* Only the named keys may appear, each an integer in [lo, hi] when present. */
 static int check_int(const json_t *params, const char *key, long long lo, long long hi,
@@ -161,7 +161,8 @@ static int model_validate(const json_t *params, rf_error *err)
     int rc = only_keys(params, keys, err);
     if (rc) return rc;
     const char *from = json_string_value(json_object_get(params, "from"));
-    if (!from || from[0] != '/') return rf_error_field(err, RF_EINVAL, "from", "'from' must be an absolute folder path");
+    if (!from || from[0] != '/')
+        return rf_error_field(err, RF_EINVAL, "from", "'from' must be an absolute folder path");
     if (!json_is_string(json_object_get(params, "name")))
         return rf_error_field(err, RF_EINVAL, "name", "'name' must be a string");
     return 0;
@@ -173,7 +174,8 @@ static int copy_file(const char *src, const char *dst, rf_error *err)
     char buf[65536];
     size_t n;
     bool ok = in && out;
-    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        ok = fwrite(buf, 1, n, out) == n;
     if (in) fclose(in);
     if (out && fclose(out)) ok = false;
     return ok ? 0 : rf_errorf(err, RF_EIO, "copying %s failed", src);
@@ -201,7 +203,8 @@ static int model_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
     closedir(d);
     if (rc) return rc;
     char id[64];
-    if ((rc = ctx->model(ctx, dir, json_string_value(json_object_get(params, "name")), id, sizeof id)))
+    if ((rc = ctx->model(ctx, dir, json_string_value(json_object_get(params, "name")), id,
+                         sizeof id)))
         return rf_errorf(err, RF_EINVAL, "the model was not registered");
     *result = json_pack("{s:s}", "model_id", id);
     return 0;

@@ -1,4 +1,5 @@
 #include "engine/jobs/train.h"
+#include "engine/core/util.h"
 
 #include <dirent.h>
 
@@ -10,26 +11,11 @@
 #include "engine/jobs/teacher_cache.h"
 #include "engine/jobs/train_data.h"
 #include "engine/jobs/train_params.h"
-#include "engine/llama_init.h"
-#include "engine/train.h"
-#include "engine/train_state.h"
+#include "engine/model/llama_init.h"
+#include "engine/train/train.h"
+#include "engine/train/train_state.h"
 
 #define CKPT_NAME "train_state.safetensors"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static uint64_t mix(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* The order of epoch e: a Fisher–Yates shuffle seeded by (seed, e), so a
  * resumed run recomputes it from the cursor alone. */
@@ -37,9 +23,9 @@ static void epoch_order(int *order, int n, uint64_t seed, int64_t epoch)
 {
     for (int i = 0; i < n; i++)
         order[i] = i;
-    uint64_t s = mix(seed ^ mix((uint64_t)epoch + 1));
+    uint64_t s = rf_mix64(seed ^ rf_mix64((uint64_t)epoch + 1));
     for (int i = n - 1; i > 0; i--) {
-        s = mix(s);
+        s = rf_mix64(s);
         int j = (int)(s % (uint64_t)(i + 1)), t = order[i];
         order[i] = order[j], order[j] = t;
     }
@@ -114,7 +100,8 @@ static int resolve_refs(run *r, rf_job_ctx *ctx, rf_error *err)
                  {&r->p.tokenizer, "model", "tokenizer"}};
     for (int i = 0; i < 5; i++) {
         if (!*refs[i].slot) continue;
-        if (!ctx->resolve) return rf_errorf(err, RF_EINTERNAL, "train: this context cannot resolve references");
+        if (!ctx->resolve)
+            return rf_errorf(err, RF_EINTERNAL, "train: this context cannot resolve references");
         int rc = ctx->resolve(ctx, refs[i].kind, *refs[i].slot, &r->resolved[i], err);
         if (rc < 0) return in_field(err, rc, refs[i].field);
         *refs[i].slot = r->resolved[i];
@@ -124,7 +111,8 @@ static int resolve_refs(run *r, rf_job_ctx *ctx, rf_error *err)
 
 static void run_free(run *r)
 {
-    for (int i = 0; i < 5; i++) free(r->resolved[i]);
+    for (int i = 0; i < 5; i++)
+        free(r->resolved[i]);
     free(r->order), free(r->idx), free(r->ids), free(r->targets);
     free(r->tk_ids), free(r->tk_logp);
     if (r->has_cache) rf_teacher_cache_close(&r->cache);
@@ -292,7 +280,8 @@ static int step(run *r, rf_train_stats *agg, rf_error *err)
 }
 
 /* Register every file of a folder the job wrote as an artifact of one kind. */
-static int register_folder(rf_job_ctx *ctx, const char *kind, const char *dir, json_t *names, rf_error *err)
+static int register_folder(rf_job_ctx *ctx, const char *kind, const char *dir, json_t *names,
+                           rf_error *err)
 {
     DIR *d = opendir(dir);
     if (!d) return rf_errorf(err, RF_EIO, "cannot read %s", dir);
@@ -304,7 +293,8 @@ static int register_folder(rf_job_ctx *ctx, const char *kind, const char *dir, j
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         if ((rc = ctx->artifact(ctx, kind, path, e->d_name)) < 0)
             rf_errorf(err, rc, "could not register %s as an artifact", e->d_name);
-        else json_array_append_new(names, json_string(e->d_name));
+        else
+            json_array_append_new(names, json_string(e->d_name));
     }
     closedir(d);
     return rc;
@@ -368,12 +358,12 @@ static int train_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
                                total);
             break;
         }
-        const double t0 = now();
+        const double t0 = rf_now_s();
         const float lr = rf_optim_lr(&r.opt.cfg, r.opt.step);
         double norm;
         if ((rc = step(&r, &s, err)) < 0) break;
         rf_optim_step(&r.opt, &norm);
-        const double dt = now() - t0;
+        const double dt = rf_now_s() - t0;
         json_t *m = json_pack(
             "{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:I}", "step", (json_int_t)r.opt.step, "loss", s.loss,
             "ce", s.ce, "kl", s.kl, "lr", (double)lr, "grad_norm", norm, "tokens_per_s",

@@ -11,7 +11,7 @@
 #ifndef RF_JOBS_TRAIN_H
 #define RF_JOBS_TRAIN_H
 
-#include "engine/job.h"
+#include "engine/jobs/job.h"
 
 const rf_runner *rf_train_runner(void);
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/dataset.h"
+#include "engine/core/dataset.h"
 
 static int push(rf_train_data *d, rf_train_example *e, rf_error *err)
 {

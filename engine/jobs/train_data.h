@@ -8,9 +8,9 @@
 
 #include <stdint.h>
 
-#include "engine/chat_template.h"
-#include "engine/error.h"
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/chat_template.h"
+#include "engine/core/error.h"
+#include "engine/tokenizer/tokenizer.h"
 
 typedef struct rf_train_example {
     int32_t *ids;

@@ -1,6 +1,6 @@
 #include "engine/jobs/train_params.h"
 
-#include "engine/llama_config.h"
+#include "engine/model/llama_config.h"
 
 #include <math.h>
 #include <string.h>

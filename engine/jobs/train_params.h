@@ -9,10 +9,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/error.h"
-#include "engine/lora.h"
-#include "engine/loss.h"
-#include "engine/optim.h"
+#include "engine/core/error.h"
+#include "engine/model/lora.h"
+#include "engine/train/loss.h"
+#include "engine/train/optim.h"
 
 typedef struct rf_train_job_params {
     const char *student;       /* checkpoint folder */

@@ -13,8 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/calibration.h"
-#include "engine/chat_template.h"
+#include "engine/quant/calibration.h"
+#include "engine/tokenizer/chat_template.h"
 
 #define TOK "tests/reference/tokenizers/bytelevel"
 

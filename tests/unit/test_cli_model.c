@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/safetensors.h"
-#include "service/cli_model.h"
+#include "engine/core/safetensors.h"
+#include "cli/model.h"
 
 #define FIX "tests/reference/fixtures/qwen2_f16_bias"
 

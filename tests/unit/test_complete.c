@@ -15,10 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/complete.h"
-#include "engine/dataset.h"
-#include "engine/eval_dataset.h"
-#include "service/cli_generate.h"
+#include "engine/generate/complete.h"
+#include "engine/core/dataset.h"
+#include "engine/eval/eval_dataset.h"
+#include "cli/generate.h"
 
 #define FIX "tests/reference/fixtures/llama_f32_gqa"
 #define TOK "tests/reference/tokenizers/bytelevel"

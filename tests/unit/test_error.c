@@ -4,7 +4,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "engine/error.h"
+#include "engine/core/error.h"
 
 static void test_errorf_fills_and_returns(void **state)
 {

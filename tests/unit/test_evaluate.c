@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/evaluate.h"
+#include "engine/eval/evaluate.h"
 
 #define FIX "tests/reference/fixtures/llama_f32_gqa"
 

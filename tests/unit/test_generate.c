@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/generate.h"
+#include "engine/generate/generate.h"
 
 #define FIX "tests/reference/fixtures/llama_f32_gqa"
 

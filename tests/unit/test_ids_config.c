@@ -19,7 +19,7 @@ static void test_ids_shape_and_uniqueness(void **state)
     assert_false(rf_id_valid("art", a));
     assert_false(rf_id_valid("job", "job_"));
     assert_false(rf_id_valid("job", "job_ABCDEFGHIJKLMNOPQRSTUVWX"));
-    assert_false(rf_id_valid("job", "job_00000000000000000000000"));  /* 23 */
+    assert_false(rf_id_valid("job", "job_00000000000000000000000"));   /* 23 */
     assert_false(rf_id_valid("job", "job_0000000000000000000000000")); /* 25 */
     assert_true(rf_id_valid("job", "job_000000000000000000000000"));
     assert_false(rf_id_valid("job", NULL));
@@ -32,7 +32,8 @@ static void test_alnum_is_roughly_uniform(void **state)
     static char buf[36001];
     int hist[128] = {0};
     assert_int_equal(rf_random_alnum(buf, 36000), 0);
-    for (int i = 0; i < 36000; i++) hist[(unsigned char)buf[i]]++;
+    for (int i = 0; i < 36000; i++)
+        hist[(unsigned char)buf[i]]++;
     for (const char *c = "0123456789abcdefghijklmnopqrstuvwxyz"; *c; c++) {
         assert_in_range(hist[(unsigned char)*c], 800, 1200);
     }
@@ -47,10 +48,12 @@ static void test_hex(void **state)
 
 static void clear_env(void)
 {
-    const char *vars[] = {"REFINERY_DATABASE_URL", "REFINERY_LISTEN", "REFINERY_WORKERS",
-                          "REFINERY_MAX_BODY_BYTES", "REFINERY_LOG_FORMAT", "REFINERY_LEASE_MS",
-                          "REFINERY_TEST_JOBS", NULL};
-    for (const char **v = vars; *v; v++) unsetenv(*v);
+    const char *vars[] = {"REFINERY_DATABASE_URL", "REFINERY_LISTEN",
+                          "REFINERY_WORKERS",      "REFINERY_MAX_BODY_BYTES",
+                          "REFINERY_LOG_FORMAT",   "REFINERY_LEASE_MS",
+                          "REFINERY_TEST_JOBS",    NULL};
+    for (const char **v = vars; *v; v++)
+        unsetenv(*v);
 }
 
 static void test_config_defaults(void **state)

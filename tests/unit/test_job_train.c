@@ -19,8 +19,8 @@
 
 #include "engine/jobs/teacher_cache.h"
 #include "engine/jobs/train.h"
-#include "engine/llama.h"
-#include "engine/safetensors.h"
+#include "engine/model/llama.h"
+#include "engine/core/safetensors.h"
 
 #define FIX "tests/reference/fixtures/"
 
@@ -305,8 +305,7 @@ static void test_run_and_resume(void **state)
     assert_int_equal(json_integer_value(json_object_get(res, "steps")), 6);
     assert_non_null(json_object_get(res, "eval"));
     rf_llama_model merged;
-    if (rf_llama_load(&merged, f.model_dir, NULL, &err) < 0)
-        fail_msg("%s", err.msg);
+    if (rf_llama_load(&merged, f.model_dir, NULL, &err) < 0) fail_msg("%s", err.msg);
     rf_llama_free(&merged);
     json_decref(res), res = NULL;
 
@@ -380,8 +379,7 @@ static void test_from_scratch(void **state)
     assert_int_equal(f.metrics, 30);
     assert_true(f.last_loss < f.first_loss / 2);
     rf_llama_model m;
-    if (rf_llama_load(&m, f.model_dir, NULL, &err) < 0)
-        fail_msg("%s", err.msg);
+    if (rf_llama_load(&m, f.model_dir, NULL, &err) < 0) fail_msg("%s", err.msg);
     assert_int_equal(m.config.dim, 32);
     rf_llama_free(&m);
     json_decref(res), json_decref(p);

@@ -24,7 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/llama.h"
+#include "engine/model/llama.h"
 
 #define FIX "tests/reference/fixtures/"
 

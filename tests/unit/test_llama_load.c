@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/llama.h"
+#include "engine/model/llama.h"
 
 #define SRC "tests/reference/fixtures/llama_f32_gqa"
 

@@ -12,9 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/llama.h"
-#include "engine/lora.h"
-#include "engine/train.h"
+#include "engine/model/llama.h"
+#include "engine/model/lora.h"
+#include "engine/train/train.h"
 
 #define FIX "tests/reference/fixtures/"
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/ops.h"
+#include "engine/backend/ops.h"
 
 static const rf_ops *g_backends[2];
 static int g_nbackends;

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/loss.h"
-#include "engine/ops.h"
+#include "engine/train/loss.h"
+#include "engine/backend/ops.h"
 
 static const rf_ops *g_backends[2];
 static int g_nbackends;

@@ -17,11 +17,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/gptq_pack.h"
-#include "engine/llama.h"
-#include "engine/quantize.h"
-#include "engine/safetensors.h"
-#include "engine/sampler.h"
+#include "engine/quant/gptq_pack.h"
+#include "engine/model/llama.h"
+#include "engine/quant/quantize.h"
+#include "engine/core/safetensors.h"
+#include "engine/generate/sampler.h"
 
 #define FIX "tests/reference/fixtures/llama_f32_gqa"
 #define NSEQ 8

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "engine/jobs/quantize.h"
-#include "engine/llama.h"
+#include "engine/model/llama.h"
 
 typedef struct {
     int events, metrics, models;

@@ -40,7 +40,8 @@ static int setup(void **state)
         fprintf(stderr, "setup: %s\n", e.msg);
         return -1;
     }
-    return rf_db_exec(db, "INSERT INTO tenants (id, name) VALUES ('ten_t', 't')", 0, NULL, NULL, &e);
+    return rf_db_exec(db, "INSERT INTO tenants (id, name) VALUES ('ten_t', 't')", 0, NULL, NULL,
+                      &e);
 }
 
 static int teardown(void **state)
@@ -146,7 +147,8 @@ static void test_retry_backoff_and_give_up(void **state)
     assert_int_equal(rf_queue_retry(db, &j, OWNER, "disk on fire", 10000, 60000, &final, &e), 0);
     assert_false(final);
     /* First retry waits base·2^0·[0.5, 1) = 5..10 s. */
-    double wait = atof(one("SELECT extract(epoch from run_after - now()) FROM jobs WHERE id = 'job_r'"));
+    double wait =
+        atof(one("SELECT extract(epoch from run_after - now()) FROM jobs WHERE id = 'job_r'"));
     assert_true(wait > 4.9 && wait < 10.1);
     assert_string_equal(one("SELECT error FROM jobs WHERE id = 'job_r'"),
                         "disk on fire (attempt 1 of 2; will retry)");

@@ -8,8 +8,9 @@
 static void expect(const char *h, uint64_t size, rf_range_kind kind, uint64_t start, uint64_t len)
 {
     rf_range r = rf_range_parse(h, size);
-    if (r.kind != kind) fail_msg("'%s' of %llu: kind %d, want %d", h ? h : "(null)",
-                                 (unsigned long long)size, r.kind, kind);
+    if (r.kind != kind)
+        fail_msg("'%s' of %llu: kind %d, want %d", h ? h : "(null)", (unsigned long long)size,
+                 r.kind, kind);
     if (kind == RF_RANGE_PARTIAL && (r.start != start || r.length != len))
         fail_msg("'%s': [%llu, +%llu), want [%llu, +%llu)", h, (unsigned long long)r.start,
                  (unsigned long long)r.length, (unsigned long long)start, (unsigned long long)len);
@@ -18,19 +19,19 @@ static void expect(const char *h, uint64_t size, rf_range_kind kind, uint64_t st
 static void test_ranges(void **state)
 {
     expect(NULL, 100, RF_RANGE_NONE, 0, 0);
-    expect("bytes=0-0", 100, RF_RANGE_PARTIAL, 0, 1);      /* first byte */
-    expect("bytes=99-99", 100, RF_RANGE_PARTIAL, 99, 1);   /* last byte */
+    expect("bytes=0-0", 100, RF_RANGE_PARTIAL, 0, 1);    /* first byte */
+    expect("bytes=99-99", 100, RF_RANGE_PARTIAL, 99, 1); /* last byte */
     expect("bytes=99-", 100, RF_RANGE_PARTIAL, 99, 1);
     expect("bytes=10-19", 100, RF_RANGE_PARTIAL, 10, 10);
     expect("bytes=10-1000", 100, RF_RANGE_PARTIAL, 10, 90); /* clipped to the end */
-    expect("bytes=-10", 100, RF_RANGE_PARTIAL, 90, 10);    /* suffix */
+    expect("bytes=-10", 100, RF_RANGE_PARTIAL, 90, 10);     /* suffix */
     expect("bytes=-1000", 100, RF_RANGE_PARTIAL, 0, 100);
-    expect(" Bytes = 5 - 6 ", 100, RF_RANGE_NONE, 0, 0);   /* spaces inside a range */
+    expect(" Bytes = 5 - 6 ", 100, RF_RANGE_NONE, 0, 0); /* spaces inside a range */
     expect("bytes = 5-6", 100, RF_RANGE_PARTIAL, 5, 2);
     expect("bytes=100-", 100, RF_RANGE_UNSATISFIABLE, 0, 0); /* past the end */
     expect("bytes=200-300", 100, RF_RANGE_UNSATISFIABLE, 0, 0);
     expect("bytes=-0", 100, RF_RANGE_UNSATISFIABLE, 0, 0);
-    expect("bytes=0-", 0, RF_RANGE_UNSATISFIABLE, 0, 0);   /* empty file */
+    expect("bytes=0-", 0, RF_RANGE_UNSATISFIABLE, 0, 0); /* empty file */
     /* Malformed or unsupported: ignored, the whole file is sent. */
     expect("bytes=5-2", 100, RF_RANGE_NONE, 0, 0);
     expect("bytes=abc", 100, RF_RANGE_NONE, 0, 0);

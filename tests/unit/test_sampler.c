@@ -7,7 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "engine/sampler.h"
+#include "engine/generate/sampler.h"
 
 /* probabilities 0.4, 0.3, 0.2, 0.1 */
 static const float g_logits[4] = {1.3862944f, 1.0986123f, 0.6931472f, 0.0f};

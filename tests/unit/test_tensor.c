@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "engine/tensor.h"
+#include "engine/core/tensor.h"
 
 static uint32_t g_rng = 12345;
 static uint32_t rnd(void)

@@ -14,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/llama.h"
-#include "engine/lora.h"
-#include "engine/safetensors.h"
-#include "engine/train.h"
+#include "engine/model/llama.h"
+#include "engine/model/lora.h"
+#include "engine/core/safetensors.h"
+#include "engine/train/train.h"
 
 #define FIX "tests/reference/fixtures/"
 #define TOL 1e-4

@@ -19,10 +19,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/llama.h"
-#include "engine/lora.h"
-#include "engine/train.h"
-#include "engine/train_state.h"
+#include "engine/model/llama.h"
+#include "engine/model/lora.h"
+#include "engine/train/train.h"
+#include "engine/train/train_state.h"
 
 #define STUDENT "tests/reference/fixtures/llama_f32_gqa"
 #define B 4

@@ -1,0 +1,19 @@
+/* The CPU backend's W4A16 matmul: activations f32, weights in the GPTQ
+ * layout (engine/gptq_pack.h), dequantized on the fly — a tile at a time
+ * into per-thread scratch for GEMM-sized batches, in registers for decode.
+ * Entry points of the op table in ops_cpu.c. */
+#ifndef RF_OPS_CPU_W4A16_H
+#define RF_OPS_CPU_W4A16_H
+
+#include <stddef.h>
+
+#include "engine/core/gptq_weight.h"
+
+/* SIMD kernels where the CPU has AVX2/FMA, portable C otherwise. */
+void rf_cpu_matmul_w4a16(float *y, const float *x, const rf_gptq_weight *w, const float *bias,
+                         int M, float *scratch, size_t scratch_n);
+/* Portable C only. */
+void rf_cpu_matmul_w4a16_generic(float *y, const float *x, const rf_gptq_weight *w,
+                                 const float *bias, int M, float *scratch, size_t scratch_n);
+
+#endif

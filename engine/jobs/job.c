@@ -1,0 +1,76 @@
+#include "engine/jobs/job.h"
+
+#include <string.h>
+
+#include "engine/jobs/evaluate.h"
+#include "engine/jobs/quantize.h"
+#include "engine/jobs/teacher_cache.h"
+#include "engine/jobs/train.h"
+
+#define RF_MAX_RUNNERS 64
+
+static const rf_runner *g_runners[RF_MAX_RUNNERS];
+static const rf_runner_ref *g_refs[RF_MAX_RUNNERS];
+static int g_nrunners;
+
+int rf_runner_register(const rf_runner *runner)
+{
+    if (!runner || !runner->type || !runner->run) return RF_EINVAL;
+    for (int i = 0; i < g_nrunners; i++)
+        if (strcmp(g_runners[i]->type, runner->type) == 0) return RF_ECONFLICT;
+    if (g_nrunners == RF_MAX_RUNNERS) return RF_ENOMEM;
+    g_runners[g_nrunners++] = runner;
+    return 0;
+}
+
+const rf_runner *rf_runner_find(const char *type)
+{
+    if (!type) return NULL;
+    for (int i = 0; i < g_nrunners; i++)
+        if (strcmp(g_runners[i]->type, type) == 0) return g_runners[i];
+    return NULL;
+}
+
+int rf_runner_types(const char **names, int cap)
+{
+    for (int i = 0; i < g_nrunners && i < cap; i++)
+        names[i] = g_runners[i]->type;
+    return g_nrunners;
+}
+
+int rf_runner_set_refs(const char *type, const rf_runner_ref *refs)
+{
+    for (int i = 0; i < g_nrunners; i++)
+        if (!strcmp(g_runners[i]->type, type)) {
+            g_refs[i] = refs;
+            return 0;
+        }
+    return RF_ENOTFOUND;
+}
+
+const rf_runner_ref *rf_runner_refs(const char *type)
+{
+    for (int i = 0; type && i < g_nrunners; i++)
+        if (!strcmp(g_runners[i]->type, type)) return g_refs[i];
+    return NULL;
+}
+
+void rf_runners_register_builtin(void)
+{
+    /* Engine job types register here as they land (train, quantize, …). */
+    static const rf_runner_ref train_refs[] = {
+        {"student", "model"},          {"teacher", "model"},   {"dataset", "dataset"},
+        {"teacher_cache", "artifact"}, {"tokenizer", "model"}, {NULL, NULL}};
+    static const rf_runner_ref teacher_cache_refs[] = {
+        {"teacher", "model"}, {"dataset", "dataset"}, {NULL, NULL}};
+    rf_runner_register(&rf_evaluate_runner);
+    rf_runner_set_refs(rf_evaluate_runner.type, rf_evaluate_refs);
+    rf_runner_register(rf_train_runner());
+    rf_runner_set_refs(rf_train_runner()->type, train_refs);
+    rf_runner_register(rf_teacher_cache_runner());
+    rf_runner_set_refs(rf_teacher_cache_runner()->type, teacher_cache_refs);
+    static const rf_runner_ref quantize_refs[] = {
+        {"model", "model"}, {"dataset", "dataset"}, {"adapter", "adapter"}, {NULL, NULL}};
+    rf_runner_register(&rf_quantize_runner);
+    rf_runner_set_refs(rf_quantize_runner.type, quantize_refs);
+}

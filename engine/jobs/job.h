@@ -1,0 +1,85 @@
+/* Job runners and the context they run in.
+ *
+ * A runner is the engine side of a job type: it validates its params (so that a
+ * bad request is refused at POST, naming the field) and runs them. It talks to
+ * the outside world only through rf_job_ctx, which the service implements on
+ * PostgreSQL and the artifact store, and `refinery run job.json` implements on
+ * stdout and a local folder. Nothing here knows about HTTP or SQL. */
+#ifndef RF_JOB_H
+#define RF_JOB_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "engine/core/error.h"
+
+typedef struct rf_job_ctx rf_job_ctx;
+
+struct rf_job_ctx {
+    void *self;
+    const char *job_id;
+    int attempt;         /* 1 on the first run, 2 after one rescue, … */
+    const char *workdir; /* private folder of this job, kept across attempts */
+    /* The state saved by the last checkpoint of an earlier attempt, or NULL. */
+    const json_t *resume;
+
+    /* fraction in [0,1]; message may be NULL. */
+    int (*progress)(rf_job_ctx *ctx, double fraction, const char *message);
+    /* Append an event: kind is "log", "metrics", "progress" or a runner's own;
+     * data is borrowed. */
+    int (*event)(rf_job_ctx *ctx, const char *kind, const json_t *data);
+    /* Durably record state from which a later attempt resumes (files it names
+     * must already be fsynced under workdir). */
+    int (*checkpoint)(rf_job_ctx *ctx, const json_t *state);
+    /* Register a finished file under workdir as an artifact of the job. */
+    int (*artifact)(rf_job_ctx *ctx, const char *kind, const char *path, const char *name);
+    /* Register the checkpoint folder dir (made under workdir) as a model of the
+     * job's tenant, named name; the folder moves into the model store. The
+     * new model's id is written to id_out (cap bytes; 40 is enough). */
+    int (*model)(rf_job_ctx *ctx, const char *dir, const char *name, char *id_out, size_t cap);
+    /* True once the job should stop at its next safe point: cancelled by a
+     * user, or the process is shutting down. The runner then returns
+     * RF_ECANCELED; the service decides which of the two it was. */
+    bool (*should_stop)(rf_job_ctx *ctx);
+    /* Where a registered object the params name lives: kind "model" (a
+     * model's id or name) gives its checkpoint folder, "dataset" (an id)
+     * its JSONL file, "artifact" (an id) its file, "adapter" (a train job's id)
+     * a folder with its PEFT adapter files, as the job's tenant sees them. *path is malloc'd.
+     * RF_ENOTFOUND when the tenant has no such object. The service answers
+     * from PostgreSQL; `refinery run` takes the reference as a local path. */
+    int (*resolve)(rf_job_ctx *ctx, const char *kind, const char *ref, char **path, rf_error *err);
+};
+
+/* A param that names a registered object: checked to exist for the tenant
+ * when the job is created, so that a typo is a 422 naming the field rather
+ * than a failed job. */
+typedef struct rf_runner_ref {
+    const char *field; /* top-level key of params */
+    const char *kind; /* "model", "dataset", "artifact" or "adapter", as rf_job_ctx.resolve takes */
+} rf_runner_ref;
+
+typedef struct rf_runner {
+    const char *type;
+    /* Check params without side effects; on failure fill err with the field. */
+    int (*validate)(const json_t *params, rf_error *err);
+    /* Run to completion; *result (owned by the caller afterwards) on success.
+     * RF_EINVAL and RF_EUNSUPPORTED are final; other errors may be retried. */
+    int (*run)(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err);
+} rf_runner;
+
+/* The registry maps a job type to its runner. Registration happens at start,
+ * before any worker thread runs; lookups afterwards need no lock. */
+int rf_runner_register(const rf_runner *runner);
+const rf_runner *rf_runner_find(const char *type);
+/* Fills names with up to cap registered types; returns how many exist. */
+int rf_runner_types(const char **names, int cap);
+/* The engine's own job types: evaluate (more as they land). */
+void rf_runners_register_builtin(void);
+/* Declare which params of a registered type name registered objects
+ * (refs ends with {NULL}); rf_runner_refs answers NULL for a type that
+ * declared none. Kept beside rf_runner rather than in it, so that runners
+ * written as positional initializers stay valid. */
+int rf_runner_set_refs(const char *type, const rf_runner_ref *refs);
+const rf_runner_ref *rf_runner_refs(const char *type);
+
+#endif

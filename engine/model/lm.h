@@ -1,0 +1,50 @@
+/* rf_lm: a language model ready for text in, text out — the Llama weights,
+ * the tokenizer of the same folder, and the chat family its
+ * tokenizer_config.json names (when it names one). What generation,
+ * evaluation and the completions endpoints load. A loaded rf_lm is
+ * read-only: any number of threads may use it at once, each with its own
+ * rf_llama_acts. */
+#ifndef RF_LM_H
+#define RF_LM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/tokenizer/chat_template.h"
+#include "engine/core/error.h"
+#include "engine/model/llama.h"
+#include "engine/tokenizer/tokenizer.h"
+
+#define RF_LM_MAX_STOP 16
+
+typedef struct rf_lm {
+    rf_llama_model model;
+    rf_tokenizer *tok;
+    bool has_chat; /* chat_family is meaningful */
+    rf_chat_family chat_family;
+    /* Tokens that end a turn: the config's EOS ids, the tokenizer's EOS and
+     * the families' end-of-turn tokens (<|eot_id|>, <|im_end|>) it knows. */
+    int stop_ids[RF_LM_MAX_STOP];
+    int n_stop;
+} rf_lm;
+
+int rf_lm_load(rf_lm *lm, const char *dir, rf_error *err);
+void rf_lm_free(rf_lm *lm);
+/* Resident bytes the loaded model stands for (mapped weights). */
+size_t rf_lm_bytes(const rf_lm *lm);
+
+/* Tokens of a plain prompt (the post-processor's BOS added), or of a chat
+ * formatted with the model's family (or `family` when not NULL) and the
+ * assistant header appended. *ids malloc'd. */
+int rf_lm_encode_prompt(const rf_lm *lm, const char *text, int32_t **ids, size_t *n, rf_error *err);
+int rf_lm_encode_chat(const rf_lm *lm, const rf_chat_msg *msgs, size_t n_msgs, const char *family,
+                      int32_t **ids, size_t *n, rf_error *err);
+
+/* Decode generated ids to malloc'd text, special tokens left out. Ids the
+ * tokenizer has no entry for (a model's vocabulary is often padded past
+ * the tokenizer's) decode to nothing. */
+int rf_lm_decode(const rf_lm *lm, const int *ids, size_t n, char **text, size_t *len,
+                 rf_error *err);
+
+#endif
