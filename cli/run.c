@@ -161,7 +161,7 @@ int rf_cmd_run(int argc, char **argv)
         goto out;
     }
     if (!params) json_object_set_new(job, "params", params = json_object());
-    if (runner->validate && runner->validate(params, &err) < 0) {
+    if (rf_runner_validate(runner, params, &err) < 0) {
         fprintf(stderr, "refinery run: params%s%s: %s\n", err.field[0] ? "." : "", err.field,
                 err.msg);
         goto out;

@@ -86,11 +86,11 @@ static int validate_body(const json_t *body, const rf_runner **runner, rf_error 
                                       k);
         }
     }
-    if ((*runner)->validate) {
+    if ((*runner)->validate || (*runner)->params) {
         json_t *empty = json_object();
         rf_error perr;
         rf_error_clear(&perr);
-        int rc = (*runner)->validate(params ? params : empty, &perr);
+        int rc = rf_runner_validate(*runner, params ? params : empty, &perr);
         json_decref(empty);
         if (rc) {
             char field[sizeof err->field];

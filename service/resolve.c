@@ -47,20 +47,38 @@ int rf_resolve(PGconn *c, const char *tenant, const char *kind, const char *ref,
     return rc;
 }
 
+typedef struct check_ctx {
+    PGconn *c;
+    const char *tenant;
+    rf_error *err;
+} check_ctx;
+
+/* One reference of params (field is its path inside params). */
+static int check_one(void *user, const char *kind, const char *field, const char *value)
+{
+    check_ctx *k = user;
+    char *path = NULL;
+    int rc = rf_resolve(k->c, k->tenant, kind, value, &path, k->err);
+    free(path);
+    if (rc == RF_ENOTFOUND) {
+        /* the request is at fault, not the URL: 422, naming the field. The
+         * message is copied first: formatting err->msg into itself empties it. */
+        char msg[sizeof k->err->msg], full[sizeof k->err->field];
+        snprintf(msg, sizeof msg, "%s", k->err->msg);
+        snprintf(full, sizeof full, "params.%s", field);
+        return rf_error_field(k->err, RF_EINVAL, full, "%s", msg);
+    }
+    return rc;
+}
+
 int rf_resolve_check(PGconn *c, const char *tenant, const rf_runner *runner, const json_t *params,
                      rf_error *err)
 {
+    check_ctx k = {c, tenant, err};
+    if (runner->params) return rf_params_refs(params, runner->params, "", check_one, &k);
     for (const rf_runner_ref *ref = rf_runner_refs(runner->type); ref && ref->field; ref++) {
         const char *v = json_string_value(json_object_get(params, ref->field));
-        if (!v) continue;
-        char *path = NULL, field[96];
-        int rc = rf_resolve(c, tenant, ref->kind, v, &path, err);
-        free(path);
-        if (rc == RF_ENOTFOUND) {
-            snprintf(field, sizeof field, "params.%s", ref->field);
-            /* the request is at fault, not the URL: 422, naming the field */
-            return rf_error_field(err, RF_EINVAL, field, "%s", err->msg);
-        }
+        int rc = v ? check_one(&k, ref->kind, ref->field, v) : 0;
         if (rc) return rc;
     }
     return 0;

@@ -15,24 +15,31 @@ void rf_error_clear(rf_error *err)
 int rf_errorf(rf_error *err, int code, const char *fmt, ...)
 {
     if (!err) return code;
-    err->code = code;
-    err->field[0] = '\0';
+    /* formatted aside first: the arguments may be err->msg itself */
+    char msg[sizeof err->msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    err->code = code;
+    err->field[0] = '\0';
+    memcpy(err->msg, msg, sizeof msg);
     return code;
 }
 
 int rf_error_field(rf_error *err, int code, const char *field, const char *fmt, ...)
 {
     if (!err) return code;
-    err->code = code;
-    snprintf(err->field, sizeof err->field, "%s", field ? field : "");
+    /* formatted aside first: field and the arguments may point into err */
+    char msg[sizeof err->msg], f[sizeof err->field];
+    snprintf(f, sizeof f, "%s", field ? field : "");
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    err->code = code;
+    memcpy(err->field, f, sizeof f);
+    memcpy(err->msg, msg, sizeof msg);
     return code;
 }
 

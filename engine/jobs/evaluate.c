@@ -8,63 +8,73 @@
 #include "engine/eval/eval_dataset.h"
 #include "engine/model/lm.h"
 
-static int options(const json_t *params, rf_eval_opts *o, rf_error *err)
+static const char *const splits[] = {"all", "train", "validation", "test", NULL};
+static const char *const metric_names[] = {"perplexity", "accuracy", "exact_match", NULL};
+static const rf_param metric_item = {.type = RF_PARAM_ENUM, .choices = metric_names};
+
+static const rf_param params[] = {
+    {.name = "model",
+     .type = RF_PARAM_STRING,
+     .flags = RF_PARAM_REQUIRED,
+     .ref = "model",
+     .help = "a registered model's id or name"},
+    {.name = "dataset",
+     .type = RF_PARAM_STRING,
+     .flags = RF_PARAM_REQUIRED,
+     .ref = "dataset",
+     .help = "a dataset id"},
+    {.name = "split",
+     .type = RF_PARAM_ENUM,
+     .choices = splits,
+     .def = "all",
+     .help = "which rows of the dataset to score"},
+    {.name = "metrics",
+     .type = RF_PARAM_ARRAY,
+     .items = &metric_item,
+     .lo = 1,
+     .hi = 3,
+     .def = "[\"perplexity\", \"accuracy\"]",
+     .help = "perplexity of the responses, multiple-choice accuracy (acc and acc_norm, as "
+             "lm-evaluation-harness), exact match of a greedy generation"},
+    {.name = "limit",
+     .type = RF_PARAM_INT,
+     .lo = 1,
+     .hi = 1e12,
+     .help = "score at most this many rows (default: every row)"},
+    {.name = "chat",
+     .type = RF_PARAM_BOOL,
+     .def = "false",
+     .help = "format prompt/response rows with the model's chat template"},
+    {.name = "max_new_tokens",
+     .type = RF_PARAM_INT,
+     .lo = 1,
+     .hi = 4096,
+     .def = "64",
+     .help = "generation length for exact_match"},
+    {0}};
+
+/* params has passed the table check. */
+static int options(const json_t *p, rf_eval_opts *o, rf_error *err)
 {
-    static const char *const known[] = {"model", "dataset", "split",          "metrics",
-                                        "limit", "chat",    "max_new_tokens", NULL};
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)params, k, v)
-    {
-        bool ok = false;
-        for (const char *const *n = known; *n && !ok; n++)
-            ok = !strcmp(*n, k);
-        if (!ok)
-            return rf_error_field(err, RF_EINVAL, k,
-                                  "unknown parameter '%s' (model, dataset, split, metrics, limit, "
-                                  "chat, max_new_tokens)",
-                                  k);
-    }
-    const char *model = json_string_value(json_object_get(params, "model"));
-    const char *dataset = json_string_value(json_object_get(params, "dataset"));
-    if (!model || !*model)
-        return rf_error_field(err, RF_EINVAL, "model",
-                              "'model' is required: a registered model's id or name");
-    if (!dataset || !*dataset)
-        return rf_error_field(err, RF_EINVAL, "dataset", "'dataset' is required: a dataset id");
     memset(o, 0, sizeof *o);
-    json_t *split = json_object_get(params, "split");
-    if (split && !json_is_string(split))
-        return rf_error_field(err, RF_EINVAL, "split", "'split' must be a string");
-    int rc = rf_eval_parse_split(json_string_value(split), &o->split, err);
+    const char *split = rf_param_str(p, params, "split", "all");
+    int rc = rf_eval_parse_split(split, &o->split, err);
     if (rc) return rc;
-    json_t *metrics = json_object_get(params, "metrics");
-    if (metrics) {
-        if ((rc = rf_eval_metrics_json(metrics, &o->metrics, err))) return rc;
-    } else {
-        o->metrics = RF_METRIC_PERPLEXITY | RF_METRIC_ACCURACY;
-    }
-    json_t *limit = json_object_get(params, "limit");
-    if (limit && (!json_is_integer(limit) || json_integer_value(limit) < 1))
-        return rf_error_field(err, RF_EINVAL, "limit", "'limit' must be a positive integer");
-    o->limit = limit ? (long)json_integer_value(limit) : 0;
-    json_t *chat = json_object_get(params, "chat");
-    if (chat && !json_is_boolean(chat))
-        return rf_error_field(err, RF_EINVAL, "chat", "'chat' must be true or false");
-    o->chat = json_is_true(chat);
-    json_t *mnt = json_object_get(params, "max_new_tokens");
-    if (mnt &&
-        (!json_is_integer(mnt) || json_integer_value(mnt) < 1 || json_integer_value(mnt) > 4096))
-        return rf_error_field(err, RF_EINVAL, "max_new_tokens",
-                              "'max_new_tokens' must be an integer in [1, 4096]");
-    o->max_new_tokens = mnt ? (int)json_integer_value(mnt) : 64;
+    json_t *metrics = json_object_get(p, "metrics");
+    json_t *def = metrics ? NULL : json_loads(rf_param_find(params, "metrics")->def, 0, NULL);
+    rc = rf_eval_metrics_json(metrics ? metrics : def, &o->metrics, err);
+    json_decref(def);
+    if (rc) return rc;
+    o->limit = (long)rf_param_int(p, params, "limit", 0);
+    o->chat = rf_param_bool(p, params, "chat", false);
+    o->max_new_tokens = (int)rf_param_int(p, params, "max_new_tokens", 64);
     return 0;
 }
 
-static int validate(const json_t *params, rf_error *err)
+static int validate(const json_t *p, rf_error *err)
 {
     rf_eval_opts o;
-    return options(params, &o, err);
+    return options(p, &o, err);
 }
 
 typedef struct progress {
@@ -94,15 +104,16 @@ static void on_checkpoint(void *arg, const json_t *state)
     if (p->ctx->checkpoint) p->ctx->checkpoint(p->ctx, state);
 }
 
-static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
+static int run(const json_t *p, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
     rf_eval_opts o;
-    int rc = options(params, &o, err);
+    int rc = rf_params_check(p, params, "", err);
+    if (rc < 0 || (rc = options(p, &o, err)) < 0) return rc;
     if (rc) return rc;
     if (!ctx->resolve)
         return rf_errorf(err, RF_EINTERNAL, "evaluate: this context cannot resolve references");
-    const char *model = json_string_value(json_object_get(params, "model"));
-    const char *dataset = json_string_value(json_object_get(params, "dataset"));
+    const char *model = rf_param_str(p, params, "model", NULL);
+    const char *dataset = rf_param_str(p, params, "dataset", NULL);
     char *model_dir = NULL, *data_path = NULL;
     rf_lm lm;
     bool loaded = false;
@@ -132,8 +143,7 @@ static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error 
     if ((rc = rf_eval_dataset(&lm, data_path, &o, &m, err)) < 0) goto out;
     json_object_set_new(m, "model", json_string(model));
     json_object_set_new(m, "dataset", json_string(dataset));
-    json_t *split = json_object_get(params, "split");
-    json_object_set_new(m, "split", split ? json_copy(split) : json_string("all"));
+    json_object_set_new(m, "split", json_string(rf_param_str(p, params, "split", "all")));
     if (ctx->event) ctx->event(ctx, "metrics", m);
     *result = m;
 out:
@@ -143,6 +153,11 @@ out:
     return rc;
 }
 
-const rf_runner_ref rf_evaluate_refs[] = {{"model", "model"}, {"dataset", "dataset"}, {NULL, NULL}};
-
-const rf_runner rf_evaluate_runner = {"evaluate", validate, run};
+const rf_runner rf_evaluate_runner = {
+    .type = "evaluate",
+    .validate = validate,
+    .run = run,
+    .description = "A model's metrics on a dataset: perplexity of the responses, multiple-choice "
+                   "accuracy by log-likelihood (acc, acc_norm), exact match of a greedy "
+                   "generation. Long evaluations checkpoint their running totals.",
+    .params = params};

@@ -1,5 +1,5 @@
 /* The `evaluate` job type: a model's metrics on a dataset
- * (engine/eval_dataset.h). Params:
+ * (engine/eval/eval_dataset.h). Params (the table in evaluate.c):
  *   model           registered model, id or name          (required)
  *   dataset         dataset id                            (required)
  *   split           "train" | "validation" | "test" | "all" (default all)
@@ -17,7 +17,5 @@
 #include "engine/jobs/job.h"
 
 extern const rf_runner rf_evaluate_runner;
-/* model and dataset name registered objects */
-extern const rf_runner_ref rf_evaluate_refs[];
 
 #endif

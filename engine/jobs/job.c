@@ -38,6 +38,13 @@ int rf_runner_types(const char **names, int cap)
     return g_nrunners;
 }
 
+int rf_runner_validate(const rf_runner *runner, const json_t *params, rf_error *err)
+{
+    int rc;
+    if (runner->params && (rc = rf_params_check(params, runner->params, "", err)) < 0) return rc;
+    return runner->validate ? runner->validate(params, err) : 0;
+}
+
 int rf_runner_set_refs(const char *type, const rf_runner_ref *refs)
 {
     for (int i = 0; i < g_nrunners; i++)
@@ -64,7 +71,6 @@ void rf_runners_register_builtin(void)
     static const rf_runner_ref teacher_cache_refs[] = {
         {"teacher", "model"}, {"dataset", "dataset"}, {NULL, NULL}};
     rf_runner_register(&rf_evaluate_runner);
-    rf_runner_set_refs(rf_evaluate_runner.type, rf_evaluate_refs);
     rf_runner_register(rf_train_runner());
     rf_runner_set_refs(rf_train_runner()->type, train_refs);
     rf_runner_register(rf_teacher_cache_runner());

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 
 #include "engine/core/error.h"
+#include "engine/core/params.h"
 
 typedef struct rf_job_ctx rf_job_ctx;
 
@@ -60,12 +61,23 @@ typedef struct rf_runner_ref {
 
 typedef struct rf_runner {
     const char *type;
-    /* Check params without side effects; on failure fill err with the field. */
+    /* Check params without side effects; on failure fill err with the field.
+     * With a params table, it runs after the table check and keeps to the
+     * rules a table cannot say (either a or b, b only with a); may be NULL. */
     int (*validate)(const json_t *params, rf_error *err);
     /* Run to completion; *result (owned by the caller afterwards) on success.
      * RF_EINVAL and RF_EUNSUPPORTED are final; other errors may be retried. */
     int (*run)(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err);
+    /* What the job does, in a sentence or two (GET /v1/job-types). */
+    const char *description;
+    /* The params table (engine/core/params.h): checked before validate,
+     * read by the runner, published by GET /v1/job-types; its ref entries
+     * are the params that name registered objects. NULL: validate alone. */
+    const rf_param *params;
 } rf_runner;
+
+/* The table check, then runner->validate: what POST and `refinery run` call. */
+int rf_runner_validate(const rf_runner *runner, const json_t *params, rf_error *err);
 
 /* The registry maps a job type to its runner. Registration happens at start,
  * before any worker thread runs; lookups afterwards need no lock. */

@@ -213,11 +213,11 @@ static int model_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
 void rf_testjobs_register(void)
 {
     static const rf_runner runners[] = {
-        {"test.noop", noop_validate, noop_run},
-        {"test.sleep", sleep_validate, sleep_run},
-        {"test.fail", fail_validate, fail_run},
-        {"test.artifact", artifact_validate, artifact_run},
-        {"test.model", model_validate, model_run},
+        {.type = "test.noop", .validate = noop_validate, .run = noop_run},
+        {.type = "test.sleep", .validate = sleep_validate, .run = sleep_run},
+        {.type = "test.fail", .validate = fail_validate, .run = fail_run},
+        {.type = "test.artifact", .validate = artifact_validate, .run = artifact_run},
+        {.type = "test.model", .validate = model_validate, .run = model_run},
     };
     for (size_t i = 0; i < sizeof runners / sizeof runners[0]; i++)
         rf_runner_register(&runners[i]);

@@ -34,11 +34,11 @@ int rf_optim_add(rf_optim *o, float *data, float *grad, int rows, int cols, bool
 {
     if (o->n == o->cap) {
         int cap = o->cap ? 2 * o->cap : 64;
-        rf_param *p = realloc(o->p, sizeof *p * (size_t)cap);
+        rf_optim_param *p = realloc(o->p, sizeof *p * (size_t)cap);
         if (!p) return rf_errorf(err, RF_ENOMEM, "optimizer: out of memory");
         o->p = p, o->cap = cap;
     }
-    rf_param *p = &o->p[o->n++];
+    rf_optim_param *p = &o->p[o->n++];
     memset(p, 0, sizeof *p);
     p->data = data, p->grad = grad, p->rows = rows, p->cols = cols;
     /* FORMATS.md: non-2-D parameters (and embeddings, LM head: muon_ok false) use AdamW */
@@ -46,7 +46,7 @@ int rf_optim_add(rf_optim *o, float *data, float *grad, int rows, int cols, bool
     return 0;
 }
 
-static size_t numel(const rf_param *p)
+static size_t numel(const rf_optim_param *p)
 {
     return (size_t)p->rows * (size_t)(p->cols ? p->cols : 1);
 }
@@ -68,7 +68,7 @@ int rf_optim_ready(rf_optim *o, rf_error *err)
     o->state_n = n, o->ns_n = ns;
     float *s = o->state;
     for (int i = 0; i < o->n; i++) {
-        rf_param *p = &o->p[i];
+        rf_optim_param *p = &o->p[i];
         p->m = s, s += numel(p);
         if (!p->muon) p->v = s, s += numel(p);
     }
@@ -99,7 +99,7 @@ double rf_optim_grad_norm(const rf_optim *o)
 {
     double s = 0;
     for (int i = 0; i < o->n; i++) {
-        const rf_param *p = &o->p[i];
+        const rf_optim_param *p = &o->p[i];
         size_t n = numel(p);
         for (size_t j = 0; j < n; j++)
             s += (double)p->grad[j] * p->grad[j];
@@ -158,7 +158,7 @@ void rf_ns5(float *x, int rows, int cols, float *scratch)
             x[(size_t)i * cols + j] = tr ? X[(size_t)j * n + i] : X[(size_t)i * n + j];
 }
 
-static void adamw(const rf_optim_config *c, rf_param *p, float lr, long t)
+static void adamw(const rf_optim_config *c, rf_optim_param *p, float lr, long t)
 {
     /* torch.optim.AdamW: θ ← θ(1 − lr·wd); m, v moving averages;
      * θ ← θ − lr·m̂/(√v̂ + eps) with m̂ = m/(1−β1ᵗ), v̂ = v/(1−β2ᵗ). */
@@ -174,7 +174,7 @@ static void adamw(const rf_optim_config *c, rf_param *p, float lr, long t)
     }
 }
 
-static void muon(const rf_optim_config *c, rf_param *p, float lr, float *scratch, float *u)
+static void muon(const rf_optim_config *c, rf_optim_param *p, float lr, float *scratch, float *u)
 {
     /* FORMATS.md "Muon": M ← βM + (1−β)G; U = (1−β)G + βM; O = NS5(U);
      * θ ← θ(1 − lr·wd) − lr·s·O */
@@ -209,7 +209,7 @@ void rf_optim_step(rf_optim *o, double *norm)
     const float alr = c->kind == RF_OPT_MUON && c->adamw_lr > 0 ? c->adamw_lr * lr / c->lr : lr;
     o->step++;
     for (int i = 0; i < o->n; i++) {
-        rf_param *p = &o->p[i];
+        rf_optim_param *p = &o->p[i];
         if (p->muon) {
             size_t need = rf_ns5_scratch(p->rows, p->cols);
             muon(c, p, lr, o->ns, o->ns + need);

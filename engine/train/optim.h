@@ -41,17 +41,17 @@ typedef struct rf_optim_config {
  * original, cosine, no warm-up, no clipping, wd 0. */
 void rf_optim_config_default(rf_optim_config *c);
 
-typedef struct rf_param {
+typedef struct rf_optim_param {
     float *data, *grad;
     int rows, cols; /* cols 0: not a matrix */
     bool muon;      /* use Muon when the optimiser is Muon (2-D, not embedding/head) */
     float *m, *v;   /* state: first and second moments (Muon: m only) */
-} rf_param;
+} rf_optim_param;
 
 typedef struct rf_optim {
     rf_optim_config cfg;
     int n, cap;
-    rf_param *p;
+    rf_optim_param *p;
     long step;      /* updates done */
     float *state;   /* every m and v, one block */
     size_t state_n; /* floats in state */

@@ -26,11 +26,27 @@ static void test_field_and_wrap(void **state)
     assert_string_equal(rf_strerror(RF_ENOTFOUND), "not found");
 }
 
+/* A message built from the error's own text (wrapping a lower error into a
+ * field error) keeps that text: it once came out empty. */
+static void test_self_referencing_message(void **state)
+{
+    rf_error e;
+    rf_errorf(&e, RF_ENOTFOUND, "no model with id or name '%s'", "nope");
+    rf_error_field(&e, RF_EINVAL, "params.student", "%s", e.msg);
+    assert_string_equal(e.msg, "no model with id or name 'nope'");
+    assert_string_equal(e.field, "params.student");
+    rf_error_field(&e, RF_EINVAL, e.field, "%s (%s)", e.msg, e.field);
+    assert_string_equal(e.msg, "no model with id or name 'nope' (params.student)");
+    rf_errorf(&e, RF_EINVAL, "again: %s", e.msg);
+    assert_string_equal(e.msg, "again: no model with id or name 'nope' (params.student)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errorf_fills_and_returns),
         cmocka_unit_test(test_field_and_wrap),
+        cmocka_unit_test(test_self_referencing_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
