@@ -206,9 +206,9 @@ static long long resident_bytes(const char *dir)
     long long b = (long long)m.weight_bytes;
     for (int l = 0; l < m.config.n_layers; l++)
         for (int i = 0; i < RF_LIN_COUNT; i++)
-            if (m.w.layers[l].gptq[i].qweight)
-                b += 8LL * m.w.layers[l].gptq[i].G * m.w.layers[l].gptq[i].N;
-    if (m.w.lm_head_q.qweight) b += 8LL * m.w.lm_head_q.G * m.w.lm_head_q.N;
+            if (rf_linear_is_gptq(&m.w.layers[l].lin[i]))
+                b += 8LL * m.w.layers[l].lin[i].q.G * m.w.layers[l].lin[i].q.N;
+    if (rf_linear_is_gptq(&m.w.lm_head)) b += 8LL * m.w.lm_head.q.G * m.w.lm_head.q.N;
     rf_llama_free(&m);
     return b;
 }

@@ -270,7 +270,8 @@ static int step(run *r, rf_train_stats *agg, rf_error *err)
         if ((rc = rf_train_forward(&r->st, r->ids, err)) < 0 ||
             (r->has_teacher && (rc = rf_train_forward(&r->tt, r->ids, err)) < 0) ||
             (rc = rf_train_loss(&r->st, r->has_teacher ? &r->tt : NULL, r->has_cache ? &tk : NULL,
-                                r->targets, &r->p.loss, 1.0f / A, true, &s, err)) < 0)
+                                r->targets, &r->p.loss, 1.0f / A, true, &s, err)) < 0 ||
+            (rc = rf_train_backward(&r->st, err)) < 0)
             return rc;
         agg->loss += s.loss / A, agg->ce += s.ce / A, agg->kl += s.kl / A;
         agg->n_tokens += s.n_tokens;
@@ -314,7 +315,7 @@ static int export(run *r, rf_job_ctx *ctx, json_t *result, rf_error *err)
     }
     if (r->p.export_merged) {
         snprintf(path, sizeof path, "%s/merged", ctx->workdir);
-        const rf_dtype dt = r->student.w.layers[0].wq.dtype;
+        const rf_dtype dt = r->student.w.layers[0].lin[RF_LIN_Q].w.dtype;
         rc = r->p.full ? rf_trainer_save_full(&r->st, r->p.student, path, dt, err)
                        : rf_lora_export_merged(&r->lora, &r->student, r->p.student, path, err);
         if (rc < 0) return rc;

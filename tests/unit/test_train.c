@@ -117,6 +117,7 @@ static void run_case(fx *f, const char *name, float alpha, float T, bool teacher
     assert_int_equal(rf_train_loss(&f->st, teacher ? &f->tt : NULL, NULL, f->targets, &lc, 1.0f,
                                    backward, &s, &err),
                      0);
+    if (backward) assert_int_equal(rf_train_backward(&f->st, &err), 0);
     char k[64];
     snprintf(k, sizeof k, "loss.%s", name);
     const double ref[3] = {f64(k, 0), f64(k, 1), f64(k, 2)};
@@ -135,7 +136,7 @@ static void run_case(fx *f, const char *name, float alpha, float T, bool teacher
 static void peft_name(char *buf, size_t cap, const char *prefix, int l, int t, int ab)
 {
     snprintf(buf, cap, "%sbase_model.model.model.layers.%d.%s.lora_%c.weight", prefix, l,
-             rf_lora_target_path(t), ab ? 'B' : 'A');
+             rf_lin(t)->path, ab ? 'B' : 'A');
 }
 
 static void test_losses(void **state)
@@ -154,7 +155,7 @@ static void test_grads_and_steps(void **state)
     run_case(f, "kd", 0.5f, 2.0f, true, true);
     char n[160];
     for (int l = 0; l < f->lora.n_layers; l++)
-        for (int t = 0; t < RF_LORA_NTARGETS; t++)
+        for (int t = 0; t < RF_LIN_COUNT; t++)
             for (int ab = 0; ab < 2; ab++) {
                 rf_lora_pair *p = rf_lora_at(&f->lora, l, t);
                 size_t cnt;
@@ -182,7 +183,7 @@ static void test_grads_and_steps(void **state)
         memcpy(f->lora.grads, g0, sizeof(float) * np);
         rf_optim_step(&opt, NULL);
         for (int l = 0; l < f->lora.n_layers; l++)
-            for (int t = 0; t < RF_LORA_NTARGETS; t++)
+            for (int t = 0; t < RF_LIN_COUNT; t++)
                 for (int ab = 0; ab < 2; ab++) {
                     rf_lora_pair *p = rf_lora_at(&f->lora, l, t);
                     size_t cnt;
@@ -208,17 +209,18 @@ static void test_full_grads(void **state)
     rf_train_stats s;
     assert_int_equal(rf_train_forward(&ft, f->ids, &err), 0);
     assert_int_equal(rf_train_loss(&ft, NULL, NULL, f->targets, &lc, 1.0f, true, &s, &err), 0);
+    assert_int_equal(rf_train_backward(&ft, &err), 0);
     const struct {
         const char *name;
         const float *p;
     } ws[] = {
         {"model.embed_tokens.weight", ft.w.embed.data},
-        {"lm_head.weight", ft.w.lm_head.data},
+        {"lm_head.weight", ft.w.lm_head.w.data},
         {"model.norm.weight", ft.w.norm},
         {"model.layers.0.input_layernorm.weight", ft.w.layers[0].attn_norm},
         {"model.layers.1.post_attention_layernorm.weight", ft.w.layers[1].ffn_norm},
-        {"model.layers.0.self_attn.k_proj.weight", ft.w.layers[0].wk.data},
-        {"model.layers.1.mlp.down_proj.weight", ft.w.layers[1].w_down.data},
+        {"model.layers.0.self_attn.k_proj.weight", ft.w.layers[0].lin[RF_LIN_K].w.data},
+        {"model.layers.1.mlp.down_proj.weight", ft.w.layers[1].lin[RF_LIN_DOWN].w.data},
     };
     for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) {
         char n[128];
@@ -269,7 +271,7 @@ static void test_peft_init_muon(void **state)
     rf_lora lo;
     rf_lora_config lc = {.r = 4, .alpha = 8, .targets = RF_LORA_ALL, .seed = 42};
     assert_int_equal(rf_lora_init(&lo, &f->s.config, &lc, &err), 0);
-    rf_lora_pair *p = rf_lora_at(&lo, 1, RF_LORA_UP);
+    rf_lora_pair *p = rf_lora_at(&lo, 1, RF_LIN_UP);
     double bound = 1 / sqrt(p->in), mx = 0;
     for (int i = 0; i < lc.r * p->in; i++)
         mx = fmax(mx, fabs(p->A[i]));
@@ -289,6 +291,7 @@ static void test_peft_init_muon(void **state)
     rf_train_stats s;
     assert_int_equal(rf_train_forward(&tr, f->ids, &err), 0);
     assert_int_equal(rf_train_loss(&tr, NULL, NULL, f->targets, &lsc, 1, true, &s, &err), 0);
+    assert_int_equal(rf_train_backward(&tr, &err), 0);
     double gA = 0, gB = 0;
     for (int i = 0; i < lc.r * p->in; i++)
         gA = fmax(gA, fabs(p->dA[i]));
