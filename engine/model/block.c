@@ -83,8 +83,8 @@ static rf_attn_args attn_args(const rf_llama_config *c, const rf_block_io *io,
         if (io->stop == stage) return;                                                             \
     } while (0)
 
-void rf_block_forward(const rf_llama_model *m, const rf_llama_layer *L, int l, const rf_block_io *io,
-                      const rf_block_acts *a)
+void rf_block_forward(const rf_llama_model *m, const rf_llama_layer *L, int l,
+                      const rf_block_io *io, const rf_block_acts *a)
 {
     const rf_llama_config *c = &m->config;
     const rf_ops *ops = m->ops;

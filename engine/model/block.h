@@ -28,15 +28,15 @@
  * allowed: x_mid and x_out may be x_in, xn2 may be xn1, h may be gate. A
  * backward needs them all distinct (what the forward left there). */
 typedef struct rf_block_acts {
-    float *x_in;      /* [R, dim] residual stream entering the block */
-    float *xn1;       /* [R, dim] attention RMSNorm output */
-    float *q, *k, *v; /* [R, qd], [R, kvd] ×2; q and k after RoPE */
-    float *att;       /* [R, qd] attention output (o_proj input) */
-    float *x_mid;     /* [R, dim] residual after the attention half */
-    float *xn2;       /* [R, dim] MLP RMSNorm output */
-    float *gate, *up; /* [R, hidden] pre-activations */
-    float *h;         /* [R, hidden] silu(gate)·up (down_proj input) */
-    float *x_out;     /* [R, dim] the block's output */
+    float *x_in;             /* [R, dim] residual stream entering the block */
+    float *xn1;              /* [R, dim] attention RMSNorm output */
+    float *q, *k, *v;        /* [R, qd], [R, kvd] ×2; q and k after RoPE */
+    float *att;              /* [R, qd] attention output (o_proj input) */
+    float *x_mid;            /* [R, dim] residual after the attention half */
+    float *xn2;              /* [R, dim] MLP RMSNorm output */
+    float *gate, *up;        /* [R, hidden] pre-activations */
+    float *h;                /* [R, hidden] silu(gate)·up (down_proj input) */
+    float *x_out;            /* [R, dim] the block's output */
     float *lu[RF_LIN_COUNT]; /* [R, r] s·drop(x)·Aᵀ of each adapter (with LoRA) */
 } rf_block_acts;
 
@@ -68,8 +68,8 @@ typedef struct rf_block_io {
 
 /* Block l of m with the weights L (the model's own, or a trainer's f32
  * copies of them). */
-void rf_block_forward(const rf_llama_model *m, const rf_llama_layer *L, int l, const rf_block_io *io,
-                      const rf_block_acts *a);
+void rf_block_forward(const rf_llama_model *m, const rf_llama_layer *L, int l,
+                      const rf_block_io *io, const rf_block_acts *a);
 
 /* Gradients of a block's own weights (full-parameter training), f32, each
  * NULL when not trained; LoRA gradients go to the adapters themselves. */
@@ -80,11 +80,11 @@ typedef struct rf_block_grads {
 
 /* Work buffers of the backward, [R, ·] like the activations they mirror. */
 typedef struct rf_block_bufs {
-    float *dres; /* [R, dim] in: ∂L/∂x_out; out: ∂L/∂x_in */
-    float *dxn;  /* [R, dim] */
-    float *dq, *datt;           /* [R, qd] */
-    float *dk, *dv;             /* [R, kvd] */
-    float *dh, *dgate, *dup;    /* [R, hidden] */
+    float *dres;             /* [R, dim] in: ∂L/∂x_out; out: ∂L/∂x_in */
+    float *dxn;              /* [R, dim] */
+    float *dq, *datt;        /* [R, qd] */
+    float *dk, *dv;          /* [R, kvd] */
+    float *dh, *dgate, *dup; /* [R, hidden] */
 } rf_block_bufs;
 
 /* The backward of rf_block_forward with the same m, L, l and io (no KV

@@ -70,10 +70,10 @@ typedef struct rf_lora_pair {
 typedef struct rf_lin_lora {
     const rf_lora_pair *p;
     int r;
-    float scale;     /* s = lora_alpha / r (rsLoRA: / √r) */
-    float dropout;   /* p in [0, 1) */
-    uint64_t seed;   /* of this (step, layer, module)'s dropout mask */
-    float *u;        /* [R, r] */
+    float scale;   /* s = lora_alpha / r (rsLoRA: / √r) */
+    float dropout; /* p in [0, 1) */
+    uint64_t seed; /* of this (step, layer, module)'s dropout mask */
+    float *u;      /* [R, r] */
     float *x_tmp, *y_tmp;
 } rf_lin_lora;
 

@@ -3,8 +3,9 @@
  * for three (α, T) cases with the prompt and padding masked, the gradient of
  * every LoRA A and B, the adapters after one AdamW and one Muon step (both
  * scales), full-parameter gradients of embeddings, norms and weights, and
- * the sparse top-k teacher loss in both modes. Everything within 1e-4
- * relative (max |got − ref| / max |ref| per tensor, printed). */
+ * the sparse top-k teacher loss in both modes, and the GPTQ W4A16 fixture
+ * as a LoRA student and as a teacher. Everything within 1e-4 relative
+ * (max |got − ref| / max |ref| per tensor, printed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -311,12 +312,85 @@ static void test_peft_init_muon(void **state)
     rf_lora_free(&lo);
 }
 
+/* One step's loss and every adapter gradient with a GPTQ W4A16 model (the
+ * fixture gptq_ext: act-order groups, asymmetric) as the LoRA student over
+ * its frozen 4-bit base, or as the frozen teacher, against torch over the
+ * dequantized weights (train_reference.py, cases gptq_student and
+ * gptq_teacher: α 0.5, T 2). */
+static void gptq_case(fx *f, const char *name, bool gptq_student)
+{
+    rf_error err = {0};
+    rf_llama_model g;
+    rf_lora lo;
+    rf_trainer st, tt;
+    assert_int_equal(rf_llama_load(&g, FIX "gptq_ext", NULL, &err), 0);
+    assert_int_equal(g.n_gptq, 14);
+    if (rf_lora_load_peft(&lo, &f->s.config, FIX "train/adapter_init", &err) < 0)
+        fail_msg("%s", err.msg);
+    const rf_llama_model *sm = gptq_student ? &g : &f->s, *tm = gptq_student ? &f->t : &g;
+    assert_int_equal(rf_trainer_init(&st, sm, RF_TRAIN_LORA, &lo, 2, 8, 5, &err), 0);
+    assert_int_equal(rf_trainer_init(&tt, tm, RF_TRAIN_FROZEN, NULL, 2, 8, 5, &err), 0);
+    rf_loss_config lc = {.alpha = 0.5f, .temperature = 2.0f};
+    rf_train_stats s;
+    assert_int_equal(rf_train_forward(&st, f->ids, &err), 0);
+    assert_int_equal(rf_train_forward(&tt, f->ids, &err), 0);
+    assert_int_equal(rf_train_loss(&st, &tt, NULL, f->targets, &lc, 1.0f, true, &s, &err), 0);
+    assert_int_equal(rf_train_backward(&st, &err), 0);
+    char k[160], w[80];
+    snprintf(k, sizeof k, "%s.loss", name);
+    snprintf(w, sizeof w, "%s: loss", name);
+    cmp_scalar(w, s.loss, f64(k, 0));
+    snprintf(w, sizeof w, "%s: ce", name);
+    cmp_scalar(w, s.ce, f64(k, 1));
+    snprintf(w, sizeof w, "%s: kl", name);
+    cmp_scalar(w, s.kl, f64(k, 2));
+    for (int l = 0; l < lo.n_layers; l++)
+        for (int t = 0; t < RF_LIN_COUNT; t++)
+            for (int ab = 0; ab < 2; ab++) {
+                const rf_lora_pair *p = rf_lora_at(&lo, l, t);
+                char prefix[48];
+                size_t cnt;
+                snprintf(prefix, sizeof prefix, "%s.grad.", name);
+                peft_name(k, sizeof k, prefix, l, t, ab);
+                const float *ref = data_of(k, &cnt);
+                cmp(k, ab ? p->dB : p->dA, ref, cnt, TOL);
+            }
+    rf_trainer_free(&st);
+    rf_trainer_free(&tt);
+    rf_lora_free(&lo);
+    rf_llama_free(&g);
+}
+
+static void test_gptq_student(void **state)
+{
+    gptq_case(*state, "gptq_student", true);
+}
+
+static void test_gptq_teacher(void **state)
+{
+    gptq_case(*state, "gptq_teacher", false);
+}
+
+/* A GPTQ base cannot take full-parameter gradients: refused, not run. */
+static void test_gptq_full_refused(void **state)
+{
+    rf_error err = {0};
+    rf_llama_model g;
+    rf_trainer ft;
+    assert_int_equal(rf_llama_load(&g, FIX "gptq_ext", NULL, &err), 0);
+    assert_int_equal(rf_trainer_init(&ft, &g, RF_TRAIN_FULL, NULL, 2, 8, 0, &err), RF_EUNSUPPORTED);
+    printf("  full on GPTQ: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "GPTQ"));
+    rf_llama_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_losses),         cmocka_unit_test(test_grads_and_steps),
         cmocka_unit_test(test_full_grads),     cmocka_unit_test(test_topk),
-        cmocka_unit_test(test_peft_init_muon),
+        cmocka_unit_test(test_peft_init_muon), cmocka_unit_test(test_gptq_student),
+        cmocka_unit_test(test_gptq_teacher),   cmocka_unit_test(test_gptq_full_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
