@@ -420,8 +420,35 @@ fail:
     return rc;
 }
 
+/* A model already in GPTQ W4A16 cannot be quantized again: refused when
+ * the job is created (its config.json says so), not when it runs. */
+static int check(const json_t *params, rf_ref_resolver resolve, void *user, rf_error *err)
+{
+    const char *ref = json_string_value(json_object_get(params, "model"));
+    char *dir = NULL, path[4096];
+    if (!ref) return 0;
+    int rc = resolve(user, "model", ref, &dir, err);
+    if (rc < 0) {
+        snprintf(err->field, sizeof err->field, "model");
+        return rc;
+    }
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    free(dir);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    const json_t *qc = json_object_get(cfg, "quantization_config");
+    const bool quantized = qc && !json_is_null(qc);
+    json_decref(cfg);
+    if (quantized)
+        return rf_error_field(err, RF_EINVAL, "model",
+                              "model '%s' is already quantized (its config.json has a "
+                              "quantization_config)",
+                              ref);
+    return 0;
+}
+
 const rf_runner rf_quantize_runner = {
     .type = "quantize",
     .validate = validate,
     .run = run,
+    .check = check,
 };
