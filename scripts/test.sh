@@ -57,6 +57,19 @@ for t in "$B"/asan/tests/test_*; do
   count "$(basename "$t")" "$p" "$f" "$s"
 done
 
+# 1b. fuzz targets: every committed corpus input replayed, then a few seconds
+# of mutation each (make fuzz runs them longer)
+if ls "$B"/fuzz/fuzz_* >/dev/null 2>&1; then
+  out=$(scripts/fuzz.sh "${FUZZ_TEST_SECONDS:-3}" 2>&1)
+  echo "$out"
+  while IFS= read -r line; do
+    case "$line" in
+      "fuzz "*"no crash") count "${line%%:*}" 1 0 0 ;;
+      "fuzz "*) count "${line%%:*}" 0 1 0 ;;
+    esac
+  done <<<"$out"
+fi
+
 # 2. integration suites (node's test runner, TAP output)
 if ls tests/integration/*.test.mjs >/dev/null 2>&1; then
   if [ -f tests/integration/package.json ]; then
