@@ -12,8 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rf_llama_config c;
     rf_error err;
     if (rf_llama_config_parse(&c, root, &err) == 0) {
-        if (c.dim < 1 || c.n_layers < 1 || c.n_heads < 1 || c.n_kv_heads < 1 ||
-            c.head_dim < 1 || c.vocab_size < 1 || c.hidden_dim < 1 || c.n_heads % c.n_kv_heads)
+        if (c.dim < 1 || c.n_layers < 1 || c.n_heads < 1 || c.n_kv_heads < 1 || c.head_dim < 1 ||
+            c.vocab_size < 1 || c.hidden_dim < 1 || c.n_heads % c.n_kv_heads)
             abort();
         if (c.head_dim % 2 == 0 && c.head_dim <= 4096) {
             float *inv = malloc(sizeof(float) * (size_t)(c.head_dim / 2));
