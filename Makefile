@@ -18,7 +18,7 @@ SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sani
 
 # Every .c under the three layers is part of the library except the entry point.
 LIB_SRC  := $(wildcard engine/*/*.c service/*.c handlers/*.c cli/*.c)
-C_FILES   = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+C_FILES   = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null)
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
 GEN_SRC  := $(BUILD)/gen/rf_embedded.c
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

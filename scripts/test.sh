@@ -34,7 +34,7 @@ out=$(scripts/check-layers.sh 2>&1); rc=$?
 echo "$out"
 if [ "$rc" -eq 0 ]; then count layers 1 0 0; else count layers 0 1 0; fi
 if command -v clang-format >/dev/null; then
-  unformatted=$(git ls-files '*.c' '*.h' | while read -r f; do
+  unformatted=$(git ls-files --cached --others --exclude-standard '*.c' '*.h' | while read -r f; do
     [ -f "$f" ] && ! clang-format --dry-run -Werror "$f" >/dev/null 2>&1 && echo "$f"; done)
   if [ -z "$unformatted" ]; then
     echo "clang-format: every C file is formatted"; count format 1 0 0

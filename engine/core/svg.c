@@ -45,12 +45,23 @@ void rf_text_escaped(rf_text *t, const char *s)
 {
     for (const char *p = s ? s : ""; *p; p++) {
         switch (*p) {
-        case '&': rf_text_printf(t, "&amp;"); break;
-        case '<': rf_text_printf(t, "&lt;"); break;
-        case '>': rf_text_printf(t, "&gt;"); break;
-        case '"': rf_text_printf(t, "&quot;"); break;
-        case '\'': rf_text_printf(t, "&#39;"); break;
-        default: rf_text_printf(t, "%c", *p);
+        case '&':
+            rf_text_printf(t, "&amp;");
+            break;
+        case '<':
+            rf_text_printf(t, "&lt;");
+            break;
+        case '>':
+            rf_text_printf(t, "&gt;");
+            break;
+        case '"':
+            rf_text_printf(t, "&quot;");
+            break;
+        case '\'':
+            rf_text_printf(t, "&#39;");
+            break;
+        default:
+            rf_text_printf(t, "%c", *p);
         }
     }
 }
@@ -139,12 +150,13 @@ static void open_svg(rf_text *o, const rf_svg_axes *ax, const frame *f)
         rf_text_escaped(o, ax->title);
         rf_text_printf(o, "</text>");
     }
-    rf_text_printf(o, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
+    rf_text_printf(o,
+                   "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
                    "stroke=\"#999\"/>",
                    f->left, f->top, f->right - f->left, f->bottom - f->top);
     if (ax->x_label) {
-        rf_text_printf(o, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">", (f->left + f->right) / 2,
-                       f->h - 8);
+        rf_text_printf(o, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">",
+                       (f->left + f->right) / 2, f->h - 8);
         rf_text_escaped(o, ax->x_label);
         rf_text_printf(o, "</text>");
     }

@@ -153,7 +153,8 @@ static void hpo_chart(rf_text *t, const json_t *hpo)
         best[i] = b;
     }
     const char *obj = str(hpo, "objective") ? str(hpo, "objective") : "objective";
-    rf_svg_series s[2] = {{"trial", RF_SVG_POINTS, x, y, n}, {"best so far", RF_SVG_STEP, x, best, n}};
+    rf_svg_series s[2] = {{"trial", RF_SVG_POINTS, x, y, n},
+                          {"best so far", RF_SVG_STEP, x, best, n}};
     rf_svg_axes ax = {.title = "Hyper-parameter search", .x_label = "trial", .y_label = obj};
     rf_text_printf(t, "<figure>");
     rf_svg_xy(t, &ax, s, 2);
@@ -169,8 +170,8 @@ static void variant_bars(rf_text *t, const json_t *rows, const json_t *dsets, co
 {
     int nr = (int)json_array_size(rows), nd = field ? 1 : (int)json_array_size(dsets);
     if (!nr || !nd) return;
-    const char **cats = calloc((size_t)nr, sizeof *cats), **groups = calloc((size_t)nd,
-                                                                            sizeof *groups);
+    const char **cats = calloc((size_t)nr, sizeof *cats),
+               **groups = calloc((size_t)nd, sizeof *groups);
     double *v = malloc(sizeof(double) * (size_t)(nr * nd));
     if (!cats || !groups || !v) goto out;
     for (int d = 0; !field && d < nd; d++)
@@ -180,11 +181,11 @@ static void variant_bars(rf_text *t, const json_t *rows, const json_t *dsets, co
         cats[r] = str(row, "label") ? str(row, "label") : str(row, "variant");
         if (!cats[r]) cats[r] = "?";
         for (int d = 0; d < nd; d++)
-            v[r * nd + d] =
-                field ? num(row, field) * scale
-                      : num(json_object_get(json_object_get(row, "accuracy"),
-                                            str(json_array_get(dsets, (size_t)d), "id")),
-                            "acc");
+            v[r * nd + d] = field
+                                ? num(row, field) * scale
+                                : num(json_object_get(json_object_get(row, "accuracy"),
+                                                      str(json_array_get(dsets, (size_t)d), "id")),
+                                      "acc");
     }
     rf_svg_axes ax = {.title = title, .y_label = ylabel, .width = 80 + 120 * nr};
     if (ax.width < 480) ax.width = 480;

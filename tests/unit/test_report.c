@@ -79,7 +79,8 @@ static void test_report(void **state)
     free(html);
     json_decref(r);
     json_t *empty = json_object();
-    assert_int_equal(rf_pipeline_report_html(empty, &html, &err), 0); /* nothing yet: still a page */
+    assert_int_equal(rf_pipeline_report_html(empty, &html, &err),
+                     0); /* nothing yet: still a page */
     assert_non_null(strstr(html, "</html>"));
     free(html);
     json_decref(empty);
