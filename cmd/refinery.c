@@ -15,6 +15,7 @@
 #include "cli/generate.h"
 #include "cli/model.h"
 #include "cli/run.h"
+#include "cli/report.h"
 #include "cli/tokenize.h"
 #include "service/config.h"
 #include "service/db.h"
@@ -38,6 +39,7 @@ static int usage(FILE *f)
            "  forward --model DIR --ids 1,2,3 --out FILE.safetensors   all logits, F32\n"
            "  generate --model DIR --prompt TEXT [--chat] [--max-tokens N] …   continue a prompt\n"
            "  eval --model DIR --dataset FILE.jsonl [--metrics …] [--split S] [--limit N]\n"
+           "  report RESULT.json [--out FILE.html]   a pipeline result as its HTML report\n"
            "configuration: REFINERY_DATABASE_URL, REFINERY_LISTEN, REFINERY_WORKERS, … (README)\n");
     return f == stderr ? 2 : 0;
 }
@@ -212,6 +214,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "run")) return rf_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return rf_cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return rf_cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return rf_cmd_report(argc - 1, argv + 1);
     fprintf(stderr, "refinery: unknown command '%s'\n", cmd);
     return usage(stderr);
 }
