@@ -40,8 +40,9 @@ const rf_lin_info *rf_lin(int i);
 void rf_lin_shape(const rf_llama_config *c, int i, int *out, int *in);
 /* Whether linear i has a bias for a config (qwen2's q/k/v, attention_bias). */
 bool rf_lin_has_bias(const rf_llama_config *c, int i);
-/* "self_attn.q_proj.weight" → i = RF_LIN_Q, *is_bias false; "…​.bias" → true.
- * -1 when rest names no linear's weight or bias. */
+/* "self_attn.q_proj.weight" → RF_LIN_Q with *is_bias false,
+ * "self_attn.q_proj.bias" → RF_LIN_Q with *is_bias true; -1 when rest names
+ * no linear's weight or bias. */
 int rf_lin_parse_tensor(const char *rest, bool *is_bias);
 
 typedef struct rf_linear {

@@ -105,8 +105,12 @@ test("adapter: a train job's PEFT adapter is merged into the base before quantiz
 test('bad input fails clearly and registers nothing', async () => {
   const before_ = psql(db, 'SELECT count(*) FROM models')[0][0];
   const quantized = psql(db, "SELECT id FROM models WHERE quantization IS NOT NULL LIMIT 1")[0][0];
+  // a quantized model is refused at POST (its config.json says so), naming the field
+  const again = await api(srv.base, key, 'POST', '/v1/jobs', { type: 'quantize', params: { model: quantized, dataset: ds.id, calibration: { samples: 2, seq_len: 16 } } });
+  assert.equal(again.status, 422, again.text);
+  assert.equal(again.json.field, 'params.model');
+  assert.match(again.json.detail, /already quantized/);
   const cases = [
-    [{ model: quantized, dataset: ds.id, calibration: { samples: 2, seq_len: 16 } }, /already quantized|quantization/i],
     [{ model: 'base', dataset: ds.id, calibration: { samples: 2, seq_len: 16 }, group_size: 48 }, /group/i],
     [{ model: 'base', dataset: ds.id, calibration: { samples: 500, seq_len: 16 } }, /samples|rows/i],
   ];
