@@ -13,7 +13,9 @@
 # otherwise it fails. REFINERY_DOCKER_TEST_OPTIONAL=1 (scripts/test.sh) exits 77,
 # "skipped", instead, when no container engine can run here, and installs
 # nothing; without it, missing tools (docker.io, docker-compose, debootstrap,
-# jq) are installed with apt-get.
+# jq) are installed with apt-get. REFINERY_DOCKER_TEST_KEEP=1 leaves a failed
+# run's stack up for a look (`docker-compose -p NAME -f docker/compose.yaml
+# logs`; `down -v` it after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
