@@ -127,6 +127,11 @@ bench:
 format:
 	clang-format -i $(C_FILES)
 
+# The Docker Compose deployment, built and exercised for real (docker/, README).
+.PHONY: docker-test
+docker-test:
+	@./scripts/docker-test.sh
+
 clean:
 	rm -rf $(BUILD)
 

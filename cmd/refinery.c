@@ -63,11 +63,15 @@ static int load(rf_config *cfg, rf_error *err)
     return 0;
 }
 
+/* Set by the SIGTERM/SIGINT handler of serve and worker. */
+static volatile sig_atomic_t g_signal;
+
 static int migrate_with(const rf_config *cfg, rf_error *err)
 {
     PGconn *c;
     int applied = 0;
-    if (rf_db_connect(cfg->database_url, &c, err)) return -1;
+    /* The first connection of a starting process may wait for the database. */
+    if (rf_db_connect_wait(cfg->database_url, cfg->db_wait_s, &g_signal, &c, err)) return -1;
     int rc = rf_migrate(c, cfg->migrations_dir, &applied, err);
     PQfinish(c);
     if (!rc) rf_log(RF_LOG_INFO, "database schema current (%d migration(s) applied now)", applied);
@@ -104,7 +108,8 @@ static int cmd_keys(int argc, char **argv)
     PGconn *c = NULL;
     int rc = 2;
     if (argc < 2) return usage(stderr);
-    if (load(&cfg, &err) || rf_db_connect(cfg.database_url, &c, &err)) return fail(&err);
+    if (load(&cfg, &err) || rf_db_connect_wait(cfg.database_url, cfg.db_wait_s, NULL, &c, &err))
+        return fail(&err);
     if (!strcmp(argv[1], "create")) {
         const char *tenant = NULL;
         for (int i = 2; i < argc; i++) {
@@ -147,7 +152,6 @@ out:
 }
 
 static sem_t g_stop;
-static volatile sig_atomic_t g_signal;
 
 static void on_stop_signal(int sig)
 {

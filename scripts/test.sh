@@ -86,6 +86,20 @@ if ls tests/integration/*.test.mjs >/dev/null 2>&1; then
   count integration "$p" "$f" "$s"
 fi
 
+# 3. the Docker Compose deployment (scripts/docker-test.sh, `make docker-test`)
+#    when a container engine can run here; it says SKIPPED, and why, when none
+#    can. REFINERY_DOCKER_TEST=0 leaves it out.
+if [ "${REFINERY_DOCKER_TEST:-1}" = 0 ]; then
+  echo "docker-test: SKIPPED (REFINERY_DOCKER_TEST=0)"; count docker-test 0 0 1
+else
+  REFINERY_DOCKER_TEST_OPTIONAL=1 scripts/docker-test.sh; rc=$?
+  case $rc in
+    0) count docker-test 1 0 0 ;;
+    77) count docker-test 0 0 1 ;;
+    *) count docker-test 0 1 0 ;;
+  esac
+fi
+
 echo
 [ ${#failures[@]} -gt 0 ] && echo "failing suites: ${failures[*]}"
 echo "$passed passed, $failed failed, $skipped skipped"
