@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/hpo/gp_sampler.h"
 #include "engine/hpo/trials.h"
 
 int rf_hp_sampler_parse(const char *name, rf_hp_sampler_kind *kind, rf_error *err)
@@ -38,6 +39,7 @@ int rf_hp_ask(const rf_hp_space *space, const rf_hp_sampler_config *cfg, const r
         rf_hp_from_unit(space, u, x);
         return 0;
     case RF_HP_SAMPLER_GP:
+        return rf_hp_gp_ask(space, cfg, trials, n_trials, number, x, err);
     case RF_HP_SAMPLER_TPE:
         break;
     }
