@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/hpo/gp_sampler.h"
+#include "engine/hpo/tpe.h"
 #include "engine/hpo/trials.h"
 
 int rf_hp_sampler_parse(const char *name, rf_hp_sampler_kind *kind, rf_error *err)
@@ -41,9 +42,9 @@ int rf_hp_ask(const rf_hp_space *space, const rf_hp_sampler_config *cfg, const r
     case RF_HP_SAMPLER_GP:
         return rf_hp_gp_ask(space, cfg, trials, n_trials, number, x, err);
     case RF_HP_SAMPLER_TPE:
-        break;
+        return rf_hp_tpe_ask(space, cfg, trials, n_trials, number, x, err);
     }
-    return rf_errorf(err, RF_EUNSUPPORTED, "this sampler is not available yet; use 'random'");
+    return rf_errorf(err, RF_EINTERNAL, "rf_hp_ask: unknown sampler %d", (int)cfg->kind);
 }
 
 static int cmp_double(const void *a, const void *b)
