@@ -9,6 +9,7 @@ pkgs=(
   libcmocka-dev libopenblas-dev liblapacke-dev libonig-dev libutf8proc-dev
   postgresql wrk bc nodejs npm clang-format git clang libclang-rt-14-dev
   python3 python3-torch python3-numpy chromium
+  python3-optuna  # bench/hpo: the peer samplers (Optuna 3.1 in bookworm)
 )
 
 missing=()
