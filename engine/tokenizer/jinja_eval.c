@@ -106,6 +106,7 @@ int rf_jargs_get(const rf_jargs *a, size_t i, const char *name, rf_jv *v)
 static int frame_new(rf_jctx *x, rf_jframe *parent, rf_jframe **out)
 {
     rf_jframe *f = rf_jarena_alloc(x->a, sizeof *f);
+    *out = f;
     if (!f) return rf_jinja_oom(x);
     f->parent = parent;
     *out = f;
@@ -364,12 +365,16 @@ int rf_jinja_getitem(rf_jctx *x, rf_jv obj, rf_jv key, rf_jv *out)
         }
     }
     if (key.t == RF_JV_STR) return rf_jinja_getattr(x, obj, key.u.s->s, key.u.s->n, out);
-    rf_jbuf b = {.max = 64};
+    /* Jinja: "'list object' has no element 0" */
+    rf_jbuf b = {.max = 200};
     rf_error e;
+    rf_jbuf_addf(&b, "'%s' has no element ", rf_jv_owner_name(obj));
     rf_jv_repr(&b, key, &e);
-    int rc = rf_jv_undef(x->a, b.s ? b.s : "?", b.n, rf_jv_owner_name(obj), 0, out);
+    int rc = rf_jv_undef(x->a, "", 0, rf_jv_owner_name(obj), 0, out);
+    char *h = rc ? NULL : rf_jarena_alloc(x->a, b.n + 1);
+    if (h) ((rf_jundef *)out->u.u)->hint = memcpy(h, b.s ? b.s : "", b.n);
     rf_jbuf_free(&b);
-    return rc ? rf_jinja_oom(x) : 0;
+    return rc || !h ? rf_jinja_oom(x) : 0;
 }
 
 static int num_of(rf_jv v, double *d)
@@ -599,7 +604,7 @@ static int call_macro(rf_jctx *x, const rf_jmacro *m, const rf_jargs *args, rf_j
     if (x->depth >= x->lim.max_depth)
         return rf_jinja_fail(x, RF_ETOOBIG, "macro calls nested deeper than %d", x->lim.max_depth);
     if ((rc = rf_jinja_step(x))) return rc;
-    rf_jframe *f;
+    rf_jframe *f = NULL;
     if ((rc = frame_new(x, m->closure, &f))) return rc;
     size_t np = d->n_names, nd = d->list2.n;
     if (args->npos > np && !m->varargs)
@@ -877,7 +882,7 @@ static int exec_for(rf_jctx *x, rf_jframe *f, const rf_jnode *n)
         rf_jv kept;
         if (rf_jv_list(x->a, RF_JV_LIST, 0, &kept)) return rf_jinja_oom(x);
         for (size_t i = 0; i < items->n; i++) {
-            rf_jframe *g;
+            rf_jframe *g = NULL;
             if ((rc = rf_jinja_step(x)) || (rc = frame_new(x, f, &g)) ||
                 (rc = assign(x, g, n->a, items->v[i])) || (rc = eval(x, g, n->c, &v)))
                 return rc;
@@ -887,7 +892,7 @@ static int exec_for(rf_jctx *x, rf_jframe *f, const rf_jnode *n)
         items = kept.u.l;
     }
     if (!items->n) {
-        rf_jframe *g;
+        rf_jframe *g = NULL;
         return n->list2.n ? (rc = frame_new(x, f, &g)) ? rc : exec_body(x, g, &n->list2) : 0;
     }
     rf_jloop *loop = rf_jarena_alloc(x->a, sizeof *loop);
@@ -895,7 +900,7 @@ static int exec_for(rf_jctx *x, rf_jframe *f, const rf_jnode *n)
     loop->items = items;
     rf_jv lv = {.t = RF_JV_LOOP, .u.p = loop};
     for (size_t i = 0; i < items->n; i++) {
-        rf_jframe *g;
+        rf_jframe *g = NULL;
         loop->i = i;
         if ((rc = rf_jinja_step(x)) || (rc = frame_new(x, f, &g)) ||
             (rc = frame_set(x, g, "loop", 4, lv)) || (rc = assign(x, g, n->a, items->v[i])))
@@ -915,7 +920,7 @@ static int exec_for(rf_jctx *x, rf_jframe *f, const rf_jnode *n)
 static int exec(rf_jctx *x, rf_jframe *f, const rf_jnode *n)
 {
     rf_jv v, s;
-    rf_jframe *g;
+    rf_jframe *g = NULL;
     int rc;
     x->line = n->line, x->col = n->col;
     switch (n->kind) {
@@ -983,7 +988,7 @@ static int exec_body(rf_jctx *x, rf_jframe *f, const rf_jnodes *body)
 
 int rf_jinja_eval(rf_jctx *x, const rf_jnodes *body, const rf_jdict *vars, rf_jbuf *out)
 {
-    rf_jframe *g, *top;
+    rf_jframe *g = NULL, *top = NULL;
     int rc;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

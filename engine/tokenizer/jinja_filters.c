@@ -673,7 +673,7 @@ int rf_jinja_filter(rf_jctx *x, int id, rf_jv v, const rf_jargs *a, rf_jv *out)
     case F_LIST:
         if ((rc = rf_jinja_iterate(x, v, &l))) return rc;
         if (rf_jv_list(x->a, RF_JV_LIST, l->n, out)) return rf_jinja_oom(x);
-        memcpy(out->u.l->v, l->v, l->n * sizeof *l->v);
+        if (l->n) memcpy(out->u.l->v, l->v, l->n * sizeof *l->v);
         out->u.l->n = l->n;
         return 0;
     case F_LOWER:

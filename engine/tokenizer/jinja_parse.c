@@ -97,6 +97,7 @@ static int expect(parser *P, int type, const char *what)
 static int node(parser *P, int kind, const rf_jtok *at, rf_jnode **out)
 {
     rf_jnode *n = rf_jarena_alloc(P->a, sizeof *n);
+    *out = n;
     if (!n) return rf_errorf(P->err, RF_ETOOBIG, "the template is too large");
     n->kind = kind, n->line = at->line, n->col = at->col;
     *out = n;
@@ -722,6 +723,7 @@ static int statement(parser *P, rf_jnode **out)
     const rf_jtok *t = cur(P);
     rf_jnode *n = NULL;
     int rc;
+    *out = NULL;
     if (t->type != RF_JT_NAME) return fail_at(P, t, "%s", "tag name expected");
     if (P->ntags == MAX_NEST) return fail_at(P, t, "%s", "blocks nested too deeply");
     char tagname[32];
@@ -851,7 +853,7 @@ static int subparse(parser *P, const ends *e, rf_jnodes *body)
     int rc;
     for (;;) {
         const rf_jtok *t = cur(P);
-        rf_jnode *n;
+        rf_jnode *n = NULL;
         if (t->type == RF_JT_EOF) return 0;
         if (t->type == RF_JT_DATA) {
             if ((rc = node(P, RF_JN_DATA, t, &n))) return rc;

@@ -159,14 +159,24 @@ def spans(render, messages, gen):
     return text.decode(), out, stable
 
 
+COMPILED = {}
+
+
+def compiled(text, now):
+    """One environment and template per (text, clock), as transformers caches them."""
+    key = (text, now)
+    if key not in COMPILED:
+        COMPILED[key] = environment(now).from_string(text)
+    return COMPILED[key]
+
+
 def run(case):
     now = case.get("now", 0)
-    env = environment(now)
     if case["kind"] == "raw":
-        return {"text": env.from_string(case["template"]).render(**case.get("context", {}))}
+        return {"text": compiled(case["template"], now).render(**case.get("context", {}))}
     config = case["config"]
     tools, docs = case.get("tools"), case.get("documents")
-    tpl = env.from_string(pick(config, case.get("template_name"), tools))
+    tpl = compiled(pick(config, case.get("template_name"), tools), now)
     kw = {**special_tokens(config), **case.get("kwargs", {})}
 
     def render(msgs, gen):
