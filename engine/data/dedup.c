@@ -13,7 +13,7 @@
 #define PAR_MIN 2048
 
 typedef struct posting {
-    uint32_t item, count;
+    uint32_t item, len; /* the item's token count: the length bound without a lookup */
 } posting;
 
 typedef struct term {
@@ -260,7 +260,12 @@ int rf_dedup_check(rf_dedup *d, const char *text, bool *dup, size_t *match, doub
         memset(d->stamp, 0, d->stamp_cap * sizeof *d->stamp);
         d->qid = 1;
     }
+    /* The lengths n an F1 above t allows: 2 min(m, n)/(m + n) > t, i.e.
+     * t*m/(2-t) < n < (2-t)*m/t (with the slack, so wider). */
+    double nlo = d->t * (double)m / (2.0 - d->t) - 1.0;
+    double nhi = d->t > 0 ? (2.0 - d->t) * (double)m / d->t + 1.0 : 1e18;
     size_t prefix = m - alpha + 1, seen = 0, nc = 0;
+    uint64_t lcut = 0, bcut = 0, nlcs = 0;
     for (size_t k = 0; k < nd && seen < prefix; k++) {
         const term *tm = &d->terms[d->qdist[k]];
         seen += d->cnt[d->qdist[k]];
@@ -272,6 +277,11 @@ int rf_dedup_check(rf_dedup *d, const char *text, bool *dup, size_t *match, doub
             uint32_t it = tm->post[j].item;
             if (d->stamp[it] == d->qid) continue;
             d->stamp[it] = d->qid;
+            double n = tm->post[j].len;
+            if (n <= nlo || n >= nhi) {
+                lcut++;
+                continue;
+            }
             d->cand[nc++] = it;
         }
     }
@@ -281,7 +291,6 @@ int rf_dedup_check(rf_dedup *d, const char *text, bool *dup, size_t *match, doub
      * order; the match reported is the lowest index, also in any order. */
     size_t best = SIZE_MAX;
     double best_f = 0;
-    uint64_t lcut = 0, bcut = 0, nlcs = 0;
     if (nc >= PAR_MIN) {
 #pragma omp parallel reduction(+ : lcut, bcut, nlcs)
         {
@@ -372,7 +381,7 @@ int rf_dedup_add(rf_dedup *d, const char *text, rf_error *err)
             else
                 tm->post = p, tm->cap = c;
         }
-        if (!rc) tm->post[tm->n++] = (posting){(uint32_t)it, d->cnt[id]};
+        if (!rc) tm->post[tm->n++] = (posting){(uint32_t)it, (uint32_t)m};
         d->cnt[id] = 0;
     }
     if (!rc) d->nitems++;
