@@ -47,7 +47,8 @@ bool rf_teacher_url_allowed(const char *url, const char *prefixes)
         while (k && p[k - 1] == ' ')
             k--;
         if (k && !strncmp(url, p, k) &&
-            (p[k - 1] == '/' || url[k] == '\0' || url[k] == '/' || url[k] == '?'))
+            (p[k - 1] == '/' || p[k - 1] == ':' || url[k] == '\0' || url[k] == '/' ||
+             url[k] == '?'))
             return true;
         p = comma ? comma + 1 : p + strlen(p);
     }

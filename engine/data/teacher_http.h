@@ -31,8 +31,8 @@ typedef struct rf_teacher_http_opts {
 int rf_teacher_http_new(const rf_teacher_http_opts *o, rf_teacher **out, rf_error *err);
 
 /* Whether url may be called: it starts with one of the comma-separated
- * prefixes and the match ends at a boundary (the prefix ends with '/', or
- * url continues with '/' or ends), it is http(s) and names no user info
+ * prefixes and the match ends at a boundary (the prefix ends with '/' or
+ * ':', or url continues with '/' or '?' or ends), it is http(s) and names no user info
  * (no '@' before the path). prefixes NULL or empty: nothing is allowed. */
 bool rf_teacher_url_allowed(const char *url, const char *prefixes);
 

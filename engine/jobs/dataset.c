@@ -587,7 +587,7 @@ static int run_job(const json_t *p, rf_job_ctx *ctx, json_t **result, rf_error *
     r.counts = json_object();
     r.subtopics = json_array();
     r.kept = json_array();
-    char id[64] = "";
+    char id[1024] = ""; /* refinery run answers a path */
     json_t *rows = NULL;
     rf_teacher *judge_own = NULL;
     snprintf(r.acc_path, sizeof r.acc_path, "%s/accepted.jsonl", ctx->workdir);
@@ -646,18 +646,18 @@ static int run_job(const json_t *p, rf_job_ctx *ctx, json_t **result, rf_error *
                 *result = result_json(&r, id, rows, true, "teacher_failed");
                 rows = NULL;
                 rc = rf_errorf(err, RF_EINVAL,
-                               "the teacher kept failing: %s; the %zu pairs kept so far were "
+                               "the teacher failed: %s; the %zu pairs kept so far were "
                                "registered as dataset %s (partial)",
                                msg, kept, id);
             } else {
                 rc = rf_errorf(err, RF_EINVAL,
-                               "the teacher kept failing: %s (the %zu kept pairs "
+                               "the teacher failed: %s (the %zu kept pairs "
                                "could not be registered: %s)",
                                msg, kept, ferr.msg);
             }
         } else {
             rc = rf_errorf(err, RF_EINVAL,
-                           "the teacher kept failing: %s; no pair had been kept, so no dataset "
+                           "the teacher failed: %s; no pair had been kept, so no dataset "
                            "was registered",
                            msg);
         }

@@ -6,7 +6,7 @@
 //   {delayMs}                   answer late (past the client's timeout)
 //   {malformed: true}           a 200 whose content is not readable
 //   {truncated: true}           finish_reason "length"
-//   {duplicate: true}           the same questions as the first reply
+// `repeatPairs: N` makes the next N pair requests repeat the first reply;
 // `failAfter: {pairs: N, status}` makes every request after the N-th pair
 // request fail for good (a teacher that never recovers). Every request is
 // logged with its time, kind and Authorization header.
@@ -71,7 +71,10 @@ function answer(state, k, prompt, fault) {
   if (k === 'judge') return 'Score: 8/10. Correct and complete.';
   const n = Number(/Write (\d+) new/.exec(prompt)?.[1] || 3);
   const mc = /multiple-choice/.test(prompt);
-  if (fault?.duplicate && state.firstPairs) return state.firstPairs;
+  if (state.repeatPairs > 0 && state.firstPairs) {
+    state.repeatPairs--;
+    return state.firstPairs;
+  }
   const items = [];
   for (let i = 0; i < n; i++) {
     const q = `Explain ${words(state.questionNo++, 5).join(' ')} in simple terms?`;
@@ -104,6 +107,7 @@ function handle(state, req, res, body) {
     return res.end(JSON.stringify({ error: { message: 'the teacher is down for good' } }));
   }
   const fault = state.faults.shift();
+  state.log.at(-1).fault = fault;
   const send = () => {
     if (fault?.status) {
       const h = { 'content-type': 'application/json' };
