@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,14 +350,19 @@ static void http_destroy(rf_teacher *base)
     free(t);
 }
 
+/* libcurl's global state, once per process, whichever worker gets here first. */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static bool curl_failed;
+
+static void curl_start(void)
+{
+    curl_failed = curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK;
+}
+
 int rf_teacher_http_new(const rf_teacher_http_opts *o, rf_teacher **out, rf_error *err)
 {
-    static bool curl_ready;
-    if (!curl_ready) { /* once, before any worker runs a teacher (libcurl needs it so) */
-        if (curl_global_init(CURL_GLOBAL_DEFAULT))
-            return rf_errorf(err, RF_EINTERNAL, "libcurl cannot start");
-        curl_ready = true;
-    }
+    pthread_once(&curl_once, curl_start);
+    if (curl_failed) return rf_errorf(err, RF_EINTERNAL, "libcurl cannot start");
     http_teacher *t = calloc(1, sizeof *t);
     if (!t) return rf_errorf(err, RF_ENOMEM, "teacher: out of memory");
     size_t n = strlen(o->base_url);

@@ -100,7 +100,7 @@ test('no allow-list: external teachers refused, with how to allow them', async (
   }
 });
 
-test('a dataset from the teacher: registered with the job as source, split, usable by evaluate', async () => {
+test('a dataset from the teacher: registered with the job as source, split, usable by evaluate, train and quantize', async () => {
   const logStart = teacher.state.log.length;
   const j = (await post(params({ target_pairs: 10, split: { validation: 0.2, test: 0.1 } }))).json;
   const fin = await finished(j.id);
@@ -142,6 +142,12 @@ test('a dataset from the teacher: registered with the job as source, split, usab
   const ef = await finished(e.id);
   assert.equal(ef.status, 'succeeded', ef.error);
   assert.equal(ef.result.rows, 10);
+  const t = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'train', params: { student: 'tiny', dataset: r.dataset, lora: { r: 2, alpha: 4 }, batch: 2, seq_len: 64, max_steps: 2, export: ['adapter'] } })).json;
+  const tf = await finished(t.id);
+  assert.equal(tf.status, 'succeeded', tf.error);
+  const q = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'quantize', params: { model: 'tiny', dataset: r.dataset, calibration: { samples: 4, seq_len: 32, seed: 1 }, group_size: 32 } })).json;
+  const qf = await finished(q.id);
+  assert.equal(qf.status, 'succeeded', qf.error);
 });
 
 test('multiple choice: rows with choices and answer (and the right choice as response)', async () => {
