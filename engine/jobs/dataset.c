@@ -76,10 +76,12 @@ static void unreadable(run *r, const char *stage, const char *why, const char *t
     if (n > 3 && n % 25) return;
     char sample[SAMPLE_CHARS + 4];
     snprintf(sample, sizeof sample, "%.*s", SAMPLE_CHARS, text ? text : "");
+    /* cut on a whole UTF-8 character: the event is JSON */
     size_t k = strlen(sample);
-    if (k == SAMPLE_CHARS) /* cut on a whole UTF-8 character: the event is JSON */
-        while (k && ((unsigned char)sample[k] & 0xC0) == 0x80)
-            sample[--k] = '\0';
+    if (text && text[k])
+        while (k && ((unsigned char)text[k] & 0xC0) == 0x80)
+            k--;
+    sample[k] = '\0';
     event(r, "unreadable",
           json_pack("{s:s,s:s,s:I,s:s}", "stage", stage, "reason", why, "count", (json_int_t)n,
                     "sample", sample));
