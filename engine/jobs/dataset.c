@@ -361,7 +361,12 @@ static char *judge_prompt(run *r, const rf_pair *p)
 static int round_once(run *r, rf_error *err)
 {
     size_t nst = json_array_size(r->subtopics);
+    /* No more pair requests than the pairs still needed call for: the end of
+     * a job does not pay for a full round the target no longer needs. */
     long long room = r->o.max_requests - r->requests;
+    long long need = r->o.target - (long long)json_array_size(r->kept);
+    long long calls = (need + r->o.pairs_per_call - 1) / r->o.pairs_per_call;
+    if (calls < room) room = calls;
     size_t n = (size_t)(room < r->o.concurrency ? room : r->o.concurrency);
     char **prompts = calloc(n, sizeof *prompts), **jp = NULL;
     const char **from = calloc(n, sizeof *from), **cand_st = NULL;
@@ -442,7 +447,10 @@ static int round_once(run *r, rf_error *err)
             add(r, "judge", "low", 1);
             continue;
         }
-        if ((long long)json_array_size(r->kept) >= r->o.target) break;
+        if ((long long)json_array_size(r->kept) >= r->o.target) { /* judged good, not needed */
+            add(r, "judge", "surplus", 1);
+            continue;
+        }
         bool kept;
         if ((rc = rf_dedup_offer(r->dd, cand.v[c].question, &kept, err)) < 0) goto done;
         if (!kept) { /* a duplicate of one kept earlier in this round */
