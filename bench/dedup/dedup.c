@@ -58,9 +58,9 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         fputs(kept[i] ? "1\n" : "0\n", o);
     fclose(o);
-    printf("%.4f %zu %llu %llu %llu %llu\n", best, n_kept, (unsigned long long)st.candidates,
-           (unsigned long long)st.length_cut, (unsigned long long)st.bag_cut,
-           (unsigned long long)st.lcs);
+    printf("%.4f %zu %llu/%llu/%llu/%llu/%llu\n", best, n_kept, (unsigned long long)st.length_cut,
+           (unsigned long long)st.candidates, (unsigned long long)st.prefix_cut,
+           (unsigned long long)st.bag_cut, (unsigned long long)st.lcs);
     for (size_t i = 0; i < n; i++)
         free(texts[i]);
     free(texts);

@@ -13,7 +13,9 @@
 #define PAR_MIN 2048
 
 typedef struct posting {
-    uint32_t item, len; /* the item's token count: the length bound without a lookup */
+    uint32_t item;
+    uint32_t len;   /* the item's token count: the length bound without a lookup */
+    uint32_t count; /* the token's occurrences in the item */
 } posting;
 
 typedef struct term {
@@ -39,7 +41,7 @@ struct rf_dedup {
     size_t nitems, items_cap;
     /* query scratch: the text's ids, its counts and mask slots by id, the
      * stamp that keeps a candidate from being listed twice */
-    uint32_t *q, *qdist, *cnt, *stamp, *cand;
+    uint32_t *q, *qdist, *cnt, *stamp, *cand, *ov; /* ov: overlap in the probed tokens */
     int32_t *slot;
     uint64_t *pm;
     size_t q_len, q_cap, qdist_cap, scratch_terms, stamp_cap, cand_cap, pm_cap;
@@ -174,6 +176,7 @@ void rf_dedup_free(rf_dedup *d)
     free(d->qdist);
     free(d->cnt);
     free(d->stamp);
+    free(d->ov);
     free(d->cand);
     free(d->slot);
     free(d->pm);
@@ -264,28 +267,49 @@ int rf_dedup_check(rf_dedup *d, const char *text, bool *dup, size_t *match, doub
      * t*m/(2-t) < n < (2-t)*m/t (with the slack, so wider). */
     double nlo = d->t * (double)m / (2.0 - d->t) - 1.0;
     double nhi = d->t > 0 ? (2.0 - d->t) * (double)m / d->t + 1.0 : 1e18;
-    size_t prefix = m - alpha + 1, seen = 0, nc = 0;
-    uint64_t lcut = 0, bcut = 0, nlcs = 0;
+    size_t prefix = m - alpha + 1, seen = 0, nc = 0, probed = 0;
+    uint64_t lcut = 0, bcut = 0, pcut = 0, nlcs = 0;
     for (size_t k = 0; k < nd && seen < prefix; k++) {
-        const term *tm = &d->terms[d->qdist[k]];
-        seen += d->cnt[d->qdist[k]];
+        uint32_t id = d->qdist[k], ca = d->cnt[id];
+        const term *tm = &d->terms[id];
+        seen += ca;
+        probed += ca;
         if (!grow((void **)&d->cand, &d->cand_cap, nc + tm->n, sizeof *d->cand)) {
             rc = rf_errorf(err, RF_ENOMEM, "dedup: out of memory");
             goto out;
         }
         for (uint32_t j = 0; j < tm->n; j++) {
-            uint32_t it = tm->post[j].item;
-            if (d->stamp[it] == d->qid) continue;
+            const posting *p = &tm->post[j];
+            uint32_t it = p->item, add = ca < p->count ? ca : p->count;
+            if (d->stamp[it] == d->qid) {
+                if (d->ov[it] != UINT32_MAX) d->ov[it] += add;
+                continue;
+            }
             d->stamp[it] = d->qid;
-            double n = tm->post[j].len;
+            double n = p->len;
             if (n <= nlo || n >= nhi) {
+                d->ov[it] = UINT32_MAX; /* out of the length range: never a candidate */
                 lcut++;
                 continue;
             }
+            d->ov[it] = add;
             d->cand[nc++] = it;
         }
     }
+    /* The overlap is known for the probed tokens; the others can add at most
+     * their own count: a candidate below t even so is out, unread. */
+    size_t rest = m - probed, kept_c = 0;
     d->st.candidates += nc;
+    for (size_t c = 0; c < nc; c++) {
+        uint32_t it = d->cand[c];
+        double bound = 2.0 * (double)(d->ov[it] + rest) / (double)(m + d->tok_n[it]);
+        if (bound < d->t - SLACK)
+            pcut++;
+        else
+            d->cand[kept_c++] = it;
+    }
+    d->st.prefix_cut += pcut;
+    nc = kept_c;
 
     /* Verify. The decision is "some candidate is above t", the same in any
      * order; the match reported is the lowest index, also in any order. */
@@ -352,8 +376,14 @@ int rf_dedup_add(rf_dedup *d, const char *text, rf_error *err)
     if (tn) d->tok_n = tn;
     uint32_t *bn = realloc(d->bag_n, cap * sizeof *bn);
     if (bn) d->bag_n = bn;
+    size_t scap = d->stamp_cap;
     if (!bo || !tn || !bn || !grow((void **)&d->stamp, &d->stamp_cap, cap, sizeof *d->stamp))
         goto oom;
+    if (d->stamp_cap != scap) {
+        uint32_t *ov = realloc(d->ov, d->stamp_cap * sizeof *ov);
+        if (!ov) goto oom;
+        d->ov = ov;
+    }
     if (!grow((void **)&d->toks, &d->toks_cap, d->toks_len + m, sizeof *d->toks) ||
         !grow((void **)&d->bag, &d->bag_cap, d->bag_len + 2 * m, sizeof *d->bag))
         goto oom;
@@ -381,7 +411,7 @@ int rf_dedup_add(rf_dedup *d, const char *text, rf_error *err)
             else
                 tm->post = p, tm->cap = c;
         }
-        if (!rc) tm->post[tm->n++] = (posting){(uint32_t)it, (uint32_t)m};
+        if (!rc) tm->post[tm->n++] = (posting){(uint32_t)it, (uint32_t)m, d->cnt[id]};
         d->cnt[id] = 0;
     }
     if (!rc) d->nitems++;

@@ -24,9 +24,10 @@ typedef struct rf_dedup rf_dedup;
 
 typedef struct rf_dedup_stats {
     uint64_t queries;    /* texts checked */
-    uint64_t candidates; /* texts of the set the index proposed */
-    uint64_t length_cut; /* of those, ruled out by the length bound */
-    uint64_t bag_cut;    /* by the token-multiset bound */
+    uint64_t candidates; /* texts of the set the index proposed (in the length range) */
+    uint64_t prefix_cut; /* of those, ruled out by the overlap in the probed tokens */
+    uint64_t length_cut; /* texts the index met out of the length range */
+    uint64_t bag_cut;    /* ruled out by the token-multiset bound */
     uint64_t lcs;        /* exact LCS computed */
 } rf_dedup_stats;
 
