@@ -151,7 +151,11 @@ test('a dataset from the teacher: registered with the job as source, split, usab
 });
 
 test('multiple choice: rows with choices and answer (and the right choice as response)', async () => {
-  const j = (await post(params({ format: 'multiple_choice', target_pairs: 4, split: { validation: 0, test: 0 } }))).json;
+  const n0 = teacher.state.log.length;
+  const j = (await post(params({
+    format: 'multiple_choice', target_pairs: 4, split: { validation: 0, test: 0 },
+    teacher: { ...params().teacher, extra_body: { response_format: { type: 'json_object' }, top_k: 5 } },
+  }))).json;
   const fin = await finished(j.id);
   assert.equal(fin.status, 'succeeded', fin.error);
   const ds = (await api(srv.base, key, 'GET', `/v1/datasets/${fin.result.dataset}`)).json;
@@ -161,6 +165,10 @@ test('multiple choice: rows with choices and answer (and the right choice as res
     assert.equal(x.answer, 2);
     assert.equal(x.response, 'gamma');
   }
+  // extra_body goes into every request as it is
+  const sent = teacher.state.log.slice(n0).map((e) => e.body);
+  assert.ok(sent.length > 0 && sent.every((b) => b.response_format?.type === 'json_object' && b.top_k === 5));
+  assert.match(sent.find((b) => /multiple-choice/.test(b.messages[0].content)).messages[0].content, /keys "question", "choices" \(a list of 4 strings\) and "answer" \(the index of the correct choice\)\.$/);
 });
 
 test('faults: 429 with Retry-After waits, 500 and a timeout are retried, malformed, cut-off and duplicate outputs are counted', async () => {
@@ -185,6 +193,14 @@ test('faults: 429 with Retry-After waits, 500 and a timeout are retried, malform
   const samples = ev.filter((e) => e.kind === 'unreadable');
   assert.ok(samples.some((e) => e.data.reason === 'unreadable' && /neither JSON/.test(e.data.sample)));
   assert.ok(samples.some((e) => e.data.reason === 'truncated'));
+  // Retry-After as an HTTP date
+  const n1 = teacher.state.log.length;
+  teacher.script([{ status: 503, retryAfter: new Date(Date.now() + 2500).toUTCString() }]);
+  const h = await finished((await post(params({ target_pairs: 1, concurrency: 1 }))).json.id);
+  assert.equal(h.status, 'succeeded', h.error);
+  const hl = teacher.state.log.slice(n1);
+  const retry = hl.slice(1).find((e) => e.body.messages[0].content === hl[0].body.messages[0].content);
+  assert.ok(retry.t - hl[0].t >= 400, `retried after ${retry.t - hl[0].t} ms (backoff alone: 50 ms)`);
   // duplicates: a teacher that repeats itself
   teacher.state.repeatPairs = 3;
   const d = await finished((await post(params({ target_pairs: 4, concurrency: 2 }))).json.id);
