@@ -141,6 +141,11 @@ static int ctx_resolve(rf_job_ctx *ctx, const char *kind, const char *ref, char 
     return *path ? 0 : rf_errorf(err, RF_ENOMEM, "out of memory");
 }
 
+static int local_resolve(void *user, const char *kind, const char *ref, char **path, rf_error *err)
+{
+    return ctx_resolve(NULL, kind, ref, path, err);
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: refinery run JOB.json [--workdir DIR]\n"
@@ -185,7 +190,8 @@ int rf_cmd_run(int argc, char **argv)
         goto out;
     }
     if (!params) json_object_set_new(job, "params", params = json_object());
-    if (rf_runner_validate(runner, params, &err) < 0) {
+    if (rf_runner_validate(runner, params, &err) < 0 ||
+        (runner->check && runner->check(params, local_resolve, NULL, &err) < 0)) {
         fprintf(stderr, "refinery run: params%s%s: %s\n", err.field[0] ? "." : "", err.field,
                 err.msg);
         goto out;
