@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "engine/jobs/dataset.h"
 #include "engine/jobs/evaluate.h"
 #include "engine/jobs/quantize.h"
 #include "engine/jobs/teacher_cache.h"
@@ -79,4 +80,5 @@ void rf_runners_register_builtin(void)
         {"model", "model"}, {"dataset", "dataset"}, {"adapter", "adapter"}, {NULL, NULL}};
     rf_runner_register(&rf_quantize_runner);
     rf_runner_set_refs(rf_quantize_runner.type, quantize_refs);
+    rf_runner_register(&rf_dataset_runner);
 }
