@@ -135,6 +135,19 @@ def main():
     for i, t in enumerate(small):
         put("fuzz_chat_template", "small%d.seed" % i, t.encode() + b"\0" + ctx)
 
+    outputs = [
+        '[{"question": "What is 2+2?", "answer": "4"}, {"question": "Capital of France?", "answer": "Paris"}]',
+        '```json\n[{"question": "Pick", "choices": ["a", "b", "c", "d"], "answer": 2}]\n```',
+        "Here you go:\n1. Rivers of the north\n2. Mountain passes\n- Trade routes\n* Harbours",
+        "Q: How many legs has a spider?\nA: Eight.\n\nQuestion: What colour is the sky?\nAnswer: Blue.",
+        "Question: Which is a fruit?\nA) carrot\nB) apple\nC) leek\nD) kale\nAnswer: B",
+        "Score: 8/10. The answer is correct.",
+        '{"score": 3, "reason": "wrong"}',
+        '{"question": "one", "answer": "two"}\n{"question": "three", "answer": "four"}',
+    ]
+    for i, o in enumerate(outputs):
+        put("fuzz_teacher_output", "out%d.txt" % i, o)
+
     fx = os.path.join("tests", "reference", "fixtures")
     for name in sorted(os.listdir(fx)):
         p = os.path.join(fx, name, "config.json")
