@@ -9,19 +9,78 @@
 
 #include "service/db.h"
 
+/* Why a train job gives no adapter, in words a user can act on. */
+static int adapter_missing(PGconn *c, const char *tenant, const char *ref, rf_error *err)
+{
+    PGresult *r;
+    int rc = rf_db_execp(c, "SELECT type, status FROM jobs WHERE tenant_id = $1 AND id = $2", 2,
+                         (const char *[]){tenant, ref}, &r, err);
+    if (rc) return rc;
+    if (PQntuples(r) == 0)
+        rc = rf_errorf(err, RF_ENOTFOUND,
+                       "no job with id '%s': adapter takes the id of a train job (method lora) "
+                       "that has succeeded",
+                       ref);
+    else if (strcmp(PQgetvalue(r, 0, 0), "train"))
+        rc = rf_errorf(err, RF_EINVAL,
+                       "job %s is a %s job, which makes no adapter: give the id of a train job "
+                       "(method lora)",
+                       ref, PQgetvalue(r, 0, 0));
+    else if (strcmp(PQgetvalue(r, 0, 1), "succeeded"))
+        rc = rf_errorf(err, RF_EINVAL,
+                       "train job %s has not succeeded (it is %s): its adapter exists once it "
+                       "has; wait for it or give another job",
+                       ref, PQgetvalue(r, 0, 1));
+    else
+        rc = rf_errorf(err, RF_EINVAL,
+                       "train job %s exported no adapter (method full, or export without "
+                       "\"adapter\"): train with method lora and export [\"adapter\"]",
+                       ref);
+    PQclear(r);
+    return rc;
+}
+
+/* An artifact of another kind given as a teacher cache. */
+static int teacher_cache_missing(PGconn *c, const char *tenant, const char *ref, rf_error *err)
+{
+    PGresult *r;
+    int rc = rf_db_execp(c,
+                         "SELECT kind, name, coalesce(job_id, '') FROM artifacts"
+                         " WHERE tenant_id = $1 AND id = $2",
+                         2, (const char *[]){tenant, ref}, &r, err);
+    if (rc) return rc;
+    if (PQntuples(r) == 0)
+        rc = rf_errorf(err, RF_ENOTFOUND,
+                       "no artifact with id '%s': give the id of the teacher_cache artifact a "
+                       "teacher-cache job registered (GET /v1/jobs/{id}/artifacts lists them)",
+                       ref);
+    else
+        rc = rf_errorf(err, RF_EINVAL,
+                       "artifact %s is not a teacher cache but the %s file '%s'%s%s: give the id "
+                       "of the teacher_cache artifact a teacher-cache job registered",
+                       ref, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
+                       *PQgetvalue(r, 0, 2) ? " of job " : "", PQgetvalue(r, 0, 2));
+    PQclear(r);
+    return rc;
+}
+
 int rf_resolve(PGconn *c, const char *tenant, const char *kind, const char *ref, char **path,
                rf_error *err)
 {
     *path = NULL;
     const char *sql;
+    /* An id wins over a name: names are the user's, ids are unambiguous. */
     if (!strcmp(kind, "model"))
-        /* An id wins over a name: names are the user's, ids are unambiguous. */
         sql = "SELECT path FROM models WHERE tenant_id = $1 AND (id = $2 OR name = $2)"
               " ORDER BY (id = $2) DESC LIMIT 1";
     else if (!strcmp(kind, "dataset"))
-        sql = "SELECT path FROM datasets WHERE tenant_id = $1 AND id = $2";
+        sql = "SELECT path FROM datasets WHERE tenant_id = $1 AND (id = $2 OR name = $2)"
+              " ORDER BY (id = $2) DESC LIMIT 1";
     else if (!strcmp(kind, "artifact"))
         sql = "SELECT path FROM artifacts WHERE tenant_id = $1 AND id = $2";
+    else if (!strcmp(kind, "teacher_cache"))
+        sql = "SELECT path FROM artifacts WHERE tenant_id = $1 AND id = $2"
+              " AND kind = 'teacher_cache'";
     else if (!strcmp(kind, "adapter"))
         /* A train job's PEFT adapter: both of its files must be there. The
          * path answered is the config's; rf_resolve_adapter assembles the folder. */
@@ -34,15 +93,25 @@ int rf_resolve(PGconn *c, const char *tenant, const char *kind, const char *ref,
     PGresult *r;
     int rc = rf_db_execp(c, sql, 2, (const char *[]){tenant, ref}, &r, err);
     if (rc) return rc;
-    if (PQntuples(r) == 0)
-        rc = rf_errorf(err, RF_ENOTFOUND,
-                       !strcmp(kind, "model")     ? "no model with id or name '%s'"
-                       : !strcmp(kind, "dataset") ? "no dataset with id '%s'"
-                       : !strcmp(kind, "adapter") ? "no job with id '%s' has exported an adapter"
-                                                  : "no artifact with id '%s'",
-                       ref);
-    else if (!(*path = strdup(PQgetvalue(r, 0, 0))))
+    if (PQntuples(r) == 0) {
+        if (!strcmp(kind, "adapter"))
+            rc = adapter_missing(c, tenant, ref, err);
+        else if (!strcmp(kind, "teacher_cache"))
+            rc = teacher_cache_missing(c, tenant, ref, err);
+        else
+            rc = rf_errorf(
+                err, RF_ENOTFOUND,
+                !strcmp(kind, "model")
+                    ? "no model with id or name '%s': register one with POST /v1/models "
+                      "(GET /v1/models lists this tenant's models)"
+                : !strcmp(kind, "dataset")
+                    ? "no dataset with id or name '%s': upload one with POST /v1/datasets "
+                      "(GET /v1/datasets lists this tenant's datasets)"
+                    : "no artifact with id '%s': GET /v1/jobs/{id}/artifacts lists a job's files",
+                ref);
+    } else if (!(*path = strdup(PQgetvalue(r, 0, 0)))) {
         rc = rf_errorf(err, RF_ENOMEM, "out of memory");
+    }
     PQclear(r);
     return rc;
 }
@@ -60,7 +129,7 @@ static int check_one(void *user, const char *kind, const char *field, const char
     char *path = NULL;
     int rc = rf_resolve(k->c, k->tenant, kind, value, &path, k->err);
     free(path);
-    if (rc == RF_ENOTFOUND) {
+    if (rc == RF_ENOTFOUND || rc == RF_EINVAL) {
         /* the request is at fault, not the URL: 422, naming the field. The
          * message is copied first: formatting err->msg into itself empties it. */
         char msg[sizeof k->err->msg], full[sizeof k->err->field];
@@ -75,13 +144,7 @@ int rf_resolve_check(PGconn *c, const char *tenant, const rf_runner *runner, con
                      rf_error *err)
 {
     check_ctx k = {c, tenant, err};
-    if (runner->params) return rf_params_refs(params, runner->params, "", check_one, &k);
-    for (const rf_runner_ref *ref = rf_runner_refs(runner->type); ref && ref->field; ref++) {
-        const char *v = json_string_value(json_object_get(params, ref->field));
-        int rc = v ? check_one(&k, ref->kind, ref->field, v) : 0;
-        if (rc) return rc;
-    }
-    return 0;
+    return runner->params ? rf_params_refs(params, runner->params, "", check_one, &k) : 0;
 }
 
 int rf_resolve_adapter(PGconn *c, const char *tenant, const char *job_id, const char *dest,

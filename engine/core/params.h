@@ -16,7 +16,7 @@
 #include "engine/core/error.h"
 
 typedef enum rf_param_type {
-    RF_PARAM_STRING, /* a non-empty string */
+    RF_PARAM_STRING, /* a non-empty string (any string with RF_PARAM_EMPTY) */
     RF_PARAM_INT,    /* an integer in [lo, hi] */
     RF_PARAM_NUMBER, /* a finite number in [lo, hi] (open ends by flag) */
     RF_PARAM_BOOL,
@@ -32,6 +32,7 @@ enum {
     RF_PARAM_HI_OPEN = 1u << 2,
     RF_PARAM_NULLABLE = 1u << 3, /* null is accepted and means "absent" */
     RF_PARAM_OPEN = 1u << 4,     /* OBJECT: keys beyond fields are accepted (passed through) */
+    RF_PARAM_EMPTY = 1u << 5,    /* STRING: "" is accepted too */
 };
 
 typedef struct rf_param {
@@ -39,8 +40,8 @@ typedef struct rf_param {
     rf_param_type type;
     const char *help; /* one sentence: what it is, and what to give */
     unsigned flags;
-    double lo, hi;               /* INT, NUMBER; lo == hi == 0: unbounded. ARRAY: item count */
-    const char *const *choices;  /* ENUM: NULL-terminated */
+    double lo, hi;              /* INT, NUMBER; lo == hi == 0: unbounded. ARRAY: item count */
+    const char *const *choices; /* ENUM: NULL-terminated */
     /* The default: JSON text ("600", "[0.9, 0.999]"), except for STRING and
      * ENUM, where it is the string itself ("qa"). NULL: none, or one that
      * depends on other params (help says which). */
@@ -82,8 +83,7 @@ json_t *rf_params_describe(const rf_param *spec);
 /* Every string in obj that a table entry marks with ref (nested objects
  * and arrays included), in table order: fn(user, kind, field, value) with
  * field the full path; a non-zero return stops the walk and is returned. */
-typedef int (*rf_param_ref_fn)(void *user, const char *kind, const char *field,
-                               const char *value);
+typedef int (*rf_param_ref_fn)(void *user, const char *kind, const char *field, const char *value);
 int rf_params_refs(const json_t *obj, const rf_param *spec, const char *path, rf_param_ref_fn fn,
                    void *user);
 

@@ -96,7 +96,7 @@ static int resolve_refs(run *r, rf_job_ctx *ctx, rf_error *err)
     } refs[5] = {{&r->p.student, "model", "student"},
                  {&r->p.teacher, "model", "teacher"},
                  {&r->p.dataset, "dataset", "dataset"},
-                 {&r->p.teacher_cache, "artifact", "teacher_cache"},
+                 {&r->p.teacher_cache, "teacher_cache", "teacher_cache"},
                  {&r->p.tokenizer, "model", "tokenizer"}};
     for (int i = 0; i < 5; i++) {
         if (!*refs[i].slot) continue;
@@ -398,7 +398,15 @@ out:
     return rc;
 }
 
-static const rf_runner g_train = {.type = "train", .validate = validate, .run = train_run};
+static const rf_runner g_train = {
+    .type = "train",
+    .validate = validate,
+    .run = train_run,
+    .description = "LoRA (or full-parameter) fine-tuning of a student on a dataset's responses, "
+                   "with knowledge distillation from a teacher model or a teacher cache, "
+                   "optimised with Muon or AdamW; the adapter is kept as PEFT artifacts, a "
+                   "merged checkpoint as a model. Checkpoints let a rescued job resume.",
+    .params = rf_train_params};
 
 const rf_runner *rf_train_runner(void)
 {
