@@ -18,8 +18,8 @@ static int adapter_missing(PGconn *c, const char *tenant, const char *ref, rf_er
     if (rc) return rc;
     if (PQntuples(r) == 0)
         rc = rf_errorf(err, RF_ENOTFOUND,
-                       "no job with id '%s': adapter takes the id of a train job (method lora) "
-                       "that has succeeded",
+                       "no job with id '%s': give the id of a train job (method lora) that "
+                       "has succeeded (GET /v1/jobs?type=train lists them)",
                        ref);
     else if (strcmp(PQgetvalue(r, 0, 0), "train"))
         rc = rf_errorf(err, RF_EINVAL,
