@@ -20,7 +20,7 @@ const rf_route rf_routes[] = {
     {"GET", "/v1/jobs/{id}/events", rf_h_jobs_events, false, NULL},
     {"GET", "/v1/jobs/{id}/artifacts", rf_h_jobs_artifacts, false, NULL},
     {"GET", "/v1/job-types", rf_h_job_types_list, false, NULL},
-    {"GET", "/v1/job-types/{id}", rf_h_job_types_get, false, NULL},
+    {"GET", "/v1/job-types/{type}", rf_h_job_types_get, false, NULL},
     {"POST", "/v1/datasets", rf_h_datasets_create, false, &rf_h_datasets_upload_stream},
     {"GET", "/v1/datasets", rf_h_datasets_list, false, NULL},
     {"GET", "/v1/datasets/{id}", rf_h_datasets_get, false, NULL},

@@ -27,7 +27,9 @@ void rf_upload_free(rf_upload *u);
 int rf_datasets_get(PGconn *c, const char *tenant, const char *id, char **json, rf_error *err);
 int rf_datasets_list(PGconn *c, const char *tenant, const char *after, int limit, char **json,
                      rf_error *err);
-/* RF_ECONFLICT while a queued or running job refers to it. */
+/* RF_ECONFLICT (field "name") when the tenant has a dataset of that name. */
+int rf_datasets_name_taken(PGconn *c, const char *tenant, const char *name, rf_error *err);
+/* RF_ECONFLICT while a queued or running job names it (by id or name). */
 int rf_datasets_delete(PGconn *c, const char *tenant, const char *id, rf_error *err);
 
 typedef struct rf_dataset_file {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "service/db.h"
+#include "service/ids.h"
 
 /* Why a train job gives no adapter, in words a user can act on. */
 static int adapter_missing(PGconn *c, const char *tenant, const char *ref, rf_error *err)
@@ -122,13 +123,48 @@ typedef struct check_ctx {
     rf_error *err;
 } check_ctx;
 
+/* A dataset a job learns from must have train rows with answers. The
+ * count is kept at upload (NULL for datasets stored before it was). */
+static int check_answers(PGconn *c, const char *tenant, const char *ref, rf_error *err)
+{
+    PGresult *r;
+    int rc = rf_db_execp(c,
+                         "SELECT id, rows_train, rows_validation + rows_test, multiple_choice,"
+                         " train_answers FROM datasets WHERE tenant_id = $1 AND (id = $2 OR"
+                         " name = $2) ORDER BY (id = $2) DESC LIMIT 1",
+                         2, (const char *[]){tenant, ref}, &r, err);
+    if (rc || PQntuples(r) == 0 || PQgetisnull(r, 0, 4) || atoll(PQgetvalue(r, 0, 4)) > 0) {
+        PQclear(r);
+        return rc;
+    }
+    const char *id = PQgetvalue(r, 0, 0);
+    long long train = atoll(PQgetvalue(r, 0, 1)), other = atoll(PQgetvalue(r, 0, 2)),
+              mc = atoll(PQgetvalue(r, 0, 3));
+    if (train == 0)
+        rc = rf_errorf(err, RF_EINVAL,
+                       "dataset %s has no rows in its train split (its %lld rows are validation "
+                       "or test): give rows without a split, or with \"split\": \"train\"",
+                       id, other);
+    else
+        rc = rf_errorf(err, RF_EINVAL,
+                       "dataset %s has no train row with an answer to learn from (%lld of its "
+                       "%lld train rows are multiple-choice questions without a 'response'): give "
+                       "rows with 'prompt' and 'response', or 'messages' with an assistant turn "
+                       "(multiple-choice rows are for evaluate)",
+                       id, mc, train);
+    PQclear(r);
+    return rc;
+}
+
 /* One reference of params (field is its path inside params). */
-static int check_one(void *user, const char *kind, const char *field, const char *value)
+static int check_one(void *user, const rf_param *p, const char *field, const char *value)
 {
     check_ctx *k = user;
     char *path = NULL;
-    int rc = rf_resolve(k->c, k->tenant, kind, value, &path, k->err);
+    int rc = rf_resolve(k->c, k->tenant, p->ref, value, &path, k->err);
     free(path);
+    if (rc == 0 && (p->flags & RF_PARAM_ANSWERS) && !strcmp(p->ref, "dataset"))
+        rc = check_answers(k->c, k->tenant, value, k->err);
     if (rc == RF_ENOTFOUND || rc == RF_EINVAL) {
         /* the request is at fault, not the URL: 422, naming the field. The
          * message is copied first: formatting err->msg into itself empties it. */
@@ -144,7 +180,50 @@ int rf_resolve_check(PGconn *c, const char *tenant, const rf_runner *runner, con
                      rf_error *err)
 {
     check_ctx k = {c, tenant, err};
-    return runner->params ? rf_params_refs(params, runner->params, "", check_one, &k) : 0;
+    return runner->params ? rf_params_refs_params(params, runner->params, "", check_one, &k) : 0;
+}
+
+typedef struct use_ctx {
+    const char *kind, *id, *name;
+    bool hit;
+} use_ctx;
+
+static int use_one(void *user, const char *kind, const char *field, const char *value)
+{
+    use_ctx *u = user;
+    if (!strcmp(kind, u->kind) && (!strcmp(value, u->id) || !strcmp(value, u->name))) u->hit = true;
+    return u->hit;
+}
+
+int rf_resolve_in_use(PGconn *c, const char *tenant, const char *kind, const char *id,
+                      const char *name, char *job, rf_error *err)
+{
+    *job = '\0';
+    /* The text search narrows the candidates; the walk over each type's
+     * reference params decides (a name may also be some other param's value). */
+    char quoted[300];
+    snprintf(quoted, sizeof quoted, "\"%s\"", name);
+    PGresult *r;
+    int rc = rf_db_execp(c,
+                         "SELECT id, type, params::text FROM jobs WHERE tenant_id = $1"
+                         " AND status IN ('queued', 'running')"
+                         " AND (strpos(params::text, $2) > 0 OR strpos(params::text, $3) > 0)"
+                         " ORDER BY seq",
+                         3, (const char *[]){tenant, id, quoted}, &r, err);
+    if (rc) return rc;
+    for (int i = 0; i < PQntuples(r) && !*job; i++) {
+        const rf_runner *runner = rf_runner_find(PQgetvalue(r, i, 1));
+        json_t *params = json_loads(PQgetvalue(r, i, 2), 0, NULL);
+        use_ctx u = {kind, id, name, false};
+        if (runner && runner->params && params)
+            rf_params_refs(params, runner->params, "", use_one, &u);
+        /* a type this process does not run: the text match is all there is */
+        if (u.hit || !runner || !runner->params)
+            snprintf(job, RF_ID_MAX, "%s", PQgetvalue(r, i, 0));
+        json_decref(params);
+    }
+    PQclear(r);
+    return 0;
 }
 
 int rf_resolve_adapter(PGconn *c, const char *tenant, const char *job_id, const char *dest,

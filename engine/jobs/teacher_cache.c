@@ -101,8 +101,10 @@ int rf_teacher_cache_open(rf_teacher_cache *c, const char *path, rf_error *err)
         if (e) rf_st_view(&c->f, e, &t[i]);
         if (!e || t[i].dtype != dts[i]) {
             rf_st_close(&c->f);
-            return rf_errorf(err, RF_EINVAL, "%s: not a teacher cache ('%s' missing or mistyped)",
-                             path, names[i]);
+            return rf_errorf(err, RF_EINVAL,
+                             "the file is not a teacher cache ('%s' missing or mistyped): give "
+                             "the teacher_cache artifact of a teacher-cache job",
+                             names[i]);
         }
     }
     const int64_t *meta = t[3].data;
@@ -112,7 +114,9 @@ int rf_teacher_cache_open(rf_teacher_cache *c, const char *path, rf_error *err)
     if (t[1].ndim != 2 || t[1].shape[1] != c->k || t[2].shape[0] != t[1].shape[0] ||
         c->offsets[c->n] != t[1].shape[0]) {
         rf_st_close(&c->f);
-        return rf_errorf(err, RF_EINVAL, "%s: inconsistent teacher cache", path);
+        return rf_errorf(err, RF_EINVAL,
+                         "the teacher cache is inconsistent (offsets and rows "
+                         "disagree): run the teacher-cache job again");
     }
     return 0;
 }
@@ -170,7 +174,7 @@ static const rf_param tc_params[] = {
      .help = "the teacher model: a registered model's id or name"},
     {.name = "dataset",
      .type = RF_PARAM_STRING,
-     .flags = RF_PARAM_REQUIRED,
+     .flags = RF_PARAM_REQUIRED | RF_PARAM_ANSWERS,
      .ref = "dataset",
      .help = "the dataset the train jobs will use (its train split, in order)"},
     {.name = "k",

@@ -12,7 +12,16 @@
 /* ---- test.noop ---- */
 
 static const rf_param noop_params[] = {
-    {.name = "echo", .type = RF_PARAM_JSON, .help = "any value, returned in the result"}, {0}};
+    {.name = "echo", .type = RF_PARAM_JSON, .help = "any value, returned in the result"},
+    {.name = "model",
+     .type = RF_PARAM_STRING,
+     .ref = "model",
+     .help = "a model the job names (and so holds in use until it ends)"},
+    {.name = "dataset",
+     .type = RF_PARAM_STRING,
+     .ref = "dataset",
+     .help = "a dataset the job names (and so holds in use until it ends)"},
+    {0}};
 
 static int noop_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {

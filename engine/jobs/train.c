@@ -83,7 +83,8 @@ typedef struct run {
     bool has_cache;
     int *tk_ids; /* [B·T, k] the batch's rows of the cache */
     float *tk_logp;
-    char *resolved[5]; /* paths the context gave for the params' references */
+    char *resolved[5];       /* paths the context gave for the params' references */
+    const char *student_ref; /* the student as the params name it */
 } run;
 
 /* The params name registered objects (a model by id or name, a dataset or a
@@ -98,6 +99,7 @@ static int resolve_refs(run *r, rf_job_ctx *ctx, rf_error *err)
                  {&r->p.dataset, "dataset", "dataset"},
                  {&r->p.teacher_cache, "teacher_cache", "teacher_cache"},
                  {&r->p.tokenizer, "model", "tokenizer"}};
+    r->student_ref = r->p.student;
     for (int i = 0; i < 5; i++) {
         if (!*refs[i].slot) continue;
         if (!ctx->resolve)
@@ -284,7 +286,7 @@ static int register_folder(rf_job_ctx *ctx, const char *kind, const char *dir, j
                            rf_error *err)
 {
     DIR *d = opendir(dir);
-    if (!d) return rf_errorf(err, RF_EIO, "cannot read %s", dir);
+    if (!d) return rf_errorf(err, RF_EIO, "cannot read the exported %s folder", kind);
     struct dirent *e;
     int rc = 0;
     while (!rc && (e = readdir(d))) {
@@ -307,7 +309,10 @@ static int export(run *r, rf_job_ctx *ctx, json_t *result, rf_error *err)
     if (r->p.export_adapter) {
         /* adapter_config.json and adapter_model.safetensors: what PEFT loads. */
         snprintf(path, sizeof path, "%s/adapter", ctx->workdir);
-        if ((rc = rf_lora_save_peft(&r->lora, path, r->p.student, err)) < 0) return rc;
+        /* base_model_name_or_path: the student as the job named it (an id or
+         * a name here, a path under `refinery run`), never a server path */
+        const char *base = r->student_ref ? r->student_ref : "";
+        if ((rc = rf_lora_save_peft(&r->lora, path, base, err)) < 0) return rc;
         json_t *names = json_array();
         json_object_set_new(result, "adapter", names);
         if ((rc = register_folder(ctx, "adapter", path, names, err)) < 0) return rc;

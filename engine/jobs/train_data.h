@@ -15,16 +15,22 @@
 typedef struct rf_train_example {
     int32_t *ids;
     unsigned char *mask; /* 1: answer token */
-    int n;
+    int n;               /* tokens kept (at most seq_len) */
+    int whole, prompt;   /* tokens before the cut; before the first answer token */
 } rf_train_example;
 
 typedef struct rf_train_data {
     rf_train_example *ex;
     int n, cap;
-    long skipped; /* lines whose answer fell beyond seq_len */
+    long skipped;    /* lines whose answer fell beyond seq_len */
+    long unanswered; /* lines with no answer to learn (multiple choice without a response) */
+    /* Tokens before the first answer token, and whole, over the lines
+     * skipped for seq_len: what a seq_len that fits would be. */
+    int prompt_min, prompt_max, whole_max;
 } rf_train_data;
 
-/* Read path; examples are cut to seq_len tokens. */
+/* Read path; examples are cut to seq_len tokens. Messages name lines,
+ * never the path (a server path is no business of the job's owner). */
 int rf_train_data_load(const char *path, const rf_tokenizer *tok, rf_chat_family fam, int seq_len,
                        rf_train_data *train, rf_train_data *val, rf_error *err);
 void rf_train_data_free(rf_train_data *d);

@@ -130,7 +130,7 @@ const rf_param rf_train_params[] = {
      .help = "the artifact id of a teacher-cache job's file, instead of a teacher"},
     {.name = "dataset",
      .type = RF_PARAM_STRING,
-     .flags = RF_PARAM_REQUIRED,
+     .flags = RF_PARAM_REQUIRED | RF_PARAM_ANSWERS,
      .ref = "dataset",
      .help = "a dataset id or name whose train rows have responses (prompt/response or "
              "messages ending with the assistant's turn)"},

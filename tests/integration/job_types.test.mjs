@@ -156,3 +156,39 @@ test('a reference to an object of the wrong kind is refused at POST, saying whic
   // a model given where a dataset goes
   await expectRefused('evaluate', { model: 'tiny', dataset: model.id }, 'dataset', model.id);
 });
+
+test('checked at POST: a dataset train cannot learn from (multiple choice only, no train rows)', async () => {
+  const mc = (await api(srv.base, key, 'POST', '/v1/datasets?name=mc-only',
+    '{"prompt":"2+2?","choices":["3","4"],"answer":1}\n{"prompt":"1+1?","choices":["2","5"],"answer":0}\n',
+    { 'content-type': 'application/x-ndjson' })).json;
+  const val = (await api(srv.base, key, 'POST', '/v1/datasets?name=val-only',
+    '{"prompt":"hi","response":"this","split":"validation"}\n', { 'content-type': 'application/x-ndjson' })).json;
+  for (const [type, params] of [['train', { student: 'tiny' }], ['teacher-cache', { teacher: 'tiny' }]]) {
+    let d = await expectRefused(type, { ...params, dataset: mc.id }, 'dataset', mc.id, /multiple-choice/);
+    assert.match(d, /2 of its 2 train rows/);
+    d = await expectRefused(type, { ...params, dataset: 'val-only' }, 'dataset', val.id, /no rows in its train split/);
+  }
+  // evaluate scores multiple-choice rows: the same dataset is fine there
+  assert.equal((await api(srv.base, key, 'POST', '/v1/jobs', { type: 'evaluate', params: { model: 'tiny', dataset: mc.id } })).status, 201);
+});
+
+test('a seq_len too short for every answer fails at once, saying how long the prompts are and what fits', async () => {
+  const j = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'train', params: { student: 'tiny', dataset: ds.id, seq_len: 4, max_steps: 1 } })).json;
+  const fin = await waitFor(async () => {
+    const x = (await api(srv.base, key, 'GET', `/v1/jobs/${j.id}`)).json;
+    return ['succeeded', 'failed'].includes(x.status) ? x : null;
+  }, 60000, 100);
+  assert.equal(fin.status, 'failed');
+  assert.equal(fin.attempts, 1, 'bad input is not retried');
+  const m = /no training example has an answer within seq_len 4: the prompts of the 1 train rows take (\d+) to (\d+) tokens through the chat template; give seq_len of at least (\d+) .*, or (\d+) to keep every example whole/.exec(fin.error);
+  assert.ok(m, fin.error);
+  assert.equal(Number(m[3]), Number(m[1]) + 1);
+  assert.ok(!fin.error.includes(srv.dataDir) && !fin.error.includes('/'), `no server path: ${fin.error}`);
+  // the seq_len it names works
+  const ok = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'train', params: { student: 'tiny', dataset: ds.id, seq_len: Number(m[3]), max_steps: 1, batch: 1 } })).json;
+  const fin2 = await waitFor(async () => {
+    const x = (await api(srv.base, key, 'GET', `/v1/jobs/${ok.id}`)).json;
+    return ['succeeded', 'failed'].includes(x.status) ? x : null;
+  }, 60000, 100);
+  assert.equal(fin2.status, 'succeeded', fin2.error);
+});
