@@ -80,6 +80,7 @@ const base = () => ({
   train: { student: 'tiny', dataset: ds.id },
   'teacher-cache': { teacher: 'tiny', dataset: ds.id },
   quantize: { model: 'tiny', dataset: ds.id },
+  'test.noop': {},
 });
 // Params that apply only beside others (train's tokenizer with config).
 const fixtureConfig = JSON.parse(readFileSync(join(repo, 'tests/reference/fixtures/llama_f32_gqa/config.json'), 'utf8'));
