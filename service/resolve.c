@@ -254,3 +254,52 @@ int rf_resolve_adapter(PGconn *c, const char *tenant, const char *job_id, const 
         rc = rf_errorf(err, RF_EINVAL, "job %s has not exported a complete adapter", job_id);
     return rc;
 }
+
+int rf_resolve_lora(PGconn *c, const char *tenant, const char *data_dir, const char *job_id,
+                    char **base_dir, char **adapter_dir, rf_error *err)
+{
+    *base_dir = *adapter_dir = NULL;
+    char *cfg = NULL;
+    int rc = rf_resolve(c, tenant, "adapter", job_id, &cfg, err);
+    free(cfg);
+    if (rc) return rc;
+    PGresult *r;
+    if ((rc = rf_db_execp(c, "SELECT params->>'student' FROM jobs WHERE tenant_id = $1 AND id = $2",
+                          2, (const char *[]){tenant, job_id}, &r, err)))
+        return rc;
+    char student[256] = "";
+    if (PQntuples(r) && !PQgetisnull(r, 0, 0))
+        snprintf(student, sizeof student, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (!*student)
+        return rf_errorf(err, RF_EINVAL,
+                         "train job %s has no student model to apply its adapter to", job_id);
+    if ((rc = rf_resolve(c, tenant, "model", student, base_dir, err)) == RF_ENOTFOUND)
+        return rf_errorf(err, RF_ENOTFOUND,
+                         "the adapter of train job %s applies to its student '%s', which is no "
+                         "longer registered: register that model again under the same name",
+                         job_id, student);
+    if (rc) return rc;
+    /* A folder of links to the adapter's two artifacts, made once, where a
+     * PEFT loader wants it. */
+    char dir[1400];
+    snprintf(dir, sizeof dir, "%s/adapters", data_dir);
+    mkdir(dir, 0750);
+    snprintf(dir, sizeof dir, "%s/adapters/%s", data_dir, tenant);
+    mkdir(dir, 0750);
+    snprintf(dir, sizeof dir, "%s/adapters/%s/%s", data_dir, tenant, job_id);
+    char probe[1500], probe2[1500];
+    snprintf(probe, sizeof probe, "%s/adapter_config.json", dir);
+    snprintf(probe2, sizeof probe2, "%s/adapter_model.safetensors", dir);
+    struct stat st;
+    if ((stat(probe, &st) || stat(probe2, &st)) &&
+        (rc = rf_resolve_adapter(c, tenant, job_id, dir, err)) < 0) {
+        free(*base_dir), *base_dir = NULL;
+        return rc;
+    }
+    if (!(*adapter_dir = strdup(dir))) {
+        free(*base_dir), *base_dir = NULL;
+        return rf_errorf(err, RF_ENOMEM, "out of memory");
+    }
+    return 0;
+}

@@ -36,4 +36,12 @@ int rf_resolve_in_use(PGconn *c, const char *tenant, const char *kind, const cha
 int rf_resolve_check(PGconn *c, const char *tenant, const rf_runner *runner, const json_t *params,
                      rf_error *err);
 
+/* What completions serve for a train job's id, as vLLM serves a LoRA
+ * adapter under its own name: the job's student (its checkpoint folder) and
+ * a folder with the job's PEFT adapter (made under data_dir/adapters once).
+ * Both malloc'd. The messages say why not (no such job, not a train job,
+ * not finished, no adapter, the student gone). */
+int rf_resolve_lora(PGconn *c, const char *tenant, const char *data_dir, const char *job_id,
+                    char **base_dir, char **adapter_dir, rf_error *err);
+
 #endif
