@@ -122,9 +122,9 @@ static void say(watch *w, const char *fmt, const char *a, const char *b)
 /* "loss 2.31  lr 0.0002": the numbers of a metrics event, most telling first. */
 static void metrics_text(const json_t *d, char *out, size_t cap)
 {
-    static const char *const first[] = {"step",  "loss",     "ce",      "kl",      "lr",
-                                        "layer", "rel_err",  "seconds", "tokens_per_s",
-                                        "acc",   "perplexity", NULL};
+    static const char *const first[] = {"step",         "loss",  "ce",         "kl",
+                                        "lr",           "layer", "rel_err",    "seconds",
+                                        "tokens_per_s", "acc",   "perplexity", NULL};
     size_t n = 0;
     out[0] = '\0';
     for (const char *const *k = first; *k && n + 1 < cap; k++) {
@@ -256,13 +256,12 @@ static int follow(watch *w, char *err, size_t cap)
 
 static int usage(void)
 {
-    fprintf(stderr,
-            "usage: refinery jobs watch JOB_ID [--url URL] [--api-key KEY] [--plain]\n"
-            "  follows a job's events until it ends, then prints its result\n"
-            "  URL: --url, else REFINERY_URL, else http://127.0.0.1:8080\n"
-            "  KEY: --api-key, else REFINERY_API_KEY, else the key make run keeps in "
-            ".run/local-key\n"
-            "  exit status: 0 succeeded, 1 failed or cancelled, 2 could not watch\n");
+    fprintf(stderr, "usage: refinery jobs watch JOB_ID [--url URL] [--api-key KEY] [--plain]\n"
+                    "  follows a job's events until it ends, then prints its result\n"
+                    "  URL: --url, else REFINERY_URL, else http://127.0.0.1:8080\n"
+                    "  KEY: --api-key, else REFINERY_API_KEY, else the key make run keeps in "
+                    ".run/local-key\n"
+                    "  exit status: 0 succeeded, 1 failed or cancelled, 2 could not watch\n");
     return 2;
 }
 

@@ -44,11 +44,15 @@ static int same_tokenizer(const rf_tokenizer *a, const rf_tokenizer *b, rf_error
     static const char probe[] = "The teacher and student share 1 tokenizer: ok? Ça va, 2024!";
     int32_t *ia = NULL, *ib = NULL;
     size_t na = 0, nb = 0;
-    rf_error e2 = {0};
-    int ra = rf_tokenizer_encode(a, probe, sizeof probe - 1, 0, &ia, &na, &e2);
-    int rb = rf_tokenizer_encode(b, probe, sizeof probe - 1, 0, &ib, &nb, &e2);
-    bool same = ra == 0 && rb == 0 && na == nb && !memcmp(ia, ib, na * sizeof *ia) &&
+    rf_error ea = {0}, eb = {0};
+    int ra = rf_tokenizer_encode(a, probe, sizeof probe - 1, 0, &ia, &na, &ea);
+    int rb = rf_tokenizer_encode(b, probe, sizeof probe - 1, 0, &ib, &nb, &eb);
+    /* a small vocabulary may not cover the probe: then both must fail alike */
+    bool same = ra == rb &&
+                (ra ? !strcmp(ea.msg, eb.msg) : na == nb && !memcmp(ia, ib, na * sizeof *ia)) &&
                 rf_tokenizer_vocab_size(a) == rf_tokenizer_vocab_size(b);
+    if (ra) free(ia), ia = NULL;
+    if (rb) free(ib), ib = NULL;
     free(ia), free(ib);
     if (!same)
         return rf_error_field(err, RF_EINVAL, "teacher",

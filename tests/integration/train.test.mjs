@@ -35,7 +35,7 @@ test('train: LoRA + Muon + KD; adapter artifacts in PEFT layout, merged model re
   const params = {
     student: 'student', teacher: 'student', dataset: ds.id,
     lora: { r: 4, alpha: 8 }, loss: { alpha: 0.5, temperature: 2 },
-    optimizer: { name: 'muon', lr: 0.02 }, batch: 2, seq_len: 48, max_steps: 4, eval_every: 2,
+    optimizer: { name: 'muon', lr: 0.02 }, batch: 2, seq_len: 96, max_steps: 4, eval_every: 2,
     export: ['adapter', 'merged'], seed: 3,
   };
   const j = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'train', params })).json;
@@ -116,7 +116,7 @@ test('train params: references that do not resolve are 422s naming the field', a
 test('kill -9 mid-training: rescued, resumed from the checkpoint, the same adapter as a run straight through', async () => {
   const params = {
     student: 'student', dataset: ds.id, lora: { r: 4, alpha: 8 }, optimizer: { name: 'muon', lr: 0.02 },
-    batch: 2, seq_len: 48, epochs: 10, max_steps: 40, checkpoint_every: 4, export: ['adapter'], seed: 5,
+    batch: 2, seq_len: 96, epochs: 10, max_steps: 40, checkpoint_every: 4, export: ['adapter'], seed: 5,
   };
   const FAST = { REFINERY_LEASE_MS: '1500', REFINERY_RETRY_BASE_MS: '100', REFINERY_DATA_DIR: srv.dataDir };
   const adapterSha = async (jobId) => {
