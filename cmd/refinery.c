@@ -15,6 +15,7 @@
 #include "cli/generate.h"
 #include "cli/model.h"
 #include "cli/run.h"
+#include "cli/sample.h"
 #include "cli/tokenize.h"
 #include "cli/watch.h"
 #include "service/config.h"
@@ -34,6 +35,7 @@ static int usage(FILE *f)
            "  migrate                     apply database migrations and exit\n"
            "  run JOB.json [--workdir DIR] run one job without the server (events on stdout)\n"
            "  jobs watch JOB_ID [--url URL] [--api-key KEY]   follow a job on a server\n"
+           "  sample DIR                  a small model, its tokenizer and datasets to try\n"
            "  keys create --tenant NAME   create an API key (printed once)\n"
            "  keys revoke KEY_ID          revoke an API key\n"
            "  tokenize --model DIR        text on stdin → token ids (--decode: the reverse)\n"
@@ -213,6 +215,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "forward")) return rf_cmd_forward(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return rf_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "watch")) return rf_cmd_watch(argc - 1, argv + 1);
+    if (!strcmp(cmd, "sample")) return rf_cmd_sample(argc - 1, argv + 1);
     if (!strcmp(cmd, "jobs") && argc > 2 && !strcmp(argv[2], "watch"))
         return rf_cmd_watch(argc - 2, argv + 2);
     if (!strcmp(cmd, "generate")) return rf_cmd_generate(argc - 1, argv + 1);
