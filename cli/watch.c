@@ -153,8 +153,9 @@ static void on_event(watch *w)
         snprintf(w->status, sizeof w->status, "running");
         draw(w);
     } else if (!strcmp(kind, "metrics")) {
+        /* shown with the next progress line (a step's metrics come just before it) */
         metrics_text(d, w->metrics, sizeof w->metrics);
-        if (!w->tty) draw(w);
+        if (w->tty) draw(w);
     } else if (!strcmp(kind, "log")) {
         const char *lvl = json_string_value(json_object_get(d, "level"));
         const char *m = json_string_value(json_object_get(d, "message"));

@@ -54,7 +54,7 @@ int rf_upload_begin(const char *data_dir, const char *tenant, const char *name, 
     mkdir(parent, 0750);
     snprintf(u->dir, sizeof u->dir, "%s/%s", parent, tenant);
     if (mkdir(u->dir, 0750) && errno != EEXIST) {
-        rc = rf_errorf(err, RF_EIO, "cannot create %s: %s", u->dir, strerror(errno));
+        rc = rf_errorf(err, RF_EIO, "cannot create the dataset store: %s", strerror(errno));
         goto fail;
     }
     snprintf(u->tmp, sizeof u->tmp, "%s/.tmp.%s", u->dir, u->id);
