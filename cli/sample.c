@@ -161,20 +161,19 @@ static json_t *tokenizer_json(const char *text, int *vocab_size)
         }
     words_free(&ws);
     for (int s = 0; s < 3; s++) {
-        json_array_append_new(added, json_pack("{s:i,s:s,s:b,s:b,s:b,s:b,s:b}", "id", id,
-                                               "content", specials[s], "single_word", 0, "lstrip",
-                                               0, "rstrip", 0, "normalized", 0, "special", 1));
+        json_array_append_new(added, json_pack("{s:i,s:s,s:b,s:b,s:b,s:b,s:b}", "id", id, "content",
+                                               specials[s], "single_word", 0, "lstrip", 0, "rstrip",
+                                               0, "normalized", 0, "special", 1));
         json_object_set_new(vocab, specials[s], json_integer(id++));
     }
     *vocab_size = id;
     json_t *bl = json_pack("{s:s,s:b,s:b,s:b}", "type", "ByteLevel", "add_prefix_space", 0,
                            "trim_offsets", 1, "use_regex", 1);
     return json_pack("{s:s,s:n,s:n,s:o,s:n,s:O,s:o,s:{s:s,s:n,s:n,s:n,s:n,s:b,s:b,s:b,s:o,s:o}}",
-                     "version", "1.0", "truncation", "padding", "added_tokens", added,
-                     "normalizer", "pre_tokenizer", bl, "decoder", bl, "model", "type", "BPE",
-                     "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix",
-                     "fuse_unk", 0, "byte_fallback", 0, "ignore_merges", 0, "vocab", vocab,
-                     "merges", merges);
+                     "version", "1.0", "truncation", "padding", "added_tokens", added, "normalizer",
+                     "pre_tokenizer", bl, "decoder", bl, "model", "type", "BPE", "dropout",
+                     "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk", 0,
+                     "byte_fallback", 0, "ignore_merges", 0, "vocab", vocab, "merges", merges);
 }
 
 /* The two datasets: sums as question and answer (a validation split of
@@ -211,8 +210,8 @@ static int write_datasets(const char *dir, char **text)
         char q[64], c0[16], c1[16];
         snprintf(q, sizeof q, "Which is larger, %d or %d?", a, b);
         snprintf(c0, sizeof c0, "%d", a), snprintf(c1, sizeof c1, "%d", b);
-        json_t *row = json_pack("{s:s,s:[s,s],s:i}", "prompt", q, "choices", c0, c1, "answer",
-                                a > b ? 0 : 1);
+        json_t *row =
+            json_pack("{s:s,s:[s,s],s:i}", "prompt", q, "choices", c0, c1, "answer", a > b ? 0 : 1);
         char *s = json_dumps(row, JSON_COMPACT | JSON_PRESERVE_ORDER);
         fprintf(f, "%s\n", s);
         n += (size_t)snprintf(t + n, cap - n, "%s %s %s\n", q, c0, c1);
@@ -279,13 +278,13 @@ int rf_cmd_sample(int argc, char **argv)
     free(text);
     const int eos = vocab - 1, bos = vocab - 3; /* <|im_end|>, <|endoftext|> */
     /* dims 64, 64, 128: group 64 divides every input, and fits vLLM's kernels */
-    json_t *cfg = json_pack(
-        "{s:[s],s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:s,s:b,s:i,s:i,s:s}", "architectures",
-        "LlamaForCausalLM", "model_type", "llama", "hidden_size", 64, "intermediate_size", 128,
-        "num_hidden_layers", 2, "num_attention_heads", 4, "num_key_value_heads", 2,
-        "vocab_size", vocab, "max_position_embeddings", 256, "rms_norm_eps", 1e-5, "rope_theta",
-        10000.0, "hidden_act", "silu", "tie_word_embeddings", 0, "bos_token_id", bos,
-        "eos_token_id", eos, "torch_dtype", "float32");
+    json_t *cfg = json_pack("{s:[s],s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:f,s:f,s:s,s:b,s:i,s:i,s:s}",
+                            "architectures", "LlamaForCausalLM", "model_type", "llama",
+                            "hidden_size", 64, "intermediate_size", 128, "num_hidden_layers", 2,
+                            "num_attention_heads", 4, "num_key_value_heads", 2, "vocab_size", vocab,
+                            "max_position_embeddings", 256, "rms_norm_eps", 1e-5, "rope_theta",
+                            10000.0, "hidden_act", "silu", "tie_word_embeddings", 0, "bos_token_id",
+                            bos, "eos_token_id", eos, "torch_dtype", "float32");
     rf_error err = {0};
     int rc = rf_llama_init_random(model, cfg, seed, &err);
     json_decref(cfg);
@@ -302,7 +301,8 @@ int rf_cmd_sample(int argc, char **argv)
         "%}{{ '<|im_start|>assistant\\n' }}{% endif %}",
         "clean_up_tokenization_spaces", 0);
     json_t *gen = json_pack("{s:i,s:i}", "bos_token_id", bos, "eos_token_id", eos);
-    if (write_json(model, "tokenizer.json", tok) || write_json(model, "tokenizer_config.json", tcfg) ||
+    if (write_json(model, "tokenizer.json", tok) ||
+        write_json(model, "tokenizer_config.json", tcfg) ||
         write_json(model, "generation_config.json", gen)) {
         fprintf(stderr, "refinery sample: cannot write the tokenizer files in %s\n", model);
         return 1;

@@ -34,7 +34,7 @@ before(() => {
 
 test('refinery run quantize with an adapter: as its folder and as a file in it', () => {
   const t = job('train', { type: 'train', params: { student: model, dataset: data, lora: { r: 4, alpha: 8 },
-    optimizer: { lr: 0.05 }, batch: 2, seq_len: 32, max_steps: 3, seed: 1 } });
+    optimizer: { lr: 0.05 }, batch: 2, seq_len: 96, max_steps: 3, seed: 1 } });
   assert.equal(t.code, 0, t.stderr);
   assert.deepEqual([...t.result.adapter].sort(), ['adapter_config.json', 'adapter_model.safetensors']);
   const adapter = join(root, 'train', 'adapter');
