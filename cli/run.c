@@ -145,6 +145,11 @@ static int ctx_resolve(rf_job_ctx *ctx, const char *kind, const char *ref, char 
     return 0;
 }
 
+static int local_resolve(void *user, const char *kind, const char *ref, char **path, rf_error *err)
+{
+    return ctx_resolve(NULL, kind, ref, path, err);
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: refinery run JOB.json [--workdir DIR]\n"
@@ -188,7 +193,8 @@ int rf_cmd_run(int argc, char **argv)
         goto out;
     }
     if (!params) json_object_set_new(job, "params", params = json_object());
-    if (rf_runner_validate(runner, params, &err) < 0) {
+    if (rf_runner_validate(runner, params, &err) < 0 ||
+        (runner->check && runner->check(params, local_resolve, NULL, &err) < 0)) {
         fprintf(stderr, "refinery run: params%s%s: %s\n", err.field[0] ? "." : "", err.field,
                 err.msg);
         goto out;

@@ -176,11 +176,29 @@ static int check_one(void *user, const rf_param *p, const char *field, const cha
     return rc;
 }
 
+/* rf_ref_resolver for a runner's check: the tenant's objects. */
+static int resolve_for_check(void *user, const char *kind, const char *ref, char **path,
+                             rf_error *err)
+{
+    check_ctx *k = user;
+    return rf_resolve(k->c, k->tenant, kind, ref, path, err);
+}
+
 int rf_resolve_check(PGconn *c, const char *tenant, const rf_runner *runner, const json_t *params,
                      rf_error *err)
 {
     check_ctx k = {c, tenant, err};
-    return runner->params ? rf_params_refs_params(params, runner->params, "", check_one, &k) : 0;
+    int rc = runner->params ? rf_params_refs_params(params, runner->params, "", check_one, &k) : 0;
+    if (rc || !runner->check) return rc;
+    /* every reference resolves: what the runner can tell from the objects */
+    rc = runner->check(params, resolve_for_check, &k, err);
+    if (rc == RF_EINVAL || rc == RF_EUNSUPPORTED) {
+        char msg[sizeof err->msg], full[sizeof err->field];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        snprintf(full, sizeof full, "params%s%s", err->field[0] ? "." : "", err->field);
+        return rf_error_field(err, RF_EINVAL, full, "%s", msg);
+    }
+    return rc;
 }
 
 typedef struct use_ctx {

@@ -31,8 +31,10 @@ int rf_resolve_adapter(PGconn *c, const char *tenant, const char *job_id, const 
 int rf_resolve_in_use(PGconn *c, const char *tenant, const char *kind, const char *id,
                       const char *name, char *job, rf_error *err);
 
-/* Check every reference the runner's params table declares in params (those present and
- * strings; the runner's validate checks types). err->field is "params.<field>". */
+/* Check every reference the runner's params table declares in params
+ * (those present and strings; the table check comes first), then, when they
+ * all resolve, the runner's own check of the objects they name (a 422 for
+ * what the job cannot do with them). err->field is "params.<field>". */
 int rf_resolve_check(PGconn *c, const char *tenant, const rf_runner *runner, const json_t *params,
                      rf_error *err);
 

@@ -26,7 +26,8 @@ typedef enum rf_hp_sampler_kind {
 
 typedef struct rf_hp_sampler_config {
     rf_hp_sampler_kind kind;
-    int n_startup; /* quasi-random trials before the model is used; -1: the sampler's default */
+    int n_startup; /* quasi-random trials before the model is used; -1: the sampler's default
+                      (gp: min(dims + 1, 5), engine/hpo/gp_sampler.h; tpe: 10, as Optuna) */
     uint64_t seed;
     bool maximize; /* direction of the objective */
 } rf_hp_sampler_config;
@@ -55,9 +56,11 @@ int rf_hp_ask(const rf_hp_space *space, const rf_hp_sampler_config *cfg, const r
               int n_trials, int number, double *x, rf_error *err);
 
 /* Median pruner (Optuna's MedianPruner): prune when this trial's best
- * intermediate value up to `step` is worse than the median, over the
- * completed trials, of their best intermediate values up to the same step;
- * never before n_startup completed trials or before warmup_steps.
+ * intermediate value over every step it reported is worse than the median,
+ * over the completed trials, of their values at this trial's latest step;
+ * never before n_startup completed trials or before warmup_steps (steps
+ * below it), nor when no completed trial reported that step. A trial whose
+ * reports are all NaN is pruned.
  * history[i] holds trial i's reports: steps ascending, values aligned. */
 typedef struct rf_hp_reports {
     int n;

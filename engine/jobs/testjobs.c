@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
@@ -103,6 +105,29 @@ static int fail_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_e
         return rf_errorf(err, RF_EIO, "test failure on attempt %d", ctx->attempt);
     *result = json_pack("{s:i}", "attempt", ctx->attempt);
     return 0;
+}
+
+/* ---- test.crash ---- */
+
+/* Kills its own process the way a bug in a runner would (a segfault, an
+ * integer division by zero, an abort), so that the service's handling of
+ * a job that takes its worker down can be tested: the attempt is counted,
+ * and the job fails for good after max_attempts. */
+static const char *const crash_signals[] = {"segv", "fpe", "abort", NULL};
+static const rf_param crash_params[] = {{.name = "signal",
+                                         .type = RF_PARAM_ENUM,
+                                         .flags = RF_PARAM_REQUIRED,
+                                         .choices = crash_signals,
+                                         .help = "how the process ends"},
+                                        {0}};
+
+static int crash_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
+{
+    const char *s = rf_param_str(params, crash_params, "signal", "abort");
+    fflush(NULL);
+    if (!strcmp(s, "abort")) abort();
+    raise(!strcmp(s, "segv") ? SIGSEGV : SIGFPE);
+    return rf_errorf(err, RF_EINTERNAL, "test.crash: signal %s did not end the process", s);
 }
 
 /* ---- test.artifact ---- */
@@ -221,6 +246,11 @@ void rf_testjobs_register(void)
          .run = fail_run,
          .description = "Diagnostic: fails a given number of attempts, or at once for good.",
          .params = fail_params},
+        {.type = "test.crash",
+         .run = crash_run,
+         .description = "Diagnostic: takes its worker process down (a segfault, a division by "
+                        "zero, an abort), as a bug in a runner would.",
+         .params = crash_params},
         {.type = "test.artifact",
          .validate = artifact_validate,
          .run = artifact_run,

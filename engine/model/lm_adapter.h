@@ -13,16 +13,17 @@
 #include "engine/model/lm.h"
 
 typedef struct rf_lm_adapter {
-    rf_tensor *copies; /* [n_layers × 7]: the merged weights (empty where not targeted) */
+    rf_tensor
+        *copies; /* [n_layers × RF_LIN_COUNT]: the merged weights (empty where not targeted) */
     int n;
     size_t bytes; /* what the copies take */
 } rf_lm_adapter;
 
 /* Merge the adapter in adapter_dir (adapter_config.json and
  * adapter_model.safetensors) into lm. RF_EINVAL when it does not fit the
- * model (shapes) or the model is quantized (merge into the float base, then
- * quantize: the quantize job's adapter param). Free a with rf_lm_adapter_free
- * after lm itself. */
+ * model (shapes), RF_EUNSUPPORTED when the model is GPTQ (4-bit codes cannot
+ * hold W + s·B·A; the forward pass for serving takes no unmerged adapter).
+ * Free a with rf_lm_adapter_free after lm itself. */
 int rf_lm_adapter_apply(rf_lm *lm, const char *adapter_dir, rf_lm_adapter *a, rf_error *err);
 void rf_lm_adapter_free(rf_lm_adapter *a);
 
