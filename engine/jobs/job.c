@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "engine/jobs/dataset.h"
 #include "engine/jobs/evaluate.h"
 #include "engine/jobs/quantize.h"
 #include "engine/jobs/teacher_cache.h"
@@ -52,4 +53,5 @@ void rf_runners_register_builtin(void)
     rf_runner_register(rf_train_runner());
     rf_runner_register(rf_teacher_cache_runner());
     rf_runner_register(&rf_quantize_runner);
+    rf_runner_register(&rf_dataset_runner);
 }

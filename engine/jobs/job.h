@@ -51,6 +51,13 @@ struct rf_job_ctx {
      * RF_ENOTFOUND when the tenant has no such object. The service answers
      * from PostgreSQL; `refinery run` takes the reference as a local path. */
     int (*resolve)(rf_job_ctx *ctx, const char *kind, const char *ref, char **path, rf_error *err);
+    /* Register the JSONL file path (made under workdir, every line in the
+     * format of engine/core/dataset.h) as a dataset of the job's tenant,
+     * named name, with the job as its source; the file moves into the
+     * dataset store. The id is written to id_out (cap bytes; 40 is enough).
+     * Registering the same content again from the same job gives the same
+     * id (a rescued attempt). NULL where datasets cannot be registered. */
+    int (*dataset)(rf_job_ctx *ctx, const char *path, const char *name, char *id_out, size_t cap);
 };
 
 /* Where a reference in params points, kind as rf_job_ctx.resolve takes it;

@@ -81,6 +81,7 @@ const base = () => ({
   'teacher-cache': { teacher: 'tiny', dataset: ds.id },
   quantize: { model: 'tiny', dataset: ds.id },
   'test.noop': {},
+  dataset: { teacher: 'tiny', task: { name: 'sums', seed_prompts: ['What is one plus two?'] } },
 });
 // Params that apply only beside others (train's tokenizer with config).
 const fixtureConfig = JSON.parse(readFileSync(join(repo, 'tests/reference/fixtures/llama_f32_gqa/config.json'), 'utf8'));
