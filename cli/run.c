@@ -126,19 +126,46 @@ static bool ctx_should_stop(rf_job_ctx *ctx)
     return g_stop != 0;
 }
 
-/* Without a server a reference is a local path: a model's folder, a
- * dataset's file. */
+/* Without a server a reference is a local path: a model's folder; a
+ * dataset's, an artifact's or a teacher cache's file; an adapter's folder
+ * (adapter_config.json and adapter_model.safetensors), or either file in it. */
 static int ctx_resolve(rf_job_ctx *ctx, const char *kind, const char *ref, char **path,
                        rf_error *err)
 {
     struct stat st;
-    bool want_dir = !strcmp(kind, "model");
-    if (stat(ref, &st) || (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)))
+    const bool adapter = !strcmp(kind, "adapter");
+    const bool want_dir = !strcmp(kind, "model") || adapter;
+    if (stat(ref, &st))
         return rf_errorf(err, RF_EINVAL,
-                         "%s '%s' is not a %s here (refinery run takes local paths)", kind, ref,
-                         want_dir ? "folder" : "file");
-    *path = realpath(ref, NULL);
-    return *path ? 0 : rf_errorf(err, RF_ENOMEM, "out of memory");
+                         "%s '%s' does not exist here (refinery run takes local "
+                         "paths: a folder for a model or an adapter, a file otherwise)",
+                         kind, ref);
+    char *real = realpath(ref, NULL);
+    if (!real) return rf_errorf(err, RF_ENOMEM, "out of memory");
+    if (adapter && S_ISREG(st.st_mode)) {
+        /* a file of the adapter: its folder is the adapter */
+        char *slash = strrchr(real, '/');
+        if (slash && slash != real) *slash = '\0';
+        st.st_mode = S_IFDIR;
+    }
+    if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+        free(real);
+        return rf_errorf(err, RF_EINVAL, "%s '%s' is not a %s (refinery run takes local paths)",
+                         kind, ref, want_dir ? "folder" : "file");
+    }
+    if (adapter) {
+        char cfg[PATH_MAX + 32];
+        snprintf(cfg, sizeof cfg, "%s/adapter_config.json", real);
+        if (stat(cfg, &st)) {
+            free(real);
+            return rf_errorf(err, RF_EINVAL,
+                             "adapter '%s' is not a PEFT adapter folder (no adapter_config.json "
+                             "beside adapter_model.safetensors)",
+                             ref);
+        }
+    }
+    *path = real;
+    return 0;
 }
 
 static int local_resolve(void *user, const char *kind, const char *ref, char **path, rf_error *err)

@@ -17,7 +17,9 @@
 #include "cli/model.h"
 #include "cli/run.h"
 #include "cli/report.h"
+#include "cli/sample.h"
 #include "cli/tokenize.h"
+#include "cli/watch.h"
 #include "service/config.h"
 #include "service/db.h"
 #include "service/http.h"
@@ -34,6 +36,8 @@ static int usage(FILE *f)
            "  worker                      engine workers only (no HTTP)\n"
            "  migrate                     apply database migrations and exit\n"
            "  run JOB.json [--workdir DIR] run one job without the server (events on stdout)\n"
+           "  jobs watch JOB_ID [--url URL] [--api-key KEY]   follow a job on a server\n"
+           "  sample DIR                  a small model, its tokenizer and datasets to try\n"
            "  keys create --tenant NAME   create an API key (printed once)\n"
            "  keys revoke KEY_ID          revoke an API key\n"
            "  tokenize --model DIR        text on stdin → token ids (--decode: the reverse)\n"
@@ -219,6 +223,10 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "tokenize")) return rf_cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "forward")) return rf_cmd_forward(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return rf_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "watch")) return rf_cmd_watch(argc - 1, argv + 1);
+    if (!strcmp(cmd, "sample")) return rf_cmd_sample(argc - 1, argv + 1);
+    if (!strcmp(cmd, "jobs") && argc > 2 && !strcmp(argv[2], "watch"))
+        return rf_cmd_watch(argc - 2, argv + 2);
     if (!strcmp(cmd, "generate")) return rf_cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return rf_cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "report")) return rf_cmd_report(argc - 1, argv + 1);

@@ -549,7 +549,7 @@ static void handle(rf_req *req, bool chat)
     if (!body) return;
     creq *r = calloc(1, sizeof *r);
     rf_error err = {0};
-    char *dir = NULL;
+    char *dir = NULL, *adapter = NULL;
     if (!r) {
         json_decref(body);
         rf_reply_problem(req, 500, "out of memory", NULL);
@@ -561,19 +561,29 @@ static void handle(rf_req *req, bool chat)
     rf_id_new(chat ? "chatcmpl" : "cmpl", r->id);
     if (parse(body, chat, r, &err) < 0) goto fail;
     int rc = rf_resolve(c, req->tenant, "model", r->model, &dir, &err);
-    if (rc == RF_ENOTFOUND) snprintf(err.field, sizeof err.field, "model");
+    if (rc == RF_ENOTFOUND && !strncmp(r->model, "job_", 4))
+        /* a train job's id: its LoRA adapter on its student, as vLLM serves
+         * an adapter under its own name */
+        rc = rf_resolve_lora(c, req->tenant, req->cfg->data_dir, r->model, &dir, &adapter, &err);
+    else if (rc == RF_ENOTFOUND)
+        snprintf(err.msg + strlen(err.msg), sizeof err.msg - strlen(err.msg),
+                 "; a train job's id serves its LoRA adapter on its student");
+    if (rc == RF_ENOTFOUND || rc == RF_EINVAL) snprintf(err.field, sizeof err.field, "model");
     if (rc < 0) goto fail;
-    if (rf_infer_submit(req, dir, work, r, creq_free, &err) < 0) {
+    if (rf_infer_submit_adapter(req, dir, adapter, work, r, creq_free, &err) < 0) {
         free(dir);
+        free(adapter);
         creq_free(r);
         rf_reply_problem(req, 503, err.msg, NULL);
         rf_reply_header(req, "Retry-After", "1");
         return;
     }
     free(dir);
+    free(adapter);
     return;
 fail:
     free(dir);
+    free(adapter);
     creq_free(r);
     rf_reply_error(req, &err);
 }

@@ -39,6 +39,13 @@ static void upload_begin(rf_req *req)
         rf_reply_problem(req, 413, detail, NULL);
         return;
     }
+    /* names are unique within a tenant: refuse before the upload, not after */
+    PGconn *c = rf_req_db(req);
+    if (!c) return;
+    if (rf_datasets_name_taken(c, req->tenant, name, &e)) {
+        rf_reply_error(req, &e);
+        return;
+    }
     rf_upload *u;
     if (rf_upload_begin(req->cfg->data_dir, req->tenant, name, req->cfg->max_dataset_bytes, &u,
                         &e)) {

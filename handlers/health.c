@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "service/db.h"
+#include "service/log.h"
 #include "service/embedded.h"
 #include "service/metrics.h"
 #include "service/migrate.h"
@@ -13,22 +14,48 @@ void rf_h_healthz(rf_req *req)
     rf_reply_json_text(req, 200, strdup("{\"status\":\"ok\"}"));
 }
 
+/* The schema version the database holds; RF_EIO when the database cannot
+ * be reached (a cached connection that died counts: one fresh try). */
+static int db_version(char *out, size_t cap, rf_error *err)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        PGconn *c = rf_db_thread(err);
+        if (!c) return RF_EIO;
+        PGresult *r;
+        int rc = rf_db_exec(c, "SELECT coalesce(max(version), '') FROM schema_migrations", 0, NULL,
+                            &r, err);
+        if (rc == 0) snprintf(out, cap, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        if (rc == 0) return 0;
+        if (PQstatus(c) == CONNECTION_OK) return RF_EDB; /* it answered: no schema */
+    }
+    return RF_EIO;
+}
+
 void rf_h_readyz(rf_req *req)
 {
     rf_error err;
-    PGconn *c = rf_db_thread(&err);
-    if (!c) {
-        rf_reply_problem(req, 503, "the database is unreachable", NULL);
+    char have[64] = "", latest[64];
+    int rc = db_version(have, sizeof have, &err);
+    if (rc == RF_EIO) {
+        rf_log(RF_LOG_WARN, "readyz: %s", err.msg);
+        rf_reply_problem(req, 503,
+                         "database unreachable: the server cannot connect to "
+                         "PostgreSQL (REFINERY_DATABASE_URL); is it running?",
+                         NULL);
         return;
     }
-    char latest[64];
     if (rf_migrate_latest(req->cfg->migrations_dir, latest, sizeof latest, &err)) {
         rf_reply_error(req, &err);
         return;
     }
-    if (!rf_migrate_is_current(c, latest)) {
-        rf_reply_problem(req, 503, "the database schema is not at the version this binary needs",
-                         NULL);
+    if (rc || strtoull(have, NULL, 10) < strtoull(latest, NULL, 10)) {
+        char detail[256];
+        snprintf(detail, sizeof detail,
+                 "the database schema is at version %s, this binary needs %s: run refinery "
+                 "migrate (serve migrates at start)",
+                 *have ? have : "none", latest);
+        rf_reply_problem(req, 503, detail, NULL);
         return;
     }
     rf_reply_json_text(req, 200, strdup("{\"status\":\"ready\"}"));

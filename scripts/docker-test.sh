@@ -223,7 +223,7 @@ for i in $(seq 0 11); do rows+="{\"prompt\":\"add $i and 1\",\"response\":\"$((i
 rows+='{"prompt":"add 1 and 2","response":"3","split":"validation"}'$'\n'
 ds=$(call 201 POST '/v1/datasets?name=sums' -H 'content-type: application/x-ndjson' --data-binary "$rows" | jq -r .id)
 params='{"student":"tiny","dataset":"'"$ds"'","lora":{"r":4,"alpha":8},"optimizer":{"name":"muon","lr":0.02},
-         "batch":2,"seq_len":32,"max_steps":3,"export":["adapter"],"seed":1}'
+         "batch":2,"seq_len":96,"max_steps":3,"export":["adapter"],"seed":1}'
 job=$(call 201 POST /v1/jobs -H 'content-type: application/json' -d "{\"type\":\"train\",\"params\":$params}" | jq -r .id)
 say "train job $job (model $model, dataset $ds)"
 tj=$(date +%s)

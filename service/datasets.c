@@ -12,6 +12,7 @@
 #include "engine/core/dataset.h"
 #include "service/db.h"
 #include "service/ids.h"
+#include "service/resolve.h"
 
 #define MAX_LINE (16u << 20) /* one JSONL record */
 #define WBUF (1u << 20)
@@ -53,7 +54,7 @@ int rf_upload_begin(const char *data_dir, const char *tenant, const char *name, 
     mkdir(parent, 0750);
     snprintf(u->dir, sizeof u->dir, "%s/%s", parent, tenant);
     if (mkdir(u->dir, 0750) && errno != EEXIST) {
-        rc = rf_errorf(err, RF_EIO, "cannot create %s: %s", u->dir, strerror(errno));
+        rc = rf_errorf(err, RF_EIO, "cannot create the dataset store: %s", strerror(errno));
         goto fail;
     }
     snprintf(u->tmp, sizeof u->tmp, "%s/.tmp.%s", u->dir, u->id);
@@ -201,7 +202,7 @@ int rf_upload_finish(rf_upload *u, PGconn *c, char **json, uint64_t *line, rf_er
     u->fd = -1;
     unsigned char md[32];
     unsigned int mdlen;
-    char hex[65], bytes[32], rows[3][32], mc[32];
+    char hex[65], bytes[32], rows[3][32], mc[32], answers[32];
     EVP_DigestFinal_ex(u->md, md, &mdlen);
     rf_hex(md, 32, hex);
     if (rename(u->tmp, u->final) || fsync_dir(u->dir))
@@ -211,17 +212,19 @@ int rf_upload_finish(rf_upload *u, PGconn *c, char **json, uint64_t *line, rf_er
     for (int i = 0; i < 3; i++)
         snprintf(rows[i], sizeof rows[i], "%llu", (unsigned long long)u->st.rows[i]);
     snprintf(mc, sizeof mc, "%llu", (unsigned long long)u->st.multiple_choice);
-    const char *p[11] = {u->id,   u->tenant, u->name, rf_dataset_schema_name(u->st.schema),
-                         rows[0], rows[1],   rows[2], mc,
-                         bytes,   hex,       u->final};
+    snprintf(answers, sizeof answers, "%llu", (unsigned long long)u->st.answers[RF_SPLIT_TRAIN]);
+    const char *p[12] = {u->id,   u->tenant, u->name,  rf_dataset_schema_name(u->st.schema),
+                         rows[0], rows[1],   rows[2],  mc,
+                         bytes,   hex,       u->final, answers};
     PGresult *r;
     int rc = rf_db_execp(
         c,
         "INSERT INTO datasets (id, tenant_id, name, schema, rows_train, rows_validation,"
-        " rows_test, multiple_choice, bytes, sha256, path) VALUES ($1, $2, $3, $4,"
-        " $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10, $11)"
-        " RETURNING id",
-        11, p, &r, err);
+        " rows_test, multiple_choice, bytes, sha256, path, train_answers) VALUES ($1, $2, $3,"
+        " $4, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10, $11, $12::bigint)"
+        " ON CONFLICT (tenant_id, name) DO NOTHING RETURNING id",
+        12, p, &r, err);
+    if (!rc && PQntuples(r) == 0) rc = rf_datasets_name_taken(c, u->tenant, u->name, err);
     PQclear(r);
     if (rc) {
         unlink(u->final); /* not recorded: not kept */
@@ -282,32 +285,41 @@ int rf_datasets_list(PGconn *c, const char *tenant, const char *after, int limit
     return rc;
 }
 
+int rf_datasets_name_taken(PGconn *c, const char *tenant, const char *name, rf_error *err)
+{
+    PGresult *r;
+    int rc = rf_db_execp(c, "SELECT id FROM datasets WHERE tenant_id = $1 AND name = $2", 2,
+                         (const char *[]){tenant, name}, &r, err);
+    if (!rc && PQntuples(r) > 0)
+        rc = rf_error_field(err, RF_ECONFLICT, "name",
+                            "a dataset named '%s' exists already (%s): names are unique within "
+                            "a tenant; pick another ?name= or DELETE /v1/datasets/%s first",
+                            name, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return rc;
+}
+
 int rf_datasets_delete(PGconn *c, const char *tenant, const char *id, rf_error *err)
 {
     if (!rf_id_valid("ds", id)) return rf_errorf(err, RF_ENOTFOUND, "no dataset with id '%s'", id);
     PGresult *r;
-    /* A job refers to a dataset by its id somewhere in its params. */
-    int rc = rf_db_execp(
-        c,
-        "WITH busy AS (SELECT id FROM jobs WHERE tenant_id = $2"
-        "  AND status IN ('queued', 'running') AND strpos(params::text, $1) > 0 LIMIT 1),"
-        " d AS (DELETE FROM datasets WHERE id = $1 AND tenant_id = $2"
-        "  AND NOT EXISTS (SELECT 1 FROM busy) RETURNING path)"
-        " SELECT (SELECT path FROM d), (SELECT id FROM busy),"
-        "  (SELECT count(*) FROM datasets WHERE id = $1 AND tenant_id = $2)",
-        2, (const char *[]){id, tenant}, &r, err);
-    if (rc) {
-        PQclear(r);
-        return rc;
-    }
-    if (!PQgetisnull(r, 0, 0)) {
-        unlink(PQgetvalue(r, 0, 0)); /* the row is gone; the file follows */
-    } else if (!PQgetisnull(r, 0, 1)) {
-        rc = rf_errorf(err, RF_ECONFLICT, "dataset %s is in use by job %s, which has not finished",
-                       id, PQgetvalue(r, 0, 1));
-    } else {
-        rc = rf_errorf(err, RF_ENOTFOUND, "no dataset with id '%s'", id);
-    }
+    int rc = rf_db_execp(c, "SELECT name FROM datasets WHERE id = $1 AND tenant_id = $2", 2,
+                         (const char *[]){id, tenant}, &r, err);
+    if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no dataset with id '%s'", id);
+    char name[256] = "", job[RF_ID_MAX] = "";
+    if (!rc) snprintf(name, sizeof name, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    /* In use: named by a job that has not finished (README "Names and objects in use"). */
+    if (!rc && (rc = rf_resolve_in_use(c, tenant, "dataset", id, name, job, err)) == 0 && *job)
+        rc = rf_errorf(err, RF_ECONFLICT,
+                       "dataset %s is in use by job %s, which has not finished: cancel it "
+                       "(POST /v1/jobs/%s/cancel) or wait for it, then delete",
+                       id, job, job);
+    if (rc) return rc;
+    rc = rf_db_execp(c, "DELETE FROM datasets WHERE id = $1 AND tenant_id = $2 RETURNING path", 2,
+                     (const char *[]){id, tenant}, &r, err);
+    if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no dataset with id '%s'", id);
+    if (!rc) unlink(PQgetvalue(r, 0, 0)); /* the row is gone; the file follows */
     PQclear(r);
     return rc;
 }
@@ -352,6 +364,15 @@ int rf_datasets_adopt(PGconn *c, const char *data_dir, const char *tenant, const
     FILE *f = fopen(path, "r");
     if (!f)
         return rf_errorf(err, RF_EIO, "cannot read the dataset the job wrote: %s", strerror(errno));
+    /* Names are unique within a tenant (README "Names and objects in use"):
+     * what a job made keeps its work under the job's id when the name it
+     * asked for is taken, as models a job makes are named after it. */
+    char alt[300];
+    rf_error nerr;
+    if (rf_datasets_name_taken(c, tenant, name, &nerr) == RF_ECONFLICT) {
+        snprintf(alt, sizeof alt, "%s-%s", name, job_id);
+        name = alt;
+    }
     rf_upload *u = NULL;
     int rc = rf_upload_begin(data_dir, tenant, name, UINT64_MAX, &u, err);
     char buf[1 << 16];

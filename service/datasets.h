@@ -27,13 +27,16 @@ void rf_upload_free(rf_upload *u);
 int rf_datasets_get(PGconn *c, const char *tenant, const char *id, char **json, rf_error *err);
 int rf_datasets_list(PGconn *c, const char *tenant, const char *after, int limit, char **json,
                      rf_error *err);
-/* RF_ECONFLICT while a queued or running job refers to it. */
+/* RF_ECONFLICT (field "name") when the tenant has a dataset of that name. */
+int rf_datasets_name_taken(PGconn *c, const char *tenant, const char *name, rf_error *err);
+/* RF_ECONFLICT while a queued or running job names it (by id or name). */
 int rf_datasets_delete(PGconn *c, const char *tenant, const char *id, rf_error *err);
 
 /* A JSONL file a job wrote: every line checked, moved to
  * data_dir/datasets/<tenant>/<id>.jsonl and recorded with the job as its
  * source. The same content from the same job again (a rescued attempt)
- * gives the dataset recorded the first time. */
+ * gives the dataset recorded the first time. A name the tenant has taken
+ * already becomes "<name>-<job id>" (names are unique within a tenant). */
 int rf_datasets_adopt(PGconn *c, const char *data_dir, const char *tenant, const char *job_id,
                       const char *path, const char *name, char id_out[40], rf_error *err);
 

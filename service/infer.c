@@ -18,6 +18,7 @@ struct rf_infer_task {
     struct MHD_Connection *conn;
     int fd;
     char *dir;
+    char *adapter; /* a LoRA adapter's folder to apply, or NULL */
     rf_infer_work work;
     void *arg;
     void (*free_arg)(void *);
@@ -60,6 +61,7 @@ static void task_free(rf_infer_task *t)
 {
     if (t->free_arg) t->free_arg(t->arg);
     free(t->dir);
+    free(t->adapter);
     free(t->buf);
     free(t);
 }
@@ -80,7 +82,7 @@ static void run_task(rf_infer_task *t)
     if (rf_infer_gone(t)) {
         rf_errorf(&err, RF_ECANCELED, "the client went away before its turn");
         rf_infer_fail(t, &err);
-    } else if (rf_model_cache_get(t->dir, &h, &lm, &err) < 0) {
+    } else if (rf_model_cache_get_adapter(t->dir, t->adapter, &h, &lm, &err) < 0) {
         rf_error_wrap(&err, "loading the model");
         rf_infer_fail(t, &err);
     } else {
@@ -196,10 +198,17 @@ void rf_infer_stop(void)
 int rf_infer_submit(rf_req *req, const char *dir, rf_infer_work work, void *arg,
                     void (*free_arg)(void *), rf_error *err)
 {
+    return rf_infer_submit_adapter(req, dir, NULL, work, arg, free_arg, err);
+}
+
+int rf_infer_submit_adapter(rf_req *req, const char *dir, const char *adapter, rf_infer_work work,
+                            void *arg, void (*free_arg)(void *), rf_error *err)
+{
     if (!atomic_load(&g_running))
         return rf_errorf(err, RF_EIO, "inference is not running in this process");
     rf_infer_task *t = calloc(1, sizeof *t);
-    if (!t || !(t->dir = strdup(dir))) {
+    if (!t || !(t->dir = strdup(dir)) || (adapter && !(t->adapter = strdup(adapter)))) {
+        if (t) free(t->dir);
         free(t);
         return rf_errorf(err, RF_ENOMEM, "out of memory");
     }

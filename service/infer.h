@@ -39,6 +39,10 @@ void rf_infer_stop(void);
  * is suspended and arg is not taken. */
 int rf_infer_submit(rf_req *req, const char *dir, rf_infer_work work, void *arg,
                     void (*free_arg)(void *), rf_error *err);
+/* The same on the model in dir with the LoRA adapter in the folder adapter
+ * applied (cached apart from dir alone). */
+int rf_infer_submit_adapter(rf_req *req, const char *dir, const char *adapter, rf_infer_work work,
+                            void *arg, void (*free_arg)(void *), rf_error *err);
 /* The task this request submitted, NULL on the first call of the handler. */
 rf_infer_task *rf_infer_task_of(rf_req *req);
 void *rf_infer_arg(rf_infer_task *t);

@@ -10,6 +10,8 @@
 struct rf_cached_lm {
     rf_cached_lm *next;
     char *dir;
+    char *adapter;    /* a LoRA adapter's folder applied to the model, or NULL */
+    rf_lm_adapter ad; /* the weights it merged into copies of its own */
     rf_lm lm;
     size_t bytes;
     int refs;
@@ -64,20 +66,34 @@ static void free_entries(rf_cached_lm *e)
 {
     while (e) {
         rf_cached_lm *next = e->next;
-        rf_log(RF_LOG_INFO, "model cache: unloaded %s", e->dir);
+        rf_log(RF_LOG_INFO, "model cache: unloaded %s%s%s", e->dir, e->adapter ? " + " : "",
+               e->adapter ? e->adapter : "");
         rf_lm_free(&e->lm);
+        rf_lm_adapter_free(&e->ad);
         free(e->dir);
+        free(e->adapter);
         free(e);
         e = next;
     }
 }
 
+static bool same(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
 int rf_model_cache_get(const char *dir, rf_cached_lm **handle, const rf_lm **lm, rf_error *err)
+{
+    return rf_model_cache_get_adapter(dir, NULL, handle, lm, err);
+}
+
+int rf_model_cache_get_adapter(const char *dir, const char *adapter, rf_cached_lm **handle,
+                               const rf_lm **lm, rf_error *err)
 {
     pthread_mutex_lock(&g_lock);
     for (;;) {
         rf_cached_lm *e = g_head;
-        while (e && strcmp(e->dir, dir))
+        while (e && (strcmp(e->dir, dir) || !same(e->adapter, adapter)))
             e = e->next;
         if (!e) break;
         if (e->loading) { /* someone is loading it: wait, then look again */
@@ -92,8 +108,9 @@ int rf_model_cache_get(const char *dir, rf_cached_lm **handle, const rf_lm **lm,
         return 0;
     }
     rf_cached_lm *e = calloc(1, sizeof *e);
-    if (!e || !(e->dir = strdup(dir))) {
+    if (!e || !(e->dir = strdup(dir)) || (adapter && !(e->adapter = strdup(adapter)))) {
         pthread_mutex_unlock(&g_lock);
+        if (e) free(e->dir);
         free(e);
         return rf_errorf(err, RF_ENOMEM, "out of memory");
     }
@@ -103,13 +120,17 @@ int rf_model_cache_get(const char *dir, rf_cached_lm **handle, const rf_lm **lm,
     pthread_mutex_unlock(&g_lock);
 
     int rc = rf_lm_load(&e->lm, dir, err);
+    if (rc == 0 && adapter && (rc = rf_lm_adapter_apply(&e->lm, adapter, &e->ad, err)) < 0) {
+        rf_error_wrap(err, "applying the adapter");
+        rf_lm_free(&e->lm);
+    }
 
     pthread_mutex_lock(&g_lock);
     rf_cached_lm *victims = NULL;
     if (rc < 0) {
         unlink_entry(e);
     } else {
-        e->bytes = rf_lm_bytes(&e->lm);
+        e->bytes = rf_lm_bytes(&e->lm) + e->ad.bytes;
         victims = evict_for(e->bytes);
         e->loading = false;
         e->refs = 1;
@@ -122,10 +143,12 @@ int rf_model_cache_get(const char *dir, rf_cached_lm **handle, const rf_lm **lm,
     free_entries(victims);
     if (rc < 0) {
         free(e->dir);
+        free(e->adapter);
         free(e);
         return rc;
     }
-    rf_log(RF_LOG_INFO, "model cache: loaded %s (%.1f MiB)", dir, e->bytes / 1048576.0);
+    rf_log(RF_LOG_INFO, "model cache: loaded %s%s%s (%.1f MiB)", dir, adapter ? " + " : "",
+           adapter ? adapter : "", e->bytes / 1048576.0);
     *handle = e;
     *lm = &e->lm;
     return 0;

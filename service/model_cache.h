@@ -12,6 +12,7 @@
 
 #include "engine/core/error.h"
 #include "engine/model/lm.h"
+#include "engine/model/lm_adapter.h"
 
 typedef struct rf_cached_lm rf_cached_lm;
 
@@ -21,6 +22,10 @@ void rf_model_cache_clear(void);
 
 /* The model at dir, loaded if need be; *lm stays valid until the put. */
 int rf_model_cache_get(const char *dir, rf_cached_lm **handle, const rf_lm **lm, rf_error *err);
+/* The same with the LoRA adapter in the folder adapter applied (NULL: none);
+ * cached apart from the base alone, under both folders (engine/model/lm_adapter.h). */
+int rf_model_cache_get_adapter(const char *dir, const char *adapter, rf_cached_lm **handle,
+                               const rf_lm **lm, rf_error *err);
 void rf_model_cache_put(rf_cached_lm *handle);
 
 /* Models loaded now and their bytes (for /metrics and tests). */

@@ -11,6 +11,7 @@
 #include "engine/model/model_info.h"
 #include "service/db.h"
 #include "service/ids.h"
+#include "service/resolve.h"
 
 /* True when real (a resolved path) is root or lies under it. */
 static bool under(const char *real, const char *root)
@@ -116,7 +117,10 @@ int rf_models_register(PGconn *c, const char *tenant, const char *roots, const j
     free(q);
     rf_model_info_clear(&info);
     if (!rc && PQntuples(r) == 0)
-        rc = rf_error_field(err, RF_ECONFLICT, "name", "a model named '%s' is already registered",
+        rc = rf_error_field(err, RF_ECONFLICT, "name",
+                            "a model named '%s' is already registered: names are unique within a "
+                            "tenant; pick another name, or DELETE /v1/models/{id} of the other "
+                            "first (GET /v1/models lists them)",
                             name);
     if (!rc) *json = strdup(PQgetvalue(r, 0, 0));
     PQclear(r);
@@ -203,24 +207,23 @@ int rf_models_delete(PGconn *c, const char *tenant, const char *id, rf_error *er
 {
     if (!rf_id_valid("mdl", id)) return rf_errorf(err, RF_ENOTFOUND, "no model with id '%s'", id);
     PGresult *r;
-    int rc = rf_db_execp(
-        c,
-        "WITH busy AS (SELECT id FROM jobs WHERE tenant_id = $2"
-        "  AND status IN ('queued', 'running') AND strpos(params::text, $1) > 0 LIMIT 1),"
-        " d AS (DELETE FROM models WHERE id = $1 AND tenant_id = $2"
-        "  AND NOT EXISTS (SELECT 1 FROM busy) RETURNING id)"
-        " SELECT (SELECT count(*) FROM d), (SELECT id FROM busy)",
-        2, (const char *[]){id, tenant}, &r, err);
-    if (!rc) {
-        if (PQgetvalue(r, 0, 0)[0] == '1')
-            rc = 0;
-        else if (!PQgetisnull(r, 0, 1))
-            rc =
-                rf_errorf(err, RF_ECONFLICT, "model %s is in use by job %s, which has not finished",
-                          id, PQgetvalue(r, 0, 1));
-        else
-            rc = rf_errorf(err, RF_ENOTFOUND, "no model with id '%s'", id);
-    }
+    int rc = rf_db_execp(c, "SELECT name FROM models WHERE id = $1 AND tenant_id = $2", 2,
+                         (const char *[]){id, tenant}, &r, err);
+    if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no model with id '%s'", id);
+    char name[256] = "", job[RF_ID_MAX] = "";
+    if (!rc) snprintf(name, sizeof name, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    /* In use: named, by id or name, by a job that has not finished (README
+     * "Names and objects in use"); the same rule as datasets. */
+    if (!rc && (rc = rf_resolve_in_use(c, tenant, "model", id, name, job, err)) == 0 && *job)
+        rc = rf_errorf(err, RF_ECONFLICT,
+                       "model %s ('%s') is in use by job %s, which has not finished: cancel it "
+                       "(POST /v1/jobs/%s/cancel) or wait for it, then delete",
+                       id, name, job, job);
+    if (rc) return rc;
+    rc = rf_db_execp(c, "DELETE FROM models WHERE id = $1 AND tenant_id = $2 RETURNING id", 2,
+                     (const char *[]){id, tenant}, &r, err);
+    if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no model with id '%s'", id);
     PQclear(r);
     return rc;
 }

@@ -22,6 +22,7 @@
 #include "service/auth.h"
 #include "service/queue.h"
 #include "service/resolve.h"
+#include "service/scrub.h"
 #include "service/sse.h"
 
 typedef struct worker {
@@ -254,6 +255,9 @@ static void run_one(worker *w)
     rc = runner ? runner->run(j->params, &ctx, &result, &err)
                 : rf_errorf(&err, RF_EUNSUPPORTED, "no runner for job type '%s'", j->type);
 done:;
+    /* the job's owner sees err.msg: ids, never server paths */
+    rf_scrub_paths(err.msg, p->cfg->data_dir);
+    rf_scrub_paths(err.msg, p->cfg->served_roots);
     rf_error qerr;
     int qrc;
     if (rc == 0) {

@@ -1,5 +1,6 @@
 #include "engine/core/dataset.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 const char *rf_dataset_schema_name(rf_dataset_schema s)
@@ -111,8 +112,17 @@ int rf_dataset_check(const json_t *line, rf_dataset_stats *st, rf_error *err)
             return rf_error_field(err, RF_EINVAL, "split",
                                   "'split' must be \"train\", \"validation\" or \"test\"");
     }
+    bool has_answer = json_is_string(response);
+    size_t mi;
+    json_t *msg;
+    json_array_foreach(messages, mi, msg)
+    {
+        const char *r = json_string_value(json_object_get(msg, "role"));
+        has_answer |= r && !strcmp(r, "assistant");
+    }
     st->schema = schema;
     st->rows[split]++;
+    if (has_answer) st->answers[split]++;
     if (choices) st->multiple_choice++;
     return 0;
 }

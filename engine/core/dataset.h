@@ -21,6 +21,8 @@ typedef struct rf_dataset_stats {
     rf_dataset_schema schema; /* of the first line; every line must share it */
     uint64_t rows[RF_SPLIT_COUNT];
     uint64_t multiple_choice;
+    /* rows with an answer to learn from: a response, or an assistant turn */
+    uint64_t answers[RF_SPLIT_COUNT];
 } rf_dataset_stats;
 
 const char *rf_dataset_schema_name(rf_dataset_schema s);

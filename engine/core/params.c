@@ -74,9 +74,10 @@ static int check_value(const json_t *v, const rf_param *p, const char *field, rf
     char r[96];
     switch (p->type) {
     case RF_PARAM_STRING:
-        if (!json_is_string(v) || !*json_string_value(v))
-            return rf_error_field(err, RF_EINVAL, field, "'%s' must be a non-empty string%s%s",
-                                  field, p->help ? ": " : "", p->help ? p->help : "");
+        if (!json_is_string(v) || (!*json_string_value(v) && !(p->flags & RF_PARAM_EMPTY)))
+            return rf_error_field(err, RF_EINVAL, field, "'%s' must be a %sstring%s%s", field,
+                                  p->flags & RF_PARAM_EMPTY ? "" : "non-empty ",
+                                  p->help ? ": " : "", p->help ? p->help : "");
         return 0;
     case RF_PARAM_INT:
         if (!json_is_integer(v) || !in_range(p, (double)json_integer_value(v))) {
@@ -246,12 +247,12 @@ int rf_param_enum(const json_t *obj, const rf_param *spec, const char *name, int
     return fallback;
 }
 
-static int refs_value(const json_t *v, const rf_param *p, const char *field, rf_param_ref_fn fn,
-                      void *user)
+static int refs_value(const json_t *v, const rf_param *p, const char *field,
+                      rf_param_ref_param_fn fn, void *user)
 {
-    if (p->ref && json_is_string(v)) return fn(user, p->ref, field, json_string_value(v));
+    if (p->ref && json_is_string(v)) return fn(user, p, field, json_string_value(v));
     if (p->type == RF_PARAM_OBJECT && p->fields && json_is_object(v))
-        return rf_params_refs(v, p->fields, field, fn, user);
+        return rf_params_refs_params(v, p->fields, field, fn, user);
     if (p->type == RF_PARAM_ARRAY && p->items && json_is_array(v)) {
         size_t i;
         json_t *e;
@@ -266,8 +267,8 @@ static int refs_value(const json_t *v, const rf_param *p, const char *field, rf_
     return 0;
 }
 
-int rf_params_refs(const json_t *obj, const rf_param *spec, const char *path, rf_param_ref_fn fn,
-                   void *user)
+int rf_params_refs_params(const json_t *obj, const rf_param *spec, const char *path,
+                          rf_param_ref_param_fn fn, void *user)
 {
     for (const rf_param *p = spec; p && p->name; p++) {
         const json_t *v = json_object_get(obj, p->name);
@@ -278,6 +279,24 @@ int rf_params_refs(const json_t *obj, const rf_param *spec, const char *path, rf
         if (rc) return rc;
     }
     return 0;
+}
+
+typedef struct by_kind {
+    rf_param_ref_fn fn;
+    void *user;
+} by_kind;
+
+static int kind_only(void *user, const rf_param *p, const char *field, const char *value)
+{
+    by_kind *k = user;
+    return k->fn(k->user, p->ref, field, value);
+}
+
+int rf_params_refs(const json_t *obj, const rf_param *spec, const char *path, rf_param_ref_fn fn,
+                   void *user)
+{
+    by_kind k = {fn, user};
+    return rf_params_refs_params(obj, spec, path, kind_only, &k);
 }
 
 static json_t *describe_one(const rf_param *p)

@@ -16,7 +16,7 @@
 #include "engine/core/error.h"
 
 typedef enum rf_param_type {
-    RF_PARAM_STRING, /* a non-empty string */
+    RF_PARAM_STRING, /* a non-empty string (any string with RF_PARAM_EMPTY) */
     RF_PARAM_INT,    /* an integer in [lo, hi] */
     RF_PARAM_NUMBER, /* a finite number in [lo, hi] (open ends by flag) */
     RF_PARAM_BOOL,
@@ -32,6 +32,10 @@ enum {
     RF_PARAM_HI_OPEN = 1u << 2,
     RF_PARAM_NULLABLE = 1u << 3, /* null is accepted and means "absent" */
     RF_PARAM_OPEN = 1u << 4,     /* OBJECT: keys beyond fields are accepted (passed through) */
+    RF_PARAM_EMPTY = 1u << 5,    /* STRING: "" is accepted too */
+    /* ref "dataset": the job learns from the answers of its train split, so
+     * a dataset without any (multiple-choice rows alone) is refused at POST */
+    RF_PARAM_ANSWERS = 1u << 6,
 };
 
 typedef struct rf_param {
@@ -85,6 +89,12 @@ json_t *rf_params_describe(const rf_param *spec);
 typedef int (*rf_param_ref_fn)(void *user, const char *kind, const char *field, const char *value);
 int rf_params_refs(const json_t *obj, const rf_param *spec, const char *path, rf_param_ref_fn fn,
                    void *user);
+
+/* The same walk, handing over the table entry (its flags, its help). */
+typedef int (*rf_param_ref_param_fn)(void *user, const rf_param *p, const char *field,
+                                     const char *value);
+int rf_params_refs_params(const json_t *obj, const rf_param *spec, const char *path,
+                          rf_param_ref_param_fn fn, void *user);
 
 /* "a, b, c": the names of a table, for messages. */
 void rf_params_names(const rf_param *spec, char *buf, size_t cap);

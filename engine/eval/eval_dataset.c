@@ -354,7 +354,7 @@ int rf_eval_dataset(const rf_lm *lm, const char *path, const rf_eval_opts *o, js
     *result = NULL;
     if (!o->metrics) return rf_error_field(err, RF_EINVAL, "metrics", "no metric was asked for");
     FILE *f = fopen(path, "r");
-    if (!f) return rf_error_field(err, RF_EIO, "dataset", "cannot open dataset %s", path);
+    if (!f) return rf_error_field(err, RF_EIO, "dataset", "the dataset file cannot be read");
     char *buf = NULL;
     size_t cap = 0;
     long lineno = 0, total = 0, done = 0;

@@ -11,7 +11,6 @@
 #define RF_MAX_RUNNERS 64
 
 static const rf_runner *g_runners[RF_MAX_RUNNERS];
-static const rf_runner_ref *g_refs[RF_MAX_RUNNERS];
 static int g_nrunners;
 
 int rf_runner_register(const rf_runner *runner)
@@ -46,39 +45,13 @@ int rf_runner_validate(const rf_runner *runner, const json_t *params, rf_error *
     return runner->validate ? runner->validate(params, err) : 0;
 }
 
-int rf_runner_set_refs(const char *type, const rf_runner_ref *refs)
-{
-    for (int i = 0; i < g_nrunners; i++)
-        if (!strcmp(g_runners[i]->type, type)) {
-            g_refs[i] = refs;
-            return 0;
-        }
-    return RF_ENOTFOUND;
-}
-
-const rf_runner_ref *rf_runner_refs(const char *type)
-{
-    for (int i = 0; type && i < g_nrunners; i++)
-        if (!strcmp(g_runners[i]->type, type)) return g_refs[i];
-    return NULL;
-}
-
 void rf_runners_register_builtin(void)
 {
-    /* Engine job types register here as they land (train, quantize, …). */
-    static const rf_runner_ref train_refs[] = {
-        {"student", "model"},          {"teacher", "model"},   {"dataset", "dataset"},
-        {"teacher_cache", "artifact"}, {"tokenizer", "model"}, {NULL, NULL}};
-    static const rf_runner_ref teacher_cache_refs[] = {
-        {"teacher", "model"}, {"dataset", "dataset"}, {NULL, NULL}};
+    /* Engine job types; each describes its params in a table (their refs
+     * are the params that name registered objects). */
     rf_runner_register(&rf_evaluate_runner);
     rf_runner_register(rf_train_runner());
-    rf_runner_set_refs(rf_train_runner()->type, train_refs);
     rf_runner_register(rf_teacher_cache_runner());
-    rf_runner_set_refs(rf_teacher_cache_runner()->type, teacher_cache_refs);
-    static const rf_runner_ref quantize_refs[] = {
-        {"model", "model"}, {"dataset", "dataset"}, {"adapter", "adapter"}, {NULL, NULL}};
     rf_runner_register(&rf_quantize_runner);
-    rf_runner_set_refs(rf_quantize_runner.type, quantize_refs);
     rf_runner_register(&rf_dataset_runner);
 }

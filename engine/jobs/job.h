@@ -43,9 +43,11 @@ struct rf_job_ctx {
      * RF_ECANCELED; the service decides which of the two it was. */
     bool (*should_stop)(rf_job_ctx *ctx);
     /* Where a registered object the params name lives: kind "model" (a
-     * model's id or name) gives its checkpoint folder, "dataset" (an id)
-     * its JSONL file, "artifact" (an id) its file, "adapter" (a train job's id)
-     * a folder with its PEFT adapter files, as the job's tenant sees them. *path is malloc'd.
+     * model's id or name) gives its checkpoint folder, "dataset" (an id or
+     * name) its JSONL file, "artifact" (an id) its file, "teacher_cache" (an
+     * artifact id of that kind) its file, "adapter" (a train job's id) a
+     * folder with its PEFT adapter files, as the job's tenant sees them.
+     * *path is malloc'd.
      * RF_ENOTFOUND when the tenant has no such object. The service answers
      * from PostgreSQL; `refinery run` takes the reference as a local path. */
     int (*resolve)(rf_job_ctx *ctx, const char *kind, const char *ref, char **path, rf_error *err);
@@ -57,14 +59,6 @@ struct rf_job_ctx {
      * id (a rescued attempt). NULL where datasets cannot be registered. */
     int (*dataset)(rf_job_ctx *ctx, const char *path, const char *name, char *id_out, size_t cap);
 };
-
-/* A param that names a registered object: checked to exist for the tenant
- * when the job is created, so that a typo is a 422 naming the field rather
- * than a failed job. */
-typedef struct rf_runner_ref {
-    const char *field; /* top-level key of params */
-    const char *kind; /* "model", "dataset", "artifact" or "adapter", as rf_job_ctx.resolve takes */
-} rf_runner_ref;
 
 /* Where a reference in params points, kind as rf_job_ctx.resolve takes it;
  * *path malloc'd. */
@@ -104,13 +98,6 @@ int rf_runner_register(const rf_runner *runner);
 const rf_runner *rf_runner_find(const char *type);
 /* Fills names with up to cap registered types; returns how many exist. */
 int rf_runner_types(const char **names, int cap);
-/* The engine's own job types: evaluate (more as they land). */
+/* The engine's own job types: evaluate, train, teacher-cache, quantize. */
 void rf_runners_register_builtin(void);
-/* Declare which params of a registered type name registered objects
- * (refs ends with {NULL}); rf_runner_refs answers NULL for a type that
- * declared none. Kept beside rf_runner rather than in it, so that runners
- * written as positional initializers stay valid. */
-int rf_runner_set_refs(const char *type, const rf_runner_ref *refs);
-const rf_runner_ref *rf_runner_refs(const char *type);
-
 #endif

@@ -14,151 +14,174 @@
 #include "engine/quant/quantize.h"
 #include "engine/tokenizer/tokenizer.h"
 
-static int only_keys(const json_t *obj, const char *prefix, const char *const *keys, rf_error *err)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)obj, k, v)
-    {
-        bool ok = false;
-        for (const char *const *p = keys; *p; p++)
-            ok |= !strcmp(*p, k);
-        if (!ok) return rf_error_field(err, RF_EINVAL, k, "unknown parameter '%s%s'", prefix, k);
-    }
-    return 0;
-}
+static const char *const methods[] = {"gptq", "rtn", NULL};
 
-static int get_int(const json_t *obj, const char *key, const char *field, long long lo,
-                   long long hi, long long def, long long *out, rf_error *err)
-{
-    json_t *v = json_object_get(obj, key);
-    *out = def;
-    if (!v) return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-        return rf_error_field(err, RF_EINVAL, field, "'%s' must be an integer in [%lld, %lld]",
-                              field, lo, hi);
-    *out = json_integer_value(v);
-    return 0;
-}
+static const rf_param calib_fields[] = {
+    {.name = "samples",
+     .type = RF_PARAM_INT,
+     .lo = 1,
+     .hi = 1 << 20,
+     .help = "calibration sequences (default 128, as the paper; fewer when the dataset's train "
+             "split has fewer rows: then every row)"},
+    {.name = "seq_len",
+     .type = RF_PARAM_INT,
+     .lo = 1,
+     .hi = 1 << 20,
+     .help = "tokens per calibration sequence (default 2048, capped by the model's "
+             "max_position_embeddings)"},
+    {.name = "seed", .type = RF_PARAM_INT, .lo = 0, .hi = 9007199254740991.0, .def = "0"},
+    {0}};
 
-static int get_bool(const json_t *obj, const char *key, bool def, bool *out, rf_error *err)
-{
-    json_t *v = json_object_get(obj, key);
-    *out = def;
-    if (!v) return 0;
-    if (!json_is_boolean(v))
-        return rf_error_field(err, RF_EINVAL, key, "'%s' must be true or false", key);
-    *out = json_is_true(v);
-    return 0;
-}
+static const rf_param eval_fields[] = {
+    {.name = "perplexity",
+     .type = RF_PARAM_BOOL,
+     .def = "true",
+     .help = "perplexity before and after, on the validation split (the train split without one)"},
+    {.name = "samples", .type = RF_PARAM_INT, .lo = 1, .hi = 1 << 16, .def = "32"},
+    {0}};
+
+static const rf_param spec[] = {
+    {.name = "model",
+     .type = RF_PARAM_STRING,
+     .flags = RF_PARAM_REQUIRED,
+     .ref = "model",
+     .help = "the model to quantize: a registered model's id or name"},
+    {.name = "dataset",
+     .type = RF_PARAM_STRING,
+     .flags = RF_PARAM_REQUIRED,
+     .ref = "dataset",
+     .help = "calibration data: a dataset id or name (rows through the model's chat template)"},
+    {.name = "adapter",
+     .type = RF_PARAM_STRING,
+     .ref = "adapter",
+     .help = "a train job's id: its LoRA adapter is merged into model before quantizing"},
+    {.name = "calibration", .type = RF_PARAM_OBJECT, .fields = calib_fields},
+    {.name = "bits", .type = RF_PARAM_INT, .lo = 4, .hi = 4, .def = "4"},
+    {.name = "group_size",
+     .type = RF_PARAM_INT,
+     .lo = -1,
+     .hi = 1 << 20,
+     .help = "input channels per scale, or -1 for one group per channel (default 128, or the "
+             "largest of 64 and 32 that divides every linear layer's input size, else -1)"},
+    {.name = "sym", .type = RF_PARAM_BOOL, .def = "true"},
+    {.name = "desc_act",
+     .type = RF_PARAM_BOOL,
+     .def = "false",
+     .help = "act-order: quantize columns by descending Hessian diagonal"},
+    {.name = "static_groups", .type = RF_PARAM_BOOL, .def = "false"},
+    {.name = "damp_percent",
+     .type = RF_PARAM_NUMBER,
+     .lo = 0,
+     .hi = 1,
+     .flags = RF_PARAM_LO_OPEN,
+     .def = "0.01"},
+    {.name = "method",
+     .type = RF_PARAM_ENUM,
+     .choices = methods,
+     .def = "gptq",
+     .help = "gptq, or rtn (round to nearest, no calibration error feedback)"},
+    {.name = "quantize_lm_head", .type = RF_PARAM_BOOL, .def = "false"},
+    {.name = "evaluate",
+     .type = RF_PARAM_OBJECT,
+     .fields = eval_fields,
+     .help = "measure perplexity before and after (off when absent)"},
+    {0}};
 
 typedef struct {
     const char *model, *dataset;
     const char *adapter; /* a PEFT adapter to merge into model first, or NULL */
     bool eval_ppl;
     int eval_samples;
-    int samples, seq_len; /* seq_len 0: the default, 2048 capped by the model */
+    int samples;      /* 0: the default, 128 or every row of a smaller train split */
+    int seq_len;      /* 0: the default, 2048 capped by the model */
+    bool group_given; /* group_size 0 below until the model says */
     long long seed;
     rf_quantize_opts q;
 } qparams;
 
 static int parse(const json_t *p, qparams *out, rf_error *err)
 {
-    static const char *const keys[] = {
-        "model",        "dataset", "calibration",      "bits",
-        "group_size",   "sym",     "desc_act",         "static_groups",
-        "damp_percent", "method",  "quantize_lm_head", "evaluate",
-        "adapter",      NULL};
-    static const char *const ekeys[] = {"perplexity", "samples", NULL};
-    static const char *const ckeys[] = {"samples", "seq_len", "seed", NULL};
     memset(out, 0, sizeof *out);
     rf_quantize_opts_default(&out->q);
-    if (!json_is_object(p))
-        return rf_error_field(err, RF_EINVAL, "params", "params must be an object");
-    int rc = only_keys(p, "", keys, err);
+    int rc = rf_params_check(p, spec, "", err);
     if (rc < 0) return rc;
-    out->model = json_string_value(json_object_get(p, "model"));
-    if (!out->model || !*out->model)
-        return rf_error_field(err, RF_EINVAL, "model", "'model' (a checkpoint folder) is required");
-    json_t *ad = json_object_get(p, "adapter");
-    if (ad && (!json_is_string(ad) || !*json_string_value(ad)))
-        return rf_error_field(err, RF_EINVAL, "adapter", "'adapter' must be a train job's id");
-    out->adapter = ad ? json_string_value(ad) : NULL;
-    out->dataset = json_string_value(json_object_get(p, "dataset"));
-    if (!out->dataset || !*out->dataset)
-        return rf_error_field(err, RF_EINVAL, "dataset",
-                              "'dataset' (a JSONL dataset or a text file) is required for "
-                              "calibration");
+    out->model = rf_param_str(p, spec, "model", NULL);
+    out->dataset = rf_param_str(p, spec, "dataset", NULL);
+    out->adapter = rf_param_str(p, spec, "adapter", NULL);
     const json_t *cal = json_object_get(p, "calibration");
-    long long v;
-    if (cal) {
-        if (!json_is_object(cal))
-            return rf_error_field(err, RF_EINVAL, "calibration", "'calibration' must be an object");
-        if ((rc = only_keys(cal, "calibration.", ckeys, err)) < 0) {
-            char f[160];
-            snprintf(f, sizeof f, "calibration.%s", err->field);
-            snprintf(err->field, sizeof err->field, "%s", f);
-            return rc;
-        }
-    }
-    if ((rc = get_int(cal, "samples", "calibration.samples", 1, 1 << 20, 128, &v, err)) < 0)
-        return rc;
-    out->samples = (int)v;
-    if ((rc = get_int(cal, "seq_len", "calibration.seq_len", 1, 1 << 20, 0, &v, err)) < 0)
-        return rc;
-    out->seq_len = (int)v;
-    if ((rc = get_int(cal, "seed", "calibration.seed", 0, INT64_MAX, 0, &out->seed, err)) < 0)
-        return rc;
-    if ((rc = get_int(p, "bits", "bits", 4, 4, 4, &v, err)) < 0) return rc;
-    out->q.gptq.bits = 4;
-    if ((rc = get_int(p, "group_size", "group_size", -1, 1 << 20, 128, &v, err)) < 0) return rc;
-    if (v == 0)
-        return rf_error_field(err, RF_EINVAL, "group_size", "'group_size' is -1 or positive");
-    out->q.gptq.group_size = (int)v;
-    if ((rc = get_bool(p, "sym", true, &out->q.gptq.sym, err)) < 0 ||
-        (rc = get_bool(p, "desc_act", false, &out->q.gptq.desc_act, err)) < 0 ||
-        (rc = get_bool(p, "static_groups", false, &out->q.gptq.static_groups, err)) < 0 ||
-        (rc = get_bool(p, "quantize_lm_head", false, &out->q.quantize_lm_head, err)) < 0)
-        return rc;
-    json_t *d = json_object_get(p, "damp_percent");
-    if (d) {
-        if (!json_is_number(d) || !(json_number_value(d) > 0 && json_number_value(d) <= 1))
-            return rf_error_field(err, RF_EINVAL, "damp_percent",
-                                  "'damp_percent' must be a number in (0, 1]");
-        out->q.gptq.percdamp = json_number_value(d);
-    }
+    out->samples = (int)rf_param_int(cal, calib_fields, "samples", 0);
+    out->seq_len = (int)rf_param_int(cal, calib_fields, "seq_len", 0);
+    out->seed = rf_param_int(cal, calib_fields, "seed", 0);
+    out->q.gptq.bits = (int)rf_param_int(p, spec, "bits", 4);
+    const long long g = rf_param_int(p, spec, "group_size", 0);
+    out->group_given = json_object_get(p, "group_size") != NULL;
+    if (out->group_given && g == 0)
+        return rf_error_field(err, RF_EINVAL, "group_size",
+                              "'group_size' must be positive, or -1 for one group per channel");
+    out->q.gptq.group_size = (int)g;
+    out->q.gptq.sym = rf_param_bool(p, spec, "sym", true);
+    out->q.gptq.desc_act = rf_param_bool(p, spec, "desc_act", false);
+    out->q.gptq.static_groups = rf_param_bool(p, spec, "static_groups", false);
+    out->q.quantize_lm_head = rf_param_bool(p, spec, "quantize_lm_head", false);
+    out->q.gptq.percdamp = rf_param_num(p, spec, "damp_percent", 0.01);
+    out->q.rtn = rf_param_enum(p, spec, "method", 0) == 1;
     const json_t *ev = json_object_get(p, "evaluate");
     if (ev) {
-        if (!json_is_object(ev))
-            return rf_error_field(err, RF_EINVAL, "evaluate", "'evaluate' must be an object");
-        if ((rc = only_keys(ev, "evaluate.", ekeys, err)) < 0) {
-            char f[160];
-            snprintf(f, sizeof f, "evaluate.%s", err->field);
-            snprintf(err->field, sizeof err->field, "%s", f);
-            return rc;
-        }
-        if ((rc = get_bool(ev, "perplexity", true, &out->eval_ppl, err)) < 0) {
-            snprintf(err->field, sizeof err->field, "evaluate.perplexity");
-            return rc;
-        }
-        if ((rc = get_int(ev, "samples", "evaluate.samples", 1, 1 << 16, 32, &v, err)) < 0)
-            return rc;
-        out->eval_samples = (int)v;
-    }
-    json_t *m = json_object_get(p, "method");
-    if (m) {
-        const char *s = json_string_value(m);
-        if (!s || (strcmp(s, "gptq") && strcmp(s, "rtn")))
-            return rf_error_field(err, RF_EINVAL, "method", "'method' must be \"gptq\" or \"rtn\"");
-        out->q.rtn = !strcmp(s, "rtn");
+        out->eval_ppl = rf_param_bool(ev, eval_fields, "perplexity", true);
+        out->eval_samples = (int)rf_param_int(ev, eval_fields, "samples", 32);
     }
     return 0;
 }
 
-static int validate(const json_t *params, rf_error *err)
+/* The rule the table cannot say: group_size 0 has no meaning. */
+static int validate(const json_t *p, rf_error *err)
 {
     qparams q;
-    return parse(params, &q, err);
+    return parse(p, &q, err);
+}
+
+/* The input sizes of a block's linear layers: q/k/v/gate/up read dim,
+ * o reads the attention width, down the MLP width. */
+static void input_sizes(const rf_llama_config *c, int K[3])
+{
+    K[0] = c->dim, K[1] = c->n_heads * c->head_dim, K[2] = c->hidden_dim;
+}
+
+static bool divides_all(int g, const int K[3])
+{
+    return g > 0 && K[0] % g == 0 && K[1] % g == 0 && K[2] % g == 0;
+}
+
+/* group_size from the model when the user gave none (128, else the largest
+ * of 64 and 32 that divides every input size, which vLLM's kernels take,
+ * else one group per channel); a given one that does not fit is refused
+ * with the sizes that would. */
+static int pick_group(qparams *q, const rf_llama_config *c, rf_error *err)
+{
+    int K[3];
+    input_sizes(c, K);
+    if (!q->group_given) {
+        static const int choices[] = {128, 64, 32};
+        q->q.gptq.group_size = -1;
+        for (int i = 0; i < 3; i++)
+            if (divides_all(choices[i], K)) {
+                q->q.gptq.group_size = choices[i];
+                break;
+            }
+        return 0;
+    }
+    const int g = q->q.gptq.group_size;
+    if (g == -1 || divides_all(g, K)) return 0;
+    char fits[128] = "";
+    size_t n = 0;
+    for (int d = 256; d >= 8 && n < sizeof fits - 16; d /= 2)
+        if (divides_all(d, K)) n += (size_t)snprintf(fits + n, sizeof fits - n, "%d, ", d);
+    return rf_error_field(err, RF_EINVAL, "group_size",
+                          "'group_size' %d does not divide the input sizes of this model's "
+                          "linear layers (%d, %d, %d); give one that divides all of them (%s"
+                          "or -1 for one group per channel), or leave it out to let the model "
+                          "decide",
+                          g, K[0], K[1], K[2], fits);
 }
 
 typedef struct {
@@ -328,6 +351,7 @@ static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error 
         snprintf(err->field, sizeof err->field, "dataset");
         return rc;
     }
+    const char *model_ref = q.model;
     q.model = model_dir;
     q.dataset = data_path;
     char merged[4200];
@@ -351,20 +375,30 @@ static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error 
     }
     rf_llama_config cfg;
     if ((rc = rf_llama_config_load(&cfg, q.model, err)) < 0) {
-        char msg[sizeof err->msg];
-        snprintf(msg, sizeof msg, "%s", err->msg);
         free(model_dir), free(data_path);
-        return rf_error_field(err, rc, "model", "%s", msg);
+        rf_error_wrap(err, "model '%s'", model_ref);
+        snprintf(err->field, sizeof err->field, "model");
+        return rc;
+    }
+    if ((rc = pick_group(&q, &cfg, err)) < 0) {
+        free(model_dir), free(data_path);
+        return rc;
     }
     int seq_len = q.seq_len ? q.seq_len : (cfg.max_pos < 2048 ? cfg.max_pos : 2048);
+    /* samples: 128 by default (the paper's), or every row of a smaller split */
+    const int samples = q.samples ? q.samples : 128;
     rf_tokenizer *tok = NULL;
     rf_calib cal = {0};
     rf_quantize_report rep = {0};
     hook_state hs = {ctx, json_array()};
-    if ((rc = rf_tokenizer_load(q.model, &tok, err)) < 0) goto fail;
+    if ((rc = rf_tokenizer_load(q.model, &tok, err)) < 0) {
+        rf_error_wrap(err, "model '%s'", model_ref);
+        goto fail;
+    }
     rc = ends_with(q.dataset, ".jsonl")
-             ? rf_calib_from_jsonl(tok, q.dataset, q.samples, seq_len, (uint64_t)q.seed, &cal, err)
-             : rf_calib_from_text(tok, q.dataset, q.samples, seq_len, (uint64_t)q.seed, &cal, err);
+             ? rf_calib_from_jsonl_split(tok, q.dataset, "train", samples, seq_len,
+                                         (uint64_t)q.seed, q.samples == 0, &cal, err)
+             : rf_calib_from_text(tok, q.dataset, samples, seq_len, (uint64_t)q.seed, &cal, err);
     if (rc < 0) goto fail;
     char out[4096];
     snprintf(out, sizeof out, "%s/model", ctx->workdir);
@@ -437,18 +471,32 @@ static int check(const json_t *params, rf_ref_resolver resolve, void *user, rf_e
     json_t *cfg = json_load_file(path, 0, NULL);
     const json_t *qc = json_object_get(cfg, "quantization_config");
     const bool quantized = qc && !json_is_null(qc);
-    json_decref(cfg);
-    if (quantized)
+    if (quantized) {
+        json_decref(cfg);
         return rf_error_field(err, RF_EINVAL, "model",
                               "model '%s' is already quantized (its config.json has a "
                               "quantization_config)",
                               ref);
-    return 0;
+    }
+    /* a group_size given that the model's layer sizes do not take */
+    qparams q;
+    rf_llama_config lc;
+    rf_error perr = {0};
+    rc = 0;
+    if (cfg && parse(params, &q, &perr) == 0 && q.group_given &&
+        rf_llama_config_parse(&lc, cfg, &perr) == 0)
+        rc = pick_group(&q, &lc, err);
+    json_decref(cfg);
+    return rc;
 }
 
 const rf_runner rf_quantize_runner = {
     .type = "quantize",
     .validate = validate,
     .run = run,
-    .check = check,
-};
+    .description = "GPTQ (or round-to-nearest) W4A16 quantization of a model, optionally with a "
+                   "train job's LoRA adapter merged in first, calibrated on a dataset; the "
+                   "checkpoint, in the GPTQ layout vLLM and transformers load, becomes a model. "
+                   "Reports sizes, per-layer errors and, when asked, perplexity before and after.",
+    .params = spec,
+    .check = check};

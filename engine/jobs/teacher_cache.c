@@ -102,8 +102,10 @@ int rf_teacher_cache_open(rf_teacher_cache *c, const char *path, rf_error *err)
         if (e) rf_st_view(&c->f, e, &t[i]);
         if (!e || t[i].dtype != dts[i]) {
             rf_st_close(&c->f);
-            return rf_errorf(err, RF_EINVAL, "%s: not a teacher cache ('%s' missing or mistyped)",
-                             path, names[i]);
+            return rf_errorf(err, RF_EINVAL,
+                             "the file is not a teacher cache ('%s' missing or mistyped): give "
+                             "the teacher_cache artifact of a teacher-cache job",
+                             names[i]);
         }
     }
     const int64_t *meta = t[3].data;
@@ -113,7 +115,9 @@ int rf_teacher_cache_open(rf_teacher_cache *c, const char *path, rf_error *err)
     if (t[1].ndim != 2 || t[1].shape[1] != c->k || t[2].shape[0] != t[1].shape[0] ||
         c->offsets[c->n] != t[1].shape[0]) {
         rf_st_close(&c->f);
-        return rf_errorf(err, RF_EINVAL, "%s: inconsistent teacher cache", path);
+        return rf_errorf(err, RF_EINVAL,
+                         "the teacher cache is inconsistent (offsets and rows "
+                         "disagree): run the teacher-cache job again");
     }
     return 0;
 }
@@ -163,57 +167,45 @@ void rf_teacher_cache_batch(const rf_teacher_cache *c, const int *idx, int B, in
 
 /* ---- the `teacher-cache` job ---- */
 
-static int tc_parse(const json_t *p, const char **teacher, const char **dataset, const char **chat,
-                    int *k, int *seq_len, int *batch, rf_error *err)
-{
-    static const char *const keys[] = {"teacher", "dataset",       "k", "seq_len",
-                                       "batch",   "chat_template", NULL};
-    if (!json_is_object(p)) return rf_error_field(err, RF_EINVAL, "", "params must be an object");
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)p, key, v)
-    {
-        bool ok = false;
-        for (const char *const *q = keys; *q; q++)
-            ok |= !strcmp(*q, key);
-        if (!ok) return rf_error_field(err, RF_EINVAL, key, "unknown parameter '%s'", key);
-    }
-    const char *sk[] = {"teacher", "dataset", "chat_template"};
-    const char **so[] = {teacher, dataset, chat};
-    for (int i = 0; i < 3; i++) {
-        v = json_object_get(p, sk[i]);
-        *so[i] = NULL;
-        if (!v && i < 2) return rf_error_field(err, RF_EINVAL, sk[i], "'%s' is required", sk[i]);
-        if (v && (!json_is_string(v) || !*json_string_value(v)))
-            return rf_error_field(err, RF_EINVAL, sk[i], "'%s' must be a non-empty string", sk[i]);
-        if (v) *so[i] = json_string_value(v);
-    }
-    const char *ik[] = {"k", "seq_len", "batch"};
-    int *io[] = {k, seq_len, batch}, lo[] = {1, 2, 1}, hi[] = {1024, 131072, 4096};
-    *k = 32, *seq_len = 512, *batch = 4;
-    for (int i = 0; i < 3; i++) {
-        v = json_object_get(p, ik[i]);
-        if (!v) continue;
-        if (!json_is_integer(v) || json_integer_value(v) < lo[i] || json_integer_value(v) > hi[i])
-            return rf_error_field(err, RF_EINVAL, ik[i], "'%s' must be an integer in [%d, %d]",
-                                  ik[i], lo[i], hi[i]);
-        *io[i] = (int)json_integer_value(v);
-    }
-    return 0;
-}
-
-static int tc_validate(const json_t *p, rf_error *err)
-{
-    const char *t, *d, *c;
-    int k, s, b;
-    return tc_parse(p, &t, &d, &c, &k, &s, &b, err);
-}
+static const rf_param tc_params[] = {
+    {.name = "teacher",
+     .type = RF_PARAM_STRING,
+     .flags = RF_PARAM_REQUIRED,
+     .ref = "model",
+     .help = "the teacher model: a registered model's id or name"},
+    {.name = "dataset",
+     .type = RF_PARAM_STRING,
+     .flags = RF_PARAM_REQUIRED | RF_PARAM_ANSWERS,
+     .ref = "dataset",
+     .help = "the dataset the train jobs will use (its train split, in order)"},
+    {.name = "k",
+     .type = RF_PARAM_INT,
+     .lo = 1,
+     .hi = 1024,
+     .def = "32",
+     .help = "log-probabilities kept per token (the teacher's top k)"},
+    {.name = "seq_len",
+     .type = RF_PARAM_INT,
+     .lo = 2,
+     .hi = 131072,
+     .def = "512",
+     .help = "the train jobs' seq_len (capped by the teacher's max_position_embeddings)"},
+    {.name = "batch", .type = RF_PARAM_INT, .lo = 1, .hi = 4096, .def = "4"},
+    {.name = "chat_template",
+     .type = RF_PARAM_STRING,
+     .help = "chat family; default: detected from the teacher's tokenizer"},
+    {0}};
 
 static int tc_run(const json_t *p, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
-    const char *teacher, *dataset, *chat;
-    int k, T, B, rc;
-    if ((rc = tc_parse(p, &teacher, &dataset, &chat, &k, &T, &B, err)) < 0) return rc;
+    int rc = rf_params_check(p, tc_params, "", err);
+    if (rc < 0) return rc;
+    const char *teacher = rf_param_str(p, tc_params, "teacher", NULL),
+               *dataset = rf_param_str(p, tc_params, "dataset", NULL),
+               *chat = rf_param_str(p, tc_params, "chat_template", NULL);
+    const int k = (int)rf_param_int(p, tc_params, "k", 32),
+              B = (int)rf_param_int(p, tc_params, "batch", 4);
+    int T = (int)rf_param_int(p, tc_params, "seq_len", 512);
     /* teacher names a model, dataset a dataset: the context says where they are. */
     char *teacher_dir = NULL, *dataset_path = NULL;
     if (!ctx->resolve)
@@ -266,7 +258,13 @@ out:
     return rc;
 }
 
-static const rf_runner g_tc = {.type = "teacher-cache", .validate = tc_validate, .run = tc_run};
+static const rf_runner g_tc = {
+    .type = "teacher-cache",
+    .run = tc_run,
+    .description = "The teacher's top-k log-probabilities at every answer position of a dataset's "
+                   "train split, computed once and kept as an artifact that train jobs name as "
+                   "teacher_cache (sparse distillation without the teacher in memory).",
+    .params = tc_params};
 
 const rf_runner *rf_teacher_cache_runner(void)
 {

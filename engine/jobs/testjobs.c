@@ -11,39 +11,19 @@
 
 #include "engine/jobs/job.h"
 
-/* Only the named keys may appear, each an integer in [lo, hi] when present. */
-static int check_int(const json_t *params, const char *key, long long lo, long long hi,
-                     bool required, rf_error *err)
-{
-    json_t *v = json_object_get(params, key);
-    if (!v) return required ? rf_error_field(err, RF_EINVAL, key, "'%s' is required", key) : 0;
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-        return rf_error_field(err, RF_EINVAL, key, "'%s' must be an integer in [%lld, %lld]", key,
-                              lo, hi);
-    return 0;
-}
-
-static int only_keys(const json_t *params, const char *const *keys, rf_error *err)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)params, k, v)
-    {
-        bool ok = false;
-        for (const char *const *p = keys; *p; p++)
-            ok |= !strcmp(*p, k);
-        if (!ok) return rf_error_field(err, RF_EINVAL, k, "unknown parameter '%s'", k);
-    }
-    return 0;
-}
-
 /* ---- test.noop ---- */
 
-static int noop_validate(const json_t *params, rf_error *err)
-{
-    static const char *const keys[] = {"echo", NULL};
-    return only_keys(params, keys, err);
-}
+static const rf_param noop_params[] = {
+    {.name = "echo", .type = RF_PARAM_JSON, .help = "any value, returned in the result"},
+    {.name = "model",
+     .type = RF_PARAM_STRING,
+     .ref = "model",
+     .help = "a model the job names (and so holds in use until it ends)"},
+    {.name = "dataset",
+     .type = RF_PARAM_STRING,
+     .ref = "dataset",
+     .help = "a dataset the job names (and so holds in use until it ends)"},
+    {0}};
 
 static int noop_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
@@ -54,14 +34,19 @@ static int noop_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_e
 
 /* ---- test.sleep ---- */
 
-static int sleep_validate(const json_t *params, rf_error *err)
-{
-    static const char *const keys[] = {"ms", "steps", NULL};
-    int rc = only_keys(params, keys, err);
-    if (!rc) rc = check_int(params, "ms", 0, 3600000, true, err);
-    if (!rc) rc = check_int(params, "steps", 1, 100000, false, err);
-    return rc;
-}
+static const rf_param sleep_params[] = {{.name = "ms",
+                                         .type = RF_PARAM_INT,
+                                         .flags = RF_PARAM_REQUIRED,
+                                         .lo = 0,
+                                         .hi = 3600000,
+                                         .help = "how long the job runs, in milliseconds"},
+                                        {.name = "steps",
+                                         .type = RF_PARAM_INT,
+                                         .lo = 1,
+                                         .hi = 100000,
+                                         .def = "10",
+                                         .help = "progress steps, each one checkpointed"},
+                                        {0}};
 
 static void sleep_ms(long long ms)
 {
@@ -72,9 +57,8 @@ static void sleep_ms(long long ms)
 
 static int sleep_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
-    long long ms = json_integer_value(json_object_get(params, "ms"));
-    json_t *sv = json_object_get(params, "steps");
-    long long steps = sv ? json_integer_value(sv) : 10;
+    long long ms = rf_param_int(params, sleep_params, "ms", 0);
+    long long steps = rf_param_int(params, sleep_params, "steps", 10);
     long long start = 0;
     if (ctx->resume) start = json_integer_value(json_object_get(ctx->resume, "step"));
     for (long long s = start; s < steps; s++) {
@@ -99,22 +83,24 @@ static int sleep_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
 
 /* ---- test.fail ---- */
 
-static int fail_validate(const json_t *params, rf_error *err)
-{
-    static const char *const keys[] = {"fail_attempts", "final", NULL};
-    int rc = only_keys(params, keys, err);
-    if (!rc) rc = check_int(params, "fail_attempts", 0, 100, false, err);
-    json_t *f = json_object_get(params, "final");
-    if (!rc && f && !json_is_boolean(f))
-        rc = rf_error_field(err, RF_EINVAL, "final", "'final' must be a boolean");
-    return rc;
-}
+static const rf_param fail_params[] = {
+    {.name = "fail_attempts",
+     .type = RF_PARAM_INT,
+     .lo = 0,
+     .hi = 100,
+     .def = "0",
+     .help = "attempts that fail (and are retried) before one succeeds"},
+    {.name = "final",
+     .type = RF_PARAM_BOOL,
+     .def = "false",
+     .help = "fail at once with an error that retrying cannot fix"},
+    {0}};
 
 static int fail_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
-    if (json_is_true(json_object_get(params, "final")))
+    if (rf_param_bool(params, fail_params, "final", false))
         return rf_errorf(err, RF_EINVAL, "test failure that retrying cannot fix");
-    long long n = json_integer_value(json_object_get(params, "fail_attempts"));
+    long long n = rf_param_int(params, fail_params, "fail_attempts", 0);
     if (ctx->attempt <= n)
         return rf_errorf(err, RF_EIO, "test failure on attempt %d", ctx->attempt);
     *result = json_pack("{s:i}", "attempt", ctx->attempt);
@@ -127,19 +113,17 @@ static int fail_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_e
  * integer division by zero, an abort), so that the service's handling of
  * a job that takes its worker down can be tested: the attempt is counted,
  * and the job fails for good after max_attempts. */
-static int crash_validate(const json_t *params, rf_error *err)
-{
-    static const char *const keys[] = {"signal", NULL};
-    int rc = only_keys(params, keys, err);
-    const char *s = json_string_value(json_object_get(params, "signal"));
-    if (!rc && (!s || (strcmp(s, "segv") && strcmp(s, "fpe") && strcmp(s, "abort"))))
-        rc = rf_error_field(err, RF_EINVAL, "signal", "'signal' must be segv, fpe or abort");
-    return rc;
-}
+static const char *const crash_signals[] = {"segv", "fpe", "abort", NULL};
+static const rf_param crash_params[] = {{.name = "signal",
+                                         .type = RF_PARAM_ENUM,
+                                         .flags = RF_PARAM_REQUIRED,
+                                         .choices = crash_signals,
+                                         .help = "how the process ends"},
+                                        {0}};
 
 static int crash_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
-    const char *s = json_string_value(json_object_get(params, "signal"));
+    const char *s = rf_param_str(params, crash_params, "signal", "abort");
     fflush(NULL);
     if (!strcmp(s, "abort")) abort();
     raise(!strcmp(s, "segv") ? SIGSEGV : SIGFPE);
@@ -148,23 +132,27 @@ static int crash_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
 
 /* ---- test.artifact ---- */
 
+static const rf_param artifact_params[] = {{.name = "content",
+                                            .type = RF_PARAM_STRING,
+                                            .flags = RF_PARAM_REQUIRED | RF_PARAM_EMPTY,
+                                            .help = "the file's text"},
+                                           {.name = "name",
+                                            .type = RF_PARAM_STRING,
+                                            .def = "output.txt",
+                                            .help = "the artifact's file name (no '/')"},
+                                           {0}};
+
 static int artifact_validate(const json_t *params, rf_error *err)
 {
-    static const char *const keys[] = {"content", "name", NULL};
-    int rc = only_keys(params, keys, err);
-    if (rc) return rc;
-    if (!json_is_string(json_object_get(params, "content")))
-        return rf_error_field(err, RF_EINVAL, "content", "'content' must be a string");
-    json_t *name = json_object_get(params, "name");
-    if (name && (!json_is_string(name) || strchr(json_string_value(name), '/')))
-        return rf_error_field(err, RF_EINVAL, "name", "'name' must be a file name");
+    const char *name = rf_param_str(params, artifact_params, "name", "output.txt");
+    if (strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+        return rf_error_field(err, RF_EINVAL, "name", "'name' must be a file name, not a path");
     return 0;
 }
 
 static int artifact_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
-    json_t *nv = json_object_get(params, "name");
-    const char *name = nv ? json_string_value(nv) : "output.txt";
+    const char *name = rf_param_str(params, artifact_params, "name", "output.txt");
     json_t *content = json_object_get(params, "content");
     char path[1400];
     snprintf(path, sizeof path, "%s/%s", ctx->workdir, name);
@@ -182,16 +170,21 @@ static int artifact_run(const json_t *params, rf_job_ctx *ctx, json_t **result, 
 
 /* ---- test.model ---- */
 
+static const rf_param model_params[] = {
+    {.name = "from",
+     .type = RF_PARAM_STRING,
+     .flags = RF_PARAM_REQUIRED,
+     .help = "an absolute folder path on the worker holding a checkpoint"},
+    {.name = "name",
+     .type = RF_PARAM_STRING,
+     .flags = RF_PARAM_REQUIRED,
+     .help = "the new model's name"},
+    {0}};
+
 static int model_validate(const json_t *params, rf_error *err)
 {
-    static const char *const keys[] = {"from", "name", NULL};
-    int rc = only_keys(params, keys, err);
-    if (rc) return rc;
-    const char *from = json_string_value(json_object_get(params, "from"));
-    if (!from || from[0] != '/')
+    if (rf_param_str(params, model_params, "from", "")[0] != '/')
         return rf_error_field(err, RF_EINVAL, "from", "'from' must be an absolute folder path");
-    if (!json_is_string(json_object_get(params, "name")))
-        return rf_error_field(err, RF_EINVAL, "name", "'name' must be a string");
     return 0;
 }
 
@@ -240,12 +233,34 @@ static int model_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
 void rf_testjobs_register(void)
 {
     static const rf_runner runners[] = {
-        {.type = "test.noop", .validate = noop_validate, .run = noop_run},
-        {.type = "test.sleep", .validate = sleep_validate, .run = sleep_run},
-        {.type = "test.fail", .validate = fail_validate, .run = fail_run},
-        {.type = "test.crash", .validate = crash_validate, .run = crash_run},
-        {.type = "test.artifact", .validate = artifact_validate, .run = artifact_run},
-        {.type = "test.model", .validate = model_validate, .run = model_run},
+        {.type = "test.noop",
+         .run = noop_run,
+         .description = "Diagnostic: succeeds at once, echoing its input.",
+         .params = noop_params},
+        {.type = "test.sleep",
+         .run = sleep_run,
+         .description = "Diagnostic: sleeps in checkpointed steps, reporting progress; a rescued "
+                        "attempt resumes from the last step.",
+         .params = sleep_params},
+        {.type = "test.fail",
+         .run = fail_run,
+         .description = "Diagnostic: fails a given number of attempts, or at once for good.",
+         .params = fail_params},
+        {.type = "test.crash",
+         .run = crash_run,
+         .description = "Diagnostic: takes its worker process down (a segfault, a division by "
+                        "zero, an abort), as a bug in a runner would.",
+         .params = crash_params},
+        {.type = "test.artifact",
+         .validate = artifact_validate,
+         .run = artifact_run,
+         .description = "Diagnostic: writes a file and registers it as an artifact.",
+         .params = artifact_params},
+        {.type = "test.model",
+         .validate = model_validate,
+         .run = model_run,
+         .description = "Diagnostic: copies a checkpoint folder and registers it as a model.",
+         .params = model_params},
     };
     for (size_t i = 0; i < sizeof runners / sizeof runners[0]; i++)
         rf_runner_register(&runners[i]);

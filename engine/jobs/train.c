@@ -108,11 +108,15 @@ static int same_tokenizer(const rf_tokenizer *a, const rf_tokenizer *b, rf_error
     static const char probe[] = "The teacher and student share 1 tokenizer: ok? Ça va, 2024!";
     int32_t *ia = NULL, *ib = NULL;
     size_t na = 0, nb = 0;
-    rf_error e2 = {0};
-    int ra = rf_tokenizer_encode(a, probe, sizeof probe - 1, 0, &ia, &na, &e2);
-    int rb = rf_tokenizer_encode(b, probe, sizeof probe - 1, 0, &ib, &nb, &e2);
-    bool same = ra == 0 && rb == 0 && na == nb && !memcmp(ia, ib, na * sizeof *ia) &&
+    rf_error ea = {0}, eb = {0};
+    int ra = rf_tokenizer_encode(a, probe, sizeof probe - 1, 0, &ia, &na, &ea);
+    int rb = rf_tokenizer_encode(b, probe, sizeof probe - 1, 0, &ib, &nb, &eb);
+    /* a small vocabulary may not cover the probe: then both must fail alike */
+    bool same = ra == rb &&
+                (ra ? !strcmp(ea.msg, eb.msg) : na == nb && !memcmp(ia, ib, na * sizeof *ia)) &&
                 rf_tokenizer_vocab_size(a) == rf_tokenizer_vocab_size(b);
+    if (ra) free(ia), ia = NULL;
+    if (rb) free(ib), ib = NULL;
     free(ia), free(ib);
     if (!same)
         return rf_error_field(err, RF_EINVAL, "teacher",
@@ -141,7 +145,8 @@ typedef struct run {
     bool has_cache;
     int *tk_ids; /* [B·T, k] the batch's rows of the cache */
     float *tk_logp;
-    char *resolved[5]; /* paths the context gave for the params' references */
+    char *resolved[5];       /* paths the context gave for the params' references */
+    const char *student_ref; /* the student as the params name it */
 } run;
 
 /* The params name registered objects (a model by id or name, a dataset or a
@@ -154,8 +159,9 @@ static int resolve_refs(run *r, rf_job_ctx *ctx, rf_error *err)
     } refs[5] = {{&r->p.student, "model", "student"},
                  {&r->p.teacher, "model", "teacher"},
                  {&r->p.dataset, "dataset", "dataset"},
-                 {&r->p.teacher_cache, "artifact", "teacher_cache"},
+                 {&r->p.teacher_cache, "teacher_cache", "teacher_cache"},
                  {&r->p.tokenizer, "model", "tokenizer"}};
+    r->student_ref = r->p.student;
     for (int i = 0; i < 5; i++) {
         if (!*refs[i].slot) continue;
         if (!ctx->resolve)
@@ -348,7 +354,7 @@ static int register_folder(rf_job_ctx *ctx, const char *kind, const char *dir, j
                            rf_error *err)
 {
     DIR *d = opendir(dir);
-    if (!d) return rf_errorf(err, RF_EIO, "cannot read %s", dir);
+    if (!d) return rf_errorf(err, RF_EIO, "cannot read the exported %s folder", kind);
     struct dirent *e;
     int rc = 0;
     while (!rc && (e = readdir(d))) {
@@ -371,7 +377,10 @@ static int export(run *r, rf_job_ctx *ctx, json_t *result, rf_error *err)
     if (r->p.export_adapter) {
         /* adapter_config.json and adapter_model.safetensors: what PEFT loads. */
         snprintf(path, sizeof path, "%s/adapter", ctx->workdir);
-        if ((rc = rf_lora_save_peft(&r->lora, path, r->p.student, err)) < 0) return rc;
+        /* base_model_name_or_path: the student as the job named it (an id or
+         * a name here, a path under `refinery run`), never a server path */
+        const char *base = r->student_ref ? r->student_ref : "";
+        if ((rc = rf_lora_save_peft(&r->lora, path, base, err)) < 0) return rc;
         json_t *names = json_array();
         json_object_set_new(result, "adapter", names);
         if ((rc = register_folder(ctx, "adapter", path, names, err)) < 0) return rc;
@@ -463,7 +472,15 @@ out:
 }
 
 static const rf_runner g_train = {
-    .type = "train", .validate = validate, .run = train_run, .check = check};
+    .type = "train",
+    .validate = validate,
+    .run = train_run,
+    .check = check,
+    .description = "LoRA (or full-parameter) fine-tuning of a student on a dataset's responses, "
+                   "with knowledge distillation from a teacher model or a teacher cache, "
+                   "optimised with Muon or AdamW; the adapter is kept as PEFT artifacts, a "
+                   "merged checkpoint as a model. Checkpoints let a rescued job resume.",
+    .params = rf_train_params};
 
 const rf_runner *rf_train_runner(void)
 {

@@ -20,11 +20,14 @@ static int push(rf_train_data *d, rf_train_example *e, rf_error *err)
     return 0;
 }
 
-/* One checked line → messages → chat text → tokens and answer mask. */
+/* One checked line → messages → chat text → tokens and answer mask; 1
+ * (and no example) for a line with no answer to learn. */
 static int example(const json_t *line, const rf_tokenizer *tok, const rf_chat_template *chat,
                    int seq_len, rf_train_example *out, rf_chat_out *co, rf_error *err)
 {
     json_t *m = json_object_get(line, "messages");
+    /* multiple choice without a response: nothing to learn */
+    if (!m && !json_is_string(json_object_get(line, "response"))) return 1;
     json_t *msgs =
         m ? json_incref(m)
           : rf_chat_prompt_response(json_string_value(json_object_get(line, "prompt")),
@@ -44,6 +47,10 @@ static int example(const json_t *line, const rf_tokenizer *tok, const rf_chat_te
         rf_chat_answer_mask(co, spans, nt, out->mask);
         out->ids = ids, ids = NULL;
         out->n = (int)(nt < (size_t)seq_len ? nt : (size_t)seq_len);
+        out->whole = (int)nt;
+        out->prompt = 0;
+        while (out->prompt < (int)nt && !out->mask[out->prompt])
+            out->prompt++;
     }
     free(ids), free(spans);
     return rc;
@@ -56,13 +63,35 @@ static bool has_answer(const rf_train_example *e)
     return false;
 }
 
+/* The message when no line gives a training example, saying why and what
+ * would do. */
+static int none_left(const rf_train_data *d, int seq_len, long lines, rf_error *err)
+{
+    if (d->skipped)
+        return rf_error_field(
+            err, RF_EINVAL, "seq_len",
+            "no training example has an answer within seq_len %d: the prompts of the %ld train "
+            "rows take %d to %d tokens through the chat template; give seq_len of at least %d "
+            "(the first answer token of the shortest), or %d to keep every example whole",
+            seq_len, d->skipped, d->prompt_min, d->prompt_max, d->prompt_min + 1, d->whole_max);
+    if (d->unanswered)
+        return rf_error_field(err, RF_EINVAL, "dataset",
+                              "the dataset has no train row with an answer to learn from (%ld "
+                              "are multiple-choice questions without a 'response'): give rows "
+                              "with 'prompt' and 'response', or 'messages' with an assistant turn",
+                              d->unanswered);
+    return rf_error_field(err, RF_EINVAL, "dataset",
+                          "the dataset has no train rows (%ld lines, none in the train split)",
+                          lines);
+}
+
 int rf_train_data_load(const char *path, const rf_tokenizer *tok, const rf_chat_template *chat,
                        int seq_len, rf_train_data *train, rf_train_data *val, rf_error *err)
 {
     memset(train, 0, sizeof *train);
     memset(val, 0, sizeof *val);
     FILE *f = fopen(path, "r");
-    if (!f) return rf_error_field(err, RF_EINVAL, "dataset", "cannot open %s", path);
+    if (!f) return rf_error_field(err, RF_EINVAL, "dataset", "the dataset file cannot be read");
     char *buf = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -75,25 +104,35 @@ int rf_train_data_load(const char *path, const rf_tokenizer *tok, const rf_chat_
         json_error_t je;
         json_t *line = json_loadb(buf, (size_t)len, 0, &je);
         if (!line) {
-            rc =
-                rf_error_field(err, RF_EINVAL, "dataset", "%s line %ld: %s", path, lineno, je.text);
+            rc = rf_error_field(err, RF_EINVAL, "dataset", "dataset line %ld: %s", lineno, je.text);
             break;
         }
         rf_train_example e = {0};
         rf_chat_out co = {0};
+        int got = 0;
         if ((rc = rf_dataset_check(line, &stats, err)) < 0) {
-            rf_error_wrap(err, "%s line %ld", path, lineno);
-        } else if ((rc = example(line, tok, chat, seq_len, &e, &co, err)) < 0) {
-            rf_error_wrap(err, "%s line %ld", path, lineno);
+            rf_error_wrap(err, "dataset line %ld", lineno);
+        } else if ((got = example(line, tok, chat, seq_len, &e, &co, err)) < 0) {
+            rc = got;
+            rf_error_wrap(err, "dataset line %ld", lineno);
         } else {
-            if (!co.stable && !train->unstable++)
+            if (got == 0 && !co.stable && !train->unstable++)
                 snprintf(train->unstable_note, sizeof train->unstable_note, "line %ld: %s", lineno,
                          co.note);
             const char *sp = json_string_value(json_object_get(line, "split"));
             rf_train_data *d = sp && !strcmp(sp, "validation") ? val : train;
             if (sp && !strcmp(sp, "test")) d = NULL; /* the test split is evaluation's */
-            if (!d || !has_answer(&e)) {
-                if (d) d->skipped++;
+            if (d && (got == 1 || e.prompt >= e.whole)) {
+                d->unanswered++; /* no answer token at all, whatever the seq_len */
+                free(e.ids), free(e.mask);
+            } else if (!d || !has_answer(&e)) {
+                if (d) {
+                    d->prompt_min =
+                        d->skipped && d->prompt_min < e.prompt ? d->prompt_min : e.prompt;
+                    d->prompt_max = e.prompt > d->prompt_max ? e.prompt : d->prompt_max;
+                    d->whole_max = e.whole > d->whole_max ? e.whole : d->whole_max;
+                    d->skipped++;
+                }
                 free(e.ids), free(e.mask);
             } else {
                 rc = push(d, &e, err);
@@ -104,9 +143,7 @@ int rf_train_data_load(const char *path, const rf_tokenizer *tok, const rf_chat_
     }
     free(buf);
     fclose(f);
-    if (rc == 0 && train->n == 0)
-        rc = rf_error_field(err, RF_EINVAL, "dataset",
-                            "%s has no training example with an answer within seq_len", path);
+    if (rc == 0 && train->n == 0) rc = none_left(train, seq_len, lineno, err);
     if (rc < 0) rf_train_data_free(train), rf_train_data_free(val);
     return rc;
 }

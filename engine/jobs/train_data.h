@@ -16,18 +16,24 @@
 typedef struct rf_train_example {
     int32_t *ids;
     unsigned char *mask; /* 1: answer token */
-    int n;
+    int n;               /* tokens kept (at most seq_len) */
+    int whole, prompt;   /* tokens before the cut; before the first answer token */
 } rf_train_example;
 
 typedef struct rf_train_data {
     rf_train_example *ex;
     int n, cap;
-    long skipped;            /* lines whose answer fell beyond seq_len */
+    long skipped;    /* lines whose answer fell beyond seq_len */
+    long unanswered; /* lines with no answer to learn (multiple choice without a response) */
+    /* Tokens before the first answer token, and whole, over the lines
+     * skipped for seq_len: what a seq_len that fits would be. */
+    int prompt_min, prompt_max, whole_max;
     long unstable;           /* lines whose template rendering was not prefix-stable */
     char unstable_note[400]; /* the first of them: line, message, handling */
 } rf_train_data;
 
-/* Read path; each line rendered with chat (a prompt/response row as a
+/* Read path (messages name lines, never the path: a server path is no
+ * business of the job's owner); each line rendered with chat (a prompt/response row as a
  * one-turn conversation), its answers masked from the prefix renderings
  * (rf_chat_render_spans); examples are cut to seq_len tokens. */
 int rf_train_data_load(const char *path, const rf_tokenizer *tok, const rf_chat_template *chat,

@@ -5,114 +5,206 @@
 #include <math.h>
 #include <string.h>
 
-static int only(const json_t *obj, const char *path, const char *const *keys, rf_error *err)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)obj, k, v)
-    {
-        bool ok = false;
-        for (const char *const *p = keys; *p; p++)
-            ok |= !strcmp(*p, k);
-        if (!ok) {
-            char f[128];
-            snprintf(f, sizeof f, "%s%s%s", path, *path ? "." : "", k);
-            return rf_error_field(err, RF_EINVAL, f, "unknown parameter '%s'", f);
-        }
-    }
-    return 0;
-}
+/* The table: what POST checks, GET /v1/job-types publishes and the parse
+ * below reads. Rules between fields (student or config, alpha only with a
+ * teacher, …) stay in rf_train_params_parse. */
+static const char *const methods[] = {"lora", "full", NULL};
+static const char *const optim_names[] = {"adamw", "muon", NULL};
+static const char *const muon_scales[] = {"original", "match_rms_adamw", NULL};
+static const char *const decays[] = {"cosine", "linear", "constant", NULL};
+static const char *const topk_modes[] = {"ignore", "bucket", NULL};
+static const char *const exports[] = {"adapter", "merged", NULL};
+static const rf_param export_item = {.type = RF_PARAM_ENUM, .choices = exports};
+static const rf_param beta_item = {
+    .type = RF_PARAM_NUMBER, .lo = 0, .hi = 1, .flags = RF_PARAM_HI_OPEN};
 
-/* A number in [lo, hi] (open at lo when lo_open) into *out, or keep the default. */
-static int num(const json_t *obj, const char *path, const char *key, double lo, double hi,
-               bool lo_open, double *out, rf_error *err)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v) return 0;
-    char f[128];
-    snprintf(f, sizeof f, "%s%s%s", path, *path ? "." : "", key);
-    double d = json_number_value(v);
-    if (!json_is_number(v) || !isfinite(d) || d < lo || (lo_open && d == lo) || d > hi)
-        return rf_error_field(err, RF_EINVAL, f, "'%s' must be a number in %c%g, %g]", f,
-                              lo_open ? '(' : '[', lo, hi);
-    *out = d;
-    return 0;
-}
+static const rf_param lora_fields[] = {
+    {.name = "r", .type = RF_PARAM_INT, .lo = 1, .hi = 4096, .def = "16", .help = "LoRA rank"},
+    {.name = "alpha",
+     .type = RF_PARAM_NUMBER,
+     .lo = 0,
+     .hi = 1e6,
+     .flags = RF_PARAM_LO_OPEN,
+     .def = "32",
+     .help = "lora_alpha: the update is scaled by alpha/r (alpha/sqrt(r) with use_rslora)"},
+    {.name = "dropout",
+     .type = RF_PARAM_NUMBER,
+     .lo = 0,
+     .hi = 0.999,
+     .def = "0.05",
+     .help = "dropout on the adapter's input"},
+    {.name = "use_rslora", .type = RF_PARAM_BOOL, .def = "false", .help = "rank-stabilised scale"},
+    {.name = "target_modules",
+     .type = RF_PARAM_JSON,
+     .def = "\"all-linear\"",
+     .help = "\"all-linear\" or an array of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+             "down_proj"},
+    {0}};
 
-static int integer(const json_t *obj, const char *path, const char *key, long long lo, long long hi,
-                   int *out, rf_error *err)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v) return 0;
-    char f[128];
-    snprintf(f, sizeof f, "%s%s%s", path, *path ? "." : "", key);
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-        return rf_error_field(err, RF_EINVAL, f, "'%s' must be an integer in [%lld, %lld]", f, lo,
-                              hi);
-    *out = (int)json_integer_value(v);
-    return 0;
-}
+static const rf_param loss_fields[] = {
+    {.name = "alpha",
+     .type = RF_PARAM_NUMBER,
+     .lo = 0,
+     .hi = 1,
+     .help = "weight of the distillation term: L = alpha*T^2*KL + (1-alpha)*CE (default 0.5 "
+             "with a teacher or teacher_cache, else 0)"},
+    {.name = "temperature",
+     .type = RF_PARAM_NUMBER,
+     .lo = 0,
+     .hi = 100,
+     .flags = RF_PARAM_LO_OPEN,
+     .def = "2",
+     .help = "distillation temperature T"},
+    {.name = "topk_mode",
+     .type = RF_PARAM_ENUM,
+     .choices = topk_modes,
+     .def = "ignore",
+     .help = "with a teacher_cache: the mass outside the cached top-k is ignored or one bucket"},
+    {0}};
 
-/* One of names (NULL-terminated) into *out as its index. */
-static int choice(const json_t *obj, const char *path, const char *key, const char *const *names,
-                  int *out, rf_error *err)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v) return 0;
-    char f[128];
-    snprintf(f, sizeof f, "%s%s%s", path, *path ? "." : "", key);
-    for (int i = 0; json_is_string(v) && names[i]; i++)
-        if (!strcmp(json_string_value(v), names[i])) return *out = i, 0;
-    char list[256] = "";
-    for (int i = 0; names[i]; i++)
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'", i ? ", " : "",
-                 names[i]);
-    return rf_error_field(err, RF_EINVAL, f, "'%s' must be one of %s", f, list);
-}
+static const rf_param optim_fields[] = {
+    {.name = "name", .type = RF_PARAM_ENUM, .choices = optim_names, .def = "muon"},
+    {.name = "lr",
+     .type = RF_PARAM_NUMBER,
+     .lo = 0,
+     .hi = 10,
+     .flags = RF_PARAM_LO_OPEN,
+     .def = "0.0002",
+     .help = "peak learning rate"},
+    {.name = "weight_decay", .type = RF_PARAM_NUMBER, .lo = 0, .hi = 10, .def = "0"},
+    {.name = "betas",
+     .type = RF_PARAM_ARRAY,
+     .items = &beta_item,
+     .lo = 2,
+     .hi = 2,
+     .def = "[0.9, 0.999]",
+     .help = "AdamW's [beta1, beta2], each in [0, 1)"},
+    {.name = "eps",
+     .type = RF_PARAM_NUMBER,
+     .lo = 0,
+     .hi = 1,
+     .flags = RF_PARAM_LO_OPEN,
+     .def = "1e-08"},
+    {.name = "momentum",
+     .type = RF_PARAM_NUMBER,
+     .lo = 0,
+     .hi = 0.9999,
+     .def = "0.95",
+     .help = "Muon's Nesterov momentum"},
+    {.name = "scale",
+     .type = RF_PARAM_ENUM,
+     .choices = muon_scales,
+     .def = "match_rms_adamw",
+     .help = "Muon's update scale; match_rms_adamw lets AdamW learning rates carry over"},
+    {.name = "adamw_lr",
+     .type = RF_PARAM_NUMBER,
+     .lo = 0,
+     .hi = 10,
+     .flags = RF_PARAM_LO_OPEN,
+     .help = "learning rate of the AdamW that Muon uses for non-matrix parameters (default: lr)"},
+    {0}};
 
-static int string(const json_t *obj, const char *key, bool required, const char **out,
-                  rf_error *err)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v) return required ? rf_error_field(err, RF_EINVAL, key, "'%s' is required", key) : 0;
-    if (!json_is_string(v) || !*json_string_value(v))
-        return rf_error_field(err, RF_EINVAL, key, "'%s' must be a non-empty string", key);
-    *out = json_string_value(v);
-    return 0;
-}
+static const rf_param schedule_fields[] = {
+    {.name = "warmup_steps", .type = RF_PARAM_INT, .lo = 0, .hi = 10000000, .def = "0"},
+    {.name = "decay", .type = RF_PARAM_ENUM, .choices = decays, .def = "cosine"},
+    {.name = "min_lr_ratio",
+     .type = RF_PARAM_NUMBER,
+     .lo = 0,
+     .hi = 1,
+     .def = "0",
+     .help = "the learning rate at the end, as a fraction of lr"},
+    {0}};
 
-static int object(const json_t *params, const char *key, const json_t **out, rf_error *err)
+const rf_param rf_train_params[] = {
+    {.name = "student",
+     .type = RF_PARAM_STRING,
+     .ref = "model",
+     .help = "the model to fine-tune: a registered model's id or name (required unless config)"},
+    {.name = "teacher",
+     .type = RF_PARAM_STRING,
+     .ref = "model",
+     .help = "a model with the student's tokenizer to distil from (id or name)"},
+    {.name = "teacher_cache",
+     .type = RF_PARAM_STRING,
+     .ref = "teacher_cache",
+     .help = "the artifact id of a teacher-cache job's file, instead of a teacher"},
+    {.name = "dataset",
+     .type = RF_PARAM_STRING,
+     .flags = RF_PARAM_REQUIRED | RF_PARAM_ANSWERS,
+     .ref = "dataset",
+     .help = "a dataset id or name whose train rows have responses (prompt/response or "
+             "messages ending with the assistant's turn)"},
+    {.name = "method",
+     .type = RF_PARAM_ENUM,
+     .choices = methods,
+     .def = "lora",
+     .help = "lora trains an adapter; full trains every weight"},
+    {.name = "config",
+     .type = RF_PARAM_OBJECT,
+     .help = "a config.json object to train from random weights (method full, with tokenizer)"},
+    {.name = "lora", .type = RF_PARAM_OBJECT, .fields = lora_fields},
+    {.name = "loss", .type = RF_PARAM_OBJECT, .fields = loss_fields},
+    {.name = "optimizer", .type = RF_PARAM_OBJECT, .fields = optim_fields},
+    {.name = "schedule", .type = RF_PARAM_OBJECT, .fields = schedule_fields},
+    {.name = "clip_norm",
+     .type = RF_PARAM_NUMBER,
+     .lo = 0,
+     .hi = 1e6,
+     .def = "1",
+     .help = "clip the gradient's global norm (0: off)"},
+    {.name = "grad_accum", .type = RF_PARAM_INT, .lo = 1, .hi = 4096, .def = "1"},
+    {.name = "epochs", .type = RF_PARAM_INT, .lo = 1, .hi = 1000, .def = "1"},
+    {.name = "max_steps",
+     .type = RF_PARAM_INT,
+     .lo = 1,
+     .hi = 100000000,
+     .help = "stop after this many optimiser steps (default: epochs over the data)"},
+    {.name = "batch", .type = RF_PARAM_INT, .lo = 1, .hi = 4096, .def = "4"},
+    {.name = "seq_len",
+     .type = RF_PARAM_INT,
+     .lo = 2,
+     .hi = 131072,
+     .def = "512",
+     .help = "tokens per example (prompt and answer through the chat template), capped by the "
+             "model's max_position_embeddings"},
+    {.name = "eval_every",
+     .type = RF_PARAM_INT,
+     .lo = 0,
+     .hi = 100000000,
+     .def = "0",
+     .help = "validation loss every this many steps (0: at the end only)"},
+    {.name = "checkpoint_every", .type = RF_PARAM_INT, .lo = 0, .hi = 100000000, .def = "50"},
+    {.name = "seed", .type = RF_PARAM_INT, .lo = 0, .hi = 2147483647, .def = "0"},
+    {.name = "export",
+     .type = RF_PARAM_ARRAY,
+     .items = &export_item,
+     .help = "what to keep: \"adapter\" (PEFT files, as artifacts) and/or \"merged\" (a model); "
+             "default [\"adapter\"] for lora, [\"merged\"] for full"},
+    {.name = "chat_template",
+     .type = RF_PARAM_STRING,
+     .help = "chat family (llama3, llama3.1, llama2, chatml, mistral); default: detected from "
+             "the tokenizer"},
+    {.name = "tokenizer",
+     .type = RF_PARAM_STRING,
+     .ref = "model",
+     .help = "with config: a model whose tokenizer files the new model takes"},
+    {0}};
+
+static const json_t *sub(const json_t *p, const char *key)
 {
     static const json_t *empty;
     if (!empty) empty = json_object();
-    json_t *v = json_object_get(params, key);
-    if (v && !json_is_object(v))
-        return rf_error_field(err, RF_EINVAL, key, "'%s' must be an object", key);
-    *out = v ? v : empty;
-    return 0;
+    const json_t *v = json_object_get(p, key);
+    return json_is_object(v) ? v : empty;
 }
 
-static int parse_lora(const json_t *o, rf_lora_config *l, rf_error *err)
+static int parse_targets(const json_t *tm, rf_lora_config *l, rf_error *err)
 {
-    static const char *const keys[] = {"r",          "alpha",          "dropout",
-                                       "use_rslora", "target_modules", NULL};
-    double alpha = l->alpha, drop = l->dropout;
-    int rc;
-    if ((rc = only(o, "lora", keys, err)) < 0 ||
-        (rc = integer(o, "lora", "r", 1, 4096, &l->r, err)) < 0 ||
-        (rc = num(o, "lora", "alpha", 0, 1e6, true, &alpha, err)) < 0 ||
-        (rc = num(o, "lora", "dropout", 0, 0.999, false, &drop, err)) < 0)
-        return rc;
-    l->alpha = (float)alpha, l->dropout = (float)drop;
-    json_t *rs = json_object_get(o, "use_rslora");
-    if (rs && !json_is_boolean(rs))
-        return rf_error_field(err, RF_EINVAL, "lora.use_rslora", "must be true or false");
-    l->rslora = json_is_true(rs);
-    json_t *tm = json_object_get(o, "target_modules");
     if (!tm || (json_is_string(tm) && !strcmp(json_string_value(tm), "all-linear"))) return 0;
     if (!json_is_array(tm) || json_array_size(tm) == 0)
         return rf_error_field(err, RF_EINVAL, "lora.target_modules",
-                              "must be \"all-linear\" or a non-empty array of module names");
+                              "'lora.target_modules' must be \"all-linear\" or a non-empty array "
+                              "of module names");
     l->targets = 0;
     size_t i;
     json_t *v;
@@ -132,80 +224,52 @@ static int parse_lora(const json_t *o, rf_lora_config *l, rf_error *err)
     return 0;
 }
 
-static int parse_optim(const json_t *o, const json_t *sch, rf_optim_config *c, rf_error *err)
+static void parse_optim(const json_t *o, const json_t *sch, rf_optim_config *c)
 {
-    static const char *const keys[] = {"name",     "lr",    "weight_decay", "betas", "eps",
-                                       "momentum", "scale", "adamw_lr",     NULL};
-    static const char *const names[] = {"adamw", "muon", NULL};
-    static const char *const scales[] = {"original", "match_rms_adamw", NULL};
-    static const char *const skeys[] = {"warmup_steps", "decay", "min_lr_ratio", NULL};
-    static const char *const decays[] = {"cosine", "linear", "constant", NULL};
-    int rc, kind = RF_OPT_MUON, scale = RF_MUON_MATCH_RMS_ADAMW, decay = RF_SCHED_COSINE;
-    if ((rc = only(o, "optimizer", keys, err)) < 0 ||
-        (rc = choice(o, "optimizer", "name", names, &kind, err)) < 0 ||
-        (rc = choice(o, "optimizer", "scale", scales, &scale, err)) < 0)
-        return rc;
-    c->kind = kind, c->muon_scale = scale;
-    /* match_rms_adamw makes AdamW's learning rates carry over (FORMATS.md "Muon") */
-    double lr = 2e-4, wd = 0, eps = c->eps, mom = c->momentum, alr = 0, mlr = 0;
-    if ((rc = num(o, "optimizer", "lr", 0, 10, true, &lr, err)) < 0 ||
-        (rc = num(o, "optimizer", "weight_decay", 0, 10, false, &wd, err)) < 0 ||
-        (rc = num(o, "optimizer", "eps", 0, 1, true, &eps, err)) < 0 ||
-        (rc = num(o, "optimizer", "momentum", 0, 0.9999, false, &mom, err)) < 0 ||
-        (rc = num(o, "optimizer", "adamw_lr", 0, 10, true, &alr, err)) < 0)
-        return rc;
-    json_t *b = json_object_get(o, "betas");
-    if (b) {
-        double b1 = json_number_value(json_array_get(b, 0)),
-               b2 = json_number_value(json_array_get(b, 1));
-        if (!json_is_array(b) || json_array_size(b) != 2 || !(b1 >= 0 && b1 < 1) ||
-            !(b2 >= 0 && b2 < 1))
-            return rf_error_field(err, RF_EINVAL, "optimizer.betas",
-                                  "'optimizer.betas' must be [beta1, beta2], each in [0, 1)");
-        c->beta1 = (float)b1, c->beta2 = (float)b2;
+    rf_optim_config_default(c);
+    c->kind = rf_param_enum(o, optim_fields, "name", 1) == 0 ? RF_OPT_ADAMW : RF_OPT_MUON;
+    c->muon_scale = rf_param_enum(o, optim_fields, "scale", 1) == 0 ? RF_MUON_ORIGINAL
+                                                                    : RF_MUON_MATCH_RMS_ADAMW;
+    c->lr = (float)rf_param_num(o, optim_fields, "lr", 2e-4);
+    c->weight_decay = (float)rf_param_num(o, optim_fields, "weight_decay", 0);
+    c->eps = (float)rf_param_num(o, optim_fields, "eps", 1e-8);
+    c->momentum = (float)rf_param_num(o, optim_fields, "momentum", 0.95);
+    c->adamw_lr = (float)rf_param_num(o, optim_fields, "adamw_lr", 0);
+    const json_t *b = json_object_get(o, "betas");
+    if (json_is_array(b)) {
+        c->beta1 = (float)json_number_value(json_array_get(b, 0));
+        c->beta2 = (float)json_number_value(json_array_get(b, 1));
     }
-    c->lr = (float)lr, c->weight_decay = (float)wd, c->eps = (float)eps;
-    c->momentum = (float)mom, c->adamw_lr = (float)alr;
-    if ((rc = only(sch, "schedule", skeys, err)) < 0 ||
-        (rc = integer(sch, "schedule", "warmup_steps", 0, 10000000, &c->warmup_steps, err)) < 0 ||
-        (rc = choice(sch, "schedule", "decay", decays, &decay, err)) < 0 ||
-        (rc = num(sch, "schedule", "min_lr_ratio", 0, 1, false, &mlr, err)) < 0)
-        return rc;
-    c->sched = decay, c->min_lr_ratio = (float)mlr;
-    return 0;
+    static const rf_sched_kind kinds[] = {RF_SCHED_COSINE, RF_SCHED_LINEAR, RF_SCHED_CONSTANT};
+    c->warmup_steps = (int)rf_param_int(sch, schedule_fields, "warmup_steps", 0);
+    c->sched = kinds[rf_param_enum(sch, schedule_fields, "decay", 0)];
+    c->min_lr_ratio = (float)rf_param_num(sch, schedule_fields, "min_lr_ratio", 0);
 }
 
 int rf_train_params_parse(const json_t *p, rf_train_job_params *out, rf_error *err)
 {
-    static const char *const keys[] = {
-        "student", "teacher",   "teacher_cache", "dataset",   "method",     "config",
-        "lora",    "loss",      "optimizer",     "schedule",  "clip_norm",  "grad_accum",
-        "epochs",  "max_steps", "batch",         "seq_len",   "eval_every", "checkpoint_every",
-        "seed",    "export",    "chat_template", "tokenizer", NULL};
-    static const char *const methods[] = {"lora", "full", NULL};
     memset(out, 0, sizeof *out);
-    if (!json_is_object(p)) return rf_error_field(err, RF_EINVAL, "", "params must be an object");
-    int rc, method = 0;
-    if ((rc = only(p, "", keys, err)) < 0) return rc;
+    int rc = rf_params_check(p, rf_train_params, "", err);
+    if (rc < 0) return rc;
+    const rf_param *T = rf_train_params;
+    out->student = rf_param_str(p, T, "student", NULL);
+    out->teacher = rf_param_str(p, T, "teacher", NULL);
+    out->teacher_cache = rf_param_str(p, T, "teacher_cache", NULL);
+    out->dataset = rf_param_str(p, T, "dataset", NULL);
+    out->chat_template = rf_param_str(p, T, "chat_template", NULL);
+    out->tokenizer = rf_param_str(p, T, "tokenizer", NULL);
     out->config = json_object_get(p, "config");
-    if ((rc = string(p, "student", !out->config, &out->student, err)) < 0 ||
-        (rc = string(p, "tokenizer", false, &out->tokenizer, err)) < 0 ||
-        (rc = string(p, "teacher", false, &out->teacher, err)) < 0 ||
-        (rc = string(p, "teacher_cache", false, &out->teacher_cache, err)) < 0 ||
-        (rc = string(p, "dataset", true, &out->dataset, err)) < 0 ||
-        (rc = string(p, "chat_template", false, &out->chat_template, err)) < 0 ||
-        (rc = choice(p, "", "method", methods, &method, err)) < 0)
-        return rc;
-    out->full = method == 1;
+    out->full = rf_param_enum(p, T, "method", 0) == 1;
+    if (!out->student && !out->config)
+        return rf_error_field(err, RF_EINVAL, "student",
+                              "'student' is required: the model to fine-tune, a registered "
+                              "model's id or name (or give 'config' to train from random weights)");
     if (out->teacher && out->teacher_cache)
         return rf_error_field(err, RF_EINVAL, "teacher_cache",
                               "give either 'teacher' or 'teacher_cache', not both");
     if (out->config) {
         /* from scratch: a config (checked as config.json is) and a tokenizer, no student */
         rf_llama_config lc;
-        if (!json_is_object(out->config))
-            return rf_error_field(err, RF_EINVAL, "config",
-                                  "'config' must be a config.json object");
         if (out->student)
             return rf_error_field(err, RF_EINVAL, "student",
                                   "give either 'student' or 'config', not both");
@@ -214,8 +278,8 @@ int rf_train_params_parse(const json_t *p, rf_train_job_params *out, rf_error *e
                                   "training from a 'config' needs method 'full'");
         if (!out->tokenizer)
             return rf_error_field(err, RF_EINVAL, "tokenizer",
-                                  "'tokenizer' (a folder with tokenizer.json) is required with "
-                                  "'config'");
+                                  "'tokenizer' (a model whose tokenizer files to take) is "
+                                  "required with 'config'");
         if ((rc = rf_llama_config_parse(&lc, out->config, err)) < 0) {
             char f[sizeof err->field];
             snprintf(f, sizeof f, "config%s%s", *err->field ? "." : "", err->field);
@@ -226,70 +290,53 @@ int rf_train_params_parse(const json_t *p, rf_train_job_params *out, rf_error *e
         return rf_error_field(err, RF_EINVAL, "tokenizer",
                               "'tokenizer' applies only with 'config' (a student has its own)");
     }
-    const json_t *lo, *ls, *op, *sc;
-    if ((rc = object(p, "lora", &lo, err)) < 0 || (rc = object(p, "loss", &ls, err)) < 0 ||
-        (rc = object(p, "optimizer", &op, err)) < 0 || (rc = object(p, "schedule", &sc, err)) < 0)
-        return rc;
+    const json_t *lo = sub(p, "lora"), *ls = sub(p, "loss");
     if (out->full && json_object_size(lo))
         return rf_error_field(err, RF_EINVAL, "lora", "'lora' does not apply to method 'full'");
-    out->lora = (rf_lora_config){.r = 16, .alpha = 32, .dropout = 0.05f, .targets = RF_LORA_ALL};
-    if ((rc = parse_lora(lo, &out->lora, err)) < 0) return rc;
-    static const char *const lkeys[] = {"alpha", "temperature", "topk_mode", NULL};
-    static const char *const modes[] = {"ignore", "bucket", NULL};
+    out->lora = (rf_lora_config){.r = (int)rf_param_int(lo, lora_fields, "r", 16),
+                                 .alpha = (float)rf_param_num(lo, lora_fields, "alpha", 32),
+                                 .dropout = (float)rf_param_num(lo, lora_fields, "dropout", 0.05),
+                                 .rslora = rf_param_bool(lo, lora_fields, "use_rslora", false),
+                                 .targets = RF_LORA_ALL};
+    if ((rc = parse_targets(json_object_get(lo, "target_modules"), &out->lora, err)) < 0) return rc;
     const bool kd = out->teacher || out->teacher_cache;
-    double alpha = kd ? 0.5 : 0.0, temp = 2.0;
-    int mode = RF_TOPK_IGNORE;
-    if ((rc = only(ls, "loss", lkeys, err)) < 0 ||
-        (rc = num(ls, "loss", "alpha", 0, 1, false, &alpha, err)) < 0 ||
-        (rc = num(ls, "loss", "temperature", 0, 100, true, &temp, err)) < 0 ||
-        (rc = choice(ls, "loss", "topk_mode", modes, &mode, err)) < 0)
-        return rc;
+    const double alpha = rf_param_num(ls, loss_fields, "alpha", kd ? 0.5 : 0.0);
     if (alpha > 0 && !kd)
         return rf_error_field(
             err, RF_EINVAL, "loss.alpha",
             "'loss.alpha' > 0 needs a 'teacher' or 'teacher_cache' to distil from");
     out->loss = (rf_loss_config){
-        .alpha = (float)alpha, .temperature = (float)temp, .topk_mode = (rf_topk_mode)mode};
-    rf_optim_config_default(&out->optim);
-    if ((rc = parse_optim(op, sc, &out->optim, err)) < 0) return rc;
-    double clip = 1.0;
-    if ((rc = num(p, "", "clip_norm", 0, 1e6, false, &clip, err)) < 0) return rc;
-    out->optim.clip_norm = (float)clip;
-    out->grad_accum = 1, out->epochs = 1, out->batch = 4, out->seq_len = 512;
-    out->checkpoint_every = 50;
-    int seed = 0;
-    if ((rc = integer(p, "", "grad_accum", 1, 4096, &out->grad_accum, err)) < 0 ||
-        (rc = integer(p, "", "epochs", 1, 1000, &out->epochs, err)) < 0 ||
-        (rc = integer(p, "", "max_steps", 1, 100000000, &out->max_steps, err)) < 0 ||
-        (rc = integer(p, "", "batch", 1, 4096, &out->batch, err)) < 0 ||
-        (rc = integer(p, "", "seq_len", 2, 131072, &out->seq_len, err)) < 0 ||
-        (rc = integer(p, "", "eval_every", 0, 100000000, &out->eval_every, err)) < 0 ||
-        (rc = integer(p, "", "checkpoint_every", 0, 100000000, &out->checkpoint_every, err)) < 0 ||
-        (rc = integer(p, "", "seed", 0, 2147483647, &seed, err)) < 0)
-        return rc;
-    out->seed = (uint64_t)seed;
+        .alpha = (float)alpha,
+        .temperature = (float)rf_param_num(ls, loss_fields, "temperature", 2.0),
+        .topk_mode =
+            rf_param_enum(ls, loss_fields, "topk_mode", 0) == 1 ? RF_TOPK_BUCKET : RF_TOPK_IGNORE};
+    parse_optim(sub(p, "optimizer"), sub(p, "schedule"), &out->optim);
+    out->optim.clip_norm = (float)rf_param_num(p, T, "clip_norm", 1.0);
+    out->grad_accum = (int)rf_param_int(p, T, "grad_accum", 1);
+    out->epochs = (int)rf_param_int(p, T, "epochs", 1);
+    out->max_steps = (int)rf_param_int(p, T, "max_steps", 0);
+    out->batch = (int)rf_param_int(p, T, "batch", 4);
+    out->seq_len = (int)rf_param_int(p, T, "seq_len", 512);
+    out->eval_every = (int)rf_param_int(p, T, "eval_every", 0);
+    out->checkpoint_every = (int)rf_param_int(p, T, "checkpoint_every", 50);
+    out->seed = (uint64_t)rf_param_int(p, T, "seed", 0);
     out->lora.seed = out->seed;
     json_t *ex = json_object_get(p, "export");
     out->export_adapter = !out->full && !ex;
     out->export_merged = out->full && !ex;
-    if (ex) {
-        if (!json_is_array(ex))
-            return rf_error_field(err, RF_EINVAL, "export", "'export' must be an array");
-        size_t i;
-        json_t *v;
-        json_array_foreach(ex, i, v)
-        {
-            const char *s = json_string_value(v);
+    size_t i;
+    json_t *v;
+    json_array_foreach(ex, i, v)
+    {
+        if (!strcmp(json_string_value(v), "merged")) {
+            out->export_merged = true;
+        } else if (out->full) {
             char f[32];
             snprintf(f, sizeof f, "export[%zu]", i);
-            if (s && !strcmp(s, "adapter") && !out->full)
-                out->export_adapter = true;
-            else if (s && !strcmp(s, "merged"))
-                out->export_merged = true;
-            else
-                return rf_error_field(err, RF_EINVAL, f, "'%s' must be 'merged'%s", f,
-                                      out->full ? " (method 'full' has no adapter)"
-                                                : " or 'adapter'");
+            return rf_error_field(err, RF_EINVAL, f,
+                                  "'%s': method 'full' has no adapter; export 'merged'", f);
+        } else {
+            out->export_adapter = true;
         }
     }
     return 0;

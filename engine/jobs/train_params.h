@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "engine/core/error.h"
+#include "engine/core/params.h"
 #include "engine/model/lora.h"
 #include "engine/train/loss.h"
 #include "engine/train/optim.h"
@@ -31,7 +32,11 @@ typedef struct rf_train_job_params {
     bool export_adapter, export_merged;
 } rf_train_job_params;
 
-/* Strings point into params (keep it alive). */
+/* The params table (engine/core/params.h) of the train job. */
+extern const rf_param rf_train_params[];
+
+/* The table check, then the rules between fields; strings point into
+ * params (keep it alive). */
 int rf_train_params_parse(const json_t *params, rf_train_job_params *out, rf_error *err);
 
 #endif

@@ -79,7 +79,7 @@ int rf_calib_from_jsonl_split(const rf_tokenizer *tok, const char *path, const c
     FILE *f = fopen(path, "r");
     if (!f) {
         rf_chat_template_free(chat);
-        return rf_error_field(err, RF_EINVAL, "dataset", "cannot open dataset %s", path);
+        return rf_error_field(err, RF_EINVAL, "dataset", "the dataset file cannot be read");
     }
     json_t **rows = NULL;
     size_t nrows = 0, cap = 0, lineno = 0;
@@ -108,7 +108,7 @@ int rf_calib_from_jsonl_split(const rf_tokenizer *tok, const char *path, const c
             json_t **r = realloc(rows, cap * sizeof *rows);
             if (!r) {
                 json_decref(j);
-                rc = rf_errorf(err, RF_ENOMEM, "out of memory reading %s", path);
+                rc = rf_errorf(err, RF_ENOMEM, "out of memory reading the dataset");
                 goto fail;
             }
             rows = r;
@@ -117,10 +117,14 @@ int rf_calib_from_jsonl_split(const rf_tokenizer *tok, const char *path, const c
     }
     if (allow_fewer && nrows > 0 && nrows < (size_t)n) n = (int)nrows;
     if (nrows < (size_t)n) {
-        rc = rf_error_field(err, RF_EINVAL, "calibration.samples",
-                            "the dataset's %s split has %zu rows, fewer than the %d "
-                            "samples asked for",
-                            want, nrows, n);
+        rc = nrows
+                 ? rf_error_field(err, RF_EINVAL, "calibration.samples",
+                                  "'calibration.samples' is %d but the dataset's %s split has "
+                                  "%zu rows: give calibration.samples of at most %zu, or leave "
+                                  "it out (the default takes up to 128 rows)",
+                                  n, want, nrows, nrows)
+                 : rf_error_field(err, RF_EINVAL, "dataset",
+                                  "the dataset has no rows in its %s split to calibrate on", want);
         goto fail;
     }
     /* a seeded Fisher-Yates prefix: the first n of a random permutation */
@@ -205,7 +209,7 @@ int rf_calib_from_text(const rf_tokenizer *tok, const char *path, int n, int seq
     if (rc < 0) return rc;
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
-    if (!f) return rf_error_field(err, RF_EINVAL, "dataset", "cannot open text %s", path);
+    if (!f) return rf_error_field(err, RF_EINVAL, "dataset", "the text file cannot be read");
     char *text = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&text, &len);
@@ -216,7 +220,7 @@ int rf_calib_from_text(const rf_tokenizer *tok, const char *path, int n, int seq
     fclose(f);
     if (!mem || fclose(mem) != 0) {
         free(text);
-        return rf_errorf(err, RF_ENOMEM, "out of memory reading %s", path);
+        return rf_errorf(err, RF_ENOMEM, "out of memory reading the text");
     }
     int32_t *ids = NULL;
     size_t nids = 0;

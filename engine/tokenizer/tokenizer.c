@@ -2,6 +2,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -480,6 +481,8 @@ typedef struct enc {
     rf_idvec wsp; /* token ranges inside one word */
     size_t *org;  /* identity origins of the current stretch */
     size_t org_cap;
+    bool unknown;                   /* a character no token, fallback or unk stands for */
+    size_t unknown_at, unknown_end; /* its bytes in the input */
 } enc;
 
 static int emit(enc *e, int32_t id, size_t start, size_t end)
@@ -553,6 +556,10 @@ static int encode_text(const rf_tokenizer *t, enc *e, const char *text, size_t o
             e->wsp.n = 0;
             rc = rf_bpe_word(&t->bpe, e->words.buf.s + e->words.off[w], e->words.len[w], &e->sc,
                              &e->ids, e->want_spans ? &e->wsp : NULL);
+            if (rc == RF_EINVAL) {
+                rf_token_span sp = span_of(worg, e->sc.unknown, e->sc.unknown + e->sc.unknown_len);
+                e->unknown = true, e->unknown_at = sp.start, e->unknown_end = sp.end;
+            }
             if (rc || !e->want_spans) continue;
             /* rf_bpe_word pushed the ids; record their spans beside them. */
             size_t added = e->ids.n - before;
@@ -567,6 +574,39 @@ static int encode_text(const rf_tokenizer *t, enc *e, const char *text, size_t o
 out:
     free(inner.v);
     return rc;
+}
+
+/* The error for a character the tokenizer cannot encode: the whole
+ * character of the input (a byte-level tokenizer misses one byte of it),
+ * its code point, and what would make it encodable. */
+static int unknown_char(const char *text, size_t len, size_t a, size_t z, rf_error *err)
+{
+    const unsigned char *u = (const unsigned char *)text;
+    while (a > 0 && (u[a] & 0xC0) == 0x80)
+        a--;
+    if (z <= a) z = a + 1;
+    while (z < len && (u[z] & 0xC0) == 0x80)
+        z++;
+    unsigned cp = u[a];
+    if (cp >= 0xF0)
+        cp &= 0x07;
+    else if (cp >= 0xE0)
+        cp &= 0x0F;
+    else if (cp >= 0xC0)
+        cp &= 0x1F;
+    for (size_t k = a + 1; k < z; k++)
+        cp = (cp << 6) | (u[k] & 0x3F);
+    char shown[16];
+    if (cp < 0x20 || cp == 0x7F)
+        snprintf(shown, sizeof shown, "\\x%02x", cp);
+    else
+        snprintf(shown, sizeof shown, "%.*s", (int)(z - a), text + a);
+    return rf_errorf(err, RF_EINVAL,
+                     "the tokenizer has no token for '%s' (U+%04X, byte %zu of the text) and "
+                     "neither an unk_token nor byte_fallback to stand for it, so it cannot "
+                     "encode this text (Hugging Face tokenizers would drop the character "
+                     "silently); use a tokenizer that covers it, or give its model an unk_token",
+                     shown, cp, a);
 }
 
 int rf_tokenizer_encode_spans(const rf_tokenizer *t, const char *text, size_t len, int add_special,
@@ -604,6 +644,7 @@ int rf_tokenizer_encode_spans(const rf_tokenizer *t, const char *text, size_t le
         free(e.ids.v);
         free(e.sp);
         if (rc == RF_ENOMEM) return rf_errorf(err, rc, "out of memory while encoding");
+        if (e.unknown) return unknown_char(text, len, e.unknown_at, e.unknown_end, err);
         return rf_errorf(err, rc, "encoding failed: the text could not be normalized");
     }
     *ids = e.ids.v;

@@ -370,8 +370,10 @@ int rf_bpe_word(const rf_bpe *m, const char *w, size_t n, rf_bpe_scratch *s, rf_
         s->cap = cap;
     }
     /* One symbol per character; unknown characters fall back to their
-     * `<0xNN>` bytes, else to unk (fused when fuse_unk), else are dropped —
-     * the reference's order of preference. */
+     * `<0xNN>` bytes, else to unk (fused when fuse_unk) — the reference's
+     * order of preference. Where the reference would then drop the
+     * character silently, this is an error: a text the model never sees
+     * whole is not what the user asked for (README "Tokenizers"). */
     /* beg[] keeps where each symbol starts in w, for token offsets. */
     int32_t ns = 0, pending_unk = 0, unk_beg = 0;
 #define SYM(id_, at_) (s->sym[ns] = (id_), s->beg[ns++] = (int32_t)(at_))
@@ -393,6 +395,9 @@ int rf_bpe_word(const rf_bpe *m, const char *w, size_t n, rf_bpe_scratch *s, rf_
                 if (pending_unk && !m->fuse_unk) SYM(m->unk_id, unk_beg);
                 if (!pending_unk || !m->fuse_unk) unk_beg = (int32_t)i;
                 pending_unk = 1;
+            } else {
+                s->unknown = i, s->unknown_len = cl;
+                return RF_EINVAL;
             }
         }
         i += cl;

@@ -43,6 +43,9 @@ typedef struct rf_bpe_scratch {
     int32_t *sym, *prev, *next, *beg;
     struct rf_bpe_cand *heap;
     size_t cap, heap_cap;
+    /* After RF_EINVAL from rf_bpe_word: where in the word the character
+     * without a token is, and its length in bytes. */
+    size_t unknown, unknown_len;
 } rf_bpe_scratch;
 
 /* Build from the `model` object of tokenizer.json. extra_ids: the highest id

@@ -142,7 +142,7 @@ test('a dataset from the teacher: registered with the job as source, split, usab
   const ef = await finished(e.id);
   assert.equal(ef.status, 'succeeded', ef.error);
   assert.equal(ef.result.rows, 10);
-  const t = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'train', params: { student: 'tiny', dataset: r.dataset, lora: { r: 2, alpha: 4 }, batch: 2, seq_len: 64, max_steps: 2, export: ['adapter'] } })).json;
+  const t = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'train', params: { student: 'tiny', dataset: r.dataset, lora: { r: 2, alpha: 4 }, batch: 2, seq_len: 128, max_steps: 2, export: ['adapter'] } })).json;
   const tf = await finished(t.id);
   assert.equal(tf.status, 'succeeded', tf.error);
   const q = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'quantize', params: { model: 'tiny', dataset: r.dataset, calibration: { samples: 4, seq_len: 32, seed: 1 }, group_size: 32 } })).json;
@@ -342,4 +342,15 @@ test('refinery run: the same job against a local folder', async () => {
   const lm = await run(['run', file, '--workdir', join(dir, 'w3')]);
   assert.equal(lm.code, 1);
   assert.match(lm.stderr, /no pair was kept in 3 teacher requests/);
+});
+
+test("names are unique within a tenant: a job's dataset whose name is taken is kept under the job's id", async () => {
+  const taken = await api(srv.base, key, 'POST', '/v1/datasets?name=taken-name', '{"prompt":"p","response":"r"}\n', { 'content-type': 'application/x-ndjson' });
+  assert.equal(taken.status, 201, taken.text);
+  const j = (await post(params({ target_pairs: 3, name: 'taken-name' }))).json;
+  const fin = await finished(j.id);
+  assert.equal(fin.status, 'succeeded', fin.error);
+  const ds = (await api(srv.base, key, 'GET', `/v1/datasets/${fin.result.dataset}`)).json;
+  assert.equal(ds.name, `taken-name-${j.id}`);
+  assert.equal(ds.source, j.id);
 });

@@ -125,7 +125,7 @@ test('list, cross-tenant 404, delete, 409 while a job uses it', async () => {
   for (const [m, p] of [['GET', `/v1/datasets/${a.id}`], ['GET', `/v1/datasets/${a.id}/content`], ['DELETE', `/v1/datasets/${a.id}`]])
     assertProblem(assert, await api(srv.base, other, m, p), 404);
   assert.equal((await api(srv.base, other, 'GET', '/v1/datasets')).json.data.length, 0);
-  const j = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'test.noop', params: { echo: a.id } })).json;
+  const j = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'test.noop', params: { dataset: a.id } })).json;
   assertProblem(assert, await api(srv.base, key, 'DELETE', `/v1/datasets/${a.id}`), 409);
   await api(srv.base, key, 'POST', `/v1/jobs/${j.id}/cancel`);
   const del = await api(srv.base, key, 'DELETE', `/v1/datasets/${a.id}`);

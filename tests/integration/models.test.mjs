@@ -173,7 +173,7 @@ test('files: listed by name, downloaded with ranges and ETags; nothing outside t
 
 test('delete: 409 while a job uses it, then the registration goes and the files stay', async () => {
   const m = (await api(srv.base, key, 'GET', '/v1/models?limit=100')).json.data.find((x) => x.name === 'tiny-bf16');
-  const j = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'test.noop', params: { echo: m.id } })).json;
+  const j = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'test.noop', params: { model: m.id } })).json;
   assertProblem(assert, await api(srv.base, key, 'DELETE', `/v1/models/${m.id}`), 409);
   await api(srv.base, key, 'POST', `/v1/jobs/${j.id}/cancel`);
   const d = await api(srv.base, key, 'DELETE', `/v1/models/${m.id}`);

@@ -110,9 +110,13 @@ test('bad input fails clearly and registers nothing', async () => {
   assert.equal(again.status, 422, again.text);
   assert.equal(again.json.field, 'params.model');
   assert.match(again.json.detail, /already quantized/);
+  // a group_size the model's layers do not take: refused at POST, saying which would
+  const g = await api(srv.base, key, 'POST', '/v1/jobs', { type: 'quantize', params: { model: 'base', dataset: ds.id, group_size: 48 } });
+  assert.equal(g.status, 422, g.text);
+  assert.equal(g.json.field, 'params.group_size');
+  assert.match(g.json.detail, /'group_size' 48 does not divide the input sizes of this model's linear layers \(64, 64, 96\); give one that divides all of them \(32, 16, 8, or -1/);
   const cases = [
-    [{ model: 'base', dataset: ds.id, calibration: { samples: 2, seq_len: 16 }, group_size: 48 }, /group/i],
-    [{ model: 'base', dataset: ds.id, calibration: { samples: 500, seq_len: 16 } }, /samples|rows/i],
+    [{ model: 'base', dataset: ds.id, calibration: { samples: 500, seq_len: 16 } }, /'calibration\.samples' is 500 but the dataset's train split has 8 rows: give calibration\.samples of at most 8/],
   ];
   for (const [params, re] of cases) {
     const j = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'quantize', params })).json;

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { createDb, migrate, createKey, start, api, assertProblem, waitFor } from './harness.mjs';
 
 const repo = resolve(import.meta.dirname, '..', '..');
-let db, srv, key, ds;
+let db, srv, key, ds, trained;
 
 before(async () => {
   const root = mkdtempSync(join(process.env.REFINERY_TEST_TMP || '/tmp', 'train-'));
@@ -41,7 +41,7 @@ test('train: LoRA + Muon + KD; adapter artifacts in PEFT layout, merged model re
   const params = {
     student: 'student', teacher: 'teacher', dataset: ds.id,
     lora: { r: 4, alpha: 8 }, loss: { alpha: 0.5, temperature: 2 },
-    optimizer: { name: 'muon', lr: 0.02 }, batch: 2, seq_len: 48, max_steps: 4, eval_every: 2,
+    optimizer: { name: 'muon', lr: 0.02 }, batch: 2, seq_len: 96, max_steps: 4, eval_every: 2,
     export: ['adapter', 'merged'], seed: 3,
   };
   const j = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'train', params })).json;
@@ -73,6 +73,46 @@ test('train: LoRA + Muon + KD; adapter artifacts in PEFT layout, merged model re
   assert.equal(m.name, `${j.id}-merged`);
   assert.equal(m.architecture, 'llama');
   assert.equal(m.dtype, 'float32');
+  trained = { job: j.id, merged: m.id };
+});
+
+const loads = async () => Number(/refinery_model_cache_loads_total (\d+)/.exec(await (await fetch(`${srv.base}/metrics`)).text())[1]);
+
+test("completions on the student with a train job's LoRA adapter, named by the job's id (as vLLM serves adapters)", async () => {
+  assert.ok(trained, 'the training test ran first');
+  const ask = async (model) => {
+    const r = await api(srv.base, key, 'POST', '/v1/completions', { model, prompt: 'add 3 and 1', max_tokens: 6, temperature: 0, logprobs: 1 });
+    assert.equal(r.status, 200, r.text);
+    return r.json;
+  };
+  const before = await loads();
+  const viaAdapter = await ask(trained.job);
+  assert.equal(viaAdapter.model, trained.job);
+  const merged = await ask(trained.merged);
+  const base = await ask('student');
+  // the adapter applied at load gives what the exported merged checkpoint gives
+  assert.equal(viaAdapter.choices[0].text, merged.choices[0].text);
+  const lp = (x) => x.choices[0].logprobs.token_logprobs;
+  lp(viaAdapter).forEach((v, i) => assert.ok(Math.abs(v - lp(merged)[i]) < 1e-4, `token ${i}: ${v} vs ${lp(merged)[i]}`));
+  assert.ok(lp(viaAdapter).some((v, i) => Math.abs(v - lp(base)[i]) > 1e-4) || viaAdapter.choices[0].text !== base.choices[0].text,
+    'and differs from the student alone');
+  // cached like a model: asked again, nothing is loaded
+  const n = await loads();
+  assert.equal(n, before + 3);
+  await ask(trained.job);
+  assert.equal(await loads(), n);
+  // chat too
+  const chat = await api(srv.base, key, 'POST', '/v1/chat/completions', { model: trained.job, messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, temperature: 0 });
+  assert.equal(chat.status, 200, chat.text);
+  // a job with no adapter, and no job at all
+  const noop = (await api(srv.base, key, 'POST', '/v1/jobs', { type: 'test.noop', params: {} })).json;
+  const bad = await api(srv.base, key, 'POST', '/v1/completions', { model: noop.id, prompt: 'x' });
+  assertProblem(assert, bad, 422, 'model');
+  assert.match(bad.json.detail, /test\.noop job, which makes no adapter/);
+  const none = await api(srv.base, key, 'POST', '/v1/completions', { model: 'job_000000000000000000000000', prompt: 'x' });
+  assertProblem(assert, none, 404, 'model');
+  const nope = await api(srv.base, key, 'POST', '/v1/completions', { model: 'nope', prompt: 'x' });
+  assert.match(nope.json.detail, /a train job's id serves its LoRA adapter/);
 });
 
 test('train params: references that do not resolve are 422s naming the field', async () => {
@@ -86,7 +126,7 @@ test('train params: references that do not resolve are 422s naming the field', a
 test('kill -9 mid-training: rescued, resumed from the checkpoint, the same adapter as a run straight through', async () => {
   const params = {
     student: 'student', dataset: ds.id, lora: { r: 4, alpha: 8 }, optimizer: { name: 'muon', lr: 0.02 },
-    batch: 2, seq_len: 48, epochs: 10, max_steps: 40, checkpoint_every: 4, export: ['adapter'], seed: 5,
+    batch: 2, seq_len: 96, epochs: 10, max_steps: 40, checkpoint_every: 4, export: ['adapter'], seed: 5,
   };
   const FAST = { REFINERY_LEASE_MS: '1500', REFINERY_RETRY_BASE_MS: '100', REFINERY_DATA_DIR: srv.dataDir };
   const adapterSha = async (jobId) => {

@@ -68,7 +68,7 @@ static void expect_field(const char *json, const char *field)
     json_t *p = json_loads(json, 0, NULL);
     assert_non_null(p);
     rf_error err = {0};
-    assert_int_equal(rf_quantize_runner.validate(p, &err), RF_EINVAL);
+    assert_int_equal(rf_runner_validate(&rf_quantize_runner, p, &err), RF_EINVAL);
     printf("  %-70s -> [%s] %s\n", json, err.field, err.msg);
     assert_string_equal(err.field, field);
     json_decref(p);
@@ -95,7 +95,7 @@ static void test_validate(void **state)
                             "\"desc_act\":true,\"damp_percent\":0.05,\"method\":\"rtn\"}",
                             0, NULL);
     rf_error err = {0};
-    assert_int_equal(rf_quantize_runner.validate(ok, &err), 0);
+    assert_int_equal(rf_runner_validate(&rf_quantize_runner, ok, &err), 0);
     json_decref(ok);
 }
 
@@ -182,6 +182,43 @@ static void test_run(void **state)
     assert_int_equal(rf_quantize_runner.run(p, &ctx, &res, &err), RF_EINVAL);
     assert_string_equal(err.field, "calibration.samples");
     json_decref(res);
+    json_decref(p);
+
+    /* Defaults on a small model: group_size from the model (128 and 64 do
+     * not divide its MLP width 96: 32), samples every row of the train split
+     * when it has fewer than 128. */
+    char work2[160], q2[256];
+    snprintf(work2, sizeof work2, "%s/work2", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", work2);
+    assert_int_equal(system(cmd), 0);
+    ctx.workdir = work2;
+    snprintf(params, sizeof params,
+             "{\"model\":\"%s\",\"dataset\":\"%s\",\"calibration\":{\"seq_len\":32}}", model, ds);
+    p = json_loads(params, 0, NULL);
+    res = NULL;
+    if (rf_quantize_runner.run(p, &ctx, &res, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(res, "calibration"), "samples")), 4);
+    snprintf(q2, sizeof q2, "%s/model/quantize_config.json", work2);
+    json_t *qc = json_load_file(q2, 0, NULL);
+    assert_non_null(qc);
+    assert_int_equal(json_integer_value(json_object_get(qc, "group_size")), 32);
+    json_decref(qc);
+    json_decref(res);
+    /* A group_size that does not fit: the message names the param and what would. */
+    json_object_set_new(p, "group_size", json_integer(128));
+    res = NULL;
+    assert_int_equal(rf_quantize_runner.run(p, &ctx, &res, &err), RF_EINVAL);
+    printf("  %s: %s\n", err.field, err.msg);
+    assert_string_equal(err.field, "group_size");
+    assert_non_null(strstr(err.msg, "'group_size' 128"));
+    assert_non_null(strstr(err.msg, "32, 16, 8"));
+    /* Too many samples asked: the message says the most that would do. */
+    json_object_del(p, "group_size");
+    json_object_set_new(json_object_get(p, "calibration"), "samples", json_integer(128));
+    assert_int_equal(rf_quantize_runner.run(p, &ctx, &res, &err), RF_EINVAL);
+    printf("  %s: %s\n", err.field, err.msg);
+    assert_non_null(strstr(err.msg, "at most 4"));
     json_decref(p);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);

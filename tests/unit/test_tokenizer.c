@@ -140,8 +140,9 @@ static void test_bytelevel_words_and_merges(void **state)
     EXPECT(t, "", 1);
     assert_int_equal(rf_tokenizer_token_to_id(t, "Ġtest"), 17);
     assert_string_equal(rf_tokenizer_id_to_token(t, 12), "Ġhi");
-    assert_null(rf_tokenizer_id_to_token(t, 21));
-    assert_int_equal(rf_tokenizer_vocab_size(t), 21);
+    assert_string_equal(rf_tokenizer_id_to_token(t, 21), "<unk>");
+    assert_null(rf_tokenizer_id_to_token(t, 22));
+    assert_int_equal(rf_tokenizer_vocab_size(t), 22);
     rf_tokenizer_free(t);
 }
 
@@ -150,7 +151,8 @@ static void test_added_tokens_inside_text(void **state)
     rf_tokenizer *t = load_dir(DIR "bytelevel");
     EXPECT(t, "hi<|x|>hi", 0, 10, 18, 10);
     EXPECT(t, "<|x|><|x|>", 0, 18, 18);
-    EXPECT(t, "<|x|", 0); /* not a token, and '<', '|', 'x' are not in the vocabulary */
+    /* not a token, and '<', '|', 'x' are not in the vocabulary: unk for each */
+    EXPECT(t, "<|x|", 0, 21, 21, 21, 21);
     /* single_word: "hi!" counts only between non-word characters. */
     EXPECT(t, "hi! hi!s", 0, 19, 12, 0, 4);
     /* lstrip/rstrip: the spaces around <m> belong to it. */
@@ -391,6 +393,38 @@ static void test_token_spans(void **state)
     rf_tokenizer_free(t);
 }
 
+/* Without an unk token or byte fallback, a character the vocabulary lacks
+ * is an error naming it, not a silent drop (the reference drops it). */
+static void test_unknown_character_is_an_error(void **state)
+{
+    FILE *f = fopen(DIR "bytelevel/tokenizer.json", "rb");
+    assert_non_null(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *u = strstr(buf, "\"unk_token\": \"<unk>\"");
+    assert_non_null(u);
+    memcpy(u, "\"unk_token\":    null", strlen("\"unk_token\": \"<unk>\""));
+    rf_tokenizer *t;
+    rf_error err;
+    if (rf_tokenizer_load_json(buf, NULL, &t, &err)) fail_msg("%s", err.msg);
+    EXPECT(t, "hi test", 0, 10, 17);
+    int32_t *ids = NULL;
+    size_t k;
+    assert_int_equal(rf_tokenizer_encode(t,
+                                         "hi, \xC3\xA7"
+                                         "a",
+                                         7, 0, &ids, &k, &err),
+                     RF_EINVAL);
+    printf("  %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "no token for ',' (U+002C, byte 2 of the text)"));
+    assert_non_null(strstr(err.msg, "unk_token"));
+    assert_int_equal(rf_tokenizer_encode(t, "hi \xC3\xA7", 5, 0, &ids, &k, &err), RF_EINVAL);
+    assert_non_null(strstr(err.msg, "no token for '\xC3\xA7' (U+00E7, byte 3"));
+    rf_tokenizer_free(t);
+}
+
 /* A loaded tokenizer is read-only: threads may share it. */
 typedef struct shared_job {
     const rf_tokenizer *t;
@@ -456,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_bytelevel_words_and_merges),
         cmocka_unit_test(test_added_tokens_inside_text),
         cmocka_unit_test(test_bytelevel_decode),
+        cmocka_unit_test(test_unknown_character_is_an_error),
         cmocka_unit_test(test_sentencepiece_byte_fallback),
         cmocka_unit_test(test_sentencepiece_decode),
         cmocka_unit_test(test_round_trip),
