@@ -147,7 +147,50 @@ typedef struct run {
     float *tk_logp;
     char *resolved[5];       /* paths the context gave for the params' references */
     const char *student_ref; /* the student as the params name it */
+    /* The loss curve so far ({"steps", "loss"} and eval {"steps", "loss",
+     * "kl", "ce"}), kept in the checkpoint so a resumed run's curve is whole:
+     * the result's `history`, what the pipeline's report plots. */
+    json_t *history;
 } run;
+
+/* The history's arrays, made on first use. */
+static json_t *hist_array(json_t *h, const char *group, const char *name)
+{
+    json_t *g = group ? json_object_get(h, group) : h;
+    if (group && !g) json_object_set_new(h, group, g = json_object());
+    json_t *a = json_object_get(g, name);
+    if (!a) json_object_set_new(g, name, a = json_array());
+    return a;
+}
+
+/* At most ~256 points of each curve in the result: every k-th, the last kept. */
+static json_t *thin(const json_t *a, size_t keep_every)
+{
+    json_t *o = json_array();
+    size_t n = json_array_size(a);
+    for (size_t i = 0; i < n; i++)
+        if (i % keep_every == 0 || i + 1 == n) json_array_append(o, json_array_get(a, i));
+    return o;
+}
+
+static json_t *history_result(const json_t *h)
+{
+    json_t *out = json_object();
+    const json_t *steps = json_object_get(h, "steps");
+    size_t k = json_array_size(steps) / 256 + 1;
+    json_object_set_new(out, "steps", thin(steps, k));
+    json_object_set_new(out, "loss", thin(json_object_get(h, "loss"), k));
+    const json_t *ev = json_object_get(h, "eval");
+    if (ev) {
+        json_t *e = json_object();
+        const char *keys[] = {"steps", "loss", "kl", "ce"};
+        size_t ke = json_array_size(json_object_get(ev, "steps")) / 256 + 1;
+        for (int i = 0; i < 4; i++)
+            json_object_set_new(e, keys[i], thin(json_object_get(ev, keys[i]), ke));
+        json_object_set_new(out, "eval", e);
+    }
+    return out;
+}
 
 /* The params name registered objects (a model by id or name, a dataset or a
  * teacher cache by id); the context says where each one lives. */
@@ -175,6 +218,7 @@ static int resolve_refs(run *r, rf_job_ctx *ctx, rf_error *err)
 
 static void run_free(run *r)
 {
+    json_decref(r->history);
     for (int i = 0; i < 5; i++)
         free(r->resolved[i]);
     free(r->order), free(r->idx), free(r->ids), free(r->targets);
@@ -308,7 +352,8 @@ static int save_checkpoint(run *r, rf_job_ctx *ctx, rf_error *err)
     snprintf(path, sizeof path, "%s/" CKPT_NAME, ctx->workdir);
     int rc = rf_train_state_save(path, &r->st, &r->opt, &r->cur, err);
     if (rc < 0) return rc;
-    json_t *state = json_pack("{s:I,s:s}", "step", (json_int_t)r->opt.step, "state", CKPT_NAME);
+    json_t *state = json_pack("{s:I,s:s,s:O}", "step", (json_int_t)r->opt.step, "state", CKPT_NAME,
+                              "history", r->history);
     rc = ctx->checkpoint(ctx, state);
     json_decref(state);
     return rc < 0 ? rf_errorf(err, rc, "train: recording the checkpoint failed") : 0;
@@ -411,6 +456,8 @@ static int train_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
     if (rc < 0) goto out;
     epoch_order(r.order, r.train.n, r.p.seed, 0);
     const json_t *st = ctx->resume ? json_object_get(ctx->resume, "state") : NULL;
+    const json_t *hist = ctx->resume ? json_object_get(ctx->resume, "history") : NULL;
+    r.history = json_is_object(hist) && st ? json_deep_copy(hist) : json_object();
     if (st && json_is_string(st)) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", ctx->workdir, json_string_value(st));
@@ -443,6 +490,8 @@ static int train_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
             (double)r.p.batch * r.st.a.T * r.p.grad_accum / dt, "epoch", (json_int_t)r.cur.epoch);
         ctx->event(ctx, "metrics", m);
         json_decref(m);
+        json_array_append_new(hist_array(r.history, NULL, "steps"), json_integer(r.opt.step));
+        json_array_append_new(hist_array(r.history, NULL, "loss"), json_real(s.loss));
         ctx->progress(ctx, (double)r.opt.step / total, NULL);
         if (r.p.eval_every && r.opt.step % r.p.eval_every == 0 && r.val.n) {
             json_decref(last_eval);
@@ -450,6 +499,12 @@ static int train_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
             if (last_eval) {
                 json_object_set_new(last_eval, "step", json_integer(r.opt.step));
                 ctx->event(ctx, "eval", last_eval);
+                json_array_append_new(hist_array(r.history, "eval", "steps"),
+                                      json_integer(r.opt.step));
+                const char *keys[] = {"loss", "kl", "ce"};
+                for (int i = 0; i < 3; i++)
+                    json_array_append(hist_array(r.history, "eval", keys[i]),
+                                      json_object_get(last_eval, keys[i]));
             }
         }
         if (r.p.checkpoint_every && r.opt.step % r.p.checkpoint_every == 0 && r.opt.step < total &&
@@ -462,6 +517,7 @@ static int train_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
                             s.kl, "train_examples", r.train.n, "validation_examples", r.val.n);
         if (r.val.n && !last_eval) rc = evaluate(&r, &last_eval, err);
         if (rc == 0 && last_eval) json_object_set(*result, "eval", last_eval);
+        if (rc == 0) json_object_set_new(*result, "history", history_result(r.history));
         if (rc == 0) rc = export(&r, ctx, *result, err);
         if (rc < 0) json_decref(*result), *result = NULL;
     }
