@@ -63,6 +63,28 @@ static int ref_config(rf_ref_resolver resolve, void *user, const char *ref, cons
     return 0;
 }
 
+/* The chat template the job would render its data with, compiled now so a
+ * template that does not parse (or a name that is no template) is a 422 on
+ * chat_template at POST. None at all is fine: plain prompt + response. */
+static int check_template(rf_ref_resolver resolve, void *user, const char *student,
+                          const char *spec, rf_error *err)
+{
+    char *dir = NULL, path[4096];
+    int rc = resolve(user, "model", student, &dir, err);
+    if (rc < 0) return in_field(err, rc, "student");
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    free(dir);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    const json_t *t = cfg ? json_object_get(cfg, "chat_template") : NULL;
+    rf_chat_template *ct = NULL;
+    rc = !spec && !json_is_string(t) && !json_is_array(t)
+             ? 0
+             : rf_chat_template_from_config(cfg, spec, &ct, err);
+    rf_chat_template_free(ct);
+    json_decref(cfg);
+    return rc < 0 ? in_field(err, rc == RF_EUNSUPPORTED ? rc : RF_EINVAL, "chat_template") : 0;
+}
+
 /* What a train job cannot do with the models it names, read from their
  * config.json once the references resolve: refused when the job is
  * created (a 422 naming the param), not when it runs. A GPTQ W4A16 student
@@ -90,6 +112,7 @@ static int check(const json_t *params, rf_ref_resolver resolve, void *user, rf_e
                                   "cannot hold W + s·B·A in 4-bit codes; export 'adapter' (PEFT "
                                   "loads it over the GPTQ base)",
                                   p.student);
+        if ((rc = check_template(resolve, user, p.student, p.chat_template, err)) < 0) return rc;
     }
     if (p.teacher) {
         if ((rc = ref_config(resolve, user, p.teacher, "teacher", &tc, err)) < 0) return rc;
@@ -253,8 +276,16 @@ static int setup(run *r, rf_job_ctx *ctx, rf_error *err)
     if ((rc = rf_llama_load(&r->student, p->student, NULL, err)) < 0 ||
         (rc = rf_tokenizer_load(p->student, &r->tok, err)) < 0)
         return in_field(err, rc, "student");
-    if ((rc = rf_chat_template_load(r->tok, p->chat_template, &r->chat, err)) < 0)
+    if (!p->chat_template && !rf_chat_template_present(r->tok)) {
+        /* a base model: plain prompt + response text, as TRL trains it */
+        json_t *ev = json_pack("{s:s,s:s}", "level", "info", "message",
+                               "the student's tokenizer has no chat template: training on plain "
+                               "prompt + response text (the loss on the response and EOS)");
+        ctx->event(ctx, "log", ev);
+        json_decref(ev);
+    } else if ((rc = rf_chat_template_load(r->tok, p->chat_template, &r->chat, err)) < 0) {
         return in_field(err, rc == RF_EUNSUPPORTED ? rc : RF_EINVAL, "chat_template");
+    }
     if (p->teacher) {
         if ((rc = rf_llama_load(&r->teacher, p->teacher, NULL, err)) < 0 ||
             (rc = rf_tokenizer_load(p->teacher, &r->ttok, err)) < 0)
