@@ -55,9 +55,11 @@ int rf_hp_ask(const rf_hp_space *space, const rf_hp_sampler_config *cfg, const r
               int n_trials, int number, double *x, rf_error *err);
 
 /* Median pruner (Optuna's MedianPruner): prune when this trial's best
- * intermediate value up to `step` is worse than the median, over the
- * completed trials, of their best intermediate values up to the same step;
- * never before n_startup completed trials or before warmup_steps.
+ * intermediate value over every step it reported is worse than the median,
+ * over the completed trials, of their values at this trial's latest step;
+ * never before n_startup completed trials or before warmup_steps (steps
+ * below it), nor when no completed trial reported that step. A trial whose
+ * reports are all NaN is pruned.
  * history[i] holds trial i's reports: steps ascending, values aligned. */
 typedef struct rf_hp_reports {
     int n;

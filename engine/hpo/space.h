@@ -8,7 +8,9 @@
  * values are low, low+step, … ≤ high), log_int (low ≥ 1), categorical
  * (choices: strings, numbers or booleans, at least one). Dimensions keep
  * the object's key order. A point is one double per dimension in natural
- * units; a categorical's double is the index of its choice. */
+ * units; a categorical's double is the index of its choice. At most
+ * RF_HP_MAX_DIMS dimensions (the Sobol tables the samplers use stop there)
+ * and RF_HP_MAX_CHOICES choices per categorical. */
 #ifndef RF_HPO_SPACE_H
 #define RF_HPO_SPACE_H
 
@@ -16,6 +18,9 @@
 #include <stdbool.h>
 
 #include "engine/core/error.h"
+
+#define RF_HP_MAX_DIMS 32
+#define RF_HP_MAX_CHOICES 1024
 
 typedef enum rf_hp_kind {
     RF_HP_FLOAT,
@@ -52,10 +57,21 @@ int rf_hp_point_parse(const rf_hp_space *s, const json_t *params, double *x, rf_
 
 /* To and from the unit cube the samplers work in: u[d] in [0, 1] (log
  * scale for log kinds; ints padded by half a step each side, so every
- * value owns an equal share; categoricals: index / n_choices, the centre
- * of each share on the way back). from_unit rounds ints to their step and
- * clamps into bounds. */
+ * value owns an equal share — log_int: [log(low - ½), log(high + ½)], as
+ * Optuna; categoricals: choice k owns [k, k+1) / n_choices and goes to the
+ * centre of its share). from_unit rounds ints to their step, takes the
+ * share u falls in for categoricals, and clamps into bounds. */
 void rf_hp_to_unit(const rf_hp_space *s, const double *x, double *u);
 void rf_hp_from_unit(const rf_hp_space *s, const double *u, double *x);
+/* The same for one dimension. */
+double rf_hp_dim_to_unit(const rf_hp_dim *d, double x);
+double rf_hp_dim_from_unit(const rf_hp_dim *d, double u);
+
+/* "float", "log_float", … */
+const char *rf_hp_kind_name(rf_hp_kind k);
+/* The largest value an int kind takes (low + k·step ≤ high); high otherwise. */
+double rf_hp_dim_top(const rf_hp_dim *d);
+/* How many values a discrete dimension takes (ints, categoricals); 0 for floats. */
+int rf_hp_dim_count(const rf_hp_dim *d);
 
 #endif
