@@ -105,10 +105,9 @@ int rf_children_submit(PGconn *c, const rf_claimed_job *j, const char *owner, co
     /* The parent's row lock orders this against a cancel (which sets
      * cancel_requested on that row) and against another submit of the same
      * key: under READ COMMITTED the locking read sees the latest version. */
-    if ((rc = rf_db_execp(c,
-                          "SELECT cancel_requested, priority FROM jobs WHERE " HELD
-                          " FOR NO KEY UPDATE",
-                          3, p, &r, err)))
+    if ((rc = rf_db_execp(
+             c, "SELECT cancel_requested, priority FROM jobs WHERE " HELD " FOR NO KEY UPDATE", 3,
+             p, &r, err)))
         goto out;
     if (PQntuples(r) == 0) {
         rc = rf_errorf(err, RF_ECONFLICT, "job %s is no longer held by this worker (lease lost)",
@@ -187,8 +186,9 @@ int rf_children_list(PGconn *c, const rf_claimed_job *j, const char *owner, json
     json_error_t je;
     *out = json_loads(PQgetvalue(r, 0, 0), 0, &je);
     PQclear(r);
-    return *out ? 0 : rf_errorf(err, RF_EINTERNAL, "the children of %s did not parse: %s", j->id,
-                                je.text);
+    return *out ? 0
+                : rf_errorf(err, RF_EINTERNAL, "the children of %s did not parse: %s", j->id,
+                            je.text);
 }
 
 int rf_children_park(PGconn *c, const rf_claimed_job *j, const char *owner, long long wake_after_ms,
@@ -209,10 +209,12 @@ int rf_children_park(PGconn *c, const rf_claimed_job *j, const char *owner, long
     int rc = rf_db_execp(
         c,
         "WITH f AS (SELECT id, cancel_requested AS cancel,"
-        "   EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = p.id AND c.status IN " OPEN ") AS busy,"
+        "   EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = p.id AND c.status IN " OPEN
+        ") AS busy,"
         "   EXISTS (SELECT 1 FROM job_wakes w WHERE w.parent_id = p.id) AS woken"
         "  FROM jobs p WHERE " HELD "),"
-        " s AS (SELECT id, CASE WHEN cancel AND NOT busy THEN 'cancelled' WHEN cancel THEN 'waiting'"
+        " s AS (SELECT id, CASE WHEN cancel AND NOT busy THEN 'cancelled' WHEN cancel THEN "
+        "'waiting'"
         "   WHEN woken THEN 'queued' WHEN busy OR $4::bigint > 0 THEN 'waiting' ELSE 'failed' END"
         "   AS next FROM f),"
         " u AS (UPDATE jobs j SET status = s.next,"
@@ -257,7 +259,8 @@ static const char *const k_cancel_children =
     "  FOR UPDATE OF c SKIP LOCKED),"
     " u AS (UPDATE jobs j SET cancel_requested = true,"
     "   status = CASE WHEN j.status = 'queued' THEN 'cancelled' ELSE j.status END,"
-    "   error = CASE WHEN j.status = 'queued' THEN 'cancelled with its parent job' ELSE j.error END,"
+    "   error = CASE WHEN j.status = 'queued' THEN 'cancelled with its parent job' ELSE j.error "
+    "END,"
     "   finished_at = CASE WHEN j.status = 'queued' THEN now() ELSE j.finished_at END,"
     "   updated_at = now() FROM c WHERE j.id = c.id RETURNING j.id, j.status, j.parent_id),"
     " e AS (INSERT INTO job_events (job_id, kind, data) SELECT id, 'log',"

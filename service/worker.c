@@ -23,6 +23,8 @@
 #include "service/queue.h"
 #include "service/resolve.h"
 #include "service/sse.h"
+#include "service/studies.h"
+#include "service/study_link.h"
 
 typedef struct worker {
     struct rf_workers *pool;
@@ -34,6 +36,8 @@ typedef struct worker {
     atomic_bool cancel;     /* a cancel was asked for that job */
     rf_claimed_job job;
     double last_cancel_check; /* monotonic seconds */
+    rf_study_link link;       /* the job as a study's trial (service/study_link.h) */
+    char stop_reason[320];    /* why the job was stopped, when not by a user */
     char workdir[1200];
 } worker;
 
@@ -98,6 +102,14 @@ static int ctx_event(rf_job_ctx *ctx, const char *kind, const json_t *data)
     int rc = rf_queue_event(w->db, w->job.id, kind, s, &err);
     if (rc) rf_log(RF_LOG_WARN, "job %s: event not recorded: %s", w->job.id, err.msg);
     free(s);
+    bool stop = false;
+    if (rf_study_link_event(w->db, &w->job, &w->link, kind, data, &stop, w->stop_reason,
+                            sizeof w->stop_reason, &err))
+        rf_log(RF_LOG_WARN, "job %s: not reported to its study: %s", w->job.id, err.msg);
+    if (stop) {
+        rf_log(RF_LOG_INFO, "job %s %s", w->job.id, w->stop_reason);
+        atomic_store(&w->cancel, true);
+    }
     return rc;
 }
 
@@ -212,6 +224,13 @@ static int ctx_children(rf_job_ctx *ctx, json_t **out, rf_error *err)
     return rf_children_list(w->db, &w->job, w->pool->owner, out, err);
 }
 
+static int ctx_study(rf_job_ctx *ctx, const char *op, const json_t *args, json_t **out,
+                     rf_error *err)
+{
+    worker *w = ctx_worker(ctx);
+    return rf_studies_op(w->db, w->job.tenant, w->job.id, op, args, out, err);
+}
+
 /* ---- running one job ---------------------------------------------------- */
 
 static void run_one(worker *w)
@@ -251,7 +270,10 @@ static void run_one(worker *w)
         .resolve = ctx_resolve,
         .submit_child = ctx_submit_child,
         .children = ctx_children,
+        .study = ctx_study,
     };
+    memset(&w->link, 0, sizeof w->link);
+    w->stop_reason[0] = '\0';
     w->last_cancel_check = rf_now_s();
     rf_log(RF_LOG_INFO, "job %s (%s) attempt %d/%d started", j->id, j->type, j->attempt,
            j->max_attempts);
@@ -273,7 +295,8 @@ done:;
         free(s);
         rf_log(RF_LOG_INFO, "job %s succeeded", j->id);
     } else if (rc == RF_ECANCELED && atomic_load(&w->cancel)) {
-        qrc = rf_queue_finish(w->db, j, p->owner, "cancelled", NULL, "cancelled by request", &qerr);
+        qrc = rf_queue_finish(w->db, j, p->owner, "cancelled", NULL,
+                              w->stop_reason[0] ? w->stop_reason : "cancelled by request", &qerr);
         rf_log(RF_LOG_INFO, "job %s cancelled", j->id);
     } else if (rc == RF_ECANCELED && atomic_load(&p->stopping)) {
         qrc = rf_queue_release(w->db, j, p->owner, &qerr);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "engine/jobs/evaluate.h"
+#include "engine/jobs/hpo.h"
 #include "engine/jobs/quantize.h"
 #include "engine/jobs/teacher_cache.h"
 #include "engine/jobs/train.h"
@@ -79,4 +80,5 @@ void rf_runners_register_builtin(void)
         {"model", "model"}, {"dataset", "dataset"}, {"adapter", "adapter"}, {NULL, NULL}};
     rf_runner_register(&rf_quantize_runner);
     rf_runner_set_refs(rf_quantize_runner.type, quantize_refs);
+    rf_runner_register(&rf_hpo_runner);
 }

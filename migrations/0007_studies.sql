@@ -1,0 +1,46 @@
+-- Studies: ask/tell optimisation (DESIGN.md "Studies"; service/studies.c).
+-- An ask takes the study's row lock (UPDATE … next_number) and reads the
+-- trials in the same transaction, so concurrent asks get distinct numbers and
+-- each sees the trials asked before it (running ones as pending).
+
+CREATE TABLE studies (
+    id           text PRIMARY KEY,
+    seq          bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    tenant_id    text NOT NULL REFERENCES tenants(id),
+    name         text NOT NULL,
+    -- as engine/hpo/study.h normalises it: direction, space, sampler, pruner, …
+    -- json, not jsonb: the space's dimensions keep their order, which the
+    -- samplers depend on (the same seed and tells give the same asks)
+    definition   json NOT NULL,
+    next_number  integer NOT NULL DEFAULT 0,
+    -- the job that made it (an hpo job), and the key that makes creation idempotent
+    job_id       text REFERENCES jobs(id) ON DELETE SET NULL,
+    create_key   text,
+    created_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE UNIQUE INDEX studies_key ON studies (tenant_id, create_key) WHERE create_key IS NOT NULL;
+CREATE INDEX studies_tenant ON studies (tenant_id, seq DESC);
+
+CREATE TABLE study_trials (
+    study_id     text NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
+    number       integer NOT NULL,
+    state        text NOT NULL DEFAULT 'running'
+                 CHECK (state IN ('running', 'complete', 'pruned', 'failed')),
+    params       jsonb NOT NULL,
+    value        double precision,
+    -- the job that evaluates it (an hpo trial's train job)
+    job_id       text REFERENCES jobs(id) ON DELETE SET NULL,
+    created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at  timestamptz,
+    PRIMARY KEY (study_id, number)
+);
+
+-- Intermediate values (report): one per step, the first one kept (as Optuna).
+CREATE TABLE study_reports (
+    study_id  text NOT NULL,
+    number    integer NOT NULL,
+    step      bigint NOT NULL,
+    value     double precision NOT NULL,
+    PRIMARY KEY (study_id, number, step),
+    FOREIGN KEY (study_id, number) REFERENCES study_trials (study_id, number) ON DELETE CASCADE
+);
