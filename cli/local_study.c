@@ -78,8 +78,8 @@ static int def_of(const json_t *study, rf_study_def *d, rf_error *err)
 /* The study object as GET /v1/studies/{id} shows it. */
 static json_t *doc(const json_t *study)
 {
-    const json_t *def = json_object_get(study, "definition"), *trials =
-                                                                  json_object_get(study, "trials");
+    const json_t *def = json_object_get(study, "definition"),
+                 *trials = json_object_get(study, "trials");
     json_t *o = json_pack("{s:O,s:s}", "id", json_object_get(study, "id"), "object", "study");
     const char *k;
     json_t *v;
@@ -147,11 +147,10 @@ static int ask(const char *root, json_t *all, json_t *study, const json_t *args,
         rc = rf_study_ask(&d, trials, number, &params, err);
     rf_study_def_free(&d);
     if (rc) return rc;
-    json_t *t = json_pack("{s:s,s:O,s:i,s:s,s:o,s:n,s:[],s:n,s:I,s:n,s:n}", "object",
-                          "study.trial", "study_id", json_object_get(study, "id"), "number",
-                          number, "state", "running", "params", params, "value", "intermediate",
-                          "job_id", "created_at", (json_int_t)time(NULL), "finished_at",
-                          "seconds");
+    json_t *t = json_pack("{s:s,s:O,s:i,s:s,s:o,s:n,s:[],s:n,s:I,s:n,s:n}", "object", "study.trial",
+                          "study_id", json_object_get(study, "id"), "number", number, "state",
+                          "running", "params", params, "value", "intermediate", "job_id",
+                          "created_at", (json_int_t)time(NULL), "finished_at", "seconds");
     json_object_set_new(t, "asked_at_s", json_real(wall_s()));
     json_array_append(trials, t);
     *out = t;
@@ -178,9 +177,10 @@ static int tell(const char *root, json_t *all, json_t *study, json_t *t, const j
         json_t *im = json_object_get(t, "intermediate");
         value = json_object_get(json_array_get(im, json_array_size(im) - 1), "value");
     }
-    json_object_set(t, "value", value && !strcmp(st, "failed") ? json_null()
-                                : value                        ? (json_t *)value
-                                                               : json_null());
+    json_object_set(t, "value",
+                    value && !strcmp(st, "failed") ? json_null()
+                    : value                        ? (json_t *)value
+                                                   : json_null());
     const char *jid = json_string_value(json_object_get(args, "job_id"));
     if (jid) json_object_set_new(t, "job_id", json_string(jid));
     json_object_set_new(t, "finished_at", json_integer((json_int_t)time(NULL)));
@@ -211,8 +211,8 @@ static int report(const char *root, json_t *all, json_t *study, json_t *t, const
     bool prune = rf_study_should_prune(&d, json_object_get(study, "trials"), number);
     rf_study_def_free(&d);
     *out = json_pack("{s:s,s:O,s:i,s:O,s:b}", "object", "study.report", "study_id",
-                     json_object_get(study, "id"), "number", number, "step", step,
-                     "should_prune", prune);
+                     json_object_get(study, "id"), "number", number, "step", step, "should_prune",
+                     prune);
     return save(root, all, err);
 }
 

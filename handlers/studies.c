@@ -98,8 +98,8 @@ void rf_h_studies_trials(rf_req *req)
         return;
     char *json = NULL;
     rf_error err;
-    int rc = rf_studies_trials(c, req->tenant, rf_req_param(req, 0), after, (int)limit, &json,
-                               &err);
+    int rc =
+        rf_studies_trials(c, req->tenant, rf_req_param(req, 0), after, (int)limit, &json, &err);
     reply(req, rc, 200, json, &err);
 }
 
@@ -135,8 +135,8 @@ static void tell(rf_req *req, const char *state)
     if (!c || !trial_number(req, &number) || !optional_body(req, &body)) return;
     char *json = NULL;
     rf_error err;
-    int rc = rf_studies_tell(c, req->tenant, rf_req_param(req, 0), number, state, body, NULL,
-                             &json, &err);
+    int rc = rf_studies_tell(c, req->tenant, rf_req_param(req, 0), number, state, body, NULL, &json,
+                             &err);
     json_decref(body);
     reply(req, rc, 200, json, &err);
 }

@@ -26,7 +26,7 @@ CREATE TABLE study_trials (
     number       integer NOT NULL,
     state        text NOT NULL DEFAULT 'running'
                  CHECK (state IN ('running', 'complete', 'pruned', 'failed')),
-    params       jsonb NOT NULL,
+    params       json NOT NULL, -- in the space's order, as asked
     value        double precision,
     -- the job that evaluates it (an hpo trial's train job)
     job_id       text REFERENCES jobs(id) ON DELETE SET NULL,

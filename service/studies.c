@@ -13,7 +13,7 @@
 /* A trial object from study_trials row t, with its intermediate values. */
 #define TRIAL_JSON(T)                                                                              \
     "json_build_object('object', 'study.trial', 'study_id', " T ".study_id, 'number', " T          \
-    ".number, 'state', " T ".state, 'params', " T ".params, 'value', " T ".value,"                \
+    ".number, 'state', " T ".state, 'params', " T ".params, 'value', " T ".value,"                 \
     " 'intermediate', (SELECT coalesce(json_agg(json_build_object('step', r.step, 'value',"        \
     " r.value) ORDER BY r.step), '[]'::json) FROM study_reports r WHERE r.study_id = " T           \
     ".study_id AND r.number = " T ".number), 'job_id', " T ".job_id,"                              \
@@ -34,14 +34,16 @@
     "   'pruned', count(*) FILTER (WHERE c.state = 'pruned'),"                                     \
     "   'failed', count(*) FILTER (WHERE c.state = 'failed')) FROM study_trials c"                 \
     "   WHERE c.study_id = s.id),"                                                                 \
-    " 'best_trial', (SELECT " TRIAL_JSON("b") " FROM study_trials b WHERE b.study_id = s.id"       \
-    "   AND b.state = 'complete' ORDER BY CASE WHEN s.definition->>'direction' = 'maximize'"      \
-    "   THEN -b.value ELSE b.value END, b.number LIMIT 1),"                                        \
-    " 'created_at', extract(epoch from s.created_at)::bigint)::text"
+    " 'best_trial', (SELECT " TRIAL_JSON(                                                          \
+        "b") " FROM study_trials b WHERE b.study_id = s.id"                                        \
+             "   AND b.state = 'complete' ORDER BY CASE WHEN s.definition->>'direction' = "        \
+             "'maximize'"                                                                          \
+             "   THEN -b.value ELSE b.value END, b.number LIMIT 1),"                               \
+             " 'created_at', extract(epoch from s.created_at)::bigint)::text"
 
 static const char *const k_trials_array =
     "SELECT coalesce(json_agg(" TRIAL_JSON("t") " ORDER BY t.number), '[]'::json)::text"
-    " FROM study_trials t WHERE t.study_id = $1";
+                                                " FROM study_trials t WHERE t.study_id = $1";
 
 static int compact(char **json, rf_error *err)
 {
@@ -155,8 +157,9 @@ int rf_studies_get(PGconn *c, const char *tenant, const char *id, char **json, r
 {
     if (!rf_id_valid("study", id)) return not_found(err, id);
     PGresult *r;
-    int rc = rf_db_execp(c, "SELECT " STUDY_JSON " FROM studies s WHERE s.id = $1 AND s.tenant_id = $2",
-                         2, (const char *[]){id, tenant}, &r, err);
+    int rc =
+        rf_db_execp(c, "SELECT " STUDY_JSON " FROM studies s WHERE s.id = $1 AND s.tenant_id = $2",
+                    2, (const char *[]){id, tenant}, &r, err);
     if (!rc) rc = PQntuples(r) ? take(r, json, err) : not_found(err, id);
     PQclear(r);
     return rc;
@@ -264,7 +267,7 @@ int rf_studies_ask(PGconn *c, const char *tenant, const char *id, const json_t *
     }
     if ((rc = rf_db_execp(c,
                           "INSERT INTO study_trials AS t (study_id, number, params)"
-                          " VALUES ($1, $2::int, $3::jsonb) RETURNING " TRIAL_JSON("t") "::text",
+                          " VALUES ($1, $2::int, $3::json) RETURNING " TRIAL_JSON("t") "::text",
                           3, (const char *[]){id, num, params_s}, &r, err)) ||
         (rc = take(r, json, err)) || (rc = rf_db_commit(c, err)))
         goto out;
@@ -290,10 +293,11 @@ static int trial_refused(PGconn *c, const char *tenant, const char *id, int numb
     char num[16];
     snprintf(num, sizeof num, "%d", number);
     PGresult *r;
-    int rc = rf_db_execp(c,
-                         "SELECT (SELECT state FROM study_trials t WHERE t.study_id = s.id"
-                         " AND t.number = $3::int) FROM studies s WHERE s.id = $1 AND s.tenant_id = $2",
-                         3, (const char *[]){id, tenant, num}, &r, err);
+    int rc =
+        rf_db_execp(c,
+                    "SELECT (SELECT state FROM study_trials t WHERE t.study_id = s.id"
+                    " AND t.number = $3::int) FROM studies s WHERE s.id = $1 AND s.tenant_id = $2",
+                    3, (const char *[]){id, tenant, num}, &r, err);
     if (rc) return rc;
     if (PQntuples(r) == 0)
         rc = not_found(err, id);
@@ -301,8 +305,8 @@ static int trial_refused(PGconn *c, const char *tenant, const char *id, int numb
         rc = rf_errorf(err, RF_ENOTFOUND, "study %s has no trial %d", id, number);
     else
         rc = rf_errorf(err, RF_ECONFLICT,
-                       "trial %d of study %s is already %s; only a running trial can be %s",
-                       number, id, PQgetvalue(r, 0, 0), verb);
+                       "trial %d of study %s is already %s; only a running trial can be %s", number,
+                       id, PQgetvalue(r, 0, 0), verb);
     PQclear(r);
     return rc;
 }
@@ -360,8 +364,8 @@ int rf_studies_tell(PGconn *c, const char *tenant, const char *id, int number, c
     return rc;
 }
 
-int rf_studies_report(PGconn *c, const char *tenant, const char *id, int number,
-                      const json_t *body, char **json, rf_error *err)
+int rf_studies_report(PGconn *c, const char *tenant, const char *id, int number, const json_t *body,
+                      char **json, rf_error *err)
 {
     *json = NULL;
     if (!rf_id_valid("study", id)) return not_found(err, id);
@@ -372,12 +376,14 @@ int rf_studies_report(PGconn *c, const char *tenant, const char *id, int number,
     json_object_foreach((json_t *)body, k, jv)
     {
         if (strcmp(k, "step") && strcmp(k, "value"))
-            return rf_error_field(err, RF_EINVAL, k, "unknown field '%s' (expected step, value)", k);
+            return rf_error_field(err, RF_EINVAL, k, "unknown field '%s' (expected step, value)",
+                                  k);
     }
     json_t *step = json_object_get(body, "step"), *value = json_object_get(body, "value");
     if (!json_is_integer(step) || json_integer_value(step) < 0 ||
         json_integer_value(step) > 2147483647)
-        return rf_error_field(err, RF_EINVAL, "step", "'step' must be an integer in [0, 2147483647]");
+        return rf_error_field(err, RF_EINVAL, "step",
+                              "'step' must be an integer in [0, 2147483647]");
     int rc = rf_study_check_value(value, "value", err);
     if (rc) return rc;
     char num[16], s[24], v[40];
@@ -406,9 +412,9 @@ int rf_studies_report(PGconn *c, const char *tenant, const char *id, int number,
     if ((rc = load_def(PQgetvalue(r, 0, 0), &d, err)) || (rc = trials_json(c, id, &trials, err)))
         goto out;
     bool prune = rf_study_should_prune(&d, trials, number);
-    json_t *o = json_pack("{s:s,s:s,s:i,s:I,s:b}", "object", "study.report", "study_id", id,
-                          "number", number, "step", json_integer_value(step), "should_prune",
-                          prune);
+    json_t *o =
+        json_pack("{s:s,s:s,s:i,s:I,s:b}", "object", "study.report", "study_id", id, "number",
+                  number, "step", json_integer_value(step), "should_prune", prune);
     *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!*json) rc = rf_errorf(err, RF_ENOMEM, "out of memory");
@@ -432,17 +438,18 @@ int rf_studies_trials(PGconn *c, const char *tenant, const char *id, long long a
     if (!rc && PQntuples(r) == 0) rc = not_found(err, id);
     PQclear(r);
     if (rc) return rc;
-    rc = rf_db_execp(c,
-                     "SELECT " TRIAL_JSON("t") "::text FROM study_trials t WHERE t.study_id = $1"
-                     " AND t.number > $2::int ORDER BY t.number LIMIT $3::int",
-                     3, (const char *[]){id, a, l}, &r, err);
+    rc = rf_db_execp(
+        c,
+        "SELECT " TRIAL_JSON("t") "::text FROM study_trials t WHERE t.study_id = $1"
+                                  " AND t.number > $2::int ORDER BY t.number LIMIT $3::int",
+        3, (const char *[]){id, a, l}, &r, err);
     if (!rc && !(rc = rf_db_list_json(r, limit, json, err))) rc = compact(json, err);
     PQclear(r);
     return rc;
 }
 
-int rf_studies_attach(PGconn *c, const char *tenant, const char *id, int number,
-                      const char *job_id, char **json, rf_error *err)
+int rf_studies_attach(PGconn *c, const char *tenant, const char *id, int number, const char *job_id,
+                      char **json, rf_error *err)
 {
     if (!rf_id_valid("study", id)) return not_found(err, id);
     char num[16];
@@ -514,8 +521,10 @@ int rf_studies_op(PGconn *c, const char *tenant, const char *job_id, const char 
         const char *jid = json_string_value(json_object_get(args, "job_id"));
         if (!(rc = arg_str(args, "state", &s, err)))
             rc = strcmp(s, "complete") && strcmp(s, "fail") && strcmp(s, "prune")
-                     ? rf_errorf(err, RF_EINVAL, "study tell: state '%s' is not complete, fail "
-                                                 "or prune", s)
+                     ? rf_errorf(err, RF_EINVAL,
+                                 "study tell: state '%s' is not complete, fail "
+                                 "or prune",
+                                 s)
                      : rf_studies_tell(c, tenant, study, number, s, body, jid, &json, err);
         json_decref(body);
     } else if (!strcmp(op, "attach")) {

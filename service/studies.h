@@ -34,14 +34,14 @@ int rf_studies_ask(PGconn *c, const char *tenant, const char *id, const json_t *
 int rf_studies_tell(PGconn *c, const char *tenant, const char *id, int number, const char *state,
                     const json_t *body, const char *job_id, char **json, rf_error *err);
 /* body {"step", "value"} → {"object": "study.report", …, "should_prune"}. */
-int rf_studies_report(PGconn *c, const char *tenant, const char *id, int number,
-                      const json_t *body, char **json, rf_error *err);
+int rf_studies_report(PGconn *c, const char *tenant, const char *id, int number, const json_t *body,
+                      char **json, rf_error *err);
 /* Trials by number after `after` (-1: from the first), a list page. */
 int rf_studies_trials(PGconn *c, const char *tenant, const char *id, long long after, int limit,
                       char **json, rf_error *err);
 /* Record the job that evaluates a trial. */
-int rf_studies_attach(PGconn *c, const char *tenant, const char *id, int number,
-                      const char *job_id, char **json, rf_error *err);
+int rf_studies_attach(PGconn *c, const char *tenant, const char *id, int number, const char *job_id,
+                      char **json, rf_error *err);
 
 /* The operations of rf_job_ctx.study (engine/jobs/job.h) for job_id of tenant. */
 int rf_studies_op(PGconn *c, const char *tenant, const char *job_id, const char *op,

@@ -73,8 +73,9 @@ int rf_study_link_event(PGconn *c, const rf_claimed_job *j, rf_study_link *l, co
     l->state = 1;
     /* Recorded, so that a rescue after a crash cancels the job rather than
      * resuming a pruned trial. */
-    if (!rc) rc = rf_db_execp(c, "UPDATE jobs SET cancel_requested = true WHERE id = $1", 1,
-                              (const char *[]){j->id}, NULL, err);
+    if (!rc)
+        rc = rf_db_execp(c, "UPDATE jobs SET cancel_requested = true WHERE id = $1", 1,
+                         (const char *[]){j->id}, NULL, err);
     snprintf(reason, cap,
              "pruned: %s %.6g at step %lld is behind the median of the completed trials "
              "(trial %d of %s)",

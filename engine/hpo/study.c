@@ -49,7 +49,8 @@ static int object_field(const json_t *body, const char *key, const json_t **out,
     json_t *v = json_object_get(body, key);
     *out = NULL;
     if (!v || json_is_null(v)) return 0;
-    if (!json_is_object(v)) return rf_error_field(err, RF_EINVAL, key, "'%s' must be an object", key);
+    if (!json_is_object(v))
+        return rf_error_field(err, RF_EINVAL, key, "'%s' must be an object", key);
     *out = v;
     return 0;
 }
@@ -76,7 +77,8 @@ static int parse_sampler(const json_t *o, uint64_t default_seed, rf_study_def *d
     const char *name = "gp";
     double n_startup = -1, seed = (double)(default_seed & (uint64_t)SEED_MAX);
     int rc;
-    if (o && ((rc = only(o, "sampler", keys, err)) || (rc = string_field(o, "sampler", "name", false, 16, &name, err)) ||
+    if (o && ((rc = only(o, "sampler", keys, err)) ||
+              (rc = string_field(o, "sampler", "name", false, 16, &name, err)) ||
               (rc = int_field(o, "sampler", "n_startup", 0, 1000, &n_startup, err)) ||
               (rc = int_field(o, "sampler", "seed", 0, SEED_MAX, &seed, err))))
         return rc;
@@ -292,8 +294,8 @@ bool rf_study_should_prune(const rf_study_def *d, const json_t *trials, int numb
             self = r;
             found = true;
         } else {
-            r.complete = state_of(json_string_value(json_object_get(tr, "state"))) ==
-                         RF_HP_TRIAL_COMPLETE;
+            r.complete =
+                state_of(json_string_value(json_object_get(tr, "state"))) == RF_HP_TRIAL_COMPLETE;
             hist[h++] = r;
         }
     }

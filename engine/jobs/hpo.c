@@ -118,7 +118,7 @@ static const rf_param params[] = {
 
 typedef struct hpo_opts {
     const json_t *train, *space;
-    int metric;      /* index into metrics */
+    int metric; /* index into metrics */
     bool maximize;
     int n_trials, parallel;
     const char *sampler;
@@ -142,7 +142,8 @@ static int options(const json_t *p, hpo_opts *o, rf_error *err)
     const json_t *obj = sub(p, "objective"), *smp = sub(p, "sampler"), *prn = sub(p, "pruner");
     o->metric = rf_param_enum(obj, objective_fields, "metric", 0);
     const char *dir = rf_param_str(obj, objective_fields, "direction", NULL);
-    o->maximize = dir ? !strcmp(dir, "maximize") : !strcmp(metrics[o->metric], "validation_token_accuracy");
+    o->maximize =
+        dir ? !strcmp(dir, "maximize") : !strcmp(metrics[o->metric], "validation_token_accuracy");
     o->n_trials = (int)rf_param_int(p, params, "n_trials", 16);
     o->parallel = (int)rf_param_int(p, params, "parallel", 2);
     o->seed = rf_param_int(p, params, "seed", 0);
@@ -216,7 +217,8 @@ static json_t *train_at(const json_t *train, const json_t *point, rf_error *err)
     {
         if (set_path(t, k, json_incref(v))) {
             json_decref(t);
-            rf_error_field(err, RF_EINVAL, "space", "'%s' crosses a train param that is not an object", k);
+            rf_error_field(err, RF_EINVAL, "space",
+                           "'%s' crosses a train param that is not an object", k);
             return NULL;
         }
     }
@@ -371,13 +373,12 @@ static int ensure_study(hpo_run *h)
     snprintf(name, sizeof name, "hpo %s", h->ctx->job_id);
     json_t *args = json_pack(
         "{s:s,s:s,s:s,s:O,s:{s:s,s:o,s:I},s:{s:s,s:i,s:i},s:i,s:{s:s,s:s,s:s}}", "key",
-        h->ctx->job_id, "name", name, "direction", h->o.maximize ? "maximize" : "minimize",
-        "space", h->o.space, "sampler", "name", h->o.sampler, "n_startup",
+        h->ctx->job_id, "name", name, "direction", h->o.maximize ? "maximize" : "minimize", "space",
+        h->o.space, "sampler", "name", h->o.sampler, "n_startup",
         h->o.n_startup < 0 ? json_null() : json_integer(h->o.n_startup), "seed",
-        (json_int_t)h->o.seed, "pruner", "name", h->o.prune ? "median" : "none",
-        "n_startup_trials", h->o.prune_startup, "warmup_steps", h->o.prune_warmup, "max_trials",
-        h->o.n_trials, "job_report", "event", "eval", "field", eval_keys[h->o.metric], "step",
-        "step");
+        (json_int_t)h->o.seed, "pruner", "name", h->o.prune ? "median" : "none", "n_startup_trials",
+        h->o.prune_startup, "warmup_steps", h->o.prune_warmup, "max_trials", h->o.n_trials,
+        "job_report", "event", "eval", "field", eval_keys[h->o.metric], "step", "step");
     if (!args) return rf_errorf(h->err, RF_ENOMEM, "out of memory");
     int rc = op(h, "create", args, &h->study_doc);
     if (rc) return rc;
@@ -415,17 +416,17 @@ static int submit(hpo_run *h, int number, const json_t *point, const json_t *tri
     json_decref(md);
     if (rc) return rc;
     if (!trial || !json_is_string(json_object_get(trial, "job_id")))
-        rc = op(h, "attach", json_pack("{s:s,s:i,s:s}", "study", h->study, "number", number,
-                                       "job_id", id),
-                NULL);
+        rc =
+            op(h, "attach",
+               json_pack("{s:s,s:i,s:s}", "study", h->study, "number", number, "job_id", id), NULL);
     return rc;
 }
 
 static void trial_event(hpo_run *h, int number, const char *state, const json_t *value,
                         const char *job_id)
 {
-    json_t *d = json_pack("{s:i,s:s,s:O?,s:s?}", "number", number, "state", state, "value",
-                          value, "job_id", job_id);
+    json_t *d = json_pack("{s:i,s:s,s:O?,s:s?}", "number", number, "state", state, "value", value,
+                          "job_id", job_id);
     h->ctx->event(h->ctx, "trial", d);
     json_decref(d);
 }
@@ -556,7 +557,7 @@ static int result(hpo_run *h, const json_t *trials, const json_t *kids, json_t *
     const char *first_error = NULL;
     rf_study_def d = {0};
     /* The study's definition, out of the study object. */
-    static const char *const def_keys[] = {"name",   "direction",  "space",     "sampler",
+    static const char *const def_keys[] = {"name",   "direction",  "space",      "sampler",
                                            "pruner", "max_trials", "job_report", NULL};
     json_t *def = json_object();
     for (const char *const *k = def_keys; *k; k++)
@@ -605,11 +606,11 @@ static int result(hpo_run *h, const json_t *trials, const json_t *kids, json_t *
     snprintf(key, sizeof key, "trial-%d", (int)json_integer_value(json_object_get(bt, "number")));
     const json_t *kid = child_of(kids, key), *res = json_object_get(kid, "result");
     json_t *tp = train_at(h->o.train, json_object_get(bt, "params"), h->err);
-    best = json_pack("{s:O,s:O,s:O,s:O?,s:O?,s:O?,s:o?}", "number", json_object_get(bt, "number"),
-                     "value", json_object_get(bt, "value"), "params",
-                     json_object_get(bt, "params"), "job_id", json_object_get(kid, "id"),
-                     "adapter", json_object_get(res, "adapter"), "merged_model",
-                     json_object_get(res, "merged_model"), "train", tp);
+    best =
+        json_pack("{s:O,s:O,s:O,s:O?,s:O?,s:O?,s:o?}", "number", json_object_get(bt, "number"),
+                  "value", json_object_get(bt, "value"), "params", json_object_get(bt, "params"),
+                  "job_id", json_object_get(kid, "id"), "adapter", json_object_get(res, "adapter"),
+                  "merged_model", json_object_get(res, "merged_model"), "train", tp);
     /* The plot: objective by trial and each parameter's effect. */
     char path[4096];
     snprintf(path, sizeof path, "%s/hpo.svg", h->ctx->workdir);
@@ -618,9 +619,9 @@ static int result(hpo_run *h, const json_t *trials, const json_t *kids, json_t *
         goto fail;
     *out = json_pack("{s:s,s:{s:s,s:s},s:i,s:i,s:i,s:i,s:O,s:O,s:s}", "study_id", h->study,
                      "objective", "metric", metrics[h->o.metric], "direction",
-                     d.maximize ? "maximize" : "minimize", "n_trials",
-                     (int)json_array_size(trials), "complete", counts[0], "pruned", counts[1],
-                     "failed", counts[2], "best", best, "trials", list, "plot", "hpo.svg");
+                     d.maximize ? "maximize" : "minimize", "n_trials", (int)json_array_size(trials),
+                     "complete", counts[0], "pruned", counts[1], "failed", counts[2], "best", best,
+                     "trials", list, "plot", "hpo.svg");
     rc = *out ? 0 : rf_errorf(h->err, RF_ENOMEM, "out of memory");
 fail:
     rf_study_def_free(&d);

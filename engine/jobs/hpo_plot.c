@@ -25,11 +25,20 @@ static void esc(FILE *f, const char *s)
 {
     for (; s && *s; s++) {
         switch (*s) {
-        case '&': fputs("&amp;", f); break;
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '"': fputs("&quot;", f); break;
-        default: fputc(*s, f);
+        case '&':
+            fputs("&amp;", f);
+            break;
+        case '<':
+            fputs("&lt;", f);
+            break;
+        case '>':
+            fputs("&gt;", f);
+            break;
+        case '"':
+            fputs("&quot;", f);
+            break;
+        default:
+            fputc(*s, f);
         }
     }
 }
@@ -90,8 +99,9 @@ typedef struct frame {
 static void draw_axes(FILE *f, const frame *fr, const axis *ax, const axis *ay, const char *title,
                       const char *xlabel, const char *ylabel, bool xticks)
 {
-    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#fafafa\" "
-               "stroke=\"#cccccc\"/>\n",
+    fprintf(f,
+            "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#fafafa\" "
+            "stroke=\"#cccccc\"/>\n",
             fr->x0, fr->y0, fr->w, fr->h);
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\" font-weight=\"bold\">", fr->x0,
             fr->y0 - 10);
@@ -110,8 +120,9 @@ static void draw_axes(FILE *f, const frame *fr, const axis *ax, const axis *ay, 
         n = ticks(ax, t, 16);
         for (int i = 0; i < n; i++) {
             double x = at(ax, t[i], fr->x0, fr->x0 + fr->w);
-            fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" "
-                       "text-anchor=\"middle\">%.3g</text>\n",
+            fprintf(f,
+                    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" "
+                    "text-anchor=\"middle\">%.3g</text>\n",
                     x, fr->y0 + fr->h + 13, t[i]);
         }
     }
@@ -119,8 +130,9 @@ static void draw_axes(FILE *f, const frame *fr, const axis *ax, const axis *ay, 
             fr->x0 + fr->w / 2, fr->y0 + fr->h + 28);
     esc(f, xlabel);
     fputs("</text>\n", f);
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\" "
-               "transform=\"rotate(-90 %.1f %.1f)\">",
+    fprintf(f,
+            "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\" "
+            "transform=\"rotate(-90 %.1f %.1f)\">",
             fr->x0 - 44, fr->y0 + fr->h / 2, fr->x0 - 44, fr->y0 + fr->h / 2);
     esc(f, ylabel);
     fputs("</text>\n", f);
@@ -131,17 +143,20 @@ static void draw_axes(FILE *f, const frame *fr, const axis *ax, const axis *ay, 
 static void mark(FILE *f, const char *state, double x, double y, const frame *fr, int number)
 {
     if (!strcmp(state, "complete"))
-        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"><title>trial %d</title>"
-                   "</circle>\n",
+        fprintf(f,
+                "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"><title>trial %d</title>"
+                "</circle>\n",
                 x, y, k_complete, number);
     else if (!strcmp(state, "pruned"))
-        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"none\" stroke=\"%s\" "
-                   "stroke-width=\"1.5\"><title>trial %d (pruned)</title></circle>\n",
+        fprintf(f,
+                "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"none\" stroke=\"%s\" "
+                "stroke-width=\"1.5\"><title>trial %d (pruned)</title></circle>\n",
                 x, y, k_pruned, number);
     else {
         double b = fr->y0 + fr->h - 5;
-        fprintf(f, "<path d=\"M%.1f %.1fl6 6m0 -6l-6 6\" stroke=\"%s\" stroke-width=\"1.5\">"
-                   "<title>trial %d (failed)</title></path>\n",
+        fprintf(f,
+                "<path d=\"M%.1f %.1fl6 6m0 -6l-6 6\" stroke=\"%s\" stroke-width=\"1.5\">"
+                "<title>trial %d (failed)</title></path>\n",
                 x - 3, b - 3, k_failed, number);
     }
 }
@@ -172,8 +187,8 @@ static bool param_of(const json_t *t, const rf_hp_dim *d, double *x)
     }
     for (int k = 0; k < d->n_choices; k++) {
         json_t *c = d->choices[k];
-        if (json_equal(c, v) ||
-            (json_is_number(c) && json_is_number(v) && json_number_value(c) == json_number_value(v))) {
+        if (json_equal(c, v) || (json_is_number(c) && json_is_number(v) &&
+                                 json_number_value(c) == json_number_value(v))) {
             *x = k;
             return true;
         }
@@ -197,9 +212,10 @@ static void draw(FILE *f, const json_t *trials, const rf_hp_space *space, const 
     const size_t n = json_array_size(trials);
     const int rows = (space->n + 1) / 2;
     const int height = 60 + MAIN_H + 70 + rows * (PH + 75) + 10;
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-               "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\">\n"
-               "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+            "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\">\n"
+            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
             W, height, W, height);
     /* The objective's range over every trial that has a value. */
     double lo = INFINITY, hi = -INFINITY, v;
@@ -280,8 +296,9 @@ static void draw(FILE *f, const json_t *trials, const rf_hp_space *space, const 
             for (int k = 0; k < dim->n_choices && k < 24; k++) {
                 char label[64];
                 choice_label(dim->choices[k], label, sizeof label);
-                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" "
-                           "text-anchor=\"middle\">",
+                fprintf(f,
+                        "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" "
+                        "text-anchor=\"middle\">",
                         at(&px, k, pf.x0, pf.x0 + pf.w), pf.y0 + pf.h + 13);
                 esc(f, label);
                 fputs("</text>\n", f);
