@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/hpo/gp_sampler.h"
+#include "engine/hpo/tpe.h"
 #include "engine/hpo/trials.h"
 
 int rf_hp_sampler_parse(const char *name, rf_hp_sampler_kind *kind, rf_error *err)
@@ -38,10 +40,11 @@ int rf_hp_ask(const rf_hp_space *space, const rf_hp_sampler_config *cfg, const r
         rf_hp_from_unit(space, u, x);
         return 0;
     case RF_HP_SAMPLER_GP:
+        return rf_hp_gp_ask(space, cfg, trials, n_trials, number, x, err);
     case RF_HP_SAMPLER_TPE:
-        break;
+        return rf_hp_tpe_ask(space, cfg, trials, n_trials, number, x, err);
     }
-    return rf_errorf(err, RF_EUNSUPPORTED, "this sampler is not available yet; use 'random'");
+    return rf_errorf(err, RF_EINTERNAL, "rf_hp_ask: unknown sampler %d", (int)cfg->kind);
 }
 
 static int cmp_double(const void *a, const void *b)
