@@ -10,62 +10,51 @@
 #include "service/db.h"
 #include "service/ids.h"
 
-/* A trial object from study_trials row t, with its intermediate values. */
+/* A trial object from study_trials row T, with its intermediate values;
+ * row_to_json keeps the column order, writes compact JSON and the shortest
+ * float8 text that reads back the same. */
 #define TRIAL_JSON(T)                                                                              \
-    "json_build_object('object', 'study.trial', 'study_id', " T ".study_id, 'number', " T          \
-    ".number, 'state', " T ".state, 'params', " T ".params, 'value', " T ".value,"                 \
-    " 'intermediate', (SELECT coalesce(json_agg(json_build_object('step', r.step, 'value',"        \
-    " r.value) ORDER BY r.step), '[]'::json) FROM study_reports r WHERE r.study_id = " T           \
-    ".study_id AND r.number = " T ".number), 'job_id', " T ".job_id,"                              \
-    " 'created_at', extract(epoch from " T ".created_at)::bigint,"                                 \
-    " 'finished_at', extract(epoch from " T ".finished_at)::bigint,"                               \
-    " 'seconds', extract(epoch from " T ".finished_at - " T ".created_at)::float8)"
+    "(SELECT row_to_json(o) FROM (SELECT 'study.trial' AS object, " T ".study_id, " T              \
+    ".number, " T ".state, " T ".params, " T ".value,"                                             \
+    " (SELECT coalesce(json_agg(row_to_json(r) ORDER BY r.step), '[]'::json) FROM (SELECT"         \
+    " r.step, r.value FROM study_reports r WHERE r.study_id = " T ".study_id AND r.number = " T    \
+    ".number) r) AS intermediate, " T ".job_id,"                                                   \
+    " extract(epoch from " T ".created_at)::bigint AS created_at,"                                 \
+    " extract(epoch from " T ".finished_at)::bigint AS finished_at,"                               \
+    " round(extract(epoch from " T ".finished_at - " T ".created_at), 3)::float8 AS seconds) o)"
 
 /* A study object from studies row s, with its counts and best trial. */
 #define STUDY_JSON                                                                                 \
-    "json_build_object('id', s.id, 'object', 'study', 'name', s.name,"                             \
-    " 'direction', s.definition->'direction', 'space', s.definition->'space',"                     \
-    " 'sampler', s.definition->'sampler', 'pruner', s.definition->'pruner',"                       \
-    " 'max_trials', s.definition->'max_trials', 'job_report', s.definition->'job_report',"         \
-    " 'job_id', s.job_id,"                                                                         \
-    " 'trials', (SELECT json_build_object('total', count(*),"                                      \
-    "   'running', count(*) FILTER (WHERE c.state = 'running'),"                                   \
-    "   'complete', count(*) FILTER (WHERE c.state = 'complete'),"                                 \
-    "   'pruned', count(*) FILTER (WHERE c.state = 'pruned'),"                                     \
-    "   'failed', count(*) FILTER (WHERE c.state = 'failed')) FROM study_trials c"                 \
-    "   WHERE c.study_id = s.id),"                                                                 \
-    " 'best_trial', (SELECT " TRIAL_JSON(                                                          \
+    "(SELECT row_to_json(o) FROM (SELECT s.id, 'study' AS object, s.name,"                         \
+    " s.definition->'direction' AS direction, s.definition->'space' AS space,"                     \
+    " s.definition->'sampler' AS sampler, s.definition->'pruner' AS pruner,"                       \
+    " s.definition->'max_trials' AS max_trials, s.definition->'job_report' AS job_report,"         \
+    " s.job_id,"                                                                                   \
+    " (SELECT row_to_json(c) FROM (SELECT count(*) AS total,"                                      \
+    "   count(*) FILTER (WHERE x.state = 'running') AS running,"                                   \
+    "   count(*) FILTER (WHERE x.state = 'complete') AS complete,"                                 \
+    "   count(*) FILTER (WHERE x.state = 'pruned') AS pruned,"                                     \
+    "   count(*) FILTER (WHERE x.state = 'failed') AS failed"                                      \
+    "   FROM study_trials x WHERE x.study_id = s.id) c) AS trials,"                                \
+    " (SELECT " TRIAL_JSON(                                                                        \
         "b") " FROM study_trials b WHERE b.study_id = s.id"                                        \
              "   AND b.state = 'complete' ORDER BY CASE WHEN s.definition->>'direction' = "        \
              "'maximize'"                                                                          \
-             "   THEN -b.value ELSE b.value END, b.number LIMIT 1),"                               \
-             " 'created_at', extract(epoch from s.created_at)::bigint)::text"
+             "   THEN -b.value ELSE b.value END, b.number LIMIT 1) AS best_trial,"                 \
+             " extract(epoch from s.created_at)::bigint AS created_at) o)::text"
 
 static const char *const k_trials_array =
     "SELECT coalesce(json_agg(" TRIAL_JSON("t") " ORDER BY t.number), '[]'::json)::text"
                                                 " FROM study_trials t WHERE t.study_id = $1";
-
-static int compact(char **json, rf_error *err)
-{
-    json_t *j = json_loads(*json, 0, NULL);
-    free(*json);
-    *json = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
-    json_decref(j);
-    return *json ? 0 : rf_errorf(err, RF_ENOMEM, "out of memory");
-}
 
 static int not_found(rf_error *err, const char *id)
 {
     return rf_errorf(err, RF_ENOTFOUND, "no study with id '%s'", id);
 }
 
-/* PostgreSQL's json_build_object writes "key" : value; the API answers
- * compact JSON, in the same key order. */
 static int take(PGresult *r, char **json, rf_error *err)
 {
-    json_t *j = json_loads(PQgetvalue(r, 0, 0), JSON_DECODE_ANY, NULL);
-    *json = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17)) : NULL;
-    json_decref(j);
+    *json = strdup(PQgetvalue(r, 0, 0));
     return *json ? 0 : rf_errorf(err, RF_ENOMEM, "out of memory");
 }
 
@@ -179,7 +168,7 @@ int rf_studies_list(PGconn *c, const char *tenant, const char *after, int limit,
                          "      WHERE id = $2 AND tenant_id = $1))"
                          " ORDER BY s.seq DESC LIMIT $3::int",
                          3, (const char *[]){tenant, after, l}, &r, err);
-    if (!rc && !(rc = rf_db_list_json(r, limit, json, err))) rc = compact(json, err);
+    if (!rc) rc = rf_db_list_json(r, limit, json, err);
     PQclear(r);
     return rc;
 }
@@ -443,7 +432,7 @@ int rf_studies_trials(PGconn *c, const char *tenant, const char *id, long long a
         "SELECT " TRIAL_JSON("t") "::text FROM study_trials t WHERE t.study_id = $1"
                                   " AND t.number > $2::int ORDER BY t.number LIMIT $3::int",
         3, (const char *[]){id, a, l}, &r, err);
-    if (!rc && !(rc = rf_db_list_json(r, limit, json, err))) rc = compact(json, err);
+    if (!rc) rc = rf_db_list_json(r, limit, json, err);
     PQclear(r);
     return rc;
 }

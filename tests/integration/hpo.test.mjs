@@ -6,13 +6,13 @@
 // each test starts the `refinery worker` processes it needs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createDb, migrate, createKey, start, api, assertProblem, waitFor, psql } from './harness.mjs';
+import { createDb, migrate, createKey, start, api, assertProblem, waitFor, psql, run } from './harness.mjs';
 
 const repo = resolve(import.meta.dirname, '..', '..');
 const FAST = { REFINERY_LEASE_MS: '1500', REFINERY_RETRY_BASE_MS: '100', REFINERY_POLL_MS: '100' };
-let db, srv, key, ds, env;
+let db, srv, key, ds, env, root, studentDir, rowsText;
 
 const TRAIN = () => ({
   student: 'student', teacher: 'student', dataset: ds.id,
@@ -44,8 +44,8 @@ const starts = (id) => psql(db, `SELECT data->>'worker' FROM job_events WHERE jo
   AND data->>'message' = 'attempt started' ORDER BY id`).map((r) => r[0]);
 
 before(async () => {
-  const root = mkdtempSync(join(process.env.REFINERY_TEST_TMP || '/tmp', 'hpo-'));
-  const dir = join(root, 'student');
+  root = mkdtempSync(join(process.env.REFINERY_TEST_TMP || '/tmp', 'hpo-'));
+  const dir = (studentDir = join(root, 'student'));
   cpSync(join(repo, 'tests', 'reference', 'fixtures', 'llama_f32_gqa'), dir, { recursive: true });
   const tok = join(repo, 'tests', 'reference', 'tokenizers', 'bytelevel');
   for (const f of readdirSync(tok)) cpSync(join(tok, f), join(dir, f));
@@ -58,7 +58,8 @@ before(async () => {
   const rows = [];
   for (let i = 0; i < 12; i++) rows.push({ prompt: `add ${i} and 1`, response: `${i + 1}` });
   for (let i = 0; i < 3; i++) rows.push({ prompt: `add ${i} and 2`, response: `${i + 2}`, split: 'validation' });
-  const up = await api(srv.base, key, 'POST', '/v1/datasets?name=sums', rows.map((r) => JSON.stringify(r)).join('\n'),
+  rowsText = rows.map((r) => JSON.stringify(r)).join('\n');
+  const up = await api(srv.base, key, 'POST', '/v1/datasets?name=sums', rowsText,
     { 'content-type': 'application/x-ndjson' });
   assert.equal(up.status, 201, up.text);
   ds = up.json;
@@ -68,7 +69,9 @@ after(async () => assert.equal((await srv.stop()).code, 0, srv.logs));
 test('hpo, one worker: 4 trials as child train jobs of a study; best params, plot, pruning recorded', async () => {
   const w = await start(db, env, 'worker');
   try {
-    const j = await post(hpo({ pruner: { name: 'median', n_startup_trials: 1 } }));
+    // gp after two start-up trials: the last two are asked from the model, with
+    // the running trial pending
+    const j = await post(hpo({ sampler: { name: 'gp', n_startup: 2 }, pruner: { name: 'median', n_startup_trials: 1 } }));
     const fin = await final(j.id);
     assert.equal(fin.status, 'succeeded', fin.error);
     const r = fin.result;
@@ -125,7 +128,8 @@ test('hpo, one worker: 4 trials as child train jobs of a study; best params, plo
     const arts = (await api(srv.base, key, 'GET', `/v1/jobs/${j.id}/artifacts`)).json.data;
     const plot = arts.find((a) => a.name === 'hpo.svg');
     assert.equal(plot.kind, 'plot');
-    const svg = await (await fetch(`${srv.base}/v1/artifacts/${plot.id}/content`, { headers: { authorization: `Bearer ${key}` } })).text();
+    assert.equal(plot.content_type, 'image/svg+xml', 'a browser shows it');
+    const svg = (await api(srv.base, key, 'GET', `/v1/artifacts/${plot.id}/content`)).text;
     assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
     assert.match(svg, /validation_ce by trial/);
     for (const k of Object.keys(SPACE)) assert.ok(svg.includes(`>${k}</text>`), `a panel for ${k}`);
@@ -223,4 +227,29 @@ test('cancel of the hpo job cancels its trials; it ends once they have stopped',
   } finally {
     assert.equal((await w.stop()).code, 0, w.logs);
   }
+});
+
+test('refinery run: trials run inline under children/KEY; run again, none runs twice', () => {
+  const data = join(root, 'sums.jsonl');
+  writeFileSync(data, rowsText + '\n');
+  const train = { ...TRAIN(), student: studentDir, teacher: studentDir, dataset: data, max_steps: 2 };
+  const file = join(root, 'hpo-job.json');
+  writeFileSync(file, JSON.stringify({ type: 'hpo', params: { ...hpo().params, train, n_trials: 2, pruner: { name: 'none' } } }));
+  const wd = join(root, 'run');
+  const lines = (out) => out.split('\n').filter((l) => l).map((l) => JSON.parse(l));
+  const first = run(['run', file, '--workdir', wd]);
+  assert.equal(first.code, 0, first.stderr);
+  const ev = lines(first.stdout);
+  assert.deepEqual(readdirSync(join(wd, 'children')).sort(), ['trial-0', 'trial-1']);
+  assert.ok(ev.some((e) => e.job === 'trial-1' && e.event === 'eval'), 'the children\'s events, tagged');
+  const res = ev.at(-1);
+  assert.equal(res.event, 'result');
+  assert.equal(res.data.complete, 2);
+  assert.ok(['trial-0', 'trial-1'].includes(res.data.best.job_id));
+  assert.ok(readdirSync(wd).includes('hpo.svg'));
+  const again = run(['run', file, '--workdir', wd]);
+  assert.equal(again.code, 0, again.stderr);
+  const ev2 = lines(again.stdout);
+  assert.ok(!ev2.some((e) => e.job), 'no trial ran again');
+  assert.deepEqual(ev2.at(-1).data.best, res.data.best);
 });
