@@ -314,3 +314,28 @@ int rf_local_study_event(const char *root, const json_t *metadata, const char *k
     json_decref(args);
     return 0;
 }
+
+int rf_local_study_finish(const char *root, const json_t *metadata, const json_t *result,
+                          const char *job_id)
+{
+    const char *sid = json_string_value(json_object_get(metadata, "study_id"));
+    const char *num = json_string_value(json_object_get(metadata, "trial"));
+    if (!sid || !num) return 0;
+    json_t *all = load(root), *study = find(all, "id", sid);
+    const json_t *jr = json_object_get(json_object_get(study, "definition"), "job_report");
+    const char *path = json_string_value(json_object_get(jr, "result"));
+    const json_t *v = path ? rf_study_json_path(result, path) : NULL;
+    int rc = 0;
+    if (json_is_number(v) && isfinite(json_number_value(v))) {
+        json_t *args = json_pack("{s:s,s:i,s:s,s:O,s:s}", "study", sid, "number", atoi(num),
+                                 "state", "complete", "value", v, "job_id", job_id),
+               *t = NULL;
+        rf_error err;
+        rc = rf_local_study_op(root, NULL, "tell", args, &t, &err);
+        if (rc == RF_ECONFLICT) rc = 0;
+        json_decref(t);
+        json_decref(args);
+    }
+    json_decref(all);
+    return rc;
+}

@@ -20,4 +20,9 @@ int rf_local_study_op(const char *root, const char *job_id, const char *op, cons
 int rf_local_study_event(const char *root, const json_t *metadata, const char *kind,
                          const json_t *data, bool *stop, char *reason, size_t cap);
 
+/* That child succeeded with result: with a job_report "result" path, its
+ * trial is told complete with the value there. */
+int rf_local_study_finish(const char *root, const json_t *metadata, const json_t *result,
+                          const char *job_id);
+
 #endif

@@ -256,6 +256,7 @@ static int ctx_submit_child(rf_job_ctx *ctx, const char *key, const char *type,
         json_decref(kids);
         return rf_errorf(err, RF_ECANCELED, "stopped while child %s ran", child.job);
     }
+    if (rc == 0) rf_local_study_finish(l->root, metadata, result, child.job);
     const char *status = rc == 0 ? "succeeded" : rc == RF_ECANCELED ? "cancelled" : "failed";
     json_object_set_new(rec, "status", json_string(status));
     json_object_set_new(rec, "result", result ? result : json_null());

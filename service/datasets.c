@@ -287,15 +287,15 @@ int rf_datasets_delete(PGconn *c, const char *tenant, const char *id, rf_error *
     if (!rf_id_valid("ds", id)) return rf_errorf(err, RF_ENOTFOUND, "no dataset with id '%s'", id);
     PGresult *r;
     /* A job refers to a dataset by its id somewhere in its params. */
-    int rc = rf_db_execp(
-        c,
-        "WITH busy AS (SELECT id FROM jobs WHERE tenant_id = $2"
-        "  AND status IN ('queued', 'running') AND strpos(params::text, $1) > 0 LIMIT 1),"
-        " d AS (DELETE FROM datasets WHERE id = $1 AND tenant_id = $2"
-        "  AND NOT EXISTS (SELECT 1 FROM busy) RETURNING path)"
-        " SELECT (SELECT path FROM d), (SELECT id FROM busy),"
-        "  (SELECT count(*) FROM datasets WHERE id = $1 AND tenant_id = $2)",
-        2, (const char *[]){id, tenant}, &r, err);
+    int rc = rf_db_execp(c,
+                         "WITH busy AS (SELECT id FROM jobs WHERE tenant_id = $2"
+                         "  AND status IN ('queued', 'running', 'waiting') AND "
+                         "strpos(params::text, $1) > 0 LIMIT 1),"
+                         " d AS (DELETE FROM datasets WHERE id = $1 AND tenant_id = $2"
+                         "  AND NOT EXISTS (SELECT 1 FROM busy) RETURNING path)"
+                         " SELECT (SELECT path FROM d), (SELECT id FROM busy),"
+                         "  (SELECT count(*) FROM datasets WHERE id = $1 AND tenant_id = $2)",
+                         2, (const char *[]){id, tenant}, &r, err);
     if (rc) {
         PQclear(r);
         return rc;

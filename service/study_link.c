@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/hpo/study.h"
 #include "service/db.h"
 #include "service/studies.h"
 
@@ -15,7 +16,8 @@ static int lookup(PGconn *c, const rf_claimed_job *j, rf_study_link *l, rf_error
     int rc = rf_db_execp(
         c,
         "SELECT s.id, t.number, s.definition->'job_report'->>'event',"
-        "  s.definition->'job_report'->>'field', s.definition->'job_report'->>'step'"
+        "  s.definition->'job_report'->>'field', s.definition->'job_report'->>'step',"
+        "  coalesce(s.definition->'job_report'->>'result', '')"
         " FROM jobs j JOIN studies s ON s.id = j.metadata->>'study_id'"
         "  AND s.tenant_id = j.tenant_id"
         " JOIN study_trials t ON t.study_id = s.id AND t.number::text = j.metadata->>'trial'"
@@ -28,6 +30,7 @@ static int lookup(PGconn *c, const rf_claimed_job *j, rf_study_link *l, rf_error
         snprintf(l->event, sizeof l->event, "%s", PQgetvalue(r, 0, 2));
         snprintf(l->field, sizeof l->field, "%s", PQgetvalue(r, 0, 3));
         snprintf(l->step, sizeof l->step, "%s", PQgetvalue(r, 0, 4));
+        snprintf(l->result, sizeof l->result, "%s", PQgetvalue(r, 0, 5));
     }
     PQclear(r);
     return rc;
@@ -84,4 +87,20 @@ out:
     json_decref(body);
     free(json);
     return rc;
+}
+
+int rf_study_link_finish(PGconn *c, const rf_claimed_job *j, rf_study_link *l, const json_t *result,
+                         rf_error *err)
+{
+    int rc = 0;
+    if (l->state == 0 && (rc = lookup(c, j, l, err))) return rc;
+    if (l->state != 2 || !l->result[0]) return 0;
+    const json_t *v = rf_study_json_path(result, l->result);
+    if (!json_is_number(v) || !isfinite(json_number_value(v))) return 0; /* its parent decides */
+    json_t *body = json_pack("{s:O}", "value", v);
+    char *json = NULL;
+    rc = rf_studies_tell(c, j->tenant, l->study, l->number, "complete", body, j->id, &json, err);
+    json_decref(body);
+    free(json);
+    return rc == RF_ECONFLICT ? 0 : rc;
 }

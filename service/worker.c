@@ -290,6 +290,8 @@ done:;
         rf_log(RF_LOG_INFO, "job %s %s", j->id,
                !strcmp(status, "waiting") ? "waiting for its child jobs" : status);
     } else if (rc == 0) {
+        if (rf_study_link_finish(w->db, j, &w->link, result, &qerr))
+            rf_log(RF_LOG_WARN, "job %s: its trial was not told: %s", j->id, qerr.msg);
         char *s = result ? json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
         qrc = rf_queue_finish(w->db, j, p->owner, "succeeded", s ? s : "null", NULL, &qerr);
         free(s);

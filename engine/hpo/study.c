@@ -117,17 +117,29 @@ static int parse_pruner(const json_t *o, rf_study_def *d, json_t *out, rf_error 
 
 static int parse_job_report(const json_t *o, json_t *out, rf_error *err)
 {
-    static const char *const keys[] = {"event", "field", "step", NULL};
-    const char *event = NULL, *field = NULL, *step = "step";
+    static const char *const keys[] = {"event", "field", "step", "result", NULL};
+    const char *event = NULL, *field = NULL, *step = "step", *result = NULL;
     int rc;
     if ((rc = only(o, "job_report", keys, err)) ||
         (rc = string_field(o, "job_report", "event", true, 64, &event, err)) ||
         (rc = string_field(o, "job_report", "field", true, 64, &field, err)) ||
-        (rc = string_field(o, "job_report", "step", false, 64, &step, err)))
+        (rc = string_field(o, "job_report", "step", false, 64, &step, err)) ||
+        (rc = string_field(o, "job_report", "result", false, 64, &result, err)))
         return rc;
-    json_object_set_new(out, "job_report",
-                        json_pack("{s:s,s:s,s:s}", "event", event, "field", field, "step", step));
+    json_t *r = json_pack("{s:s,s:s,s:s}", "event", event, "field", field, "step", step);
+    if (result) json_object_set_new(r, "result", json_string(result));
+    json_object_set_new(out, "job_report", r);
     return 0;
+}
+
+const json_t *rf_study_json_path(const json_t *obj, const char *path)
+{
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", path);
+    char *save = NULL;
+    for (char *seg = strtok_r(buf, ".", &save); seg && obj; seg = strtok_r(NULL, ".", &save))
+        obj = json_object_get(obj, seg);
+    return obj;
 }
 
 int rf_study_def_parse(const json_t *body, uint64_t default_seed, rf_study_def *d, rf_error *err)

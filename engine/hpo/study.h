@@ -34,7 +34,7 @@ typedef struct rf_study_def {
 /* body: {"name", "direction"? (minimize), "space", "sampler"? {"name"? (gp),
  * "n_startup"?, "seed"?}, "pruner"? {"name"? (median), "n_startup_trials"?
  * (5), "warmup_steps"? (0)}, "max_trials"?, "job_report"? {"event", "field",
- * "step"? ("step")}}. default_seed is the sampler's seed when the body gives
+ * "step"? ("step"), "result"?}}. default_seed is the sampler's seed when the body gives
  * none (the caller picks it: random, or derived from an idempotency key).
  * err->field names the field at fault ("space.lr.low", "sampler.name"). */
 int rf_study_def_parse(const json_t *body, uint64_t default_seed, rf_study_def *d, rf_error *err);
@@ -55,6 +55,9 @@ bool rf_study_should_prune(const rf_study_def *d, const json_t *trials, int numb
 /* The index in trials of the best complete trial (ties: the lower number),
  * -1 when none is complete. */
 int rf_study_best(const rf_study_def *d, const json_t *trials);
+
+/* obj at a dotted path ("eval.ce"), or NULL. */
+const json_t *rf_study_json_path(const json_t *obj, const char *path);
 
 /* A told value: a finite number. */
 int rf_study_check_value(const json_t *v, const char *field, rf_error *err);

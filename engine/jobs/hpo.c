@@ -369,16 +369,21 @@ static int op(hpo_run *h, const char *name, json_t *args, json_t **out)
 
 static int ensure_study(hpo_run *h)
 {
-    char name[200];
+    char name[200], result_path[64];
     snprintf(name, sizeof name, "hpo %s", h->ctx->job_id);
+    /* The train job's held-out figure at its end: its trial's value, told
+     * by the worker that ran it (service/study_link.h) or, failing that, by
+     * the next run of this job. */
+    snprintf(result_path, sizeof result_path, "eval.%s", eval_keys[h->o.metric]);
     json_t *args = json_pack(
-        "{s:s,s:s,s:s,s:O,s:{s:s,s:o,s:I},s:{s:s,s:i,s:i},s:i,s:{s:s,s:s,s:s}}", "key",
+        "{s:s,s:s,s:s,s:O,s:{s:s,s:o,s:I},s:{s:s,s:i,s:i},s:i,s:{s:s,s:s,s:s,s:s}}", "key",
         h->ctx->job_id, "name", name, "direction", h->o.maximize ? "maximize" : "minimize", "space",
         h->o.space, "sampler", "name", h->o.sampler, "n_startup",
         h->o.n_startup < 0 ? json_null() : json_integer(h->o.n_startup), "seed",
         (json_int_t)h->o.seed, "pruner", "name", h->o.prune ? "median" : "none", "n_startup_trials",
         h->o.prune_startup, "warmup_steps", h->o.prune_warmup, "max_trials", h->o.n_trials,
-        "job_report", "event", "eval", "field", eval_keys[h->o.metric], "step", "step");
+        "job_report", "event", "eval", "field", eval_keys[h->o.metric], "step", "step", "result",
+        result_path);
     if (!args) return rf_errorf(h->err, RF_ENOMEM, "out of memory");
     int rc = op(h, "create", args, &h->study_doc);
     if (rc) return rc;
@@ -422,13 +427,28 @@ static int submit(hpo_run *h, int number, const json_t *point, const json_t *tri
     return rc;
 }
 
-static void trial_event(hpo_run *h, int number, const char *state, const json_t *value,
-                        const char *job_id)
+/* A "trial" event for every trial seen finished for the first time (told
+ * here, or by the worker that ran it); seen lives in the checkpoint. */
+static int trial_events(hpo_run *h, const json_t *trials, json_t *seen, bool *changed)
 {
-    json_t *d = json_pack("{s:i,s:s,s:O?,s:s?}", "number", number, "state", state, "value", value,
-                          "job_id", job_id);
-    h->ctx->event(h->ctx, "trial", d);
-    json_decref(d);
+    size_t i, k;
+    json_t *t, *s;
+    json_array_foreach(trials, i, t)
+    {
+        const char *state = json_string_value(json_object_get(t, "state"));
+        json_t *num = json_object_get(t, "number");
+        bool known = false;
+        json_array_foreach(seen, k, s) known |= json_equal(s, num);
+        if (known || !strcmp(state, "running")) continue;
+        json_t *d = json_pack("{s:O,s:s,s:O,s:O,s:O}", "number", num, "state", state, "value",
+                              json_object_get(t, "value"), "params", json_object_get(t, "params"),
+                              "job_id", json_object_get(t, "job_id"));
+        h->ctx->event(h->ctx, "trial", d);
+        json_decref(d);
+        json_array_append(seen, num);
+        *changed = true;
+    }
+    return 0;
 }
 
 /* A running trial whose child has ended: tell the study what it gave. */
@@ -450,9 +470,7 @@ static int settle(hpo_run *h, int number, const json_t *kid, bool *no_eval)
                              state, "job_id", jid);
     if (value) json_object_set(args, "value", (json_t *)value);
     int rc = op(h, "tell", args, NULL);
-    if (rc == RF_ECONFLICT) return 0; /* pruned meanwhile by its own worker */
-    if (!rc) trial_event(h, number, !strcmp(state, "fail") ? "failed" : state, value, jid);
-    return rc;
+    return rc == RF_ECONFLICT ? 0 : rc; /* told meanwhile by the worker that ran it */
 }
 
 static int result(hpo_run *h, const json_t *trials, const json_t *kids, json_t **out);
@@ -465,16 +483,13 @@ static int hpo_run_fn(const json_t *p, rf_job_ctx *ctx, json_t **out, rf_error *
     if (!ctx->study || !ctx->submit_child || !ctx->children)
         return rf_errorf(err, RF_EUNSUPPORTED, "hpo: this context cannot run child jobs");
     if ((rc = ensure_study(&h))) goto out;
-    if (!ctx->resume || !json_object_get(ctx->resume, "study")) {
-        json_t *st = json_pack("{s:s}", "study", h.study);
-        rc = ctx->checkpoint(ctx, st);
-        json_decref(st);
-        if (rc) goto out;
-    }
-    json_t *trials = NULL, *kids = NULL;
+    json_t *trials = NULL, *kids = NULL,
+           *seen = json_deep_copy(json_object_get(ctx->resume, "seen"));
+    bool changed = !ctx->resume || !json_object_get(ctx->resume, "study");
+    if (!json_is_array(seen)) json_decref(seen), seen = json_array();
     if (ctx->should_stop(ctx)) {
         rc = rf_errorf(err, RF_ECANCELED, "hpo: stopped");
-        goto out;
+        goto done;
     }
     if ((rc = op(&h, "trials", json_pack("{s:s}", "study", h.study), &trials)) ||
         (rc = ctx->children(ctx, &kids, err)))
@@ -505,6 +520,17 @@ static int hpo_run_fn(const json_t *p, rf_job_ctx *ctx, json_t **out, rf_error *
         } else {
             finished++;
         }
+    }
+    json_decref(trials);
+    trials = NULL;
+    if ((rc = op(&h, "trials", json_pack("{s:s}", "study", h.study), &trials)) ||
+        (rc = trial_events(&h, trials, seen, &changed)))
+        goto done;
+    if (changed) {
+        json_t *st = json_pack("{s:s,s:O}", "study", h.study, "seen", seen);
+        rc = ctx->checkpoint(ctx, st);
+        json_decref(st);
+        if (rc) goto done;
     }
     if (no_eval) {
         rc = rf_error_field(err, RF_EINVAL, "objective.metric",
@@ -543,6 +569,7 @@ static int hpo_run_fn(const json_t *p, rf_job_ctx *ctx, json_t **out, rf_error *
 done:
     json_decref(trials);
     json_decref(kids);
+    json_decref(seen);
 out:
     json_decref(h.study_doc);
     return rc;

@@ -18,8 +18,9 @@ static json_t *J(const char *text)
     return j;
 }
 
-static const char *SPACE = "\"space\": {\"lr\": {\"type\": \"log_float\", \"low\": 1e-4, \"high\": 1e-1},"
-                           " \"r\": {\"type\": \"int\", \"low\": 2, \"high\": 8, \"step\": 2}}";
+static const char *SPACE =
+    "\"space\": {\"lr\": {\"type\": \"log_float\", \"low\": 1e-4, \"high\": 1e-1},"
+    " \"r\": {\"type\": \"int\", \"low\": 2, \"high\": 8, \"step\": 2}}";
 
 static void def_of(const char *extra, rf_study_def *d, int want, const char *field)
 {
@@ -45,8 +46,8 @@ static void test_defaults(void **state)
     assert_int_equal(d.prune_startup, 5);
     assert_int_equal(d.max_trials, 0);
     assert_string_equal(json_string_value(json_object_get(d.json, "direction")), "minimize");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(d.json, "sampler"), "seed")),
-                     42);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(d.json, "sampler"), "seed")), 42);
     assert_null(json_object_get(d.json, "job_report"));
     /* the stored definition parses back to the same one */
     rf_study_def e;
@@ -69,7 +70,8 @@ static void test_bad(void **state)
     def_of("\"max_trials\": 0", &d, RF_EINVAL, "max_trials");
     def_of("\"job_report\": {\"event\": \"eval\"}", &d, RF_EINVAL, "job_report.field");
     def_of("\"colour\": 1", &d, RF_EINVAL, "colour");
-    json_t *b = J("{\"name\": \"s\", \"space\": {\"lr\": {\"type\": \"float\", \"low\": 2, \"high\": 1}}}");
+    json_t *b =
+        J("{\"name\": \"s\", \"space\": {\"lr\": {\"type\": \"float\", \"low\": 2, \"high\": 1}}}");
     rf_error e = {0};
     assert_int_equal(rf_study_def_parse(b, 0, &d, &e), RF_EINVAL);
     assert_memory_equal(e.field, "space.lr", 8);
