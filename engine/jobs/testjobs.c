@@ -215,15 +215,18 @@ static int model_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
 /* ---- test.parent ----
  * A parent of `children` child jobs (test.sleep of `ms` when ms > 0, else
  * test.noop), at most `parallel` unfinished at once, waiting in between: the
- * child-job mechanism without any model. crash_after_submit kills its own
+ * child-job mechanism without any model. linger_ms keeps each run on its
+ * worker that long after submitting (children end meanwhile). crash_after_submit kills its own
  * process (SIGKILL) right after submitting its first child on attempt 1,
  * before any checkpoint: the crash a rescued parent must survive without
  * submitting that child twice. */
 
 static int parent_validate(const json_t *params, rf_error *err)
 {
-    static const char *const keys[] = {"children", "parallel", "ms", "crash_after_submit", NULL};
+    static const char *const keys[] = {"children",           "parallel",  "ms",
+                                       "crash_after_submit", "linger_ms", NULL};
     int rc = only_keys(params, keys, err);
+    if (!rc) rc = check_int(params, "linger_ms", 0, 600000, false, err);
     if (!rc) rc = check_int(params, "children", 1, 100, true, err);
     if (!rc) rc = check_int(params, "parallel", 1, 100, false, err);
     if (!rc) rc = check_int(params, "ms", 0, 600000, false, err);
@@ -281,6 +284,10 @@ static int parent_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf
         open++;
     }
     if (ended < n) {
+        /* linger: children may end while this run still holds its worker */
+        for (long long left = json_integer_value(json_object_get(params, "linger_ms"));
+             left > 0 && !ctx->should_stop(ctx); left -= 20)
+            sleep_ms(left < 20 ? left : 20);
         rc = RF_EWAIT;
         goto out;
     }

@@ -55,6 +55,20 @@ test('one worker: a parent of 4 children, 2 at a time, waits between them and fi
   assert.equal((await api(srv.base, other, 'GET', `/v1/jobs/${p.id}`)).status, 404);
 });
 
+test('children that end while their parent still runs: it is queued again at once, not left waiting', async () => {
+  const w = await start(db, { ...FAST, REFINERY_WORKERS: '1' }, 'worker');
+  try {
+    const p = await post({ type: 'test.parent', params: { children: 2, parallel: 1, linger_ms: 700 } });
+    const fin = await final(p.id);
+    assert.equal(fin.status, 'succeeded', fin.error);
+    const ev = await events(p.id);
+    assert.ok(ev.some((e) => e.data.message === 'a child job ended meanwhile; queued again'),
+      JSON.stringify(ev.map((e) => e.data.message ?? e.kind)));
+  } finally {
+    assert.equal((await w.stop()).code, 0, w.logs);
+  }
+});
+
 test('children listed by parent_id and status=waiting; a bad parent_id is a 422', async () => {
   assertProblem(assert, await api(srv.base, key, 'GET', '/v1/jobs?parent_id=nope'), 422, 'parent_id');
   const r = await api(srv.base, key, 'GET', '/v1/jobs?status=waiting');
