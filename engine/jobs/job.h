@@ -128,7 +128,8 @@ typedef struct rf_runner {
      * rules a table cannot say (either a or b, b only with a); may be NULL. */
     int (*validate)(const json_t *params, rf_error *err);
     /* Run to completion; *result (owned by the caller afterwards) on success.
-     * RF_EINVAL and RF_EUNSUPPORTED are final; other errors may be retried. */
+     * RF_EINVAL and RF_EUNSUPPORTED are final; other errors may be retried.
+     * RF_EWAIT (a parent) waits for its children: see rf_job_ctx. */
     int (*run)(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err);
     /* What the job does, in a sentence or two (GET /v1/job-types). */
     const char *description;

@@ -165,7 +165,7 @@ test('hpo params: 422s naming the field, checked at POST', async () => {
 test('two worker processes: the trials run on both', async () => {
   const ws = [await start(db, env, 'worker'), await start(db, env, 'worker')];
   try {
-    const j = await post(hpo({ n_trials: 2, parallel: 2, train: { ...TRAIN(), max_steps: 6 } }));
+    const j = await post(hpo({ n_trials: 2, parallel: 2 }));
     const fin = await final(j.id);
     assert.equal(fin.status, 'succeeded', fin.error);
     const kids = await children(j.id);
