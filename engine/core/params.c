@@ -65,8 +65,7 @@ static int check_choices(const json_t *v, const rf_param *p, const char *field, 
     char list[512] = "";
     size_t n = 0;
     for (const char *const *c = p->choices; c && *c && n + 1 < sizeof list; c++)
-        n += (size_t)snprintf(list + n, sizeof list - n, "%s'%s'", c == p->choices ? "" : ", ",
-                              *c);
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s'%s'", c == p->choices ? "" : ", ", *c);
     return rf_error_field(err, RF_EINVAL, field, "'%s' must be one of %s", field, list);
 }
 
@@ -291,10 +290,12 @@ static json_t *describe_one(const rf_param *p)
     json_t *d = parsed_default(p);
     if (d) json_object_set_new(o, "default", d);
     if (bounded(p) && (p->type == RF_PARAM_INT || p->type == RF_PARAM_NUMBER)) {
-        json_object_set_new(o, "minimum", p->type == RF_PARAM_INT ? json_integer((json_int_t)p->lo)
-                                                                  : json_real(p->lo));
-        json_object_set_new(o, "maximum", p->type == RF_PARAM_INT ? json_integer((json_int_t)p->hi)
-                                                                  : json_real(p->hi));
+        json_object_set_new(o, "minimum",
+                            p->type == RF_PARAM_INT ? json_integer((json_int_t)p->lo)
+                                                    : json_real(p->lo));
+        json_object_set_new(o, "maximum",
+                            p->type == RF_PARAM_INT ? json_integer((json_int_t)p->hi)
+                                                    : json_real(p->hi));
         if (p->flags & RF_PARAM_LO_OPEN) json_object_set_new(o, "exclusive_minimum", json_true());
         if (p->flags & RF_PARAM_HI_OPEN) json_object_set_new(o, "exclusive_maximum", json_true());
     }

@@ -39,8 +39,8 @@ typedef struct rf_param {
     rf_param_type type;
     const char *help; /* one sentence: what it is, and what to give */
     unsigned flags;
-    double lo, hi;               /* INT, NUMBER; lo == hi == 0: unbounded. ARRAY: item count */
-    const char *const *choices;  /* ENUM: NULL-terminated */
+    double lo, hi;              /* INT, NUMBER; lo == hi == 0: unbounded. ARRAY: item count */
+    const char *const *choices; /* ENUM: NULL-terminated */
     /* The default: JSON text ("600", "[0.9, 0.999]"), except for STRING and
      * ENUM, where it is the string itself ("qa"). NULL: none, or one that
      * depends on other params (help says which). */
@@ -82,8 +82,7 @@ json_t *rf_params_describe(const rf_param *spec);
 /* Every string in obj that a table entry marks with ref (nested objects
  * and arrays included), in table order: fn(user, kind, field, value) with
  * field the full path; a non-zero return stops the walk and is returned. */
-typedef int (*rf_param_ref_fn)(void *user, const char *kind, const char *field,
-                               const char *value);
+typedef int (*rf_param_ref_fn)(void *user, const char *kind, const char *field, const char *value);
 int rf_params_refs(const json_t *obj, const rf_param *spec, const char *path, rf_param_ref_fn fn,
                    void *user);
 

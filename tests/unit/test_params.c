@@ -114,8 +114,8 @@ static void test_describe(void **state)
     json_t *judge = json_array_get(d, 5);
     assert_int_equal(json_array_size(json_object_get(judge, "fields")), 2);
     json_t *ds = json_array_get(d, 6);
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(ds, "items"), "ref")), "dataset");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(ds, "items"), "ref")),
+                        "dataset");
     assert_true(json_is_true(json_object_get(json_array_get(d, 0), "required")));
     json_decref(d);
 }
@@ -139,9 +139,8 @@ static void test_refs_walk(void **state)
                            0, NULL);
     seen s = {""};
     assert_int_equal(rf_params_refs(j, spec, "", note, &s), 0);
-    assert_string_equal(s.log,
-                        "model:teacher=t1;model:judge.model=j1;dataset:datasets[0]=d1;"
-                        "dataset:datasets[1]=d2;");
+    assert_string_equal(s.log, "model:teacher=t1;model:judge.model=j1;dataset:datasets[0]=d1;"
+                               "dataset:datasets[1]=d2;");
     json_decref(j);
     j = json_loads("{\"teacher\":\"stop\",\"datasets\":[\"d1\"]}", 0, NULL);
     s.log[0] = 0;
