@@ -49,7 +49,7 @@ def main():
                     wins = "%d/%d" % (w, len(common))
                     if regret < peer_regret:
                         ahead[(s, b)] += 1
-                print("%-12s %6d %-14s %12.5g %12.4g %9s %8s %9.3f" % (
+                print("%-12s %6d %-14s %12.5g %12.4g %9s %8s %9.3g" % (
                     fn, b, s, med, regret, ratio, wins, ms))
         print()
     for b in budgets:

@@ -15,6 +15,11 @@
 #define EXHAUSTIVE_MAX 16
 #define LOCAL_ROUNDS 20
 
+int rf_hp_gp_default_startup(int n_dims)
+{
+    return n_dims + 1 < RF_HP_GP_STARTUP_MAX ? n_dims + 1 : RF_HP_GP_STARTUP_MAX;
+}
+
 void rf_hp_startup_point(const rf_hp_space *space, uint64_t seed, int number, double *x)
 {
     rf_sobol sob;
@@ -170,41 +175,82 @@ static double local_search(acq *a, double *f)
     return best;
 }
 
+typedef struct obs {
+    const rf_hp_trial *t;
+    double g; /* the value, larger is better */
+} obs;
+
+static int cmp_better(const void *a, const void *b)
+{
+    const obs *x = a, *y = b;
+    if (x->g != y->g) return (x->g < y->g) - (x->g > y->g);
+    return x->t->number - y->t->number;
+}
+
+static int cmp_number(const void *a, const void *b)
+{
+    return ((const obs *)a)->t->number - ((const obs *)b)->t->number;
+}
+
+/* Past RF_HP_GP_MAX_POINTS completed trials, the GP keeps the best half of
+ * that many and the most recent for the rest (in trial order): an exact GP
+ * costs O(n³) per likelihood evaluation, and these are the trials that
+ * shape the acquisition near the optimum and where the search is now. */
+static int keep_points(obs *o, int n)
+{
+    if (n <= RF_HP_GP_MAX_POINTS) return n;
+    qsort(o, (size_t)n, sizeof *o, cmp_better);
+    int best = RF_HP_GP_MAX_POINTS / 2;
+    qsort(o + best, (size_t)(n - best), sizeof *o, cmp_number);
+    memmove(o + best, o + n - (RF_HP_GP_MAX_POINTS - best),
+            sizeof *o * (size_t)(RF_HP_GP_MAX_POINTS - best));
+    qsort(o, RF_HP_GP_MAX_POINTS, sizeof *o, cmp_number);
+    return RF_HP_GP_MAX_POINTS;
+}
+
 int rf_hp_gp_ask(const rf_hp_space *space, const rf_hp_sampler_config *cfg,
                  const rf_hp_trial *trials, int n_trials, int number, double *x, rf_error *err)
 {
-    int d = space->n, rc = 0;
-    int *order = malloc(sizeof *order * (size_t)(n_trials > 0 ? n_trials : 1));
+    int d = space->n, rc = 0, m = n_trials > 0 ? n_trials : 1;
+    int *order = malloc(sizeof *order * (size_t)m);
+    obs *ob = malloc(sizeof *ob * (size_t)m), *pend = malloc(sizeof *pend * (size_t)m);
     double *cand = malloc(sizeof *cand * (size_t)RF_HP_GP_CANDIDATES * (size_t)d);
     double *cval = malloc(sizeof *cval * RF_HP_GP_CANDIDATES);
     rf_gp gp = {0};
-    if (!order || !cand || !cval) {
+    if (!order || !ob || !pend || !cand || !cval) {
         rc = rf_errorf(err, RF_ENOMEM, "out of memory");
         goto fail;
     }
     rf_hp_trial_order(trials, n_trials, order);
     int n_obs = 0, n_pending = 0;
-    double mean = 0, m2 = 0;
     for (int i = 0; i < n_trials; i++) {
         const rf_hp_trial *t = &trials[order[i]];
-        if (t->state == RF_HP_TRIAL_COMPLETE && isfinite(t->value)) {
-            double g = cfg->maximize ? t->value : -t->value, delta = g - mean;
-            n_obs++;
-            mean += delta / n_obs; /* Welford */
-            m2 += delta * (g - mean);
-        } else if (t->state == RF_HP_TRIAL_RUNNING) {
-            n_pending++;
-        }
+        /* failed trials and non-finite values say nothing a GP can fit; pruned
+         * trials stopped early and are left out, as Optuna's GPSampler does */
+        if (t->state == RF_HP_TRIAL_COMPLETE && isfinite(t->value))
+            ob[n_obs++] = (obs){t, cfg->maximize ? t->value : -t->value};
+        else if (t->state == RF_HP_TRIAL_RUNNING)
+            pend[n_pending++] = (obs){t, 0};
     }
-    int n_startup = cfg->n_startup >= 0 ? cfg->n_startup : RF_HP_GP_STARTUP;
+    int n_startup = cfg->n_startup >= 0 ? cfg->n_startup : rf_hp_gp_default_startup(d);
     if (n_obs < n_startup || n_obs == 0) {
         rf_hp_startup_point(space, cfg->seed, number, x);
         goto done;
     }
+    n_obs = keep_points(ob, n_obs);
+    if (n_pending > RF_HP_GP_MAX_PENDING) { /* the most recent ones */
+        memmove(pend, pend + n_pending - RF_HP_GP_MAX_PENDING, sizeof *pend * RF_HP_GP_MAX_PENDING);
+        n_pending = RF_HP_GP_MAX_PENDING;
+    }
 
-    /* Standardised values, larger is better (numpy's population std, as Optuna). */
-    double sd = n_obs > 1 ? sqrt(m2 / n_obs) : 0;
-    if (sd < 1e-10) sd = 1e-10;
+    /* Standardised values (numpy's population std, as Optuna). */
+    double mean = 0, m2 = 0;
+    for (int i = 0; i < n_obs; i++)
+        mean += ob[i].g / n_obs;
+    for (int i = 0; i < n_obs; i++)
+        m2 += (ob[i].g - mean) * (ob[i].g - mean);
+    double sd = sqrt(m2 / n_obs);
+    if (!(sd >= 1e-10)) sd = 1e-10;
     bool cat[RF_HP_MAX_DIMS];
     for (int i = 0; i < d; i++)
         cat[i] = space->dims[i].kind == RF_HP_CATEGORICAL;
@@ -213,31 +259,27 @@ int rf_hp_gp_ask(const rf_hp_space *space, const rf_hp_sampler_config *cfg,
         goto fail;
     }
     double f[RF_HP_MAX_DIMS], best_f[RF_HP_MAX_DIMS], f0 = -INFINITY;
-    for (int i = 0; i < n_trials; i++) {
-        const rf_hp_trial *t = &trials[order[i]];
-        if (t->state != RF_HP_TRIAL_COMPLETE || !isfinite(t->value)) continue;
-        double y = ((cfg->maximize ? t->value : -t->value) - mean) / sd;
-        features(space, t->x, f);
+    for (int i = 0; i < n_obs; i++) {
+        double y = (ob[i].g - mean) / sd;
+        features(space, ob[i].t->x, f);
         rf_gp_add(&gp, f, y);
         if (y > f0) f0 = y, memcpy(best_f, f, sizeof f);
     }
     uint64_t st = rf_hp_stream(cfg->seed, RF_HP_STREAM_GP, number);
     if ((rc = rf_gp_fit(&gp, rf_splitmix64(&st), err))) goto fail;
     /* Constant liar: pending trials join as if they had scored the best value,
-     * so the acquisition is low around them and parallel asks spread out. */
+     * with the fitted kernel, so the acquisition is low around them and
+     * parallel asks spread out. */
     if (n_pending) {
-        for (int i = 0; i < n_trials; i++) {
-            const rf_hp_trial *t = &trials[order[i]];
-            if (t->state != RF_HP_TRIAL_RUNNING) continue;
-            features(space, t->x, f);
+        for (int i = 0; i < n_pending; i++) {
+            features(space, pend[i].t->x, f);
             rf_gp_add(&gp, f, f0);
         }
         double isl[RF_HP_MAX_DIMS];
         memcpy(isl, gp.isl, sizeof isl);
         if (rf_gp_set(&gp, isl, gp.scale, gp.noise)) {
             rc = rf_errorf(err, RF_EINTERNAL,
-                           "the Gaussian process could not take the pending "
-                           "trials");
+                           "the Gaussian process could not take the pending trials");
             goto fail;
         }
     }
@@ -299,6 +341,8 @@ done:
 fail:
     rf_gp_free(&gp);
     free(order);
+    free(ob);
+    free(pend);
     free(cand);
     free(cval);
     return rc;

@@ -26,7 +26,8 @@ typedef enum rf_hp_sampler_kind {
 
 typedef struct rf_hp_sampler_config {
     rf_hp_sampler_kind kind;
-    int n_startup; /* quasi-random trials before the model is used; -1: the sampler's default */
+    int n_startup; /* quasi-random trials before the model is used; -1: the sampler's default
+                      (gp: min(dims + 1, 5), engine/hpo/gp_sampler.h; tpe: 10, as Optuna) */
     uint64_t seed;
     bool maximize; /* direction of the objective */
 } rf_hp_sampler_config;

@@ -319,6 +319,61 @@ static void test_gp_parallel_asks_differ(void **state)
     rf_hp_space_free(&s);
 }
 
+/* Every sampler in awkward spaces, with failed, pruned and pending trials
+ * among the completed ones: each ask is a valid point of the space (it goes
+ * through rf_hp_point_json and back through rf_hp_point_parse unchanged). */
+static void test_every_space_every_sampler(void **state)
+{
+    const char *spaces[] = {
+        "{\"c\": {\"type\": \"categorical\", \"choices\": [\"a\", 2, false]},"
+        " \"d\": {\"type\": \"categorical\", \"choices\": [1.5]}}",
+        "{\"one\": {\"type\": \"int\", \"low\": 3, \"high\": 3},"
+        " \"x\": {\"type\": \"float\", \"low\": -1e-3, \"high\": 1e-3}}",
+        "{\"big\": {\"type\": \"int\", \"low\": -100000, \"high\": 100000, \"step\": 7},"
+        " \"li\": {\"type\": \"log_int\", \"low\": 1, \"high\": 1000000}}",
+        "{\"lf\": {\"type\": \"log_float\", \"low\": 1e-300, \"high\": 1e300}}",
+        NULL, /* 32 floats */
+    };
+    char wide[4096];
+    int n = snprintf(wide, sizeof wide, "{");
+    for (int i = 0; i < RF_HP_MAX_DIMS; i++)
+        n += snprintf(wide + n, sizeof wide - (size_t)n,
+                      "%s\"x%d\": {\"type\": \"float\", \"low\": 0, \"high\": 1}", i ? "," : "", i);
+    snprintf(wide + n, sizeof wide - (size_t)n, "}");
+    spaces[4] = wide;
+    const rf_hp_sampler_kind kinds[] = {RF_HP_SAMPLER_GP, RF_HP_SAMPLER_TPE, RF_HP_SAMPLER_RANDOM};
+    for (int si = 0; si < 5; si++) {
+        rf_hp_space s;
+        space_of(spaces[si], &s);
+        for (int k = 0; k < 3; k++) {
+            rf_hp_sampler_config cfg = {
+                .kind = kinds[k], .n_startup = kinds[k] == RF_HP_SAMPLER_TPE ? 3 : -1, .seed = 4};
+            static double xs[14][RF_HP_MAX_DIMS];
+            rf_hp_trial t[14];
+            rf_error e;
+            for (int i = 0; i < 14; i++) {
+                assert_int_equal(rf_hp_ask(&s, &cfg, t, i, i, xs[i], &e), 0);
+                json_t *j = rf_hp_point_json(&s, xs[i]);
+                double back[RF_HP_MAX_DIMS];
+                if (rf_hp_point_parse(&s, j, back, &e))
+                    fail_msg("space %d sampler %d ask %d: %s", si, k, i, e.msg);
+                assert_memory_equal(back, xs[i], sizeof *back * (size_t)s.n);
+                json_decref(j);
+                double v = 0;
+                for (int c = 0; c < s.n; c++)
+                    v += sin(3 * c + rf_hp_dim_to_unit(&s.dims[c], xs[i][c]) * 5);
+                rf_hp_trial_state st = i % 5 == 3   ? RF_HP_TRIAL_FAILED
+                                       : i % 5 == 4 ? RF_HP_TRIAL_PRUNED
+                                       : i >= 11    ? RF_HP_TRIAL_RUNNING
+                                                    : RF_HP_TRIAL_COMPLETE;
+                t[i] = (rf_hp_trial){
+                    .number = i, .state = st, .x = xs[i], .value = v, .has_value = i % 2};
+            }
+        }
+        rf_hp_space_free(&s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_random_reproducible),
         cmocka_unit_test(test_ask_bad_arguments),
         cmocka_unit_test(test_median_pruner),
+        cmocka_unit_test(test_every_space_every_sampler),
         cmocka_unit_test(test_gp_determinism_and_pending),
         cmocka_unit_test(test_gp_parallel_asks_differ),
         cmocka_unit_test(test_gp_beats_random_branin),
