@@ -18,7 +18,7 @@ SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sani
 
 # Every .c under the three layers is part of the library except the entry point.
 LIB_SRC  := $(wildcard engine/*/*.c service/*.c handlers/*.c cli/*.c)
-C_FILES   = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+C_FILES   = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null)
 MIGRATIONS := $(sort $(wildcard migrations/*.sql))
 GEN_SRC  := $(BUILD)/gen/rf_embedded.c
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -29,7 +29,7 @@ ASAN_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/%.o) $(BUILD)/asan/gen/rf_embedded.o
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/tests/%)
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all asan deps run test bench clean format unit
+.PHONY: all asan deps run test bench clean format unit fuzz fuzz-build
 all: $(BUILD)/refinery
 
 deps:
@@ -76,6 +76,39 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/librefinery.a
 
 asan: $(BUILD)/asan/refinery $(UNIT_BIN)
 
+# Fuzz targets (tests/fuzz/): libFuzzer from Debian's clang, the parsers
+# built with coverage and ASan+UBSan. The CPU kernels (ops_cpu.c uses GCC's
+# target builtins) are linked in plain: no parser lives there.
+FUZZ_CC    ?= clang
+GCC_INC     = $(shell gcc -print-file-name=include)
+FUZZ_SAN   := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_FLAGS  = -std=c11 -Wall -Wextra -Werror -Wno-unused-parameter -fopenmp=libgomp -idirafter $(GCC_INC) -D_GNU_SOURCE -I. -I$(BUILD)/gen -I/usr/include/x86_64-linux-gnu/openblas-pthread $(PKG_CFLAGS)
+FUZZ_LIB_SRC := $(filter-out engine/backend/ops_cpu.c,$(wildcard engine/*/*.c)) service/range.c service/headers.c service/ids.c
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_OBJ   := $(FUZZ_LIB_SRC:%.c=$(BUILD)/fuzz/obj/%.o) $(BUILD)/fuzz/plain/ops_cpu.o
+
+$(BUILD)/fuzz/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_SAN) -MMD -MP -c $< -o $@
+$(BUILD)/fuzz/plain/ops_cpu.o: engine/backend/ops_cpu.c
+	@mkdir -p $(@D)
+	$(CC) $(WARN) -O2 -g $(CPPFLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/fuzz/librefinery.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(BUILD)/fuzz/%: $(BUILD)/fuzz/obj/tests/fuzz/%.o $(BUILD)/fuzz/librefinery.a
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(PKG_LIBS) -lgomp -lopenblas -llapacke -lpthread -lm
+
+fuzz-build: $(FUZZ_BIN)
+
+# `make fuzz` runs every target FUZZ_SECONDS (default 60) from its corpus;
+# `make test` replays the corpora and fuzzes each target a few seconds.
+fuzz:
+	@./scripts/deps.sh
+	@$(MAKE) --no-print-directory fuzz-build
+	@./scripts/fuzz.sh $${FUZZ_SECONDS:-60}
+
 run:
 	@./scripts/deps.sh
 	@$(MAKE) --no-print-directory all
@@ -83,7 +116,7 @@ run:
 
 test:
 	@./scripts/deps.sh
-	@$(MAKE) --no-print-directory all asan
+	@$(MAKE) --no-print-directory all asan fuzz-build
 	@./scripts/test.sh
 
 bench:
@@ -93,6 +126,11 @@ bench:
 
 format:
 	clang-format -i $(C_FILES)
+
+# The Docker Compose deployment, built and exercised for real (docker/, README).
+.PHONY: docker-test
+docker-test:
+	@./scripts/docker-test.sh
 
 clean:
 	rm -rf $(BUILD)

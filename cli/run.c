@@ -148,6 +148,7 @@ static int ctx_resolve(rf_job_ctx *ctx, const char *kind, const char *ref, char 
 
 static int run_job(const rf_runner *runner, const json_t *params, local *l, json_t **result,
                    rf_error *err);
+static int local_resolve(void *user, const char *kind, const char *ref, char **path, rf_error *err);
 
 static json_t *load_children(const local *l)
 {
@@ -209,7 +210,8 @@ static int ctx_submit_child(rf_job_ctx *ctx, const char *key, const char *type,
     const rf_runner *runner = rf_runner_find(type);
     if (!runner) return rf_errorf(err, RF_EINVAL, "child job type '%s' is not known", type);
     rf_error perr = {0};
-    if (rf_runner_validate(runner, params, &perr) < 0) {
+    if (rf_runner_validate(runner, params, &perr) < 0 ||
+        (runner->check && runner->check(params, local_resolve, NULL, &perr) < 0)) {
         char field[sizeof err->field];
         snprintf(field, sizeof field, "params%s%s", perr.field[0] ? "." : "", perr.field);
         return rf_error_field(err, RF_EINVAL, field, "%s child: %s", type, perr.msg);
@@ -321,6 +323,11 @@ static int run_job(const rf_runner *runner, const json_t *params, local *l, json
     }
 }
 
+static int local_resolve(void *user, const char *kind, const char *ref, char **path, rf_error *err)
+{
+    return ctx_resolve(NULL, kind, ref, path, err);
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: refinery run JOB.json [--workdir DIR]\n"
@@ -365,7 +372,8 @@ int rf_cmd_run(int argc, char **argv)
         goto out;
     }
     if (!params) json_object_set_new(job, "params", params = json_object());
-    if (rf_runner_validate(runner, params, &err) < 0) {
+    if (rf_runner_validate(runner, params, &err) < 0 ||
+        (runner->check && runner->check(params, local_resolve, NULL, &err) < 0)) {
         fprintf(stderr, "refinery run: params%s%s: %s\n", err.field[0] ? "." : "", err.field,
                 err.msg);
         goto out;

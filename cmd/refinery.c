@@ -15,6 +15,7 @@
 #include "cli/generate.h"
 #include "cli/model.h"
 #include "cli/run.h"
+#include "cli/report.h"
 #include "cli/tokenize.h"
 #include "service/config.h"
 #include "service/db.h"
@@ -38,6 +39,7 @@ static int usage(FILE *f)
            "  forward --model DIR --ids 1,2,3 --out FILE.safetensors   all logits, F32\n"
            "  generate --model DIR --prompt TEXT [--chat] [--max-tokens N] …   continue a prompt\n"
            "  eval --model DIR --dataset FILE.jsonl [--metrics …] [--split S] [--limit N]\n"
+           "  report RESULT.json [--out FILE.html]   a pipeline result as its HTML report\n"
            "configuration: REFINERY_DATABASE_URL, REFINERY_LISTEN, REFINERY_WORKERS, … (README)\n");
     return f == stderr ? 2 : 0;
 }
@@ -61,11 +63,15 @@ static int load(rf_config *cfg, rf_error *err)
     return 0;
 }
 
+/* Set by the SIGTERM/SIGINT handler of serve and worker. */
+static volatile sig_atomic_t g_signal;
+
 static int migrate_with(const rf_config *cfg, rf_error *err)
 {
     PGconn *c;
     int applied = 0;
-    if (rf_db_connect(cfg->database_url, &c, err)) return -1;
+    /* The first connection of a starting process may wait for the database. */
+    if (rf_db_connect_wait(cfg->database_url, cfg->db_wait_s, &g_signal, &c, err)) return -1;
     int rc = rf_migrate(c, cfg->migrations_dir, &applied, err);
     PQfinish(c);
     if (!rc) rf_log(RF_LOG_INFO, "database schema current (%d migration(s) applied now)", applied);
@@ -102,7 +108,8 @@ static int cmd_keys(int argc, char **argv)
     PGconn *c = NULL;
     int rc = 2;
     if (argc < 2) return usage(stderr);
-    if (load(&cfg, &err) || rf_db_connect(cfg.database_url, &c, &err)) return fail(&err);
+    if (load(&cfg, &err) || rf_db_connect_wait(cfg.database_url, cfg.db_wait_s, NULL, &c, &err))
+        return fail(&err);
     if (!strcmp(argv[1], "create")) {
         const char *tenant = NULL;
         for (int i = 2; i < argc; i++) {
@@ -145,7 +152,6 @@ out:
 }
 
 static sem_t g_stop;
-static volatile sig_atomic_t g_signal;
 
 static void on_stop_signal(int sig)
 {
@@ -212,6 +218,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "run")) return rf_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return rf_cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return rf_cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return rf_cmd_report(argc - 1, argv + 1);
     fprintf(stderr, "refinery: unknown command '%s'\n", cmd);
     return usage(stderr);
 }

@@ -8,8 +8,8 @@ pkgs=(
   libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libpq-dev libssl-dev
   libcmocka-dev libopenblas-dev liblapacke-dev libonig-dev libutf8proc-dev
   python3-optuna  # bench/hpo: the peer samplers (Optuna 3.1 in bookworm)
-  postgresql wrk bc nodejs npm clang-format git
-  python3 python3-torch python3-numpy
+  postgresql wrk bc nodejs npm clang-format git clang libclang-rt-14-dev
+  python3 python3-torch python3-numpy chromium
 )
 
 missing=()

@@ -34,7 +34,7 @@ out=$(scripts/check-layers.sh 2>&1); rc=$?
 echo "$out"
 if [ "$rc" -eq 0 ]; then count layers 1 0 0; else count layers 0 1 0; fi
 if command -v clang-format >/dev/null; then
-  unformatted=$(git ls-files '*.c' '*.h' | while read -r f; do
+  unformatted=$(git ls-files --cached --others --exclude-standard '*.c' '*.h' | while read -r f; do
     [ -f "$f" ] && ! clang-format --dry-run -Werror "$f" >/dev/null 2>&1 && echo "$f"; done)
   if [ -z "$unformatted" ]; then
     echo "clang-format: every C file is formatted"; count format 1 0 0
@@ -57,6 +57,19 @@ for t in "$B"/asan/tests/test_*; do
   count "$(basename "$t")" "$p" "$f" "$s"
 done
 
+# 1b. fuzz targets: every committed corpus input replayed, then a few seconds
+# of mutation each (make fuzz runs them longer)
+if ls "$B"/fuzz/fuzz_* >/dev/null 2>&1; then
+  out=$(scripts/fuzz.sh "${FUZZ_TEST_SECONDS:-3}" 2>&1)
+  echo "$out"
+  while IFS= read -r line; do
+    case "$line" in
+      "fuzz "*"no crash") count "${line%%:*}" 1 0 0 ;;
+      "fuzz "*) count "${line%%:*}" 0 1 0 ;;
+    esac
+  done <<<"$out"
+fi
+
 # 2. integration suites (node's test runner, TAP output)
 if ls tests/integration/*.test.mjs >/dev/null 2>&1; then
   if [ -f tests/integration/package.json ]; then
@@ -71,6 +84,20 @@ if ls tests/integration/*.test.mjs >/dev/null 2>&1; then
   p=${p:-0}; f=${f:-0}; s=${s:-0}
   [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
   count integration "$p" "$f" "$s"
+fi
+
+# 3. the Docker Compose deployment (scripts/docker-test.sh, `make docker-test`)
+#    when a container engine can run here; it says SKIPPED, and why, when none
+#    can. REFINERY_DOCKER_TEST=0 leaves it out.
+if [ "${REFINERY_DOCKER_TEST:-1}" = 0 ]; then
+  echo "docker-test: SKIPPED (REFINERY_DOCKER_TEST=0)"; count docker-test 0 0 1
+else
+  REFINERY_DOCKER_TEST_OPTIONAL=1 scripts/docker-test.sh; rc=$?
+  case $rc in
+    0) count docker-test 1 0 0 ;;
+    77) count docker-test 0 0 1 ;;
+    *) count docker-test 0 1 0 ;;
+  esac
 fi
 
 echo

@@ -76,7 +76,8 @@ int rf_config_load(rf_config *cfg, rf_error *err)
         (rc = env_int("REFINERY_SSE_MAX_STREAMS", 256, 1, 100000, &cfg->sse_max_streams, err)) ||
         (rc = env_int("REFINERY_SSE_PING_MS", 15000, 100, 3600000, &cfg->sse_ping_ms, err)) ||
         (rc = env_int("REFINERY_SHUTDOWN_GRACE_MS", 30000, 0, 3600000, &cfg->shutdown_grace_ms,
-                      err)))
+                      err)) ||
+        (rc = env_int("REFINERY_DB_WAIT_S", 0, 0, 86400, &cfg->db_wait_s, err)))
         return rc;
 
     /* The body cap is a size, not an int: parse it on its own. */

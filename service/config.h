@@ -32,6 +32,7 @@ typedef struct rf_config {
     int sse_max_streams;   /* REFINERY_SSE_MAX_STREAMS, default 256 */
     int sse_ping_ms;       /* REFINERY_SSE_PING_MS, keep-alive comment interval, default 15000 */
     bool test_jobs;        /* REFINERY_TEST_JOBS=1 registers the test.* job types */
+    int db_wait_s;         /* REFINERY_DB_WAIT_S: retry the first connection, default 0 */
 } rf_config;
 
 /* Fill cfg from the environment; an unparsable value is an error naming the

@@ -1,13 +1,17 @@
 #include "service/db.h"
 
+#include "engine/core/util.h"
+#include "service/log.h"
 #include "service/metrics.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void trim_newline(char *s)
 {
@@ -39,6 +43,60 @@ int rf_db_connect(const char *url, PGconn **out, rf_error *err)
     PQsetNoticeProcessor(c, quiet_notice, NULL);
     *out = c;
     return 0;
+}
+
+int rf_db_connect_wait(const char *url, int wait_s, const volatile sig_atomic_t *stop, PGconn **out,
+                       rf_error *err)
+{
+    *out = NULL;
+    if (wait_s <= 0 || !url || !*url) return rf_db_connect(url, out, err);
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &perr);
+    if (!opts) {
+        rf_errorf(err, RF_EINVAL, "REFINERY_DATABASE_URL does not parse: %s",
+                  perr ? perr : "out of memory");
+        if (err) trim_newline(err->msg);
+        PQfreemem(perr);
+        return RF_EINVAL;
+    }
+    PQconninfoFree(opts);
+
+    double deadline = rf_now_s() + wait_s, delay = 0.25;
+    for (int attempt = 1;; attempt++) {
+        /* One attempt must not outlive the deadline on a host that drops
+         * packets: a connect_timeout (libpq's floor is 2 s) that the URL's own
+         * overrides, since keywords before an expanded dbname give way to it. */
+        double left = deadline - rf_now_s();
+        char timeout[16];
+        snprintf(timeout, sizeof timeout, "%d", left > 10 ? 10 : left < 2 ? 2 : (int)left);
+        const char *const keys[] = {"connect_timeout", "dbname", NULL};
+        const char *const vals[] = {timeout, url, NULL};
+        PGconn *c = PQconnectdbParams(keys, vals, 1);
+        if (!c) return rf_errorf(err, RF_ENOMEM, "out of memory connecting to the database");
+        if (PQstatus(c) == CONNECTION_OK) {
+            PQsetNoticeProcessor(c, quiet_notice, NULL);
+            if (attempt > 1) rf_log(RF_LOG_INFO, "database reached at attempt %d", attempt);
+            *out = c;
+            return 0;
+        }
+        rf_metrics_db_error();
+        rf_errorf(err, RF_EDB, "cannot connect to the database: %s", PQerrorMessage(c));
+        if (err) trim_newline(err->msg);
+        bool needs_password = PQconnectionNeedsPassword(c);
+        PQfinish(c);
+        left = deadline - rf_now_s();
+        if (needs_password || left <= 0) return RF_EDB;
+        if (delay > left) delay = left;
+        rf_log(RF_LOG_WARN, "%s (attempt %d; retrying in %.2f s, for up to %.1f s more)",
+               err ? err->msg : "cannot connect to the database", attempt, delay, left);
+        /* A signal (SIGTERM from `docker stop`) ends the wait: nanosleep is
+         * never restarted, so EINTR means one arrived; the flag catches one
+         * that arrived while connecting. */
+        struct timespec ts = {(time_t)delay, (long)((delay - (time_t)delay) * 1e9)};
+        if ((stop && *stop) || (nanosleep(&ts, NULL) && errno == EINTR) || (stop && *stop))
+            return rf_errorf(err, RF_ECANCELED, "stopped while waiting for the database");
+        delay = delay * 2 > 5 ? 5 : delay * 2;
+    }
 }
 
 int rf_db_exec(PGconn *c, const char *sql, int n, const char *const *params, PGresult **res,

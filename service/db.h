@@ -5,10 +5,21 @@
 #define RF_DB_H
 
 #include <libpq-fe.h>
+#include <signal.h>
 
 #include "engine/core/error.h"
 
 int rf_db_connect(const char *url, PGconn **out, rf_error *err);
+
+/* rf_db_connect for a process that is starting: while the server cannot be
+ * reached (a database container still starting, a failover), retry with
+ * backoff (250 ms doubling to 5 s), logging each failure, for up to wait_s
+ * seconds (REFINERY_DB_WAIT_S); wait_s 0 is one attempt, as rf_db_connect.
+ * A conninfo that does not parse or a missing password is not retried. A
+ * signal, or *stop turning non-zero (a signal handler's flag; may be NULL),
+ * ends the wait with RF_ECANCELED. */
+int rf_db_connect_wait(const char *url, int wait_s, const volatile sig_atomic_t *stop, PGconn **out,
+                       rf_error *err);
 
 /* Run sql with n text parameters (NULL entries are SQL NULL). On success *res
  * holds the result (PQclear it); on failure err says what the server said.

@@ -1,4 +1,5 @@
 #include "service/http.h"
+#include "service/headers.h"
 #include "engine/core/util.h"
 
 #include <arpa/inet.h>
@@ -192,10 +193,8 @@ bool rf_req_query_int(rf_req *req, const char *name, long long def, long long lo
     const char *v = rf_req_query(req, name);
     *out = def;
     if (!v) return true;
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (!*v || *end || errno || x < lo || x > hi) {
+    long long x;
+    if (!rf_parse_int_in(v, lo, hi, &x)) {
         rf_error e;
         rf_error_field(&e, RF_EINVAL, name, "'%s' must be an integer in [%lld, %lld]", name, lo,
                        hi);
@@ -247,17 +246,6 @@ json_t *rf_req_json(rf_req *req)
 }
 
 /* ---- the libmicrohttpd glue --------------------------------------------- */
-
-static bool valid_request_id(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (!(s[n] == '-' || s[n] == '_' || s[n] == '.' || (s[n] >= '0' && s[n] <= '9') ||
-              (s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z')) ||
-            n >= 64)
-            return false;
-    return n > 0;
-}
 
 static enum MHD_Result send_reply(rf_req *req)
 {
@@ -322,7 +310,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->cfg = h->cfg;
         req->start = rf_now_s();
         const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
-        if (rid && valid_request_id(rid))
+        if (rid && rf_request_id_valid(rid))
             snprintf(req->request_id, sizeof req->request_id, "%s", rid);
         else
             rf_id_new("req", req->request_id);

@@ -1,4 +1,5 @@
 #include "service/jobs.h"
+#include "service/headers.h"
 
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -127,9 +128,10 @@ int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char
     rc = rf_resolve_check(c, tenant, runner, given ? given : empty, err);
     json_decref(empty);
     if (rc) return rc;
-    if (idem_key && (!*idem_key || strlen(idem_key) > 255))
+    if (idem_key && !rf_idempotency_key_valid(idem_key))
         return rf_error_field(err, RF_EINVAL, "Idempotency-Key",
-                              "Idempotency-Key must be 1 to 255 characters");
+                              "Idempotency-Key must be 1 to 255 printable ASCII characters, "
+                              "without spaces at either end");
 
     char id[RF_ID_MAX], hash[67], prio[16], maxa[16];
     if (rf_id_new("job", id)) return rf_errorf(err, RF_EIO, "the system's random source failed");

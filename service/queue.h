@@ -25,7 +25,10 @@ typedef struct rf_claimed_job {
 void rf_claimed_job_clear(rf_claimed_job *j);
 
 /* Claim the most urgent runnable job of one of types (a PostgreSQL text[]
- * literal such as {a,b}). *got is false when none is runnable. */
+ * literal such as {a,b}). *got is false when none is runnable. The claim
+ * itself counts the attempt (attempts + 1, in the same statement), so an
+ * attempt that never reports back — its process crashed on the job — still
+ * counts, and the rescuer fails the job once max_attempts is reached. */
 int rf_queue_claim(PGconn *c, const char *owner, const char *types, int lease_ms,
                    rf_claimed_job *job, bool *got, rf_error *err);
 
@@ -57,7 +60,8 @@ int rf_queue_heartbeat(PGconn *c, const char *owner, int lease_ms,
                        rf_error *err);
 
 /* Re-queue (or fail, past max_attempts; or cancel, if asked) the jobs whose
- * lease expired, and prune idempotency keys older than a day. */
+ * lease expired — their worker process died (a crash on the job, kill -9)
+ * or stopped answering — and prune idempotency keys older than a day. */
 int rf_queue_rescue(PGconn *c, int base_ms, int max_ms, int *rescued, rf_error *err);
 
 /* Per-job writes from a running job, fenced like the others. */

@@ -71,17 +71,38 @@ static int check_one(void *user, const char *kind, const char *field, const char
     return rc;
 }
 
+/* rf_ref_resolver for a runner's check: the tenant's objects. */
+static int resolve_for_check(void *user, const char *kind, const char *ref, char **path,
+                             rf_error *err)
+{
+    check_ctx *k = user;
+    return rf_resolve(k->c, k->tenant, kind, ref, path, err);
+}
+
 int rf_resolve_check(PGconn *c, const char *tenant, const rf_runner *runner, const json_t *params,
                      rf_error *err)
 {
     check_ctx k = {c, tenant, err};
-    if (runner->params) return rf_params_refs(params, runner->params, "", check_one, &k);
-    for (const rf_runner_ref *ref = rf_runner_refs(runner->type); ref && ref->field; ref++) {
-        const char *v = json_string_value(json_object_get(params, ref->field));
-        int rc = v ? check_one(&k, ref->kind, ref->field, v) : 0;
-        if (rc) return rc;
+    int rc = 0;
+    if (runner->params) {
+        rc = rf_params_refs(params, runner->params, "", check_one, &k);
+    } else {
+        for (const rf_runner_ref *ref = rf_runner_refs(runner->type); ref && ref->field && !rc;
+             ref++) {
+            const char *v = json_string_value(json_object_get(params, ref->field));
+            rc = v ? check_one(&k, ref->kind, ref->field, v) : 0;
+        }
     }
-    return 0;
+    if (rc || !runner->check) return rc;
+    /* every reference resolves: what the runner can tell from the objects */
+    rc = runner->check(params, resolve_for_check, &k, err);
+    if (rc == RF_EINVAL || rc == RF_EUNSUPPORTED) {
+        char msg[sizeof err->msg], full[sizeof err->field];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        snprintf(full, sizeof full, "params%s%s", err->field[0] ? "." : "", err->field);
+        return rf_error_field(err, RF_EINVAL, full, "%s", msg);
+    }
+    return rc;
 }
 
 int rf_resolve_adapter(PGconn *c, const char *tenant, const char *job_id, const char *dest,

@@ -23,7 +23,9 @@ int rf_resolve_adapter(PGconn *c, const char *tenant, const char *job_id, const 
                        rf_error *err);
 
 /* Check every reference runner->refs declares in params (those present and
- * strings; the runner's validate checks types). err->field is "params.<field>". */
+ * strings; the runner's validate checks types), then, when they all
+ * resolve, the runner's own check of the objects they name (a 422 for
+ * what the job cannot do with them). err->field is "params.<field>". */
 int rf_resolve_check(PGconn *c, const char *tenant, const rf_runner *runner, const json_t *params,
                      rf_error *err);
 

@@ -156,7 +156,8 @@ int main(int argc, char **argv)
         if (s == 1) t0 = now(); /* step 0 warms up */
         rf_train_stats stt;
         if (rf_train_forward(&tt, ids, &err) < 0 || rf_train_forward(&st, ids, &err) < 0 ||
-            rf_train_loss(&st, &tt, NULL, tg, &lsc, 1, true, &stt, &err) < 0) {
+            rf_train_loss(&st, &tt, NULL, tg, &lsc, 1, true, &stt, &err) < 0 ||
+            rf_train_backward(&st, &err) < 0) {
             fprintf(stderr, "bench/train: %s\n", err.msg);
             return 1;
         }

@@ -65,6 +65,12 @@ typedef struct rf_ops {
     /* y = x·Wᵀ: dx[M,K] += dy[M,N]·W; dw[N,K] (f32) += dyᵀ·x; dbias[N] += Σ dy. */
     void (*matmul_backward)(float *dx, float *dw, float *dbias, const float *dy, const float *x,
                             const rf_tensor *w, int M, float *scratch, size_t scratch_n);
+    /* y = x·Ŵᵀ for a GPTQ weight Ŵ [N, K] (matmul_w4a16): dx[M,K] += dy[M,N]·Ŵ,
+     * Ŵ dequantized a strip of input channels at a time into scratch (at
+     * least N floats; rf_ops_matmul_scratch(N) lets every thread work), never
+     * as a whole. No dŴ: a 4-bit base is frozen (QLoRA trains adapters on it). */
+    void (*matmul_w4a16_backward)(float *dx, const float *dy, const rf_gptq_weight *w, int M,
+                                  float *scratch, size_t scratch_n);
     /* y = x·r·w, r = 1/sqrt(mean(x²)+eps): dx += r·w·dy − x·r³/D·Σ(dy·w·x); dw += Σ_m dy·x·r */
     void (*rmsnorm_backward)(float *dx, float *dw, const float *dy, const float *x, const float *w,
                              int M, int D, float eps);

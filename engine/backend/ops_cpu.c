@@ -410,6 +410,13 @@ static void w4a16_generic(float *y, const float *x, const rf_gptq_weight *w, con
     rf_cpu_matmul_w4a16_generic(y, x, w, bias, M, scratch, scratch_n);
 }
 
+static void w4a16_backward(float *dx, const float *dy, const rf_gptq_weight *w, int M,
+                           float *scratch, size_t scratch_n)
+{
+    pthread_once(&g_once, cpu_init);
+    rf_cpu_matmul_w4a16_backward(dx, dy, w, M, scratch, scratch_n);
+}
+
 static void attention(const rf_attn_args *a)
 {
     pthread_once(&g_once, cpu_init);
@@ -433,6 +440,7 @@ static const rf_ops g_cpu = {
     .softmax = softmax,
     .add = add,
     .matmul_backward = rf_cpu_matmul_backward,
+    .matmul_w4a16_backward = w4a16_backward,
     .rmsnorm_backward = rf_cpu_rmsnorm_backward,
     .rope_backward = rf_cpu_rope_backward,
     .attention_backward = rf_cpu_attention_backward,
@@ -452,6 +460,7 @@ static const rf_ops g_cpu_generic = {
     .softmax = softmax,
     .add = add,
     .matmul_backward = rf_cpu_matmul_backward,
+    .matmul_w4a16_backward = w4a16_backward,
     .rmsnorm_backward = rf_cpu_rmsnorm_backward,
     .rope_backward = rf_cpu_rope_backward,
     .attention_backward = rf_cpu_attention_backward,

@@ -258,3 +258,57 @@ void rf_cpu_matmul_w4a16_generic(float *y, const float *x, const rf_gptq_weight 
 {
     matmul_k(small_generic, y, x, w, bias, M, scratch, scratch_n);
 }
+
+/* ---- backward: dx[M, K] += dy[M, N] · Ŵ -------------------------------------
+ * A strip of input channels k ∈ [k0, k0 + kc) of Ŵ is, channel by channel,
+ * one row of qweight (words along N) read at nibble k % 8, so the strip
+ * dequantized as t [kc, N] (t[j, n] = Ŵ[n, k0 + j]) comes out of the packed
+ * layout in order, and dx[:, k0:k0+kc] += dy · tᵀ is one GEMM. Strips write
+ * disjoint columns of dx: threads split over them, each GEMM single-threaded
+ * as in the forward. Only strips exist at any time, never the dense Ŵ. */
+static void dequant_strip(const rf_gptq_weight *w, int k0, int kc, float *t)
+{
+    const int N = w->N;
+    for (int j = 0; j < kc; j++) {
+        const int k = k0 + j, b = k % 8;
+        const int32_t *row = w->qweight + (size_t)(k / 8) * N;
+        const float *s = w->sf + (size_t)w->g_idx[k] * N, *z = w->zf + (size_t)w->g_idx[k] * N;
+        float *tj = t + (size_t)j * N;
+        for (int n = 0; n < N; n++)
+            tj[n] = s[n] * (nibf(row[n], b) - z[n]);
+    }
+}
+
+void rf_cpu_matmul_w4a16_backward(float *dx, const float *dy, const rf_gptq_weight *w, int M,
+                                  float *scratch, size_t scratch_n)
+{
+    const int N = w->N, K = w->K;
+    const size_t rows_avail = scratch_n / (size_t)N;
+    if (rows_avail == 0) {
+        /* Scratch below one strip (the contract asks for N floats): still
+         * correct, one weight at a time. */
+        for (int k = 0; k < K; k++) {
+            const int32_t *row = w->qweight + (size_t)(k / 8) * N;
+            const float *s = w->sf + (size_t)w->g_idx[k] * N, *z = w->zf + (size_t)w->g_idx[k] * N;
+            for (int n = 0; n < N; n++) {
+                const float wv = s[n] * (nibf(row[n], k % 8) - z[n]);
+                for (int m = 0; m < M; m++)
+                    dx[(size_t)m * K + k] += dy[(size_t)m * N + n] * wv;
+            }
+        }
+        return;
+    }
+    int team = omp_get_max_threads();
+    if ((size_t)team > rows_avail) team = (int)rows_avail;
+    int strip = (int)(rows_avail / (size_t)team);
+    if (strip > TILE) strip = TILE;
+    const int ns = (K + strip - 1) / strip;
+#pragma omp parallel for num_threads(team) schedule(dynamic, 1)
+    for (int si = 0; si < ns; si++) {
+        const int k0 = si * strip, kc = K - k0 < strip ? K - k0 : strip;
+        float *t = scratch + (size_t)omp_get_thread_num() * (size_t)strip * N;
+        dequant_strip(w, k0, kc, t);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, kc, N, 1.0f, dy, N, t, N, 1.0f,
+                    dx + k0, K);
+    }
+}

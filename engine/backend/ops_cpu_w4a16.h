@@ -16,4 +16,8 @@ void rf_cpu_matmul_w4a16(float *y, const float *x, const rf_gptq_weight *w, cons
 void rf_cpu_matmul_w4a16_generic(float *y, const float *x, const rf_gptq_weight *w,
                                  const float *bias, int M, float *scratch, size_t scratch_n);
 
+/* dx += dy·Ŵ (rf_ops.matmul_w4a16_backward); one implementation for both tables. */
+void rf_cpu_matmul_w4a16_backward(float *dx, const float *dy, const rf_gptq_weight *w, int M,
+                                  float *scratch, size_t scratch_n);
+
 #endif

@@ -11,13 +11,15 @@
 #include "engine/generate/complete.h"
 #include "engine/core/dataset.h"
 #include "engine/eval/evaluate.h"
+#include "engine/eval/latency.h"
 
 static const struct {
     const char *name;
     int bit;
 } g_metrics[] = {{"perplexity", RF_METRIC_PERPLEXITY},
                  {"accuracy", RF_METRIC_ACCURACY},
-                 {"exact_match", RF_METRIC_EXACT_MATCH}};
+                 {"exact_match", RF_METRIC_EXACT_MATCH},
+                 {"latency", RF_METRIC_LATENCY}};
 
 static int metric_bit(const char *name, size_t n)
 {
@@ -34,9 +36,9 @@ int rf_eval_parse_metrics(const char *list, int *bits, rf_error *err)
         size_t n = strcspn(p, ",");
         int b = metric_bit(p, n);
         if (!b)
-            return rf_error_field(err, RF_EINVAL, "metrics",
-                                  "unknown metric '%.*s' (perplexity, accuracy, exact_match)",
-                                  (int)n, p);
+            return rf_error_field(
+                err, RF_EINVAL, "metrics",
+                "unknown metric '%.*s' (perplexity, accuracy, exact_match, latency)", (int)n, p);
         *bits |= b;
         if (!p[n]) break;
         p += n + 1;
@@ -50,7 +52,7 @@ int rf_eval_metrics_json(const json_t *arr, int *bits, rf_error *err)
     if (!json_is_array(arr) || json_array_size(arr) == 0)
         return rf_error_field(err, RF_EINVAL, "metrics",
                               "'metrics' must be a non-empty array of perplexity, accuracy, "
-                              "exact_match");
+                              "exact_match, latency");
     size_t i;
     json_t *v;
     json_array_foreach(arr, i, v)
@@ -384,6 +386,8 @@ int rf_eval_dataset(const rf_lm *lm, const char *path, const rf_eval_opts *o, js
     scorer sc = {0};
     double t0 = rf_now_s(), last_ckpt = t0;
     long skip = 0;
+    int32_t *lat_prompt = NULL;
+    size_t lat_n = 0;
     if (o->resume) {
         /* Totals are sums, so a run resumed from them ends where one run would. */
         skip = done = (long)json_integer_value(json_object_get(o->resume, "rows"));
@@ -413,6 +417,8 @@ int rf_eval_dataset(const rf_lm *lm, const char *path, const rf_eval_opts *o, js
         row r;
         rc = format_row(lm, line, o->chat, &r, err);
         if (rc == 0) rc = eval_row(lm, o, &r, &sc, &t, err);
+        if (rc == 0 && (o->metrics & RF_METRIC_LATENCY) && !lat_prompt)
+            rc = rf_lm_encode_prompt(lm, r.ctx, &lat_prompt, &lat_n, err);
         free(r.ctx);
         json_decref(line);
         if (rc < 0) {
@@ -438,8 +444,29 @@ int rf_eval_dataset(const rf_lm *lm, const char *path, const rf_eval_opts *o, js
     }
     rf_llama_acts_free(&sc.a);
     free(sc.scratch);
+    rf_latency lat = {0};
+    if (rc == 0 && (o->metrics & RF_METRIC_LATENCY)) {
+        /* 128 prompt tokens and 32 new ones, as bench/forward times decode,
+         * fewer when the model has fewer positions */
+        const int maxp = lm->model.config.max_pos;
+        const int P = maxp >= 160 ? 128 : maxp / 2, N = maxp >= 160 ? 32 : maxp / 4;
+        if (lat_n == 0 || N < 2)
+            rc = rf_error_field(err, RF_EINVAL, "metrics",
+                                "latency needs a row with a prompt and a model of 8+ positions");
+        else
+            rc = rf_eval_latency(&lm->model, lat_prompt, (int)lat_n, P, N, 5, &lat, err);
+    }
+    free(lat_prompt);
     if (rc < 0) goto out;
     json_t *m = json_object();
+    if (o->metrics & RF_METRIC_LATENCY) {
+        json_object_set_new(m, "decode_tokens_per_s", json_real(lat.decode_tokens_per_s));
+        json_object_set_new(m, "latency_ms_per_token", json_real(lat.ms_per_token));
+        json_object_set_new(m, "prefill_tokens_per_s", json_real(lat.prefill_tokens_per_s));
+        json_object_set_new(m, "first_token_ms", json_real(lat.first_token_ms));
+        json_object_set_new(m, "latency_prompt_tokens", json_integer(lat.prompt_tokens));
+        json_object_set_new(m, "latency_new_tokens", json_integer(lat.new_tokens));
+    }
     json_object_set_new(m, "rows", json_integer(done));
     if (o->metrics & RF_METRIC_PERPLEXITY) {
         bool any = t.ppl_tokens > 0;

@@ -10,6 +10,10 @@
  *   exact_match  rows with a response: a greedy generation (up to
  *                max_new_tokens, ended by the model's stop tokens) equal to
  *                the response once surrounding whitespace is trimmed.
+ *   latency      batch-1 prefill and decode speed on this machine
+ *                (engine/eval/latency.h), the prompt made of the first
+ *                row's context: decode_tokens_per_s, latency_ms_per_token,
+ *                prefill_tokens_per_s, first_token_ms.
  * Contexts are formatted as lm-evaluation-harness does without a chat
  * template: the prompt, then the target after a single space (the target's
  * tokens are those of context+target past the context's). With chat, a
@@ -25,7 +29,12 @@
 #include "engine/core/error.h"
 #include "engine/model/lm.h"
 
-enum { RF_METRIC_PERPLEXITY = 1, RF_METRIC_ACCURACY = 2, RF_METRIC_EXACT_MATCH = 4 };
+enum {
+    RF_METRIC_PERPLEXITY = 1,
+    RF_METRIC_ACCURACY = 2,
+    RF_METRIC_EXACT_MATCH = 4,
+    RF_METRIC_LATENCY = 8, /* engine/eval/latency.h, on the first row's prompt */
+};
 
 typedef struct rf_eval_opts {
     int metrics;        /* RF_METRIC_* bits */

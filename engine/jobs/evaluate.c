@@ -9,7 +9,8 @@
 #include "engine/model/lm.h"
 
 static const char *const splits[] = {"all", "train", "validation", "test", NULL};
-static const char *const metric_names[] = {"perplexity", "accuracy", "exact_match", NULL};
+static const char *const metric_names[] = {"perplexity", "accuracy", "exact_match", "latency",
+                                           NULL};
 static const rf_param metric_item = {.type = RF_PARAM_ENUM, .choices = metric_names};
 
 static const rf_param params[] = {
@@ -32,10 +33,11 @@ static const rf_param params[] = {
      .type = RF_PARAM_ARRAY,
      .items = &metric_item,
      .lo = 1,
-     .hi = 3,
+     .hi = 4,
      .def = "[\"perplexity\", \"accuracy\"]",
      .help = "perplexity of the responses, multiple-choice accuracy (acc and acc_norm, as "
-             "lm-evaluation-harness), exact match of a greedy generation"},
+             "lm-evaluation-harness), exact match of a greedy generation, latency (batch-1 "
+             "prefill and decode tokens/s and ms per token on this machine)"},
     {.name = "limit",
      .type = RF_PARAM_INT,
      .lo = 1,

@@ -345,6 +345,37 @@ static int validate(const json_t *p, rf_error *err)
     return rc;
 }
 
+/* What the train runner checks on the objects train names (a GPTQ student
+ * trained in full, teacher and student vocabularies), at the space's lower
+ * corner: a 422 at POST rather than every trial failing. */
+static int check(const json_t *p, rf_ref_resolver resolve, void *user, rf_error *err)
+{
+    const rf_runner *tr = rf_train_runner();
+    if (!tr->check) return 0;
+    rf_hp_space s;
+    rf_error perr;
+    if (rf_hp_space_parse(json_object_get(p, "space"), &s, &perr)) return 0; /* validate says */
+    double x[RF_HP_MAX_DIMS];
+    for (int i = 0; i < s.n; i++) {
+        double c[16] = {0};
+        corners(&s.dims[i], c, 16);
+        x[i] = c[0];
+    }
+    json_t *point = rf_hp_point_json(&s, x);
+    json_t *t = point ? train_at(json_object_get(p, "train"), point, err) : NULL;
+    rf_hp_space_free(&s);
+    json_decref(point);
+    if (!t) return rf_errorf(err, RF_ENOMEM, "out of memory");
+    int rc = tr->check(t, resolve, user, err);
+    json_decref(t);
+    if (rc < 0) {
+        char f[sizeof err->field];
+        snprintf(f, sizeof f, "train%s%s", err->field[0] ? "." : "", err->field);
+        snprintf(err->field, sizeof err->field, "%s", f);
+    }
+    return rc;
+}
+
 /* ---- running ------------------------------------------------------------- */
 
 typedef struct hpo_run {
@@ -661,6 +692,7 @@ const rf_runner rf_hpo_runner = {
     .type = "hpo",
     .validate = validate,
     .run = hpo_run_fn,
+    .check = check,
     .description = "Bayesian optimisation of a train job's hyper-parameters: a study (GET "
                    "/v1/studies) whose trials are child train jobs on any worker, up to "
                    "`parallel` at once, the parent waiting without a worker in between; a median "

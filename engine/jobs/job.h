@@ -121,6 +121,11 @@ typedef struct rf_runner_ref {
     const char *kind; /* "model", "dataset", "artifact" or "adapter", as rf_job_ctx.resolve takes */
 } rf_runner_ref;
 
+/* Where a reference in params points, kind as rf_job_ctx.resolve takes it;
+ * *path malloc'd. */
+typedef int (*rf_ref_resolver)(void *user, const char *kind, const char *ref, char **path,
+                               rf_error *err);
+
 typedef struct rf_runner {
     const char *type;
     /* Check params without side effects; on failure fill err with the field.
@@ -137,6 +142,13 @@ typedef struct rf_runner {
      * read by the runner, published by GET /v1/job-types; its ref entries
      * are the params that name registered objects. NULL: validate alone. */
     const rf_param *params;
+    /* Checks that read the objects params name, run once the references
+     * resolve: what a job cannot do with a given model (a GPTQ student
+     * trained in full or exported merged) is refused when it is created
+     * rather than failing when it runs. POST runs it through the service's
+     * resolver, `refinery run` through local paths. err->field names the
+     * param. May be NULL. */
+    int (*check)(const json_t *params, rf_ref_resolver resolve, void *user, rf_error *err);
 } rf_runner;
 
 /* The table check, then runner->validate: what POST and `refinery run` call. */

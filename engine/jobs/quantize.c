@@ -206,9 +206,9 @@ static long long resident_bytes(const char *dir)
     long long b = (long long)m.weight_bytes;
     for (int l = 0; l < m.config.n_layers; l++)
         for (int i = 0; i < RF_LIN_COUNT; i++)
-            if (m.w.layers[l].gptq[i].qweight)
-                b += 8LL * m.w.layers[l].gptq[i].G * m.w.layers[l].gptq[i].N;
-    if (m.w.lm_head_q.qweight) b += 8LL * m.w.lm_head_q.G * m.w.lm_head_q.N;
+            if (rf_linear_is_gptq(&m.w.layers[l].lin[i]))
+                b += 8LL * m.w.layers[l].lin[i].q.G * m.w.layers[l].lin[i].q.N;
+    if (rf_linear_is_gptq(&m.w.lm_head)) b += 8LL * m.w.lm_head.q.G * m.w.lm_head.q.N;
     rf_llama_free(&m);
     return b;
 }
@@ -420,8 +420,35 @@ fail:
     return rc;
 }
 
+/* A model already in GPTQ W4A16 cannot be quantized again: refused when
+ * the job is created (its config.json says so), not when it runs. */
+static int check(const json_t *params, rf_ref_resolver resolve, void *user, rf_error *err)
+{
+    const char *ref = json_string_value(json_object_get(params, "model"));
+    char *dir = NULL, path[4096];
+    if (!ref) return 0;
+    int rc = resolve(user, "model", ref, &dir, err);
+    if (rc < 0) {
+        snprintf(err->field, sizeof err->field, "model");
+        return rc;
+    }
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    free(dir);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    const json_t *qc = json_object_get(cfg, "quantization_config");
+    const bool quantized = qc && !json_is_null(qc);
+    json_decref(cfg);
+    if (quantized)
+        return rf_error_field(err, RF_EINVAL, "model",
+                              "model '%s' is already quantized (its config.json has a "
+                              "quantization_config)",
+                              ref);
+    return 0;
+}
+
 const rf_runner rf_quantize_runner = {
     .type = "quantize",
     .validate = validate,
     .run = run,
+    .check = check,
 };

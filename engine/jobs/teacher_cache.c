@@ -60,8 +60,9 @@ int rf_teacher_cache_build(const char *path, const rf_llama_model *teacher,
         for (int b = 0; b < B && idx[b] >= 0; b++) {
             const int n = (int)(off[idx[b] + 1] - off[idx[b]]);
             for (int t = 0; t < n; t++) {
-                teacher->ops->matmul(z, tr.a.xnf + ((size_t)b * T + t) * teacher->config.dim,
-                                     &teacher->w.lm_head, NULL, 1, tr.a.scratch, tr.a.scratch_n);
+                rf_linear_forward(teacher->ops, &teacher->w.lm_head, NULL, z,
+                                  tr.a.xnf + ((size_t)b * T + t) * teacher->config.dim, 1,
+                                  tr.a.scratch, tr.a.scratch_n);
                 double mx = -INFINITY, s = 0;
                 for (int v = 0; v < V; v++)
                     mx = fmax(mx, z[v]);

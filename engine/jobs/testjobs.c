@@ -121,6 +121,31 @@ static int fail_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_e
     return 0;
 }
 
+/* ---- test.crash ---- */
+
+/* Kills its own process the way a bug in a runner would (a segfault, an
+ * integer division by zero, an abort), so that the service's handling of
+ * a job that takes its worker down can be tested: the attempt is counted,
+ * and the job fails for good after max_attempts. */
+static int crash_validate(const json_t *params, rf_error *err)
+{
+    static const char *const keys[] = {"signal", NULL};
+    int rc = only_keys(params, keys, err);
+    const char *s = json_string_value(json_object_get(params, "signal"));
+    if (!rc && (!s || (strcmp(s, "segv") && strcmp(s, "fpe") && strcmp(s, "abort"))))
+        rc = rf_error_field(err, RF_EINVAL, "signal", "'signal' must be segv, fpe or abort");
+    return rc;
+}
+
+static int crash_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
+{
+    const char *s = json_string_value(json_object_get(params, "signal"));
+    fflush(NULL);
+    if (!strcmp(s, "abort")) abort();
+    raise(!strcmp(s, "segv") ? SIGSEGV : SIGFPE);
+    return rf_errorf(err, RF_EINTERNAL, "test.crash: signal %s did not end the process", s);
+}
+
 /* ---- test.artifact ---- */
 
 static int artifact_validate(const json_t *params, rf_error *err)
@@ -303,6 +328,7 @@ void rf_testjobs_register(void)
         {.type = "test.noop", .validate = noop_validate, .run = noop_run},
         {.type = "test.sleep", .validate = sleep_validate, .run = sleep_run},
         {.type = "test.fail", .validate = fail_validate, .run = fail_run},
+        {.type = "test.crash", .validate = crash_validate, .run = crash_run},
         {.type = "test.artifact", .validate = artifact_validate, .run = artifact_run},
         {.type = "test.model", .validate = model_validate, .run = model_run},
         {.type = "test.parent", .validate = parent_validate, .run = parent_run},

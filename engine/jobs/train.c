@@ -37,6 +37,70 @@ static int validate(const json_t *params, rf_error *err)
     return rf_train_params_parse(params, &p, err);
 }
 
+/* Keep the message, name the parameter it came from. */
+static int in_field(rf_error *err, int rc, const char *field)
+{
+    if (err) snprintf(err->field, sizeof err->field, "%s", field);
+    return rc;
+}
+
+/* The config of the model ref names, through resolve; a failure names field. */
+static int ref_config(rf_ref_resolver resolve, void *user, const char *ref, const char *field,
+                      rf_llama_config *c, rf_error *err)
+{
+    char *dir = NULL, path[4096];
+    int rc = resolve(user, "model", ref, &dir, err);
+    if (rc < 0) return in_field(err, rc, field);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    free(dir);
+    json_t *root = json_load_file(path, 0, NULL);
+    if (!root)
+        return rf_error_field(err, RF_EINVAL, field, "model '%s' has no readable config.json", ref);
+    rf_error perr = {0};
+    rc = rf_llama_config_parse(c, root, &perr);
+    json_decref(root);
+    if (rc < 0) return rf_error_field(err, rc, field, "model '%s': %s", ref, perr.msg);
+    return 0;
+}
+
+/* What a train job cannot do with the models it names, read from their
+ * config.json once the references resolve: refused when the job is
+ * created (a 422 naming the param), not when it runs. A GPTQ W4A16 student
+ * trains LoRA adapters over its frozen 4-bit base (as PEFT does on GPTQ
+ * models), so method full and a merged export are refused for it; a GPTQ
+ * teacher is fine. */
+static int check(const json_t *params, rf_ref_resolver resolve, void *user, rf_error *err)
+{
+    rf_train_job_params p;
+    rf_llama_config sc, tc;
+    int rc = rf_train_params_parse(params, &p, err);
+    if (rc < 0) return rc;
+    const bool have_student = p.student && !p.config;
+    if (have_student) {
+        if ((rc = ref_config(resolve, user, p.student, "student", &sc, err)) < 0) return rc;
+        if (sc.gptq && p.full)
+            return rf_error_field(err, RF_EUNSUPPORTED, "method",
+                                  "student '%s' is a GPTQ 4-bit model: its weights cannot take "
+                                  "full-parameter gradients; use method 'lora' (adapters over "
+                                  "the frozen 4-bit base)",
+                                  p.student);
+        if (sc.gptq && p.export_merged)
+            return rf_error_field(err, RF_EUNSUPPORTED, "export",
+                                  "student '%s' is a GPTQ 4-bit model: a merged checkpoint "
+                                  "cannot hold W + s·B·A in 4-bit codes; export 'adapter' (PEFT "
+                                  "loads it over the GPTQ base)",
+                                  p.student);
+    }
+    if (p.teacher) {
+        if ((rc = ref_config(resolve, user, p.teacher, "teacher", &tc, err)) < 0) return rc;
+        if (have_student && tc.vocab_size != sc.vocab_size)
+            return rf_error_field(err, RF_EINVAL, "teacher",
+                                  "teacher vocabulary %d, student %d: logits cannot be compared",
+                                  tc.vocab_size, sc.vocab_size);
+    }
+    return 0;
+}
+
 /* Same tokenizer: same vocabulary size and the same ids for a probe text
  * that exercises words, spaces, digits, punctuation and non-ASCII bytes. */
 static int same_tokenizer(const rf_tokenizer *a, const rf_tokenizer *b, rf_error *err)
@@ -56,13 +120,6 @@ static int same_tokenizer(const rf_tokenizer *a, const rf_tokenizer *b, rf_error
                               "vs %d, or a different encoding); distillation needs the same one",
                               rf_tokenizer_vocab_size(b), rf_tokenizer_vocab_size(a));
     return 0;
-}
-
-/* Keep the message, name the parameter it came from. */
-static int in_field(rf_error *err, int rc, const char *field)
-{
-    if (err) snprintf(err->field, sizeof err->field, "%s", field);
-    return rc;
 }
 
 typedef struct run {
@@ -177,6 +234,14 @@ static int setup(run *r, rf_job_ctx *ctx, rf_error *err)
         r->tk_logp = malloc(sizeof(float) * n);
         if (!r->tk_ids || !r->tk_logp) return rf_errorf(err, RF_ENOMEM, "train: out of memory");
     }
+    if (r->student.n_gptq && p->full)
+        return rf_error_field(err, RF_EUNSUPPORTED, "method",
+                              "the student is a GPTQ 4-bit model: its weights cannot take "
+                              "full-parameter gradients; use method 'lora'");
+    if (r->student.n_gptq && p->export_merged)
+        return rf_error_field(err, RF_EUNSUPPORTED, "export",
+                              "the student is a GPTQ 4-bit model: a merged checkpoint cannot "
+                              "hold W + s·B·A in 4-bit codes; export 'adapter'");
     if (!p->full) {
         if ((rc = rf_lora_init(&r->lora, &r->student.config, &p->lora, err)) < 0) return rc;
         r->has_lora = true;
@@ -270,7 +335,8 @@ static int step(run *r, rf_train_stats *agg, rf_error *err)
         if ((rc = rf_train_forward(&r->st, r->ids, err)) < 0 ||
             (r->has_teacher && (rc = rf_train_forward(&r->tt, r->ids, err)) < 0) ||
             (rc = rf_train_loss(&r->st, r->has_teacher ? &r->tt : NULL, r->has_cache ? &tk : NULL,
-                                r->targets, &r->p.loss, 1.0f / A, true, &s, err)) < 0)
+                                r->targets, &r->p.loss, 1.0f / A, true, &s, err)) < 0 ||
+            (rc = rf_train_backward(&r->st, err)) < 0)
             return rc;
         agg->loss += s.loss / A, agg->ce += s.ce / A, agg->kl += s.kl / A;
         agg->n_tokens += s.n_tokens;
@@ -314,7 +380,7 @@ static int export(run *r, rf_job_ctx *ctx, json_t *result, rf_error *err)
     }
     if (r->p.export_merged) {
         snprintf(path, sizeof path, "%s/merged", ctx->workdir);
-        const rf_dtype dt = r->student.w.layers[0].wq.dtype;
+        const rf_dtype dt = r->student.w.layers[0].lin[RF_LIN_Q].w.dtype;
         rc = r->p.full ? rf_trainer_save_full(&r->st, r->p.student, path, dt, err)
                        : rf_lora_export_merged(&r->lora, &r->student, r->p.student, path, err);
         if (rc < 0) return rc;
@@ -398,7 +464,8 @@ out:
     return rc;
 }
 
-static const rf_runner g_train = {.type = "train", .validate = validate, .run = train_run};
+static const rf_runner g_train = {
+    .type = "train", .validate = validate, .run = train_run, .check = check};
 
 const rf_runner *rf_train_runner(void)
 {

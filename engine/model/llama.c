@@ -1,5 +1,7 @@
 #include "engine/model/llama.h"
 
+#include "engine/model/block.h"
+
 #include "engine/core/util.h"
 
 #include <math.h>
@@ -56,15 +58,16 @@ static bool has_tensor(const rf_llama_model *m, const char *name)
 }
 
 /* A linear layer: prefix.weight (dense), or prefix.qweight/qzeros/scales/
- * g_idx (GPTQ, FORMATS.md), checked against [d0, d1] from config.json. */
-static int get_linear(rf_llama_model *m, const char *prefix, int64_t d0, int64_t d1,
-                      rf_tensor *dense, rf_gptq_weight *q, rf_error *err)
+ * g_idx (GPTQ, FORMATS.md), checked against [out, in] from config.json. */
+static int get_linear(rf_llama_model *m, const char *prefix, int out, int in, rf_linear *lin,
+                      rf_error *err)
 {
     char n[300];
+    lin->out = out, lin->in = in;
     snprintf(n, sizeof n, "%s.qweight", prefix);
     if (!has_tensor(m, n)) {
         snprintf(n, sizeof n, "%s.weight", prefix);
-        return get_weight(m, n, d0, d1, dense, err);
+        return get_weight(m, n, out, in, &lin->w, err);
     }
     rf_gptq_packed p;
     const char *parts[4] = {"qweight", "qzeros", "scales", "g_idx"};
@@ -76,11 +79,15 @@ static int get_linear(rf_llama_model *m, const char *prefix, int64_t d0, int64_t
         if ((uintptr_t)dst[i]->data % 4)
             return rf_errorf(err, RF_EUNSUPPORTED, "tensor '%s': data is not 4-byte aligned", n);
     }
+    rf_gptq_weight *q = &lin->q;
     int rc = rf_gptq_weight_view(q, &p, prefix, err);
     if (rc < 0) return rc;
-    if (q->N != d0 || q->K != d1)
-        return rf_errorf(err, RF_EINVAL, "'%s': GPTQ layer is [%d, %d], expected [%lld, %lld]",
-                         prefix, q->N, q->K, (long long)d0, (long long)d1);
+    if (q->N != out || q->K != in) {
+        rc = rf_errorf(err, RF_EINVAL, "'%s': GPTQ layer is [%d, %d], expected [%d, %d]", prefix,
+                       q->N, q->K, out, in);
+        memset(q, 0, sizeof *q);
+        return rc;
+    }
     if ((rc = rf_gptq_weight_prepare(q, err)) < 0) return rc;
     m->n_gptq++;
     return 0;
@@ -90,11 +97,13 @@ static int load_weights(rf_llama_model *m, rf_error *err)
 {
     const rf_llama_config *c = &m->config;
     rf_llama_weights *w = &m->w;
-    const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim,
-                  kvd = (int64_t)c->n_kv_heads * c->head_dim;
-    const int64_t hid = c->hidden_dim;
-    size_t per_layer = 2 * (size_t)dim + (c->qkv_bias ? (size_t)(qd + 2 * kvd) : 0) +
-                       (c->o_bias ? (size_t)dim : 0);
+    const int dim = c->dim;
+    size_t per_layer = 2 * (size_t)dim;
+    for (int i = 0; i < RF_LIN_COUNT; i++) {
+        int out, in;
+        rf_lin_shape(c, i, &out, &in);
+        per_layer += rf_lin_has_bias(c, i) ? (size_t)out : 0;
+    }
     w->small = malloc(sizeof(float) * ((size_t)dim + per_layer * (size_t)c->n_layers));
     w->layers = calloc((size_t)c->n_layers, sizeof *w->layers);
     if (!w->small || !w->layers)
@@ -106,40 +115,25 @@ static int load_weights(rf_llama_model *m, rf_error *err)
         return rc;
     if ((rc = get_small(m, "model.norm.weight", dim, &cur, &w->norm, err)) < 0) return rc;
     if (c->tie_embeddings) {
-        w->lm_head = w->embed;
-    } else if ((rc = get_linear(m, "lm_head", c->vocab_size, dim, &w->lm_head, &w->lm_head_q,
-                                err)) < 0) {
+        w->lm_head = (rf_linear){.out = c->vocab_size, .in = dim, .w = w->embed};
+    } else if ((rc = get_linear(m, "lm_head", c->vocab_size, dim, &w->lm_head, err)) < 0) {
         return rc;
     }
     for (int l = 0; l < c->n_layers; l++) {
         rf_llama_layer *L = &w->layers[l];
-#define W(suffix, d0, d1, dst, which)                                                              \
-    do {                                                                                           \
-        snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);                                    \
-        if ((rc = get_linear(m, n, d0, d1, dst, &L->gptq[which], err)) < 0) return rc;             \
-    } while (0)
-#define S(suffix, d0, dst)                                                                         \
-    do {                                                                                           \
-        snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);                                    \
-        if ((rc = get_small(m, n, d0, &cur, dst, err)) < 0) return rc;                             \
-    } while (0)
-        S("input_layernorm.weight", dim, &L->attn_norm);
-        S("post_attention_layernorm.weight", dim, &L->ffn_norm);
-        W("self_attn.q_proj", qd, dim, &L->wq, RF_LIN_Q);
-        W("self_attn.k_proj", kvd, dim, &L->wk, RF_LIN_K);
-        W("self_attn.v_proj", kvd, dim, &L->wv, RF_LIN_V);
-        W("self_attn.o_proj", dim, qd, &L->wo, RF_LIN_O);
-        W("mlp.gate_proj", hid, dim, &L->w_gate, RF_LIN_GATE);
-        W("mlp.up_proj", hid, dim, &L->w_up, RF_LIN_UP);
-        W("mlp.down_proj", dim, hid, &L->w_down, RF_LIN_DOWN);
-        if (c->qkv_bias) {
-            S("self_attn.q_proj.bias", qd, &L->q_bias);
-            S("self_attn.k_proj.bias", kvd, &L->k_bias);
-            S("self_attn.v_proj.bias", kvd, &L->v_bias);
+        snprintf(n, sizeof n, "model.layers.%d.input_layernorm.weight", l);
+        if ((rc = get_small(m, n, dim, &cur, &L->attn_norm, err)) < 0) return rc;
+        snprintf(n, sizeof n, "model.layers.%d.post_attention_layernorm.weight", l);
+        if ((rc = get_small(m, n, dim, &cur, &L->ffn_norm, err)) < 0) return rc;
+        for (int i = 0; i < RF_LIN_COUNT; i++) {
+            int out, in;
+            rf_lin_shape(c, i, &out, &in);
+            snprintf(n, sizeof n, "model.layers.%d.%s", l, rf_lin(i)->path);
+            if ((rc = get_linear(m, n, out, in, &L->lin[i], err)) < 0) return rc;
+            if (!rf_lin_has_bias(c, i)) continue;
+            snprintf(n, sizeof n, "model.layers.%d.%s.bias", l, rf_lin(i)->path);
+            if ((rc = get_small(m, n, out, &cur, &L->lin[i].bias, err)) < 0) return rc;
         }
-        if (c->o_bias) S("self_attn.o_proj.bias", dim, &L->o_bias);
-#undef W
-#undef S
     }
     return 0;
 }
@@ -170,8 +164,8 @@ void rf_llama_free(rf_llama_model *m)
     if (!m) return;
     for (int l = 0; m->w.layers && l < m->config.n_layers; l++)
         for (int i = 0; i < RF_LIN_COUNT; i++)
-            rf_gptq_weight_release(&m->w.layers[l].gptq[i]);
-    rf_gptq_weight_release(&m->w.lm_head_q);
+            rf_gptq_weight_release(&m->w.layers[l].lin[i].q);
+    rf_gptq_weight_release(&m->w.lm_head.q);
     free(m->w.layers);
     free(m->w.small);
     free(m->inv_freq);
@@ -264,78 +258,39 @@ static int check_args(const rf_llama_model *m, const rf_llama_acts *a, int B, in
     return 0;
 }
 
-/* y = x · Wᵀ (+ bias) for a dense or GPTQ weight. */
-static void linear(const rf_llama_model *m, rf_llama_acts *a, float *y, const float *x,
-                   const rf_tensor *w, const rf_gptq_weight *q, const float *bias, int R)
-{
-    if (q->qweight)
-        m->ops->matmul_w4a16(y, x, q, bias, R, a->scratch, a->scratch_n);
-    else
-        m->ops->matmul(y, x, w, bias, R, a->scratch, a->scratch_n);
-}
-
-/* Block l of the forward pass on the R = B·T rows of a->x (positions in
- * a->pos). observe, when set, sees each linear group's input (stages of
- * rf_llama_observe_fn); the block stops right after stage `stop` has been
- * observed (4: runs to the end). */
-#define OBSERVE(stage, ptr, cols)                                                                  \
-    do {                                                                                           \
-        if (observe) observe(user, stage, ptr, R, cols);                                           \
-        if (stop == stage) return;                                                                 \
-    } while (0)
+/* Block l on the B·T rows of a->x (positions in a->pos), in place: the
+ * inference layout of rf_block_acts, this layer's slots of the KV cache. */
 static void layer_forward(const rf_llama_model *m, rf_llama_acts *a, int l, int B, int T,
                           const int *pos0, int stop, rf_llama_observe_fn observe, void *user)
 {
     const rf_llama_config *c = &m->config;
-    const rf_ops *ops = m->ops;
-    const int R = B * T, dim = c->dim, hd = c->head_dim;
-    const int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd, hid = c->hidden_dim;
-    const float eps = (float)c->rms_eps;
-    const rf_llama_layer *L = &m->w.layers[l];
-    /* attention block: x += o_proj(attn(rope(q), rope(k), v)) */
-    ops->rmsnorm(a->xb, a->x, L->attn_norm, R, dim, eps);
-    OBSERVE(0, a->xb, dim);
-    linear(m, a, a->q, a->xb, &L->wq, &L->gptq[RF_LIN_Q], L->q_bias, R);
-    linear(m, a, a->k, a->xb, &L->wk, &L->gptq[RF_LIN_K], L->k_bias, R);
-    linear(m, a, a->v, a->xb, &L->wv, &L->gptq[RF_LIN_V], L->v_bias, R);
-    ops->rope(a->q, R, c->n_heads, hd, a->pos, m->inv_freq);
-    ops->rope(a->k, R, c->n_kv_heads, hd, a->pos, m->inv_freq);
-    for (int b = 0; b < B; b++) {
-        size_t rowoff = (size_t)b * T;
-        memcpy(cache_at(c, a, a->key_cache, l, b, pos0[b]), a->k + rowoff * kvd,
-               sizeof(float) * T * kvd);
-        memcpy(cache_at(c, a, a->value_cache, l, b, pos0[b]), a->v + rowoff * kvd,
-               sizeof(float) * T * kvd);
-        rf_attn_args aa = {
-            .T = T,
-            .pos0 = pos0[b],
-            .n_heads = c->n_heads,
-            .n_kv_heads = c->n_kv_heads,
-            .head_dim = hd,
-            .window = c->sliding_window,
-            .scale = 1.0f / sqrtf((float)hd),
-            .q = a->q + rowoff * qd,
-            .k = cache_at(c, a, a->key_cache, l, b, 0),
-            .v = cache_at(c, a, a->value_cache, l, b, 0),
-            .out = a->att + rowoff * qd,
-        };
-        ops->attention(&aa);
-    }
-    OBSERVE(1, a->att, qd);
-    linear(m, a, a->xb, a->att, &L->wo, &L->gptq[RF_LIN_O], L->o_bias, R);
-    ops->add(a->x, a->xb, (size_t)R * dim);
-
-    /* MLP block: x += down(silu(gate(x̂)) · up(x̂)) */
-    ops->rmsnorm(a->xb, a->x, L->ffn_norm, R, dim, eps);
-    OBSERVE(2, a->xb, dim);
-    linear(m, a, a->hb, a->xb, &L->w_gate, &L->gptq[RF_LIN_GATE], NULL, R);
-    linear(m, a, a->hb2, a->xb, &L->w_up, &L->gptq[RF_LIN_UP], NULL, R);
-    ops->swiglu(a->hb, a->hb2, (size_t)R * hid);
-    OBSERVE(3, a->hb, hid);
-    linear(m, a, a->xb, a->hb, &L->w_down, &L->gptq[RF_LIN_DOWN], NULL, R);
-    ops->add(a->x, a->xb, (size_t)R * dim);
+    const rf_block_acts acts = {.x_in = a->x,
+                                .xn1 = a->xb,
+                                .q = a->q,
+                                .k = a->k,
+                                .v = a->v,
+                                .att = a->att,
+                                .x_mid = a->x,
+                                .xn2 = a->xb,
+                                .gate = a->hb,
+                                .up = a->hb2,
+                                .h = a->hb,
+                                .x_out = a->x};
+    const rf_block_io io = {.B = B,
+                            .T = T,
+                            .pos = a->pos,
+                            .pos0 = pos0,
+                            .kcache = cache_at(c, a, a->key_cache, l, 0, 0),
+                            .vcache = cache_at(c, a, a->value_cache, l, 0, 0),
+                            .cache_stride = (size_t)a->max_seq * c->n_kv_heads * c->head_dim,
+                            .scratch = a->scratch,
+                            .scratch_n = a->scratch_n,
+                            .tmp = a->xb,
+                            .observe = observe,
+                            .user = user,
+                            .stop = stop};
+    rf_block_forward(m, &m->w.layers[l], l, &io, &acts);
 }
-#undef OBSERVE
 
 int rf_llama_forward(const rf_llama_model *m, rf_llama_acts *a, int B, int T, const int *ids,
                      const int *pos0, float *logits_out, bool all_logits, rf_error *err)
@@ -358,7 +313,7 @@ int rf_llama_forward(const rf_llama_model *m, rf_llama_acts *a, int B, int T, co
     /* Final norm and head, on every row or only each sequence's last. */
     if (all_logits && logits_out) {
         ops->rmsnorm(a->xb, a->x, m->w.norm, R, dim, eps);
-        linear(m, a, logits_out, a->xb, &m->w.lm_head, &m->w.lm_head_q, NULL, R);
+        rf_linear_forward(ops, &m->w.lm_head, NULL, logits_out, a->xb, R, a->scratch, a->scratch_n);
         for (int b = 0; b < B; b++)
             memcpy(a->logits + (size_t)b * c->vocab_size,
                    logits_out + ((size_t)b * T + T - 1) * c->vocab_size,
@@ -368,7 +323,7 @@ int rf_llama_forward(const rf_llama_model *m, rf_llama_acts *a, int B, int T, co
     for (int b = 0; b < B; b++)
         ops->rmsnorm(a->xb + (size_t)b * dim, a->x + ((size_t)b * T + T - 1) * dim, m->w.norm, 1,
                      dim, eps);
-    linear(m, a, a->logits, a->xb, &m->w.lm_head, &m->w.lm_head_q, NULL, B);
+    rf_linear_forward(ops, &m->w.lm_head, NULL, a->logits, a->xb, B, a->scratch, a->scratch_n);
     if (logits_out) memcpy(logits_out, a->logits, sizeof(float) * B * c->vocab_size);
     return 0;
 }

@@ -1,8 +1,11 @@
-/* The Llama-family forward pass (llama, mistral, qwen2) in the manner of
- * llama2.c: a config, the weights (borrowed from the mmapped safetensors,
- * in their stored dtype), and the activations of one run, allocated once per
- * (batch, sequence length). Batched prefill and incremental decode share one
- * function; the KV cache lives in the activations. */
+/* The Llama-family model (llama, mistral, qwen2) in the manner of llama2.c:
+ * a config, the weights (borrowed from the mmapped safetensors, in their
+ * stored dtype, dense or GPTQ), and the activations of one inference run,
+ * allocated once per (batch, sequence length). Batched prefill and
+ * incremental decode share one function; the KV cache lives in the
+ * activations. Every block runs through rf_block_forward
+ * (engine/model/block.h), the one forward that evaluation, GPTQ calibration
+ * and training call too. */
 #ifndef RF_LLAMA_H
 #define RF_LLAMA_H
 
@@ -11,31 +14,26 @@
 
 #include "engine/core/error.h"
 #include "engine/core/util.h"
-#include "engine/core/gptq_weight.h"
+#include "engine/model/linear.h"
 #include "engine/model/llama_config.h"
 #include "engine/backend/ops.h"
 #include "engine/core/safetensors.h"
 #include "engine/core/tensor.h"
 
-/* The seven linear layers of a block, in model order. */
-enum { RF_LIN_Q, RF_LIN_K, RF_LIN_V, RF_LIN_O, RF_LIN_GATE, RF_LIN_UP, RF_LIN_DOWN, RF_LIN_COUNT };
-
 typedef struct rf_llama_layer {
-    const float *attn_norm, *ffn_norm;              /* [dim], f32 */
-    const float *q_bias, *k_bias, *v_bias, *o_bias; /* NULL when absent */
-    rf_tensor wq, wk, wv, wo, w_gate, w_up, w_down; /* [out, in], stored dtype */
-    /* GPTQ checkpoints (FORMATS.md "GPTQ W4A16 checkpoint"): a linear stored
-     * as qweight/qzeros/scales/g_idx has gptq[i].qweight set (and its dense
-     * tensor above empty); the forward pass then runs ops->matmul_w4a16. */
-    rf_gptq_weight gptq[RF_LIN_COUNT];
+    const float *attn_norm, *ffn_norm; /* [dim], f32 */
+    /* q, k, v, o, gate, up, down (engine/model/linear.h): each dense in its
+     * stored dtype or GPTQ W4A16 (a checkpoint's qweight/qzeros/scales/g_idx),
+     * with its bias when the config has one */
+    rf_linear lin[RF_LIN_COUNT];
 } rf_llama_layer;
 
 typedef struct rf_llama_weights {
     rf_tensor embed; /* [vocab, dim] */
     rf_llama_layer *layers;
-    const float *norm;        /* [dim] */
-    rf_tensor lm_head;        /* [vocab, dim]; the embedding itself when tied */
-    rf_gptq_weight lm_head_q; /* a quantized lm_head (quantize_lm_head) */
+    const float *norm; /* [dim] */
+    /* [vocab, dim]: the embedding itself when tied, GPTQ when quantize_lm_head */
+    rf_linear lm_head;
     /* Norm weights and biases converted to f32, in one block: they are a few
      * KiB per layer, and converting them keeps every op f32 on activations. */
     float *small;

@@ -192,6 +192,7 @@ int rf_llama_config_parse(rf_llama_config *c, const json_t *root, rf_error *err)
                                   "config.json: quantization_config.checkpoint_format '%s' is "
                                   "not supported (only gptq, the v1 zero-point layout)",
                                   fmt);
+        c->gptq = true;
     }
     if (c->arch == RF_ARCH_MISTRAL &&
         (rc = get_int(root, "sliding_window", 0, 1, 1 << 30, &c->sliding_window, err)) < 0)

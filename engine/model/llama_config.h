@@ -34,6 +34,7 @@ typedef struct rf_llama_config {
     bool qkv_bias;      /* qwen2, or llama with attention_bias */
     bool o_bias;        /* llama with attention_bias */
     int sliding_window; /* mistral; 0 when attention sees the whole past */
+    bool gptq;          /* quantization_config says GPTQ W4A16 (the linears are 4-bit) */
     int bos_id;         /* -1 when unknown */
     int eos_ids[RF_LLAMA_MAX_EOS];
     int n_eos;

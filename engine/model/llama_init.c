@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "engine/model/linear.h"
 #include "engine/model/llama_config.h"
 #include "engine/core/safetensors.h"
 
@@ -30,25 +31,25 @@ int rf_llama_init_random(const char *dir, const json_t *config, uint64_t seed, r
     }
     json_t *ir = json_object_get(config, "initializer_range");
     const double std = json_is_number(ir) ? json_number_value(ir) : 0.02;
-    const int64_t dim = c.dim, qd = (int64_t)c.n_heads * c.head_dim,
-                  kvd = (int64_t)c.n_kv_heads * c.head_dim, hid = c.hidden_dim;
-    const struct {
-        const char *suffix;
-        int64_t d0, d1;
+    const int64_t dim = c.dim;
+    /* a layer's tensors: the two norms, then each linear's weight and bias
+     * (when the config has one), named from the one table (linear.h) */
+    struct {
+        char suffix[64];
+        int64_t d0, d1; /* d1 0: a norm (ones), -1: a bias (zeros) */
         int on;
-    } lay[] = {{"input_layernorm.weight", dim, 0, 1},
-               {"post_attention_layernorm.weight", dim, 0, 1},
-               {"self_attn.q_proj.weight", qd, dim, 1},
-               {"self_attn.k_proj.weight", kvd, dim, 1},
-               {"self_attn.v_proj.weight", kvd, dim, 1},
-               {"self_attn.o_proj.weight", dim, qd, 1},
-               {"mlp.gate_proj.weight", hid, dim, 1},
-               {"mlp.up_proj.weight", hid, dim, 1},
-               {"mlp.down_proj.weight", dim, hid, 1},
-               {"self_attn.q_proj.bias", qd, -1, c.qkv_bias},
-               {"self_attn.k_proj.bias", kvd, -1, c.qkv_bias},
-               {"self_attn.v_proj.bias", kvd, -1, c.qkv_bias},
-               {"self_attn.o_proj.bias", dim, -1, c.o_bias}};
+    } lay[2 + 2 * RF_LIN_COUNT] = {{"input_layernorm.weight", dim, 0, 1},
+                                   {"post_attention_layernorm.weight", dim, 0, 1}};
+    for (int i = 0; i < RF_LIN_COUNT; i++) {
+        int out, in;
+        rf_lin_shape(&c, i, &out, &in);
+        snprintf(lay[2 + i].suffix, sizeof lay[2 + i].suffix, "%s.weight", rf_lin(i)->path);
+        lay[2 + i].d0 = out, lay[2 + i].d1 = in, lay[2 + i].on = 1;
+        snprintf(lay[2 + RF_LIN_COUNT + i].suffix, sizeof lay[0].suffix, "%s.bias",
+                 rf_lin(i)->path);
+        lay[2 + RF_LIN_COUNT + i].d0 = out, lay[2 + RF_LIN_COUNT + i].d1 = -1;
+        lay[2 + RF_LIN_COUNT + i].on = rf_lin_has_bias(&c, i);
+    }
     const int nl = (int)(sizeof lay / sizeof *lay), cap = 3 + nl * c.n_layers;
     rf_st_item *items = calloc((size_t)cap, sizeof *items);
     rf_tensor *ts = calloc((size_t)cap, sizeof *ts);

@@ -10,42 +10,14 @@
 
 #include "engine/core/safetensors.h"
 
-static const char *const g_names[RF_LORA_NTARGETS] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                                      "gate_proj", "up_proj", "down_proj"};
-static const char *const g_paths[RF_LORA_NTARGETS] = {
-    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
-
-const char *rf_lora_target_name(int t)
-{
-    return t >= 0 && t < RF_LORA_NTARGETS ? g_names[t] : "?";
-}
-
-const char *rf_lora_target_path(int t)
-{
-    return t >= 0 && t < RF_LORA_NTARGETS ? g_paths[t] : "?";
-}
-
 int rf_lora_target_parse(const char *name)
 {
-    for (int t = 0; t < RF_LORA_NTARGETS; t++)
-        if (!strcmp(name, g_names[t]) ||
-            (strlen(name) + 5 == strlen(g_names[t]) && !strncmp(name, g_names[t], strlen(name))))
+    for (int t = 0; t < RF_LIN_COUNT; t++) {
+        const char *n = rf_lin(t)->name;
+        if (!strcmp(name, n) || (strlen(name) + 5 == strlen(n) && !strncmp(name, n, strlen(name))))
             return t;
+    }
     return -1;
-}
-
-static double unit(uint64_t h) /* [0, 1) */
-{
-    return (double)(h >> 11) / (double)(1ull << 53);
-}
-
-static void dims(const rf_llama_config *c, int t, int *in, int *out)
-{
-    const int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    const int ins[] = {c->dim, c->dim, c->dim, qd, c->dim, c->dim, c->hidden_dim};
-    const int outs[] = {qd, kvd, kvd, c->dim, c->hidden_dim, c->hidden_dim, c->dim};
-    *in = ins[t], *out = outs[t];
 }
 
 int rf_lora_init(rf_lora *lo, const rf_llama_config *c, const rf_lora_config *cfg, rf_error *err)
@@ -63,13 +35,13 @@ int rf_lora_init(rf_lora *lo, const rf_llama_config *c, const rf_lora_config *cf
     lo->scale = cfg->rslora ? cfg->alpha / sqrtf((float)cfg->r) : cfg->alpha / (float)cfg->r;
     size_t n = 0;
     for (int l = 0; l < c->n_layers; l++)
-        for (int t = 0; t < RF_LORA_NTARGETS; t++)
+        for (int t = 0; t < RF_LIN_COUNT; t++)
             if (cfg->targets >> t & 1) {
                 int in, out;
-                dims(c, t, &in, &out);
+                rf_lin_shape(c, t, &out, &in);
                 n += (size_t)cfg->r * (in + out);
             }
-    lo->pairs = calloc((size_t)c->n_layers * RF_LORA_NTARGETS, sizeof *lo->pairs);
+    lo->pairs = calloc((size_t)c->n_layers * RF_LIN_COUNT, sizeof *lo->pairs);
     lo->params = calloc(n, sizeof(float));
     lo->grads = calloc(n, sizeof(float));
     if (!lo->pairs || !lo->params || !lo->grads) {
@@ -79,9 +51,9 @@ int rf_lora_init(rf_lora *lo, const rf_llama_config *c, const rf_lora_config *cf
     lo->n_params = n;
     size_t off = 0;
     for (int l = 0; l < c->n_layers; l++)
-        for (int t = 0; t < RF_LORA_NTARGETS; t++) {
+        for (int t = 0; t < RF_LIN_COUNT; t++) {
             rf_lora_pair *p = rf_lora_at(lo, l, t);
-            dims(c, t, &p->in, &p->out);
+            rf_lin_shape(c, t, &p->out, &p->in);
             if (!(cfg->targets >> t & 1)) continue;
             p->A = lo->params + off, p->dA = lo->grads + off;
             off += (size_t)cfg->r * p->in;
@@ -90,10 +62,9 @@ int rf_lora_init(rf_lora *lo, const rf_llama_config *c, const rf_lora_config *cf
             /* PEFT: kaiming_uniform_(A, a=√5) on [r, in]: gain √(2/(1+5)),
              * bound gain·√(3/fan_in) = 1/√in. B stays zero. */
             const double bound = 1.0 / sqrt((double)p->in);
-            const uint64_t base =
-                rf_mix64(cfg->seed ^ rf_mix64((uint64_t)(l * RF_LORA_NTARGETS + t)));
+            const uint64_t base = rf_mix64(cfg->seed ^ rf_mix64((uint64_t)(l * RF_LIN_COUNT + t)));
             for (size_t i = 0; i < (size_t)cfg->r * p->in; i++)
-                p->A[i] = (float)((2 * unit(rf_mix64(base + i)) - 1) * bound);
+                p->A[i] = (float)((2 * rf_unit53(rf_mix64(base + i)) - 1) * bound);
         }
     return 0;
 }
@@ -109,22 +80,13 @@ void rf_lora_free(rf_lora *lo)
 
 rf_lora_pair *rf_lora_at(const rf_lora *lo, int layer, int target)
 {
-    return &lo->pairs[(size_t)layer * RF_LORA_NTARGETS + target];
+    return &lo->pairs[(size_t)layer * RF_LIN_COUNT + target];
 }
 
-const rf_tensor *rf_lora_base_weight(const rf_llama_weights *w, int layer, int target)
+uint64_t rf_lora_mask_seed(const rf_lora *lo, uint64_t step, int layer, int target)
 {
-    const rf_llama_layer *L = &w->layers[layer];
-    const rf_tensor *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-    return ws[target];
-}
-
-float rf_lora_dropout(const rf_lora *lo, uint64_t step, int layer, int target, size_t i)
-{
-    const float p = lo->cfg.dropout;
-    uint64_t h = rf_mix64(rf_mix64(lo->cfg.seed ^ 0xd1b54a32d192ed03ull) ^
-                          rf_mix64(step * 131 + (uint64_t)(layer * RF_LORA_NTARGETS + target)) ^ i);
-    return unit(h) < p ? 0.0f : 1.0f / (1.0f - p);
+    return rf_mix64(lo->cfg.seed ^ 0xd1b54a32d192ed03ull) ^
+           rf_mix64(step * 131 + (uint64_t)(layer * RF_LIN_COUNT + target));
 }
 
 int rf_lora_merge_into(const rf_lora *lo, int layer, int target, rf_tensor *w, int sign,
@@ -134,7 +96,7 @@ int rf_lora_merge_into(const rf_lora *lo, int layer, int target, rf_tensor *w, i
     if (!p->A) return 0;
     if (w->ndim != 2 || w->shape[0] != p->out || w->shape[1] != p->in)
         return rf_errorf(err, RF_EINVAL, "merge: %s weight of layer %d has the wrong shape",
-                         rf_lora_target_name(target), layer);
+                         rf_lin(target)->name, layer);
     float *row = malloc(sizeof(float) * (size_t)p->in);
     if (!row) return rf_errorf(err, RF_ENOMEM, "merge: out of memory");
     const size_t es = rf_dtype_size(w->dtype);
@@ -169,15 +131,15 @@ int rf_lora_save_peft(const rf_lora *lo, const char *dir, const char *base_model
     char path[4096];
     mkdir(dir, 0755);
     json_t *tm = json_array();
-    for (int t = 0; t < RF_LORA_NTARGETS; t++)
-        if (lo->cfg.targets >> t & 1) json_array_append_new(tm, json_string(g_names[t]));
+    for (int t = 0; t < RF_LIN_COUNT; t++)
+        if (lo->cfg.targets >> t & 1) json_array_append_new(tm, json_string(rf_lin(t)->name));
     json_t *cfg = json_pack("{s:s, s:i, s:f, s:o, s:f, s:s, s:s, s:b, s:s, s:b, s:b}", "peft_type",
                             "LORA", "r", lo->cfg.r, "lora_alpha", (double)lo->cfg.alpha,
                             "target_modules", tm, "lora_dropout", (double)lo->cfg.dropout, "bias",
                             "none", "base_model_name_or_path", base_model ? base_model : "",
                             "use_rslora", lo->cfg.rslora, "task_type", "CAUSAL_LM",
                             "fan_in_fan_out", 0, "inference_mode", 1);
-    const size_t cap = (size_t)lo->n_layers * RF_LORA_NTARGETS * 2;
+    const size_t cap = (size_t)lo->n_layers * RF_LIN_COUNT * 2;
     rf_st_item *items = calloc(cap, sizeof *items);
     rf_tensor *ts = calloc(cap, sizeof *ts);
     char(*names)[160] = calloc(cap, sizeof *names);
@@ -188,14 +150,14 @@ int rf_lora_save_peft(const rf_lora *lo, const char *dir, const char *base_model
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     if ((rc = write_json(path, cfg, err)) < 0) goto fail;
     for (int l = 0; l < lo->n_layers; l++)
-        for (int t = 0; t < RF_LORA_NTARGETS; t++) {
+        for (int t = 0; t < RF_LIN_COUNT; t++) {
             const rf_lora_pair *p = rf_lora_at(lo, l, t);
             if (!p->A) continue;
             for (int ab = 0; ab < 2; ab++) {
                 int64_t shape[2] = {ab ? p->out : lo->cfg.r, ab ? lo->cfg.r : p->in};
                 rf_tensor_view(&ts[n], RF_DTYPE_F32, 2, shape, ab ? p->B : p->A);
                 snprintf(names[n], sizeof names[n],
-                         "base_model.model.model.layers.%d.%s.lora_%c.weight", l, g_paths[t],
+                         "base_model.model.model.layers.%d.%s.lora_%c.weight", l, rf_lin(t)->path,
                          ab ? 'B' : 'A');
                 items[n].name = names[n], items[n].tensor = &ts[n];
                 n++;
@@ -241,13 +203,13 @@ int rf_lora_load_peft(rf_lora *lo, const rf_llama_config *c, const char *dir, rf
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     if ((rc = rf_st_open(&f, path, err)) < 0) goto fail;
     for (int l = 0; l < lo->n_layers && rc == 0; l++)
-        for (int t = 0; t < RF_LORA_NTARGETS && rc == 0; t++) {
+        for (int t = 0; t < RF_LIN_COUNT && rc == 0; t++) {
             rf_lora_pair *p = rf_lora_at(lo, l, t);
             if (!p->A) continue;
             for (int ab = 0; ab < 2; ab++) {
                 char name[160];
                 snprintf(name, sizeof name, "base_model.model.model.layers.%d.%s.lora_%c.weight", l,
-                         g_paths[t], ab ? 'B' : 'A');
+                         rf_lin(t)->path, ab ? 'B' : 'A');
                 const rf_st_entry *e = rf_st_find(&f, name);
                 int64_t want[2] = {ab ? p->out : cfg.r, ab ? cfg.r : p->in};
                 rf_tensor tv;
@@ -305,6 +267,12 @@ int rf_lora_export_merged(const rf_lora *lo, const rf_llama_model *base, const c
 {
     int rc = 0, n = 0, total = 0;
     char b[4096];
+    if (base->n_gptq > 0)
+        return rf_error_field(err, RF_EUNSUPPORTED, "export",
+                              "a merged export needs a dense base, and this one is GPTQ 4-bit "
+                              "(%d quantized linear layers): export the adapter instead, which "
+                              "PEFT loads over the GPTQ base",
+                              base->n_gptq);
     if ((rc = rf_copy_model_files(base_dir, out_dir, err)) < 0) return rc;
     for (int f = 0; f < base->st.nfiles; f++)
         total += base->st.files[f].n;
@@ -318,15 +286,12 @@ int rf_lora_export_merged(const rf_lora *lo, const rf_llama_model *base, const c
         for (int e = 0; e < base->st.files[f].n; e++) {
             const rf_st_entry *en = &base->st.files[f].entries[e];
             rf_st_view(&base->st.files[f], en, &ts[n]);
-            int layer, t = -1, used = 0;
-            char path[128];
-            if (sscanf(en->name, "model.layers.%d.%127[a-z_.]%n", &layer, path, &used) == 2 &&
-                layer >= 0 && layer < lo->n_layers)
-                for (int k = 0; k < RF_LORA_NTARGETS; k++) {
-                    char w[140];
-                    snprintf(w, sizeof w, "%s.weight", g_paths[k]);
-                    if (!strcmp(path, w)) t = k;
-                }
+            int layer, t = -1;
+            bool is_bias = false;
+            char rest[128];
+            if (sscanf(en->name, "model.layers.%d.%127s", &layer, rest) == 2 && layer >= 0 &&
+                layer < lo->n_layers && (t = rf_lin_parse_tensor(rest, &is_bias)) >= 0 && is_bias)
+                t = -1;
             if (t >= 0 && rf_lora_at(lo, layer, t)->A) {
                 rf_tensor copy;
                 if ((rc = rf_tensor_alloc(&copy, ts[n].dtype, ts[n].ndim, ts[n].shape, err)) < 0)

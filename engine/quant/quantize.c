@@ -30,23 +30,6 @@ void rf_quantize_report_free(rf_quantize_report *r)
     memset(r, 0, sizeof *r);
 }
 
-/* The linear layers of a block: stage (rf_llama_observe_fn) and name. */
-static const struct {
-    int stage;
-    const char *name;
-} g_lin[RF_LIN_COUNT] = {
-    [RF_LIN_Q] = {0, "self_attn.q_proj"}, [RF_LIN_K] = {0, "self_attn.k_proj"},
-    [RF_LIN_V] = {0, "self_attn.v_proj"}, [RF_LIN_O] = {1, "self_attn.o_proj"},
-    [RF_LIN_GATE] = {2, "mlp.gate_proj"}, [RF_LIN_UP] = {2, "mlp.up_proj"},
-    [RF_LIN_DOWN] = {3, "mlp.down_proj"},
-};
-
-static rf_tensor *dense_of(rf_llama_layer *L, int i)
-{
-    rf_tensor *t[RF_LIN_COUNT] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-    return t[i];
-}
-
 typedef struct {
     rf_hessian *h;
     int stage;
@@ -301,20 +284,21 @@ int rf_quantize_model(const char *src_dir, const char *out_dir, const rf_quantiz
             }
             rf_hessian_finish(&h);
             for (int i = 0; i < RF_LIN_COUNT; i++) {
-                if (g_lin[i].stage != stage) continue;
+                if (rf_lin(i)->stage != stage) continue;
                 if (hooks && hooks->should_stop && hooks->should_stop(hooks->user)) {
                     rc = rf_errorf(err, RF_ECANCELED, "quantization stopped at layer %d", l);
                     goto fail;
                 }
                 rf_quantize_layer *rl = &rep->layers[done];
                 rf_gptq_packed *p = &packed[done];
-                snprintf(rl->name, sizeof rl->name, "model.layers.%d.%s", l, g_lin[i].name);
-                rl->N = (int)dense_of(Ly, i)->shape[0];
-                rl->K = (int)dense_of(Ly, i)->shape[1];
-                if ((rc = quantize_one(dense_of(Ly, i), h.H, o, hooks, rl, p, err)) < 0) goto fail;
+                rf_linear *lin = &Ly->lin[i];
+                snprintf(rl->name, sizeof rl->name, "model.layers.%d.%s", l, rf_lin(i)->path);
+                rl->N = lin->out;
+                rl->K = lin->in;
+                if ((rc = quantize_one(&lin->w, h.H, o, hooks, rl, p, err)) < 0) goto fail;
                 /* from here on the block computes with the quantized weight */
-                if ((rc = rf_gptq_weight_view(&Ly->gptq[i], p, rl->name, err)) < 0 ||
-                    (rc = rf_gptq_weight_prepare(&Ly->gptq[i], err)) < 0)
+                if ((rc = rf_gptq_weight_view(&lin->q, p, rl->name, err)) < 0 ||
+                    (rc = rf_gptq_weight_prepare(&lin->q, err)) < 0)
                     goto fail;
                 rep->n = ++done;
                 if (hooks && hooks->on_layer) hooks->on_layer(hooks->user, rl, done, total);
@@ -344,7 +328,8 @@ int rf_quantize_model(const char *src_dir, const char *out_dir, const rf_quantiz
         snprintf(rl->name, sizeof rl->name, "lm_head");
         rl->N = c->vocab_size;
         rl->K = dim;
-        if ((rc = quantize_one(&m.w.lm_head, h.H, o, hooks, rl, &packed[done], err)) < 0) goto fail;
+        if ((rc = quantize_one(&m.w.lm_head.w, h.H, o, hooks, rl, &packed[done], err)) < 0)
+            goto fail;
         rf_hessian_free(&h);
         rep->n = ++done;
         if (hooks && hooks->on_layer) hooks->on_layer(hooks->user, rl, done, total);
@@ -375,20 +360,17 @@ int rf_quantize_model(const char *src_dir, const char *out_dir, const rf_quantiz
     ADD_F16("model.embed_tokens.weight", m.w.embed.dtype, m.w.embed.data, 2, c->vocab_size, dim);
     ADD_F16("model.norm.weight", RF_DTYPE_F32, m.w.norm, 1, dim);
     if (!c->tie_embeddings && !o->quantize_lm_head)
-        ADD_F16("lm_head.weight", m.w.lm_head.dtype, m.w.lm_head.data, 2, c->vocab_size, dim);
+        ADD_F16("lm_head.weight", m.w.lm_head.w.dtype, m.w.lm_head.w.data, 2, c->vocab_size, dim);
     for (int l = 0; l < L; l++) {
         const rf_llama_layer *Ly = &m.w.layers[l];
-        const int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
         snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
         ADD_F16(nm, RF_DTYPE_F32, Ly->attn_norm, 1, dim);
         snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
         ADD_F16(nm, RF_DTYPE_F32, Ly->ffn_norm, 1, dim);
-        const float *bias[4] = {Ly->q_bias, Ly->k_bias, Ly->v_bias, Ly->o_bias};
-        const int blen[4] = {qd, kvd, kvd, dim};
-        for (int i = 0; i < 4; i++)
-            if (bias[i]) {
-                snprintf(nm, sizeof nm, "model.layers.%d.%s.bias", l, g_lin[i].name);
-                ADD_F16(nm, RF_DTYPE_F32, bias[i], 1, blen[i]);
+        for (int i = 0; i < RF_LIN_COUNT; i++)
+            if (Ly->lin[i].bias) {
+                snprintf(nm, sizeof nm, "model.layers.%d.%s.bias", l, rf_lin(i)->path);
+                ADD_F16(nm, RF_DTYPE_F32, Ly->lin[i].bias, 1, Ly->lin[i].out);
             }
     }
     for (int i = 0; i < done; i++) {

@@ -1,16 +1,21 @@
 /* Training forward and backward through the whole Llama model, in the
- * manner of llm.c: the activations every backward needs are kept per layer
- * in one arena sized once per (batch, sequence), and each op's explicit
- * *_backward (engine/ops.h) is called in reverse order. Gradients go to the
- * LoRA adapters (engine/lora.h) or, in full-parameter mode, to an f32 copy
- * of every weight (embeddings and norms included). The loss and the LM head
- * run over chunks of rows, so the logits of a whole batch never exist at
- * once (FORMATS.md "Knowledge distillation loss").
+ * manner of llm.c: every block runs through rf_block_forward and
+ * rf_block_backward (engine/model/block.h), the same block inference runs,
+ * with the activations each backward needs kept per layer in one arena
+ * sized once per (batch, sequence). Gradients go to the LoRA adapters
+ * (engine/model/lora.h) or, in full-parameter mode, to an f32 copy of every
+ * weight (embeddings and norms included). The base may be dense or GPTQ
+ * W4A16: a 4-bit base is frozen (a teacher, or a LoRA student over it as
+ * QLoRA trains), its input gradient computed by the W4A16 backward op
+ * without a dense copy of the weight. The loss and the LM head run over
+ * chunks of rows, so the logits of a whole batch never exist at once
+ * (FORMATS.md "Knowledge distillation loss").
  *
  * A step reads top to bottom: rf_train_forward (student, and teacher
- * without gradients), rf_train_loss (loss, and with backward the whole
- * backward pass), then rf_optim_step (engine/optim.h). Nothing is allocated
- * inside a step. */
+ * without gradients), rf_train_loss (loss; with grad, its gradient through
+ * the LM head), rf_train_backward (the final norm, the blocks in reverse,
+ * the embedding), then rf_optim_step (engine/train/optim.h). Nothing is
+ * allocated inside a step. */
 #ifndef RF_TRAIN_H
 #define RF_TRAIN_H
 
@@ -18,30 +23,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/model/block.h"
 #include "engine/model/llama.h"
 #include "engine/model/lora.h"
 #include "engine/train/loss.h"
 #include "engine/train/optim.h"
 
-/* What one layer's backward reads, written by its forward. */
-typedef struct rf_train_layer_acts {
-    float *x_in;                 /* [R, dim] residual stream entering the layer */
-    float *xn1, *xn2;            /* [R, dim] attention / MLP RMSNorm outputs */
-    float *q, *k, *v;            /* [R, qd|kvd] projections, q and k after RoPE */
-    float *att;                  /* [R, qd] attention output (o_proj input) */
-    float *x_mid;                /* [R, dim] residual after the attention block */
-    float *gate, *up, *h;        /* [R, hidden] pre-activations and silu(gate)·up */
-    float *lu[RF_LORA_NTARGETS]; /* [R, r] s·drop(x)·Aᵀ of each adapter */
-} rf_train_layer_acts;
-
 typedef struct rf_train_acts {
     int B, T, R, chunk; /* R = B·T rows; chunk: rows of logits at a time */
-    int n_slots;        /* n_layers with gradients, 1 without (a teacher) */
-    rf_train_layer_acts *layers;
-    float *xf, *xnf; /* [R, dim] final residual and its norm */
-    /* backward buffers, reused by every layer */
-    float *dres, *dxn, *dq, *dk, *dv, *datt, *dh, *dgate, *dup;
-    float *tmp_out, *tmp_in, *tmp_din, *tmp_r;
+    /* n_layers with gradients (every activation kept), 1 without (a teacher:
+     * one slot, the residual stream updated in place) */
+    int n_slots;
+    rf_block_acts *layers;   /* [n_slots]; layer l's x_out is layer l+1's x_in */
+    float *xf, *xnf;         /* [R, dim] final residual and its norm */
+    rf_block_bufs bw;        /* backward buffers, reused by every layer */
+    float *tmp;              /* [R, dim] (the in-place layout's projections) */
+    float *lora_x, *lora_y;  /* [R, max(dim, qd, hidden)] adapter work space */
     float *logits, *tlogits; /* [chunk, vocab] */
     float *scratch;
     size_t scratch_n;
@@ -61,6 +58,10 @@ typedef struct rf_trainer {
     size_t full_n;
     bool grads;    /* keeps every layer's activations for a backward */
     uint64_t step; /* forward count: the dropout masks' stream */
+    /* rf_train_loss with grad left ∂L/∂xnf in a.bw.dxn for rf_train_backward
+     * (over this many answer tokens) */
+    bool pending;
+    int pending_n;
     rf_train_acts a;
 } rf_trainer;
 
@@ -70,7 +71,8 @@ typedef enum rf_train_mode {
     RF_TRAIN_FULL = 2,   /* gradients to every weight (f32 copy made here) */
 } rf_train_mode;
 
-/* B sequences of T tokens; chunk rows of logits at a time (0: 32). */
+/* B sequences of T tokens; chunk rows of logits at a time (0: 32). A GPTQ
+ * model trains in LoRA mode only (RF_EUNSUPPORTED for full). */
 int rf_trainer_init(rf_trainer *t, const rf_llama_model *m, rf_train_mode mode, rf_lora *lora,
                     int B, int T, int chunk, rf_error *err);
 void rf_trainer_free(rf_trainer *t);
@@ -96,12 +98,18 @@ typedef struct rf_train_stats {
 
 /* Loss of the last forward over the rows whose targets[r] >= 0 (answer
  * tokens; -1 masks prompt and padding), against a teacher trainer run on
- * the same ids, or a top-k cache, or neither (CE only). With backward,
- * gradients of grad_scale·loss are added to the trainable parameters
- * (grad_scale 1/accumulation for gradient accumulation). */
+ * the same ids, or a top-k cache, or neither (CE only). With grad, the
+ * gradient of grad_scale·loss (grad_scale 1/accumulation for gradient
+ * accumulation) goes through the LM head, into its weight in full mode and
+ * to ∂L/∂(final norm output), which rf_train_backward then carries down. */
 int rf_train_loss(rf_trainer *s, const rf_trainer *teacher, const rf_topk *topk, const int *targets,
-                  const rf_loss_config *lc, float grad_scale, bool backward, rf_train_stats *st,
+                  const rf_loss_config *lc, float grad_scale, bool grad, rf_train_stats *st,
                   rf_error *err);
+
+/* The backward of the last forward, from the gradient rf_train_loss left:
+ * the final norm, every block in reverse, the embedding; gradients are
+ * added to the trainable parameters. */
+int rf_train_backward(rf_trainer *t, rf_error *err);
 
 /* Full-parameter mode: write the f32 weights back as an HF checkpoint
  * (model.safetensors in dtype, config and tokenizer files copied from

@@ -47,7 +47,14 @@ test('GPTQ W4A16: a registered 4-bit model with its quantization_config, smaller
   assert.ok(r.quantized_bytes < r.source_bytes);
   assert.ok(r.resident_weight_bytes.quantized < r.resident_weight_bytes.source);
   assert.equal(r.layers.length, 14);
-  assert.ok(r.evaluation.perplexity.source > 1 && r.evaluation.perplexity.quantized > 1);
+  // 4-bit GPTQ of this model moves perplexity by a few percent (44.9 → 45.9 in
+  // the unit test's run), never by half: bound the change both ways.
+  const ppl = r.evaluation.perplexity;
+  assert.ok(ppl.source > 1, `source perplexity ${ppl.source}`);
+  assert.ok(ppl.quantized / ppl.source < 1.25 && ppl.quantized / ppl.source > 0.8,
+    `perplexity ${ppl.source} → ${ppl.quantized}`);
+  // every layer's reconstruction error is small and finite (a wrong packing gives ~1)
+  for (const l of r.layers) assert.ok(l.rel_err >= 0 && l.rel_err < 0.2, `${l.layer}: ${l.rel_err}`);
   const m = (await api(srv.base, key, 'GET', `/v1/models/${r.model}`)).json;
   assert.equal(m.source, j.id);
   assert.equal(m.name, `${j.id}-gptq`);
@@ -77,9 +84,16 @@ test("adapter: a train job's PEFT adapter is merged into the base before quantiz
   const withA = (await finished((await api(srv.base, key, 'POST', '/v1/jobs', { type: 'quantize', params: { ...params, adapter: t.id } })).json.id));
   assert.equal(plain.status, 'succeeded', plain.error);
   assert.equal(withA.status, 'succeeded', withA.error);
-  // The adapter moved the weights: the quantized layers differ from the plain run's.
-  const errs = (r) => r.result.layers.map((l) => JSON.stringify(l.error ?? l.err ?? l));
-  assert.notDeepEqual(errs(withA), errs(plain));
+  // The adapter moved the weights: the layers' reconstruction errors (not
+  // their timings) and the packed integers differ from the plain run's.
+  const errs = (r) => r.result.layers.map((l) => [l.layer, l.rel_err]);
+  assert.equal(errs(withA).length, errs(plain).length);
+  assert.ok(errs(withA).some(([, e], i) => e !== errs(plain)[i][1]), 'some layer error changed');
+  const weights = async (r) => (await fetch(`${srv.base}/v1/models/${r.result.model}/files/model.safetensors`,
+    { headers: { authorization: `Bearer ${key}` } }).then((x) => x.arrayBuffer()));
+  const [wa, wp] = [Buffer.from(await weights(withA)), Buffer.from(await weights(plain))];
+  assert.ok(wa.length > 0 && wp.length > 0);
+  assert.ok(!wa.equals(wp), 'the merged adapter changed the quantized weights');
   const m = (await api(srv.base, key, 'GET', `/v1/models/${withA.result.model}`)).json;
   assert.equal(m.quantization.bits, 4);
   // A job without an adapter is refused at POST, naming the field.
@@ -91,8 +105,12 @@ test("adapter: a train job's PEFT adapter is merged into the base before quantiz
 test('bad input fails clearly and registers nothing', async () => {
   const before_ = psql(db, 'SELECT count(*) FROM models')[0][0];
   const quantized = psql(db, "SELECT id FROM models WHERE quantization IS NOT NULL LIMIT 1")[0][0];
+  // a quantized model is refused at POST (its config.json says so), naming the field
+  const again = await api(srv.base, key, 'POST', '/v1/jobs', { type: 'quantize', params: { model: quantized, dataset: ds.id, calibration: { samples: 2, seq_len: 16 } } });
+  assert.equal(again.status, 422, again.text);
+  assert.equal(again.json.field, 'params.model');
+  assert.match(again.json.detail, /already quantized/);
   const cases = [
-    [{ model: quantized, dataset: ds.id, calibration: { samples: 2, seq_len: 16 } }, /already quantized|quantization/i],
     [{ model: 'base', dataset: ds.id, calibration: { samples: 2, seq_len: 16 }, group_size: 48 }, /group/i],
     [{ model: 'base', dataset: ds.id, calibration: { samples: 500, seq_len: 16 } }, /samples|rows/i],
   ];

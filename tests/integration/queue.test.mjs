@@ -157,6 +157,51 @@ test('a job that loses its worker on its last attempt fails with the reason', as
   assert.match(fin.error, /worker lost \(lease expired\) on attempt 1 of 1; giving up/);
 });
 
+// Runs `refinery worker` processes one after another, as a supervisor that
+// restarts a dead worker would, until done() says stop; returns how each
+// one ended.
+async function supervise(done) {
+  const ends = [];
+  while (!(await done())) {
+    let w;
+    try {
+      w = await start(db, FAST, 'worker');
+    } catch (e) { // it crashed before it said it had started
+      ends.push({ early: String(e.message).split('\n')[0] });
+      continue;
+    }
+    const end = await Promise.race([w.exitedPromise, waitFor(done, 30000, 100).then(() => null)]);
+    if (end) ends.push({ ...end, logs: w.logs });
+    else assert.equal((await w.stop()).code, 0, w.logs);
+    if (ends.length > 10) throw new Error(`workers keep dying: ${JSON.stringify(ends.map((x) => x.code ?? x.signal))}`);
+  }
+  return ends;
+}
+
+test('a job that crashes its worker process counts an attempt per crash and fails after max_attempts, saying so', async () => {
+  const seg = await post({ type: 'test.crash', params: { signal: 'segv' }, max_attempts: 2 });
+  const ends = await supervise(async () => (await get(seg.id)).status === 'failed');
+  assert.equal(ends.length, 2, 'one dead worker per attempt, none after');
+  for (const e of ends) assert.ok(e.early || e.code !== 0 || e.signal, `worker ended ${JSON.stringify(e)}`);
+  const fin = await get(seg.id);
+  assert.equal(fin.attempts, 2);
+  assert.match(fin.error, /worker lost \(lease expired\) on attempt 2 of 2; giving up: the process running it died \(a crash counts as an attempt\)/);
+  assert.equal(starts(seg.id).length, 2);
+  // a division by zero and an abort: the same, one attempt each
+  const fpe = await post({ type: 'test.crash', params: { signal: 'fpe' }, max_attempts: 1 });
+  const abrt = await post({ type: 'test.crash', params: { signal: 'abort' }, max_attempts: 1 });
+  const more = await supervise(async () => (await get(fpe.id)).status === 'failed' && (await get(abrt.id)).status === 'failed');
+  assert.equal(more.length, 2);
+  for (const id of [fpe.id, abrt.id]) {
+    const j = await get(id);
+    assert.equal(j.attempts, 1);
+    assert.match(j.error, /attempt 1 of 1; giving up/);
+  }
+  // the API, in a process of its own, never went down
+  assert.equal((await api(srv.base, null, 'GET', '/healthz')).status, 200);
+  assert.equal(srv.exited, null);
+});
+
 test('SIGTERM: in-flight requests finish, the running job goes back to the queue, exit 0', async () => {
   const s = await start(db, { ...FAST, REFINERY_WORKERS: '1' });
   const j = (await api(s.base, key, 'POST', '/v1/jobs', { type: 'test.sleep', params: { ms: 6000, steps: 60 } })).json;

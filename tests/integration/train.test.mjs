@@ -21,6 +21,12 @@ before(async () => {
   key = createKey(db, 'trainer').key;
   srv = await start(db, { REFINERY_WORKERS: '1', REFINERY_MODEL_ROOTS: root });
   assert.equal((await api(srv.base, key, 'POST', '/v1/models', { name: 'student', path: dir })).status, 201);
+  // The knowledge teacher is another model of the same vocabulary (bf16, tied
+  // embeddings), so distillation has something to distil.
+  const tdir = join(root, 'teacher');
+  cpSync(join(repo, 'tests', 'reference', 'fixtures', 'llama3_bf16_tied'), tdir, { recursive: true });
+  for (const f of readdirSync(tok)) cpSync(join(tok, f), join(tdir, f));
+  assert.equal((await api(srv.base, key, 'POST', '/v1/models', { name: 'teacher', path: tdir })).status, 201);
   const rows = [];
   for (let i = 0; i < 12; i++) rows.push({ prompt: `add ${i} and 1`, response: `${i + 1}` });
   for (let i = 0; i < 3; i++) rows.push({ prompt: `add ${i} and 2`, response: `${i + 2}`, split: 'validation' });
@@ -33,7 +39,7 @@ after(async () => assert.equal((await srv.stop()).code, 0, srv.logs));
 
 test('train: LoRA + Muon + KD; adapter artifacts in PEFT layout, merged model registered', async () => {
   const params = {
-    student: 'student', teacher: 'student', dataset: ds.id,
+    student: 'student', teacher: 'teacher', dataset: ds.id,
     lora: { r: 4, alpha: 8 }, loss: { alpha: 0.5, temperature: 2 },
     optimizer: { name: 'muon', lr: 0.02 }, batch: 2, seq_len: 48, max_steps: 4, eval_every: 2,
     export: ['adapter', 'merged'], seed: 3,
@@ -50,6 +56,10 @@ test('train: LoRA + Muon + KD; adapter artifacts in PEFT layout, merged model re
   const metrics = events.filter((e) => e.kind === 'metrics').map((e) => e.data);
   assert.equal(metrics.length, 4);
   for (const m of metrics) for (const k of ['loss', 'ce', 'kl', 'lr', 'grad_norm', 'tokens_per_s']) assert.equal(typeof m[k], 'number', k);
+  // a teacher that is not the student: the divergence is there from the first step
+  assert.ok(metrics[0].kl > 1e-3, `first-step KL ${metrics[0].kl}`);
+  // the loss is the paper's mix: α·T²·KL + (1−α)·CE with α 0.5, T 2
+  for (const m of metrics) assert.ok(Math.abs(m.loss - (0.5 * 4 * m.kl + 0.5 * m.ce)) < 1e-3 * Math.max(1, m.loss), JSON.stringify(m));
   assert.ok(events.some((e) => e.kind === 'eval'));
   const arts = (await api(srv.base, key, 'GET', `/v1/jobs/${j.id}/artifacts`)).json.data;
   assert.deepEqual(arts.map((a) => a.name).sort(), ['adapter_config.json', 'adapter_model.safetensors']);

@@ -22,6 +22,17 @@ masked. It writes
     muon_rms.<peft name>            after one Muon step (match_rms_adamw scale)
     full.<weight name>              full-parameter gradients (CE only) of a set of weights
     topk.*                          sparse-teacher loss cases on random logits
+    gptq_student.loss, .grad.<peft name>
+                                    case kd with the GPTQ fixture gptq_ext as a LoRA
+                                    student (adapter_init over its 4-bit base)
+    gptq_teacher.loss, .grad.<peft name>
+                                    case kd with llama_f32_gqa + adapter_init as the
+                                    student and gptq_ext as the teacher
+
+A GPTQ model enters the reference as its dequantized weights,
+w[n, k] = scales[g_idx[k], n] · (q[k, n] − (qzeros[g_idx[k], n] + 1)), unpacked
+by gptq_unpack.py from the format description (FORMATS.md "GPTQ W4A16
+checkpoint"), in float64 from there on.
 
 The forward pass follows the published Llama equations as make_fixtures.py
 does (its helpers are reused); the backward is torch autograd; the Muon step
@@ -38,6 +49,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from make_fixtures import inv_freq, rmsnorm, rotate_half, write_safetensors  # noqa: E402
+from gptq_unpack import dequantize  # noqa: E402
 
 FIX = os.path.join(HERE, "fixtures")
 OUT = os.path.join(FIX, "train")
@@ -73,7 +85,15 @@ def load(name):
     d = os.path.join(FIX, name)
     cfg = json.load(open(os.path.join(d, "config.json")))
     cfg.setdefault("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
-    W = {k: v.to(torch.float64) for k, v in read_safetensors(os.path.join(d, "model.safetensors")).items()}
+    raw = read_safetensors(os.path.join(d, "model.safetensors"))
+    W = {}
+    for k, v in raw.items():
+        if k.endswith(".qweight"):
+            p = k[:-len(".qweight")]
+            W[p + ".weight"] = dequantize(v, raw[p + ".qzeros"], raw[p + ".scales"],
+                                          raw[p + ".g_idx"]).to(torch.float64)
+        elif not k.endswith((".qzeros", ".scales", ".g_idx")):
+            W[k] = v.to(torch.float64)
     if "lm_head.weight" not in W:
         W["lm_head.weight"] = W["model.embed_tokens.weight"]
     return cfg, W
@@ -248,6 +268,19 @@ def main():
             loss.backward()
             exp += [(f"topk.{row}.loss{mode}", torch.tensor([loss.item()], dtype=torch.float64)),
                     (f"topk.{row}.grad{mode}", z.grad.float())]
+    # GPTQ W4A16 as a LoRA student and as a frozen teacher, case kd (α 0.5, T 2)
+    gcfg, GW = load("gptq_ext")
+    with torch.no_grad():
+        zg = forward(gcfg, GW, ids) @ GW["lm_head.weight"].T
+    for name, (cfg_s, W_s, z_t) in {"gptq_student": (gcfg, GW, zt),
+                                    "gptq_teacher": (scfg, SW, zg)}.items():
+        params = {k: v.clone().requires_grad_(True) for k, v in lora.items()}
+        zs = forward(cfg_s, W_s, ids, params, scale) @ W_s["lm_head.weight"].T
+        loss, ce, kl = kd_loss(zs, z_t, targets, 0.5, 2.0)
+        exp.append((f"{name}.loss", torch.tensor([loss.item(), ce.item(), kl.item()], dtype=torch.float64)))
+        loss.backward()
+        for n, k in peft:
+            exp.append((f"{name}.grad.{n}", params[k].grad.float()))
     DT = {torch.float64: "F64"}
     import make_fixtures
     make_fixtures.DTYPES.update(DT)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "engine/eval/evaluate.h"
+#include "engine/eval/latency.h"
 
 #define FIX "tests/reference/fixtures/llama_f32_gqa"
 
@@ -53,10 +54,33 @@ static void test_choices_match_full_scoring(void **state)
     rf_llama_free(&m);
 }
 
+/* Latency: the decode loop really runs new_tokens forward calls (the KV
+ * cache reaches prompt + new positions), the figures are consistent with each
+ * other, and a request past the model's positions is refused. */
+static void test_latency(void **state)
+{
+    rf_llama_model m;
+    rf_error err;
+    assert_int_equal(rf_llama_load(&m, FIX, NULL, &err), 0);
+    const int prompt[] = {1, 5, 9};
+    rf_latency l;
+    assert_int_equal(rf_eval_latency(&m, prompt, 3, 16, 8, 3, &l, &err), 0);
+    assert_int_equal(l.prompt_tokens, 16);
+    assert_int_equal(l.new_tokens, 8);
+    assert_true(l.decode_tokens_per_s > 0 && l.prefill_tokens_per_s > 0);
+    assert_true(fabs(l.ms_per_token * l.decode_tokens_per_s - 1000.0) < 1e-6);
+    assert_true(l.first_token_ms > 0);
+    assert_int_equal(rf_eval_latency(&m, prompt, 3, m.config.max_pos, 8, 1, &l, &err), RF_EINVAL);
+    assert_non_null(strstr(err.msg, "positions"));
+    assert_int_equal(rf_eval_latency(&m, prompt, 3, 4, 1, 1, &l, &err), RF_EINVAL);
+    rf_llama_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_choices_match_full_scoring),
+        cmocka_unit_test(test_latency),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,7 +40,7 @@ static void test_peft_round_trip(void **state)
                          .alpha = 6,
                          .dropout = 0.1f,
                          .rslora = true,
-                         .targets = 1u << RF_LORA_Q | 1u << RF_LORA_V | 1u << RF_LORA_DOWN,
+                         .targets = 1u << RF_LIN_Q | 1u << RF_LIN_V | 1u << RF_LIN_DOWN,
                          .seed = 9};
     assert_int_equal(rf_lora_init(&a, &c, &lc, &err), 0);
     for (size_t i = 0; i < a.n_params; i++) /* B non-zero too */
@@ -55,7 +55,7 @@ static void test_peft_round_trip(void **state)
     assert_true(fabsf(b.scale - 6 / sqrtf(3)) < 1e-6); /* rsLoRA: alpha/√r */
     assert_int_equal(b.n_params, a.n_params);
     assert_memory_equal(a.params, b.params, sizeof(float) * a.n_params);
-    assert_null(rf_lora_at(&b, 0, RF_LORA_K)->A);
+    assert_null(rf_lora_at(&b, 0, RF_LIN_K)->A);
     rf_lora_free(&a);
     rf_lora_free(&b);
     rm_dir(dir);
@@ -68,13 +68,13 @@ static void test_merge_unmerge(void **state)
     assert_int_equal(rf_llama_load(&m, FIX "llama_f32_gqa", NULL, &err), 0);
     rf_lora lo;
     assert_int_equal(rf_lora_load_peft(&lo, &m.config, FIX "train/adapter_init", &err), 0);
-    const rf_tensor *w = &m.w.layers[1].w_gate;
+    const rf_tensor *w = &m.w.layers[1].lin[RF_LIN_GATE].w;
     rf_tensor t;
     assert_int_equal(rf_tensor_alloc(&t, RF_DTYPE_F32, 2, w->shape, &err), 0);
     memcpy(t.data, w->data, rf_tensor_nbytes(&t));
-    assert_int_equal(rf_lora_merge_into(&lo, 1, RF_LORA_GATE, &t, +1, &err), 0);
+    assert_int_equal(rf_lora_merge_into(&lo, 1, RF_LIN_GATE, &t, +1, &err), 0);
     /* merged = W + s·B·A, checked in double at a few places */
-    const rf_lora_pair *p = rf_lora_at(&lo, 1, RF_LORA_GATE);
+    const rf_lora_pair *p = rf_lora_at(&lo, 1, RF_LIN_GATE);
     double md = 0;
     for (int o = 0; o < p->out; o += 7)
         for (int i = 0; i < p->in; i += 5) {
@@ -85,7 +85,7 @@ static void test_merge_unmerge(void **state)
         }
     printf("  merge: max |W+sBA − merged| %.2e\n", md);
     assert_true(md < 1e-6);
-    assert_int_equal(rf_lora_merge_into(&lo, 1, RF_LORA_GATE, &t, -1, &err), 0);
+    assert_int_equal(rf_lora_merge_into(&lo, 1, RF_LIN_GATE, &t, -1, &err), 0);
     double mu = 0;
     for (int i = 0; i < p->out * p->in; i++)
         mu = fmax(mu, fabs(((float *)t.data)[i] - ((const float *)w->data)[i]));
@@ -112,7 +112,8 @@ static void test_merged_export(void **state)
     rf_trainer tr;
     assert_int_equal(rf_trainer_init(&tr, &m, RF_TRAIN_FROZEN, &lo, 1, T, T, &err), 0);
     assert_int_equal(rf_train_forward(&tr, ids, &err), 0);
-    m.ops->matmul(tr.a.logits, tr.a.xnf, &m.w.lm_head, NULL, T, tr.a.scratch, tr.a.scratch_n);
+    rf_linear_forward(m.ops, &m.w.lm_head, NULL, tr.a.logits, tr.a.xnf, T, tr.a.scratch,
+                      tr.a.scratch_n);
     rf_llama_acts a;
     assert_int_equal(rf_llama_acts_init(&a, &merged.config, 1, T, T, &err), 0);
     float *lg = malloc(sizeof(float) * T * V);
@@ -152,14 +153,15 @@ static void test_merged_export_bf16(void **state)
     if (rf_lora_export_merged(&lo, &m, FIX "llama3_bf16_tied", dir, &err) < 0)
         fail_msg("%s", err.msg);
     if (rf_llama_load(&merged, dir, NULL, &err) < 0) fail_msg("%s", err.msg);
-    assert_int_equal(merged.w.layers[0].wq.dtype, RF_DTYPE_BF16);
+    assert_int_equal(merged.w.layers[0].lin[RF_LIN_Q].w.dtype, RF_DTYPE_BF16);
     assert_int_equal(merged.w.embed.dtype, RF_DTYPE_BF16);
     assert_true(merged.config.tie_embeddings);
     const int T = 6, V = m.config.vocab_size, ids[6] = {1, 50, 7, 7, 200, 31};
     rf_trainer tr;
     assert_int_equal(rf_trainer_init(&tr, &m, RF_TRAIN_FROZEN, &lo, 1, T, T, &err), 0);
     assert_int_equal(rf_train_forward(&tr, ids, &err), 0);
-    m.ops->matmul(tr.a.logits, tr.a.xnf, &m.w.lm_head, NULL, T, tr.a.scratch, tr.a.scratch_n);
+    rf_linear_forward(m.ops, &m.w.lm_head, NULL, tr.a.logits, tr.a.xnf, T, tr.a.scratch,
+                      tr.a.scratch_n);
     rf_llama_acts a;
     assert_int_equal(rf_llama_acts_init(&a, &merged.config, 1, T, T, &err), 0);
     float *lg = malloc(sizeof(float) * T * V);

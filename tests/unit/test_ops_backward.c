@@ -16,6 +16,7 @@
 
 #include "engine/train/loss.h"
 #include "engine/backend/ops.h"
+#include "engine/core/gptq_weight.h"
 
 static const rf_ops *g_backends[2];
 static int g_nbackends;
@@ -158,6 +159,104 @@ static void test_matmul_backward(void **state)
             free(dx0), free(dw0), free(db0), free(x), free(dy), free(bias), free(y), free(wv);
             rf_tensor_free(&w);
         }
+}
+
+/* ---- W4A16 matmul (a frozen GPTQ base: the input gradient only) ---- */
+typedef struct w4_ctx {
+    float *x, *y, *dy, *scratch;
+    const rf_gptq_weight *w;
+    int M;
+    size_t sn;
+} w4_ctx;
+static double w4_loss(void *p)
+{
+    w4_ctx *c = p;
+    g_op->matmul_w4a16(c->y, c->x, c->w, NULL, c->M, c->scratch, c->sn);
+    return dot_dy(c->y, c->dy, (size_t)c->M * c->w->N);
+}
+
+static uint32_t word(void) /* 32 random bits: 8 nibbles */
+{
+    return (uint32_t)((urand() + 1) * 0x80000000u);
+}
+
+/* A random GPTQ layer [N, K], G groups: g_idx by blocks (monotonic) or a
+ * random assignment (act-order), random nibbles, zeros and f16 scales. */
+static void make_gptq(rf_gptq_packed *p, rf_gptq_weight *w, int N, int K, int G, bool act)
+{
+    rf_error err = {0};
+    assert_int_equal(rf_tensor_alloc(&p->qweight, RF_DTYPE_I32, 2, (int64_t[]){K / 8, N}, &err), 0);
+    assert_int_equal(rf_tensor_alloc(&p->qzeros, RF_DTYPE_I32, 2, (int64_t[]){G, N / 8}, &err), 0);
+    assert_int_equal(rf_tensor_alloc(&p->scales, RF_DTYPE_F16, 2, (int64_t[]){G, N}, &err), 0);
+    assert_int_equal(rf_tensor_alloc(&p->g_idx, RF_DTYPE_I32, 1, (int64_t[]){K}, &err), 0);
+    uint32_t *qw = p->qweight.data, *qz = p->qzeros.data;
+    for (size_t i = 0; i < (size_t)K / 8 * N; i++)
+        qw[i] = word();
+    for (size_t i = 0; i < (size_t)G * N / 8; i++)
+        qz[i] = word();
+    float *sc = rand_f32((size_t)G * N, 0.05);
+    for (size_t i = 0; i < (size_t)G * N; i++)
+        sc[i] = fabsf(sc[i]) + 0.01f;
+    rf_from_f32(RF_DTYPE_F16, sc, p->scales.data, (size_t)G * N);
+    int32_t *gi = p->g_idx.data;
+    for (int k = 0; k < K; k++)
+        gi[k] = act ? (int)((urand() + 1) / 2 * G) % G : k / (K / G);
+    free(sc);
+    assert_int_equal(rf_gptq_weight_view(w, p, "test", &err), 0);
+    assert_int_equal(rf_gptq_weight_prepare(w, &err), 0);
+    assert_int_equal(w->monotonic, !act);
+}
+
+static void test_w4a16_backward(void **state)
+{
+    const int M = 9, N = 264, K = 64, G = 4;
+    for (int b = 0; b < g_nbackends; b++)
+        for (int act = 0; act < 2; act++)
+            for (int sc = 0; sc < 3; sc++) {
+                g_op = g_backends[b];
+                rf_gptq_packed p;
+                rf_gptq_weight w;
+                make_gptq(&p, &w, N, K, G, act);
+                /* Ŵ[n, k] = scale[g, n] · (q[k, n] − (stored zero[g, n] + 1)), g = g_idx[k],
+                 * read from the packed words here (FORMATS.md), in double */
+                const uint32_t *qw = p.qweight.data, *qz = p.qzeros.data;
+                const int32_t *gi = p.g_idx.data;
+                double *W = malloc(sizeof(double) * N * K);
+                for (int n = 0; n < N; n++)
+                    for (int k = 0; k < K; k++) {
+                        int q = (int)(qw[(size_t)(k / 8) * N + n] >> (4 * (k % 8)) & 0xF);
+                        int z =
+                            (int)(qz[(size_t)gi[k] * (N / 8) + n / 8] >> (4 * (n % 8)) & 0xF) + 1;
+                        double s = rf_f16_to_f32(((const uint16_t *)p.scales.data)[gi[k] * N + n]);
+                        W[(size_t)n * K + k] = s * (q - z);
+                    }
+                float *x = rand_f32((size_t)M * K, 1.0), *dy = rand_f32((size_t)M * N, 1.0);
+                float *y = malloc(sizeof(float) * M * N), *dx0 = rand_f32((size_t)M * K, 1.0);
+                float *dx = copy_f32(dx0, (size_t)M * K);
+                /* the full scratch, one strip of 8 channels per thread, and less than
+                 * one strip (the no-scratch path) */
+                const size_t full = rf_ops_matmul_scratch(N > K ? N : K);
+                const size_t sn = sc == 0 ? full : sc == 1 ? (size_t)8 * N : (size_t)N - 1;
+                float *scratch = malloc(sizeof(float) * full);
+                g_op->matmul_w4a16_backward(dx, dy, &w, M, scratch, sn);
+                double *rx = calloc((size_t)M * K, sizeof(double));
+                for (int m = 0; m < M; m++)
+                    for (int n = 0; n < N; n++)
+                        for (int k = 0; k < K; k++)
+                            rx[m * K + k] += (double)dy[m * N + n] * W[(size_t)n * K + k];
+                char what[64];
+                snprintf(what, sizeof what, "%s N=%d K=%d G=%d scratch %s",
+                         act ? "act-order" : "grouped", N, K, G,
+                         sc == 0   ? "full"
+                         : sc == 1 ? "8·N"
+                                   : "<N");
+                check("w4a16 dx", what, dx, dx0, rx, (size_t)M * K, 1e-5);
+                w4_ctx c = {x, y, dy, scratch, &w, M, full};
+                check_fd("w4a16 dx", what, x, (size_t)M * K, dx, dx0, w4_loss, &c, 1e-2, 1e-2);
+                free(W), free(x), free(dy), free(y), free(dx0), free(dx), free(scratch), free(rx);
+                rf_gptq_weight_release(&w);
+                rf_gptq_packed_free(&p);
+            }
 }
 
 /* ---- RMSNorm ---- */
@@ -488,10 +587,10 @@ int main(void)
     g_backends[g_nbackends++] = rf_ops_cpu();
     g_backends[g_nbackends++] = rf_ops_cpu_generic();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul_backward), cmocka_unit_test(test_rmsnorm_backward),
-        cmocka_unit_test(test_rope_backward),   cmocka_unit_test(test_attention_backward),
-        cmocka_unit_test(test_swiglu_backward), cmocka_unit_test(test_embedding_backward),
-        cmocka_unit_test(test_loss_backward),
+        cmocka_unit_test(test_matmul_backward),    cmocka_unit_test(test_w4a16_backward),
+        cmocka_unit_test(test_rmsnorm_backward),   cmocka_unit_test(test_rope_backward),
+        cmocka_unit_test(test_attention_backward), cmocka_unit_test(test_swiglu_backward),
+        cmocka_unit_test(test_embedding_backward), cmocka_unit_test(test_loss_backward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -296,7 +296,7 @@ static void test_lm_head(void **state)
     rf_quantize_report_free(&rep);
     rf_llama_model m;
     assert_int_equal(rf_llama_load(&m, out, NULL, &err), 0);
-    assert_non_null(m.w.lm_head_q.qweight);
+    assert_non_null(m.w.lm_head.q.qweight);
     rf_llama_free(&m);
     dequantized_copy(out, deq);
     double rel = logits_rel_diff(out, deq, calib, 32, 15);
@@ -318,7 +318,7 @@ static void test_external_checkpoint(void **state)
     if (rf_llama_load(&m, dir, NULL, &err)) fail_msg("%s", err.msg);
     assert_int_equal(m.n_gptq, 14);
     for (int i = 0; i < RF_LIN_COUNT; i++)
-        assert_false(m.w.layers[0].gptq[i].monotonic);
+        assert_false(m.w.layers[0].lin[i].q.monotonic);
     char path[256];
     snprintf(path, sizeof path, "%s/expected.safetensors", dir);
     rf_st_file ex;

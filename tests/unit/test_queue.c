@@ -166,6 +166,37 @@ static void test_retry_backoff_and_give_up(void **state)
     rf_claimed_job_clear(&j);
 }
 
+/* Every retry waits min(base·2^(n−1), cap)·[0.5, 1): the waits grow, then
+ * stop growing at the cap, on both sides of the jitter. */
+static void test_retry_growth_and_cap(void **state)
+{
+    NEED_DB();
+    sql("DELETE FROM jobs");
+    add_job("job_g", "x", 0, 6);
+    const double base = 10, cap = 30; /* seconds */
+    const double full[] = {10, 20, 30, 30, 30};
+    for (int n = 0; n < 5; n++) {
+        rf_claimed_job j;
+        bool got, final;
+        rf_error e;
+        sql("UPDATE jobs SET run_after = now() WHERE id = 'job_g'");
+        assert_int_equal(rf_queue_claim(db, OWNER, "{x}", 60000, &j, &got, &e), 0);
+        assert_true(got);
+        assert_int_equal(j.attempt, n + 1);
+        assert_int_equal(rf_queue_retry(db, &j, OWNER, "flaky", (int)(base * 1000),
+                                        (int)(cap * 1000), &final, &e),
+                         0);
+        assert_false(final);
+        double wait =
+            atof(one("SELECT extract(epoch from run_after - now()) FROM jobs WHERE id = 'job_g'"));
+        /* 0.1 s of slack for the time between the UPDATE and this SELECT */
+        if (!(wait > full[n] * 0.5 - 0.1 && wait < full[n] + 0.1))
+            fail_msg("retry %d waited %.2f s, expected [%.1f, %.1f)", n + 1, wait, full[n] * 0.5,
+                     full[n]);
+        rf_claimed_job_clear(&j);
+    }
+}
+
 static void test_release_heartbeat_rescue(void **state)
 {
     NEED_DB();
@@ -208,6 +239,7 @@ int main(void)
         cmocka_unit_test(test_claim_order_and_types),
         cmocka_unit_test(test_fence_and_finish),
         cmocka_unit_test(test_retry_backoff_and_give_up),
+        cmocka_unit_test(test_retry_growth_and_cap),
         cmocka_unit_test(test_release_heartbeat_rescue),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

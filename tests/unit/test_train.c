@@ -3,8 +3,9 @@
  * for three (α, T) cases with the prompt and padding masked, the gradient of
  * every LoRA A and B, the adapters after one AdamW and one Muon step (both
  * scales), full-parameter gradients of embeddings, norms and weights, and
- * the sparse top-k teacher loss in both modes. Everything within 1e-4
- * relative (max |got − ref| / max |ref| per tensor, printed). */
+ * the sparse top-k teacher loss in both modes, and the GPTQ W4A16 fixture
+ * as a LoRA student and as a teacher. Everything within 1e-4 relative
+ * (max |got − ref| / max |ref| per tensor, printed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -117,6 +118,7 @@ static void run_case(fx *f, const char *name, float alpha, float T, bool teacher
     assert_int_equal(rf_train_loss(&f->st, teacher ? &f->tt : NULL, NULL, f->targets, &lc, 1.0f,
                                    backward, &s, &err),
                      0);
+    if (backward) assert_int_equal(rf_train_backward(&f->st, &err), 0);
     char k[64];
     snprintf(k, sizeof k, "loss.%s", name);
     const double ref[3] = {f64(k, 0), f64(k, 1), f64(k, 2)};
@@ -135,7 +137,7 @@ static void run_case(fx *f, const char *name, float alpha, float T, bool teacher
 static void peft_name(char *buf, size_t cap, const char *prefix, int l, int t, int ab)
 {
     snprintf(buf, cap, "%sbase_model.model.model.layers.%d.%s.lora_%c.weight", prefix, l,
-             rf_lora_target_path(t), ab ? 'B' : 'A');
+             rf_lin(t)->path, ab ? 'B' : 'A');
 }
 
 static void test_losses(void **state)
@@ -154,7 +156,7 @@ static void test_grads_and_steps(void **state)
     run_case(f, "kd", 0.5f, 2.0f, true, true);
     char n[160];
     for (int l = 0; l < f->lora.n_layers; l++)
-        for (int t = 0; t < RF_LORA_NTARGETS; t++)
+        for (int t = 0; t < RF_LIN_COUNT; t++)
             for (int ab = 0; ab < 2; ab++) {
                 rf_lora_pair *p = rf_lora_at(&f->lora, l, t);
                 size_t cnt;
@@ -182,7 +184,7 @@ static void test_grads_and_steps(void **state)
         memcpy(f->lora.grads, g0, sizeof(float) * np);
         rf_optim_step(&opt, NULL);
         for (int l = 0; l < f->lora.n_layers; l++)
-            for (int t = 0; t < RF_LORA_NTARGETS; t++)
+            for (int t = 0; t < RF_LIN_COUNT; t++)
                 for (int ab = 0; ab < 2; ab++) {
                     rf_lora_pair *p = rf_lora_at(&f->lora, l, t);
                     size_t cnt;
@@ -208,17 +210,18 @@ static void test_full_grads(void **state)
     rf_train_stats s;
     assert_int_equal(rf_train_forward(&ft, f->ids, &err), 0);
     assert_int_equal(rf_train_loss(&ft, NULL, NULL, f->targets, &lc, 1.0f, true, &s, &err), 0);
+    assert_int_equal(rf_train_backward(&ft, &err), 0);
     const struct {
         const char *name;
         const float *p;
     } ws[] = {
         {"model.embed_tokens.weight", ft.w.embed.data},
-        {"lm_head.weight", ft.w.lm_head.data},
+        {"lm_head.weight", ft.w.lm_head.w.data},
         {"model.norm.weight", ft.w.norm},
         {"model.layers.0.input_layernorm.weight", ft.w.layers[0].attn_norm},
         {"model.layers.1.post_attention_layernorm.weight", ft.w.layers[1].ffn_norm},
-        {"model.layers.0.self_attn.k_proj.weight", ft.w.layers[0].wk.data},
-        {"model.layers.1.mlp.down_proj.weight", ft.w.layers[1].w_down.data},
+        {"model.layers.0.self_attn.k_proj.weight", ft.w.layers[0].lin[RF_LIN_K].w.data},
+        {"model.layers.1.mlp.down_proj.weight", ft.w.layers[1].lin[RF_LIN_DOWN].w.data},
     };
     for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) {
         char n[128];
@@ -269,7 +272,7 @@ static void test_peft_init_muon(void **state)
     rf_lora lo;
     rf_lora_config lc = {.r = 4, .alpha = 8, .targets = RF_LORA_ALL, .seed = 42};
     assert_int_equal(rf_lora_init(&lo, &f->s.config, &lc, &err), 0);
-    rf_lora_pair *p = rf_lora_at(&lo, 1, RF_LORA_UP);
+    rf_lora_pair *p = rf_lora_at(&lo, 1, RF_LIN_UP);
     double bound = 1 / sqrt(p->in), mx = 0;
     for (int i = 0; i < lc.r * p->in; i++)
         mx = fmax(mx, fabs(p->A[i]));
@@ -289,6 +292,7 @@ static void test_peft_init_muon(void **state)
     rf_train_stats s;
     assert_int_equal(rf_train_forward(&tr, f->ids, &err), 0);
     assert_int_equal(rf_train_loss(&tr, NULL, NULL, f->targets, &lsc, 1, true, &s, &err), 0);
+    assert_int_equal(rf_train_backward(&tr, &err), 0);
     double gA = 0, gB = 0;
     for (int i = 0; i < lc.r * p->in; i++)
         gA = fmax(gA, fabs(p->dA[i]));
@@ -308,12 +312,85 @@ static void test_peft_init_muon(void **state)
     rf_lora_free(&lo);
 }
 
+/* One step's loss and every adapter gradient with a GPTQ W4A16 model (the
+ * fixture gptq_ext: act-order groups, asymmetric) as the LoRA student over
+ * its frozen 4-bit base, or as the frozen teacher, against torch over the
+ * dequantized weights (train_reference.py, cases gptq_student and
+ * gptq_teacher: α 0.5, T 2). */
+static void gptq_case(fx *f, const char *name, bool gptq_student)
+{
+    rf_error err = {0};
+    rf_llama_model g;
+    rf_lora lo;
+    rf_trainer st, tt;
+    assert_int_equal(rf_llama_load(&g, FIX "gptq_ext", NULL, &err), 0);
+    assert_int_equal(g.n_gptq, 14);
+    if (rf_lora_load_peft(&lo, &f->s.config, FIX "train/adapter_init", &err) < 0)
+        fail_msg("%s", err.msg);
+    const rf_llama_model *sm = gptq_student ? &g : &f->s, *tm = gptq_student ? &f->t : &g;
+    assert_int_equal(rf_trainer_init(&st, sm, RF_TRAIN_LORA, &lo, 2, 8, 5, &err), 0);
+    assert_int_equal(rf_trainer_init(&tt, tm, RF_TRAIN_FROZEN, NULL, 2, 8, 5, &err), 0);
+    rf_loss_config lc = {.alpha = 0.5f, .temperature = 2.0f};
+    rf_train_stats s;
+    assert_int_equal(rf_train_forward(&st, f->ids, &err), 0);
+    assert_int_equal(rf_train_forward(&tt, f->ids, &err), 0);
+    assert_int_equal(rf_train_loss(&st, &tt, NULL, f->targets, &lc, 1.0f, true, &s, &err), 0);
+    assert_int_equal(rf_train_backward(&st, &err), 0);
+    char k[160], w[80];
+    snprintf(k, sizeof k, "%s.loss", name);
+    snprintf(w, sizeof w, "%s: loss", name);
+    cmp_scalar(w, s.loss, f64(k, 0));
+    snprintf(w, sizeof w, "%s: ce", name);
+    cmp_scalar(w, s.ce, f64(k, 1));
+    snprintf(w, sizeof w, "%s: kl", name);
+    cmp_scalar(w, s.kl, f64(k, 2));
+    for (int l = 0; l < lo.n_layers; l++)
+        for (int t = 0; t < RF_LIN_COUNT; t++)
+            for (int ab = 0; ab < 2; ab++) {
+                const rf_lora_pair *p = rf_lora_at(&lo, l, t);
+                char prefix[48];
+                size_t cnt;
+                snprintf(prefix, sizeof prefix, "%s.grad.", name);
+                peft_name(k, sizeof k, prefix, l, t, ab);
+                const float *ref = data_of(k, &cnt);
+                cmp(k, ab ? p->dB : p->dA, ref, cnt, TOL);
+            }
+    rf_trainer_free(&st);
+    rf_trainer_free(&tt);
+    rf_lora_free(&lo);
+    rf_llama_free(&g);
+}
+
+static void test_gptq_student(void **state)
+{
+    gptq_case(*state, "gptq_student", true);
+}
+
+static void test_gptq_teacher(void **state)
+{
+    gptq_case(*state, "gptq_teacher", false);
+}
+
+/* A GPTQ base cannot take full-parameter gradients: refused, not run. */
+static void test_gptq_full_refused(void **state)
+{
+    rf_error err = {0};
+    rf_llama_model g;
+    rf_trainer ft;
+    assert_int_equal(rf_llama_load(&g, FIX "gptq_ext", NULL, &err), 0);
+    assert_int_equal(rf_trainer_init(&ft, &g, RF_TRAIN_FULL, NULL, 2, 8, 0, &err), RF_EUNSUPPORTED);
+    printf("  full on GPTQ: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "GPTQ"));
+    rf_llama_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_losses),         cmocka_unit_test(test_grads_and_steps),
         cmocka_unit_test(test_full_grads),     cmocka_unit_test(test_topk),
-        cmocka_unit_test(test_peft_init_muon),
+        cmocka_unit_test(test_peft_init_muon), cmocka_unit_test(test_gptq_student),
+        cmocka_unit_test(test_gptq_teacher),   cmocka_unit_test(test_gptq_full_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -102,6 +102,7 @@ static void train(run *r, rf_trainer *teacher, float alpha, int n)
             if (teacher) assert_int_equal(rf_train_forward(teacher, ids, &err), 0);
             assert_int_equal(rf_train_loss(&r->tr, teacher, NULL, tg, &lc, 0.5f, true, &st, &err),
                              0);
+            assert_int_equal(rf_train_backward(&r->tr, &err), 0);
             r->cur.tokens += st.n_tokens;
         }
         rf_optim_step(&r->opt, NULL);
@@ -169,6 +170,7 @@ static void test_distillation_beats_ce(void **state)
         make_batch(&rng, ids, tg);
         assert_int_equal(rf_train_forward(&full, ids, &err), 0);
         assert_int_equal(rf_train_loss(&full, NULL, NULL, tg, &lc, 1, true, &st, &err), 0);
+        assert_int_equal(rf_train_backward(&full, &err), 0);
         rf_optim_step(&opt, NULL);
     }
     char dir[] = "/tmp/rf_teacher_XXXXXX";
