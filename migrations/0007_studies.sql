@@ -44,3 +44,25 @@ CREATE TABLE study_reports (
     PRIMARY KEY (study_id, number, step),
     FOREIGN KEY (study_id, number) REFERENCES study_trials (study_id, number) ON DELETE CASCADE
 );
+
+-- A trial's job (metadata {"study_id", "trial"}, on a study with a
+-- job_report: an hpo trial) that ends failed or cancelled without its trial
+-- having been told — a run that failed for good, a queued trial cancelled with
+-- its hpo job — fails its trial, so that no trial is left running for ever.
+-- (A pruned trial was told already; a success is told by its worker.)
+CREATE FUNCTION refinery_trial_job_ended() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE study_trials t SET state = 'failed', finished_at = clock_timestamp(),
+           job_id = coalesce(t.job_id, NEW.id)
+      FROM studies s
+     WHERE s.id = NEW.metadata->>'study_id' AND s.tenant_id = NEW.tenant_id
+       AND s.definition->'job_report' IS NOT NULL
+       AND t.study_id = s.id AND t.number::text = NEW.metadata->>'trial'
+       AND t.state = 'running';
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER jobs_trial_ended AFTER UPDATE OF status ON jobs FOR EACH ROW
+    WHEN (NEW.metadata ? 'study_id' AND NEW.status IN ('failed', 'cancelled')
+          AND OLD.status NOT IN ('succeeded', 'failed', 'cancelled'))
+    EXECUTE FUNCTION refinery_trial_job_ended();

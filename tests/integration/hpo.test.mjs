@@ -220,6 +220,10 @@ test('cancel of the hpo job cancels its trials; it ends once they have stopped',
     const kids = await children(j.id);
     assert.equal(kids.length, 2);
     for (const k of kids) assert.equal(k.status, 'cancelled', JSON.stringify(k));
+    // its trials are not left running in the study
+    const sid = kids[0].metadata.study_id;
+    const st = (await api(srv.base, key, 'GET', `/v1/studies/${sid}`)).json;
+    assert.deepEqual(st.trials, { total: 2, running: 0, complete: 0, pruned: 0, failed: 2 });
     const parentEnd = (await events(j.id)).find((e) => e.kind === 'status' && e.data.status === 'cancelled');
     for (const k of kids) {
       const end = (await events(k.id)).filter((e) => e.kind === 'status' || /cancel/.test(e.data.message ?? ''));
