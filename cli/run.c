@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "cli/local_study.h"
+#include "engine/jobs/dataset_params.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/testjobs.h"
 
@@ -120,6 +121,28 @@ static int ctx_model(rf_job_ctx *ctx, const char *dir, const char *name, char *i
     emit("model", d);
     json_decref(d);
     snprintf(id_out, cap, "%s", name);
+    return 0;
+}
+
+/* Without a dataset store the file moves to DIR/datasets/NAME.jsonl; the
+ * "id" a runner gets back is that path, which other jobs of `refinery run`
+ * take as the dataset. */
+static int ctx_dataset(rf_job_ctx *ctx, const char *path, const char *name, char *id_out,
+                       size_t cap)
+{
+    local *l = ctx->self;
+    char dir[PATH_MAX + 16], dst[PATH_MAX * 2];
+    if (!name || !*name || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+        return RF_EINVAL;
+    snprintf(dir, sizeof dir, "%s/datasets", l->dir);
+    snprintf(dst, sizeof dst, "%s/%s.jsonl", dir, name);
+    if ((mkdir(dir, 0750) && errno != EEXIST) || rename(path, dst)) return RF_EIO;
+    char *abs = realpath(dst, NULL);
+    json_t *d = json_pack("{s:s,s:s}", "name", name, "path", abs ? abs : dst);
+    emit("dataset", d);
+    json_decref(d);
+    snprintf(id_out, cap, "%s", abs ? abs : dst);
+    free(abs);
     return 0;
 }
 
@@ -308,6 +331,7 @@ static int run_job(const rf_runner *runner, const json_t *params, local *l, json
             .model = ctx_model,
             .should_stop = ctx_should_stop,
             .resolve = ctx_resolve,
+            .dataset = ctx_dataset,
             .submit_child = ctx_submit_child,
             .children = ctx_children,
             .study = ctx_study,
@@ -349,6 +373,7 @@ int rf_cmd_run(int argc, char **argv)
     }
     if (!file) return usage();
     rf_runners_register_builtin();
+    rf_dataset_configure(getenv("REFINERY_TEACHER_URLS"), true);
     const char *tj = getenv("REFINERY_TEST_JOBS");
     if (tj && !strcmp(tj, "1")) rf_testjobs_register();
 
@@ -395,6 +420,7 @@ int rf_cmd_run(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     int rc = run_job(runner, params, &l, &result, &err);
     if (rc < 0) {
+        if (result) emit_as(&l, "result", result); /* what it did before failing */
         fprintf(stderr, "refinery run: %s failed: %s\n", type,
                 err.msg[0] ? err.msg : rf_strerror(rc));
         status = 1;

@@ -13,7 +13,7 @@ static int usage(FILE *f)
 {
     fprintf(f, "usage: refinery tokenize --model DIR [--decode] [--no-special] [--skip-special] "
                "[--no-cleanup] [--spans] [--jsonl]\n"
-               "                         [--chat [--template FAMILY] [--no-generation-prompt]]\n"
+               "                         [--chat [--template NAME|TEXT] [--no-generation-prompt]]\n"
                "  stdin text -> JSON ids; --decode: stdin JSON ids -> text.\n"
                "  --no-special    do not add the post-processor's BOS/EOS when encoding\n"
                "  --skip-special  leave special tokens out when decoding\n"
@@ -22,8 +22,11 @@ static int usage(FILE *f)
                "offsets)\n"
                "  --jsonl         one JSON string (or, with --decode, one id array) per line in,\n"
                "                  one JSON result per line out\n"
-               "  --chat          stdin is a JSON array of {role, content}; print the formatted\n"
-               "                  prompt, ids, answer byte spans and the answer mask as JSON\n");
+               "  --chat          stdin is a JSON array of {role, content}; print the prompt the\n"
+               "                  model's chat_template renders, ids, answer byte spans and the\n"
+               "                  answer mask as JSON. --template: a template of a list-form\n"
+               "                  chat_template, a built-in (chatml, llama3, llama2, mistral) or\n"
+               "                  a template's text\n");
     return f == stderr ? 2 : 0;
 }
 
@@ -118,37 +121,32 @@ static int decode_one(const rf_tokenizer *tok, json_t *arr, int flags, int as_js
     return 0;
 }
 
-static int run_chat(const rf_tokenizer *tok, const char *in, const char *family, int gen_prompt)
+static int run_chat(const rf_tokenizer *tok, const char *in, const char *spec, int gen_prompt)
 {
     json_error_t je;
-    json_t *msgs = json_loads(in, 0, &je);
-    rf_chat_msg *m = NULL;
+    json_t *root = json_loads(in, 0, &je);
+    json_t *msgs = json_is_object(root) ? json_object_get(root, "messages") : root;
+    rf_chat_template *t = NULL;
     rf_chat_out out = {0};
     rf_error err;
     int rc = 1;
-    size_t i, n = json_array_size(msgs);
-    json_t *e;
-    if (!json_is_array(msgs)) {
-        fprintf(stderr, "refinery tokenize: --chat expects a JSON array of {role, content}\n");
-        goto out;
-    }
-    if (!(m = calloc(n + 1, sizeof *m))) goto out;
-    json_array_foreach(msgs, i, e)
-    {
-        m[i].role = json_string_value(json_object_get(e, "role"));
-        m[i].content = json_string_value(json_object_get(e, "content"));
-    }
-    rf_chat_family fam;
-    if (family ? rf_chat_family_parse(family, &fam, &err)
-               : rf_chat_family_detect(tok, &fam, &err)) {
-        fprintf(stderr, "refinery tokenize: %s\n", err.msg);
-        goto out;
-    }
     int32_t *ids = NULL;
     rf_token_span *tsp = NULL;
     unsigned char *mask = NULL;
     size_t k = 0;
-    if (rf_chat_format(tok, fam, m, n, gen_prompt, &out, &err) ||
+    if (!json_is_array(msgs)) {
+        fprintf(stderr, "refinery tokenize: --chat expects a JSON array of {role, content} (or "
+                        "{\"messages\": [...], \"tools\": [...], \"documents\": [...]})\n");
+        goto out;
+    }
+    rf_chat_opts o = {.add_generation_prompt = gen_prompt,
+                      .tools = json_object_get(root, "tools"),
+                      .documents = json_object_get(root, "documents"),
+                      .kwargs = json_object_get(root, "kwargs")};
+    if (json_is_null(o.tools)) o.tools = NULL;
+    if (json_is_null(o.documents)) o.documents = NULL;
+    if (rf_chat_template_load(tok, spec, &t, &err) ||
+        rf_chat_render_spans(t, msgs, &o, &out, &err) ||
         rf_tokenizer_encode_spans(tok, out.text, out.len, 0, &ids, &tsp, &k, &err)) {
         fprintf(stderr, "refinery tokenize: %s\n", err.msg);
         goto out;
@@ -163,29 +161,31 @@ static int run_chat(const rf_tokenizer *tok, const char *in, const char *family,
     for (size_t j = 0; j < out.n_spans; j++)
         json_array_append_new(
             spans, json_pack("[II]", (json_int_t)out.spans[j].start, (json_int_t)out.spans[j].end));
-    json_object_set_new(res, "family", json_string(rf_chat_family_name(fam)));
+    json_object_set_new(res, "template", json_string(rf_chat_template_origin(t)));
     json_object_set_new(res, "text", json_stringn(out.text, out.len));
     json_object_set_new(res, "ids", jids);
     json_object_set_new(res, "answer_spans", spans);
     json_object_set_new(res, "answer_mask", jm);
+    json_object_set_new(res, "prefix_stable", json_boolean(out.stable));
+    if (!out.stable) json_object_set_new(res, "note", json_string(out.note));
     char *s = json_dumps(res, JSON_COMPACT);
     if (s) puts(s);
     free(s);
     json_decref(res);
+    rc = 0;
+out:
     free(ids);
     free(tsp);
     free(mask);
-    rc = 0;
-out:
     rf_chat_out_free(&out);
-    free(m);
-    json_decref(msgs);
+    rf_chat_template_free(t);
+    json_decref(root);
     return rc;
 }
 
 int rf_cmd_tokenize(int argc, char **argv)
 {
-    const char *model = NULL, *family = NULL;
+    const char *model = NULL, *spec = NULL;
     int decode = 0, special = 1, flags = 0, with_spans = 0, jsonl = 0, chat = 0, gen_prompt = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
@@ -205,7 +205,7 @@ int rf_cmd_tokenize(int argc, char **argv)
         else if (!strcmp(argv[i], "--chat"))
             chat = 1;
         else if (!strcmp(argv[i], "--template") && i + 1 < argc)
-            family = argv[++i];
+            spec = argv[++i];
         else if (!strcmp(argv[i], "--no-generation-prompt"))
             gen_prompt = 0;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
@@ -230,7 +230,7 @@ int rf_cmd_tokenize(int argc, char **argv)
         goto out;
     }
     if (chat) {
-        rc = run_chat(tok, in, family, gen_prompt);
+        rc = run_chat(tok, in, spec, gen_prompt);
     } else if (!jsonl && !decode) {
         rc = encode_one(tok, in, n, special, with_spans);
     } else {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/jobs/dataset_params.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/testjobs.h"
 #include "handlers/routes.h"
@@ -182,6 +183,8 @@ static int cmd_serve(bool http)
     rf_runners_register_builtin();
     if (cfg.test_jobs) rf_testjobs_register();
     if (!http && cfg.workers == 0) cfg.workers = 1;
+    /* api_key_env can be checked at POST only where the workers run */
+    rf_dataset_configure(cfg.teacher_urls, cfg.workers > 0);
 
     if (rf_workers_start(&cfg, &workers, &err)) return fail(&err);
     if (http) {

@@ -7,9 +7,10 @@ pkgs=(
   build-essential pkg-config
   libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libpq-dev libssl-dev
   libcmocka-dev libopenblas-dev liblapacke-dev libonig-dev libutf8proc-dev
-  python3-optuna  # bench/hpo: the peer samplers (Optuna 3.1 in bookworm)
   postgresql wrk bc nodejs npm clang-format git clang libclang-rt-14-dev
   python3 python3-torch python3-numpy chromium
+  python3-optuna  # bench/hpo: the peer samplers (Optuna 3.1 in bookworm)
+  python3-jinja2  # the chat-template reference (tests/reference/chat_template_reference.py)
 )
 
 missing=()

@@ -37,6 +37,7 @@ int rf_config_load(rf_config *cfg, rf_error *err)
     env_str("REFINERY_DATA_DIR", ".run/data", cfg->data_dir, sizeof cfg->data_dir);
     env_str("REFINERY_MIGRATIONS_DIR", "", cfg->migrations_dir, sizeof cfg->migrations_dir);
     env_str("REFINERY_MODEL_ROOTS", "", cfg->model_roots, sizeof cfg->model_roots);
+    env_str("REFINERY_TEACHER_URLS", "", cfg->teacher_urls, sizeof cfg->teacher_urls);
 
     /* REFINERY_LISTEN: "host:port", ":port" or "port". */
     char listen[300];

@@ -25,14 +25,15 @@ typedef struct rf_config {
     bool log_json;                        /* REFINERY_LOG_FORMAT=json */
     bool access_log;                      /* REFINERY_ACCESS_LOG=0 turns the access log off */
     int lease_ms;                         /* REFINERY_LEASE_MS, default 30000 */
-    int poll_ms;           /* REFINERY_POLL_MS, fallback claim polling, default 1000 */
-    int retry_base_ms;     /* REFINERY_RETRY_BASE_MS, backoff base, default 2000 */
-    int retry_max_ms;      /* REFINERY_RETRY_MAX_MS, backoff cap, default 600000 */
-    int shutdown_grace_ms; /* REFINERY_SHUTDOWN_GRACE_MS, default 30000 */
-    int sse_max_streams;   /* REFINERY_SSE_MAX_STREAMS, default 256 */
-    int sse_ping_ms;       /* REFINERY_SSE_PING_MS, keep-alive comment interval, default 15000 */
-    bool test_jobs;        /* REFINERY_TEST_JOBS=1 registers the test.* job types */
-    int db_wait_s;         /* REFINERY_DB_WAIT_S: retry the first connection, default 0 */
+    int poll_ms;             /* REFINERY_POLL_MS, fallback claim polling, default 1000 */
+    int retry_base_ms;       /* REFINERY_RETRY_BASE_MS, backoff base, default 2000 */
+    int retry_max_ms;        /* REFINERY_RETRY_MAX_MS, backoff cap, default 600000 */
+    int shutdown_grace_ms;   /* REFINERY_SHUTDOWN_GRACE_MS, default 30000 */
+    int sse_max_streams;     /* REFINERY_SSE_MAX_STREAMS, default 256 */
+    int sse_ping_ms;         /* REFINERY_SSE_PING_MS, keep-alive comment interval, default 15000 */
+    bool test_jobs;          /* REFINERY_TEST_JOBS=1 registers the test.* job types */
+    int db_wait_s;           /* REFINERY_DB_WAIT_S: retry the first connection, default 0 */
+    char teacher_urls[4096]; /* REFINERY_TEACHER_URLS: URL prefixes dataset teachers may use */
 } rf_config;
 
 /* Fill cfg from the environment; an unparsable value is an error naming the

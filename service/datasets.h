@@ -30,6 +30,13 @@ int rf_datasets_list(PGconn *c, const char *tenant, const char *after, int limit
 /* RF_ECONFLICT while a queued or running job refers to it. */
 int rf_datasets_delete(PGconn *c, const char *tenant, const char *id, rf_error *err);
 
+/* A JSONL file a job wrote: every line checked, moved to
+ * data_dir/datasets/<tenant>/<id>.jsonl and recorded with the job as its
+ * source. The same content from the same job again (a rescued attempt)
+ * gives the dataset recorded the first time. */
+int rf_datasets_adopt(PGconn *c, const char *data_dir, const char *tenant, const char *job_id,
+                      const char *path, const char *name, char id_out[40], rf_error *err);
+
 typedef struct rf_dataset_file {
     char *path, *sha256, *name;
 } rf_dataset_file;

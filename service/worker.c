@@ -18,6 +18,7 @@
 #include "service/metrics.h"
 #include "service/models.h"
 #include "service/artifacts.h"
+#include "service/datasets.h"
 #include "service/auth.h"
 #include "service/children.h"
 #include "service/queue.h"
@@ -173,6 +174,22 @@ static int ctx_model(rf_job_ctx *ctx, const char *dir, const char *name, char *i
     return 0;
 }
 
+static int ctx_dataset(rf_job_ctx *ctx, const char *path, const char *name, char *id_out,
+                       size_t cap)
+{
+    worker *w = ctx_worker(ctx);
+    char id[RF_ID_MAX];
+    rf_error err;
+    int rc = rf_datasets_adopt(w->db, w->pool->cfg->data_dir, w->job.tenant, w->job.id, path, name,
+                               id, &err);
+    if (rc) {
+        rf_log(RF_LOG_WARN, "job %s: dataset %s not registered: %s", w->job.id, name, err.msg);
+        return rc;
+    }
+    snprintf(id_out, cap, "%s", id);
+    return 0;
+}
+
 static bool ctx_should_stop(rf_job_ctx *ctx)
 {
     worker *w = ctx_worker(ctx);
@@ -268,6 +285,7 @@ static void run_one(worker *w)
         .model = ctx_model,
         .should_stop = ctx_should_stop,
         .resolve = ctx_resolve,
+        .dataset = ctx_dataset,
         .submit_child = ctx_submit_child,
         .children = ctx_children,
         .study = ctx_study,
@@ -304,8 +322,11 @@ done:;
         qrc = rf_queue_release(w->db, j, p->owner, &qerr);
         rf_log(RF_LOG_INFO, "job %s released to the queue (shutting down)", j->id);
     } else if (rc == RF_EINVAL || rc == RF_EUNSUPPORTED || rc == RF_ECANCELED) {
-        /* Bad input does not get better by retrying. */
-        qrc = rf_queue_finish(w->db, j, p->owner, "failed", NULL, err.msg, &qerr);
+        /* Bad input does not get better by retrying. A runner may leave a
+         * result of what it did before failing (a partial dataset). */
+        char *s = result ? json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        qrc = rf_queue_finish(w->db, j, p->owner, "failed", s, err.msg, &qerr);
+        free(s);
         rf_log(RF_LOG_WARN, "job %s failed: %s", j->id, err.msg);
     } else {
         bool final = false;

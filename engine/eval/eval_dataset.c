@@ -127,20 +127,19 @@ static int format_row(const rf_lm *lm, const json_t *line, bool chat, row *r, rf
         /* The last assistant turn is the target; the turns before, the context. */
         if (!r->choices && !strcmp(m[n - 1].role, "assistant")) r->target = m[--n].content;
     }
-    if (!lm->has_chat) {
+    if (!lm->chat) {
         free(m);
-        return rf_errorf(err, RF_EUNSUPPORTED,
-                         "chat formatting needs a model whose tokenizer_config.json has a chat "
-                         "template this engine recognises");
+        return rf_errorf(err, RF_EUNSUPPORTED, "chat formatting needs a chat template: %s",
+                         lm->chat_error);
     }
-    rf_chat_out out = {0};
-    int rc = rf_chat_format(lm->tok, lm->chat_family, m, n, 1, &out, err);
+    json_t *jm = rf_chat_messages(m, n);
     free(m);
-    if (rc < 0) return rc;
-    r->ctx = out.text;
-    out.text = NULL;
-    rf_chat_out_free(&out);
-    return 0;
+    if (!jm) return rf_errorf(err, RF_ENOMEM, "out of memory");
+    rf_chat_opts o = {.add_generation_prompt = 1};
+    size_t len;
+    int rc = rf_chat_render(lm->chat, jm, &o, &r->ctx, &len, err);
+    json_decref(jm);
+    return rc < 0 ? rc : 0;
 }
 
 /* Context ids and the target's ids: those of context+delim+target past the

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "engine/jobs/dataset.h"
 #include "engine/jobs/evaluate.h"
 #include "engine/jobs/hpo.h"
 #include "engine/jobs/quantize.h"
@@ -81,4 +82,5 @@ void rf_runners_register_builtin(void)
     rf_runner_register(&rf_quantize_runner);
     rf_runner_set_refs(rf_quantize_runner.type, quantize_refs);
     rf_runner_register(&rf_hpo_runner);
+    rf_runner_register(&rf_dataset_runner);
 }

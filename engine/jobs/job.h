@@ -49,6 +49,13 @@ struct rf_job_ctx {
      * RF_ENOTFOUND when the tenant has no such object. The service answers
      * from PostgreSQL; `refinery run` takes the reference as a local path. */
     int (*resolve)(rf_job_ctx *ctx, const char *kind, const char *ref, char **path, rf_error *err);
+    /* Register the JSONL file path (made under workdir, every line in the
+     * format of engine/core/dataset.h) as a dataset of the job's tenant,
+     * named name, with the job as its source; the file moves into the
+     * dataset store. The id is written to id_out (cap bytes; 40 is enough).
+     * Registering the same content again from the same job gives the same
+     * id (a rescued attempt). NULL where datasets cannot be registered. */
+    int (*dataset)(rf_job_ctx *ctx, const char *path, const char *name, char *id_out, size_t cap);
 
     /* ---- Jobs that run other jobs (DESIGN.md) ----------------------------
      * A parent's work is done by child jobs that any worker claims. The
@@ -105,10 +112,12 @@ struct rf_job_ctx {
      *           evaluates it)
      *   "report" {"study", "number", "step", "value"} → {"should_prune"}
      *   "trials" {"study"} → [trial, …] by number
-     * job_report {"event", "field", "step"} makes a child job whose metadata
-     * names {"study_id", "trial"} report its events of that kind to the
-     * trial as intermediate values, and stop once the pruner says so (its
-     * trial is then told "prune"). RF_ENOTFOUND / RF_EINVAL / RF_ECONFLICT as
+     * job_report {"event", "field", "step", "result"?} makes a child job
+     * whose metadata names {"study_id", "trial"} report its events of that
+     * kind to the trial as intermediate values, and stop once the pruner says
+     * so (its trial is then told "prune"); with "result" (a path into the
+     * job's result) its success tells the trial complete, and its failure or
+     * cancel fails it. RF_ENOTFOUND / RF_EINVAL / RF_ECONFLICT as
      * the API answers 404 / 422 / 409. */
     int (*study)(rf_job_ctx *ctx, const char *op, const json_t *args, json_t **out, rf_error *err);
 };

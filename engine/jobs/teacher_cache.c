@@ -233,7 +233,7 @@ static int tc_run(const json_t *p, rf_job_ctx *ctx, json_t **result, rf_error *e
     rf_llama_model m;
     rf_tokenizer *tok = NULL;
     rf_train_data train = {0}, val = {0};
-    rf_chat_family fam;
+    rf_chat_template *ct = NULL;
     char path[4096];
     if ((rc = rf_llama_load(&m, teacher, NULL, err)) < 0) {
         snprintf(err->field, sizeof err->field, "teacher");
@@ -241,13 +241,14 @@ static int tc_run(const json_t *p, rf_job_ctx *ctx, json_t **result, rf_error *e
         return rc;
     }
     if ((rc = rf_tokenizer_load(teacher, &tok, err)) < 0) goto out;
-    rc = chat ? rf_chat_family_parse(chat, &fam, err) : rf_chat_family_detect(tok, &fam, err);
+    rc = rf_chat_template_load(tok, chat, &ct, err);
     if (rc < 0) {
         snprintf(err->field, sizeof err->field, "chat_template");
         goto out;
     }
     if (T > m.config.max_pos) T = m.config.max_pos;
-    if ((rc = rf_train_data_load(dataset, tok, fam, T, &train, &val, err)) < 0) goto out;
+    if ((rc = rf_train_data_load(dataset, tok, ct, T, &train, &val, err)) < 0) goto out;
+    rf_train_data_report(&train, ctx);
     snprintf(path, sizeof path, "%s/teacher_cache.safetensors", ctx->workdir);
     if ((rc = rf_teacher_cache_build(path, &m, &train, B, T, k, err)) < 0) goto out;
     /* The file becomes an artifact: a train job names it by the artifact's id. */
@@ -259,6 +260,7 @@ static int tc_run(const json_t *p, rf_job_ctx *ctx, json_t **result, rf_error *e
 out:
     free(teacher_dir), free(dataset_path);
     rf_train_data_free(&train), rf_train_data_free(&val);
+    rf_chat_template_free(ct);
     if (tok) rf_tokenizer_free(tok);
     rf_llama_free(&m);
     return rc;

@@ -127,6 +127,7 @@ typedef struct run {
     rf_llama_model student, teacher;
     bool has_teacher;
     rf_tokenizer *tok, *ttok;
+    rf_chat_template *chat;
     rf_train_data train, val;
     rf_lora lora;
     bool has_lora;
@@ -174,6 +175,7 @@ static void run_free(run *r)
     free(r->tk_ids), free(r->tk_logp);
     if (r->has_cache) rf_teacher_cache_close(&r->cache);
     rf_optim_free(&r->opt);
+    rf_chat_template_free(r->chat);
     rf_trainer_free(&r->st);
     rf_trainer_free(&r->tt);
     if (r->has_lora) rf_lora_free(&r->lora);
@@ -189,7 +191,6 @@ static int setup(run *r, rf_job_ctx *ctx, rf_error *err)
 {
     rf_train_job_params *p = &r->p;
     int rc;
-    rf_chat_family fam;
     if (p->config) {
         /* From scratch: tokenizer files, then config.json and random weights
          * (the same seed gives the same start on every attempt). */
@@ -202,12 +203,8 @@ static int setup(run *r, rf_job_ctx *ctx, rf_error *err)
     if ((rc = rf_llama_load(&r->student, p->student, NULL, err)) < 0 ||
         (rc = rf_tokenizer_load(p->student, &r->tok, err)) < 0)
         return in_field(err, rc, "student");
-    if (p->chat_template) {
-        if ((rc = rf_chat_family_parse(p->chat_template, &fam, err)) < 0)
-            return in_field(err, RF_EINVAL, "chat_template");
-    } else if ((rc = rf_chat_family_detect(r->tok, &fam, err)) < 0) {
-        return in_field(err, rc, "chat_template");
-    }
+    if ((rc = rf_chat_template_load(r->tok, p->chat_template, &r->chat, err)) < 0)
+        return in_field(err, rc == RF_EUNSUPPORTED ? rc : RF_EINVAL, "chat_template");
     if (p->teacher) {
         if ((rc = rf_llama_load(&r->teacher, p->teacher, NULL, err)) < 0 ||
             (rc = rf_tokenizer_load(p->teacher, &r->ttok, err)) < 0)
@@ -220,8 +217,9 @@ static int setup(run *r, rf_job_ctx *ctx, rf_error *err)
                                   r->teacher.config.vocab_size, r->student.config.vocab_size);
     }
     const int T = p->seq_len < r->student.config.max_pos ? p->seq_len : r->student.config.max_pos;
-    if ((rc = rf_train_data_load(p->dataset, r->tok, fam, T, &r->train, &r->val, err)) < 0)
+    if ((rc = rf_train_data_load(p->dataset, r->tok, r->chat, T, &r->train, &r->val, err)) < 0)
         return rc;
+    rf_train_data_report(&r->train, ctx);
     if (p->teacher_cache) {
         if ((rc = rf_teacher_cache_open(&r->cache, p->teacher_cache, err)) < 0)
             return in_field(err, rc, "teacher_cache");

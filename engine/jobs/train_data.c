@@ -21,45 +21,31 @@ static int push(rf_train_data *d, rf_train_example *e, rf_error *err)
 }
 
 /* One checked line → messages → chat text → tokens and answer mask. */
-static int example(const json_t *line, const rf_tokenizer *tok, rf_chat_family fam, int seq_len,
-                   rf_train_example *out, rf_error *err)
+static int example(const json_t *line, const rf_tokenizer *tok, const rf_chat_template *chat,
+                   int seq_len, rf_train_example *out, rf_chat_out *co, rf_error *err)
 {
-    rf_chat_msg msgs[64];
-    size_t n = 0;
     json_t *m = json_object_get(line, "messages");
-    if (m) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(m, i, v)
-        {
-            if (n == 64)
-                return rf_error_field(err, RF_EUNSUPPORTED, "messages", "over 64 messages");
-            msgs[n].role = json_string_value(json_object_get(v, "role"));
-            msgs[n++].content = json_string_value(json_object_get(v, "content"));
-        }
-    } else {
-        msgs[n++] = (rf_chat_msg){"user", json_string_value(json_object_get(line, "prompt"))};
-        msgs[n++] =
-            (rf_chat_msg){"assistant", json_string_value(json_object_get(line, "response"))};
-    }
-    rf_chat_out chat = {0};
+    json_t *msgs =
+        m ? json_incref(m)
+          : rf_chat_prompt_response(json_string_value(json_object_get(line, "prompt")),
+                                    json_string_value(json_object_get(line, "response")));
     int32_t *ids = NULL;
     rf_token_span *spans = NULL;
     size_t nt = 0;
-    int rc = rf_chat_format(tok, fam, msgs, n, 0, &chat, err);
-    if (rc == 0)
-        rc = rf_tokenizer_encode_spans(tok, chat.text, chat.len, 0, &ids, &spans, &nt, err);
+    int rc = msgs ? rf_chat_render_spans(chat, msgs, NULL, co, err)
+                  : rf_errorf(err, RF_ENOMEM, "dataset: out of memory");
+    json_decref(msgs);
+    if (rc == 0) rc = rf_tokenizer_encode_spans(tok, co->text, co->len, 0, &ids, &spans, &nt, err);
     if (rc == 0) {
         out->mask = malloc(nt ? nt : 1);
         if (!out->mask) rc = rf_errorf(err, RF_ENOMEM, "dataset: out of memory");
     }
     if (rc == 0) {
-        rf_chat_answer_mask(&chat, spans, nt, out->mask);
+        rf_chat_answer_mask(co, spans, nt, out->mask);
         out->ids = ids, ids = NULL;
         out->n = (int)(nt < (size_t)seq_len ? nt : (size_t)seq_len);
     }
     free(ids), free(spans);
-    rf_chat_out_free(&chat);
     return rc;
 }
 
@@ -70,8 +56,8 @@ static bool has_answer(const rf_train_example *e)
     return false;
 }
 
-int rf_train_data_load(const char *path, const rf_tokenizer *tok, rf_chat_family fam, int seq_len,
-                       rf_train_data *train, rf_train_data *val, rf_error *err)
+int rf_train_data_load(const char *path, const rf_tokenizer *tok, const rf_chat_template *chat,
+                       int seq_len, rf_train_data *train, rf_train_data *val, rf_error *err)
 {
     memset(train, 0, sizeof *train);
     memset(val, 0, sizeof *val);
@@ -94,11 +80,15 @@ int rf_train_data_load(const char *path, const rf_tokenizer *tok, rf_chat_family
             break;
         }
         rf_train_example e = {0};
+        rf_chat_out co = {0};
         if ((rc = rf_dataset_check(line, &stats, err)) < 0) {
             rf_error_wrap(err, "%s line %ld", path, lineno);
-        } else if ((rc = example(line, tok, fam, seq_len, &e, err)) < 0) {
+        } else if ((rc = example(line, tok, chat, seq_len, &e, &co, err)) < 0) {
             rf_error_wrap(err, "%s line %ld", path, lineno);
         } else {
+            if (!co.stable && !train->unstable++)
+                snprintf(train->unstable_note, sizeof train->unstable_note, "line %ld: %s", lineno,
+                         co.note);
             const char *sp = json_string_value(json_object_get(line, "split"));
             rf_train_data *d = sp && !strcmp(sp, "validation") ? val : train;
             if (sp && !strcmp(sp, "test")) d = NULL; /* the test split is evaluation's */
@@ -109,6 +99,7 @@ int rf_train_data_load(const char *path, const rf_tokenizer *tok, rf_chat_family
                 rc = push(d, &e, err);
             }
         }
+        rf_chat_out_free(&co);
         json_decref(line);
     }
     free(buf);
@@ -141,4 +132,15 @@ int rf_train_data_batch(const rf_train_data *d, const int *idx, int B, int T, in
         }
     }
     return n;
+}
+
+void rf_train_data_report(const rf_train_data *d, rf_job_ctx *ctx)
+{
+    if (!d->unstable || !ctx || !ctx->event) return;
+    json_t *ev = json_pack("{s:s,s:s,s:I,s:s}", "level", "warning", "message",
+                           "the chat template is not prefix-stable on some lines: their answer "
+                           "masks keep only what the prefix renderings agree on",
+                           "lines", (json_int_t)d->unstable, "first", d->unstable_note);
+    if (ev) ctx->event(ctx, "log", ev);
+    json_decref(ev);
 }

@@ -1,5 +1,6 @@
 #include "engine/model/lm.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,10 +21,11 @@ int rf_lm_load(rf_lm *lm, const char *dir, rf_error *err)
         rf_llama_free(&lm->model);
         return rc;
     }
-    /* No recognised template is not an error here: plain prompts still work,
-     * and a chat request is refused when it arrives. */
-    rf_error ignored;
-    lm->has_chat = rf_chat_family_detect(lm->tok, &lm->chat_family, &ignored) == 0;
+    /* No usable template is not an error here: plain prompts still work,
+     * and a chat request is refused with the reason when it arrives. */
+    rf_error cerr = {0};
+    if (rf_chat_template_load(lm->tok, NULL, &lm->chat, &cerr) < 0)
+        snprintf(lm->chat_error, sizeof lm->chat_error, "%s", cerr.msg);
     for (int i = 0; i < lm->model.config.n_eos; i++)
         add_stop(lm, lm->model.config.eos_ids[i]);
     add_stop(lm, rf_tokenizer_eos_id(lm->tok));
@@ -36,6 +38,8 @@ int rf_lm_load(rf_lm *lm, const char *dir, rf_error *err)
 void rf_lm_free(rf_lm *lm)
 {
     if (!lm) return;
+    rf_chat_template_free(lm->chat);
+    lm->chat = NULL;
     rf_tokenizer_free(lm->tok);
     lm->tok = NULL;
     rf_llama_free(&lm->model);
@@ -51,23 +55,30 @@ int rf_lm_encode_prompt(const rf_lm *lm, const char *text, int32_t **ids, size_t
     return rf_tokenizer_encode(lm->tok, text, strlen(text), 1, ids, n, err);
 }
 
-int rf_lm_encode_chat(const rf_lm *lm, const rf_chat_msg *msgs, size_t n_msgs, const char *family,
+int rf_lm_encode_chat(const rf_lm *lm, const rf_chat_msg *msgs, size_t n_msgs, const char *spec,
                       int32_t **ids, size_t *n, rf_error *err)
 {
-    rf_chat_family f = lm->chat_family;
-    if (family) {
-        int rc = rf_chat_family_parse(family, &f, err);
-        if (rc < 0) return rc;
-    } else if (!lm->has_chat) {
-        return rf_errorf(err, RF_EUNSUPPORTED,
-                         "this model's tokenizer_config.json has no chat template this engine "
-                         "recognises; use a plain prompt");
+    rf_chat_template *own = NULL;
+    const rf_chat_template *t = lm->chat;
+    int rc;
+    if (spec) {
+        if ((rc = rf_chat_template_load(lm->tok, spec, &own, err)) < 0) return rc;
+        t = own;
+    } else if (!t) {
+        return rf_errorf(err, RF_EUNSUPPORTED, "this model cannot chat: %s; use a plain prompt",
+                         lm->chat_error);
     }
-    rf_chat_out out = {0};
-    int rc = rf_chat_format(lm->tok, f, msgs, n_msgs, 1, &out, err);
-    /* The formatted text already holds BOS where the family wants it. */
-    if (rc == 0) rc = rf_tokenizer_encode(lm->tok, out.text, out.len, 0, ids, n, err);
-    rf_chat_out_free(&out);
+    json_t *m = rf_chat_messages(msgs, n_msgs);
+    rf_chat_opts o = {.add_generation_prompt = 1};
+    char *text = NULL;
+    size_t len = 0;
+    rc =
+        m ? rf_chat_render(t, m, &o, &text, &len, err) : rf_errorf(err, RF_ENOMEM, "out of memory");
+    /* The rendering holds BOS where the template puts it (add_special_tokens=False). */
+    if (rc == 0) rc = rf_tokenizer_encode(lm->tok, text, len, 0, ids, n, err);
+    free(text);
+    json_decref(m);
+    rf_chat_template_free(own);
     return rc;
 }
 

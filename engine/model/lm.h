@@ -1,6 +1,6 @@
 /* rf_lm: a language model ready for text in, text out — the Llama weights,
- * the tokenizer of the same folder, and the chat family its
- * tokenizer_config.json names (when it names one). What generation,
+ * the tokenizer of the same folder, and the chat template its
+ * tokenizer_config.json holds (when it holds one). What generation,
  * evaluation and the completions endpoints load. A loaded rf_lm is
  * read-only: any number of threads may use it at once, each with its own
  * rf_llama_acts. */
@@ -21,8 +21,8 @@
 typedef struct rf_lm {
     rf_llama_model model;
     rf_tokenizer *tok;
-    bool has_chat; /* chat_family is meaningful */
-    rf_chat_family chat_family;
+    rf_chat_template *chat; /* the tokenizer's chat_template, or NULL */
+    char chat_error[512];   /* why chat is NULL */
     /* Tokens that end a turn: the config's EOS ids, the tokenizer's EOS and
      * the families' end-of-turn tokens (<|eot_id|>, <|im_end|>) it knows. */
     int stop_ids[RF_LM_MAX_STOP];
@@ -35,10 +35,11 @@ void rf_lm_free(rf_lm *lm);
 size_t rf_lm_bytes(const rf_lm *lm);
 
 /* Tokens of a plain prompt (the post-processor's BOS added), or of a chat
- * formatted with the model's family (or `family` when not NULL) and the
- * assistant header appended. *ids malloc'd. */
+ * rendered with the model's chat template (or the template `spec` names
+ * when not NULL, see rf_chat_template_load) and its generation prompt.
+ * *ids malloc'd. */
 int rf_lm_encode_prompt(const rf_lm *lm, const char *text, int32_t **ids, size_t *n, rf_error *err);
-int rf_lm_encode_chat(const rf_lm *lm, const rf_chat_msg *msgs, size_t n_msgs, const char *family,
+int rf_lm_encode_chat(const rf_lm *lm, const rf_chat_msg *msgs, size_t n_msgs, const char *spec,
                       int32_t **ids, size_t *n, rf_error *err);
 
 /* Decode generated ids to malloc'd text, special tokens left out. Ids the

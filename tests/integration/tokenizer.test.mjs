@@ -147,7 +147,7 @@ test("tokenizer: a plain --decode prints raw text and bad ids are refused", () =
   assert.match(missing.stderr.toString(), /cannot open .*tokenizer\.json/);
 });
 
-test("tokenizer: chat formatting through the CLI matches the model's template shape", () => {
+test("tokenizer: chat formatting through the CLI renders the model's own chat_template", () => {
   const msgs = [
     { role: "system", content: "Be brief." },
     { role: "user", content: "Hi" },
@@ -155,7 +155,8 @@ test("tokenizer: chat formatting through the CLI matches the model's template sh
     { role: "user", content: "Bye" },
   ];
   const l3 = JSON.parse(refinery(["--model", modelDir("llama3"), "--chat"], JSON.stringify(msgs)));
-  assert.equal(l3.family, "llama3");
+  assert.equal(l3.template, "tokenizer_config.json");
+  assert.equal(l3.prefix_stable, true);
   assert.equal(
     l3.text,
     "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>" +
@@ -171,9 +172,12 @@ test("tokenizer: chat formatting through the CLI matches the model's template sh
   assert.equal(reference("llama3").decode(masked(l3)), "Hello!<|eot_id|>");
   assert.deepEqual(l3.ids, reference("llama3").encode(l3.text, { add_special_tokens: false }).ids);
   const q = JSON.parse(refinery(["--model", modelDir("qwen3"), "--chat"], JSON.stringify(msgs.slice(1, 3))));
-  assert.equal(q.family, "chatml");
-  assert.equal(q.text, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>assistant\n");
-  // Llama 2's file has no chat_template: the family must be named.
+  // Qwen3's template writes an empty think block before the final answer, as transformers renders it.
+  assert.equal(q.template, "tokenizer_config.json");
+  assert.equal(q.text, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nHello!<|im_end|>\n<|im_start|>assistant\n");
+  const [qs, qe] = q.answer_spans[0];
+  assert.equal(Buffer.from(q.text).subarray(qs, qe).toString(), "<think>\n\n</think>\n\nHello!<|im_end|>\n");
+  // Llama 2's file has no chat_template: a built-in template must be named.
   const none = spawnSync(bin, ["tokenize", "--model", modelDir("llama2"), "--chat"], { input: JSON.stringify(msgs) });
   assert.notEqual(none.status, 0);
   assert.match(none.stderr.toString(), /no chat_template/);

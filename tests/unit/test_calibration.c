@@ -41,13 +41,17 @@ static void encode_row(const rf_tokenizer *tok, const char *row, int32_t **ids, 
         m[0] = (rf_chat_msg){"user", json_string_value(json_object_get(j, "prompt"))};
         m[1] = (rf_chat_msg){"assistant", json_string_value(json_object_get(j, "response"))};
     }
-    rf_chat_family fam;
-    rf_chat_out co;
+    rf_chat_template *t;
+    char *text;
+    size_t len;
     rf_error err = {0};
-    assert_int_equal(rf_chat_family_detect(tok, &fam, &err), 0);
-    assert_int_equal(rf_chat_format(tok, fam, m, 2, 0, &co, &err), 0);
-    assert_int_equal(rf_tokenizer_encode(tok, co.text, co.len, 0, ids, n, &err), 0);
-    rf_chat_out_free(&co);
+    json_t *jm = rf_chat_messages(m, 2);
+    assert_int_equal(rf_chat_template_load(tok, NULL, &t, &err), 0);
+    assert_int_equal(rf_chat_render(t, jm, NULL, &text, &len, &err), 0);
+    assert_int_equal(rf_tokenizer_encode(tok, text, len, 0, ids, n, &err), 0);
+    free(text);
+    json_decref(jm);
+    rf_chat_template_free(t);
     json_decref(j);
 }
 

@@ -346,30 +346,36 @@ static void test_eval_chat(void **state)
     rf_eval_opts o = {.metrics = RF_METRIC_PERPLEXITY, .split = -1, .max_new_tokens = 4};
     json_t *m;
     rf_error err = {0};
-    assert_true(g_lm.has_chat);
+    assert_non_null(g_lm.chat);
     assert_int_equal(rf_eval_dataset(&g_lm, path, &o, &m, &err), 0);
     rf_chat_msg msgs[2] = {{"system", "hi"}, {"user", "this is"}};
-    rf_chat_out out = {0};
-    assert_int_equal(rf_chat_format(g_lm.tok, g_lm.chat_family, msgs, 2, 1, &out, &err), 0);
+    rf_chat_opts co = {.add_generation_prompt = 1};
+    char *text = NULL;
+    size_t len;
+    json_t *jm = rf_chat_messages(msgs, 2);
+    assert_int_equal(rf_chat_render(g_lm.chat, jm, &co, &text, &len, &err), 0);
+    json_decref(jm);
     int n;
-    double s = score_with(out.text, "", "the test", 0, &n);
+    double s = score_with(text, "", "the test", 0, &n);
     assert_int_equal(json_integer_value(json_object_get(m, "perplexity_tokens")), n);
     assert_float_equal(json_real_value(json_object_get(m, "perplexity")), exp(-s / n),
                        exp(-s / n) * 1e-4);
     json_decref(m);
-    rf_chat_out_free(&out);
+    free(text);
 
     /* the same pair as prompt_response with chat on: the same number */
     write_file(path, "{\"prompt\":\"this is\",\"response\":\"the test\"}\n");
     o.chat = true;
     assert_int_equal(rf_eval_dataset(&g_lm, path, &o, &m, &err), 0);
     rf_chat_msg user = {"user", "this is"};
-    assert_int_equal(rf_chat_format(g_lm.tok, g_lm.chat_family, &user, 1, 1, &out, &err), 0);
-    s = score_with(out.text, "", "the test", 0, &n);
+    jm = rf_chat_messages(&user, 1);
+    assert_int_equal(rf_chat_render(g_lm.chat, jm, &co, &text, &len, &err), 0);
+    json_decref(jm);
+    s = score_with(text, "", "the test", 0, &n);
     assert_float_equal(json_real_value(json_object_get(m, "perplexity")), exp(-s / n),
                        exp(-s / n) * 1e-4);
     json_decref(m);
-    rf_chat_out_free(&out);
+    free(text);
 }
 
 static void keep_second(void *ctx, const json_t *state)

@@ -1,6 +1,6 @@
 /* Tokenizer on small hand-made tokenizer.json files whose right answers can
  * be worked out by hand: merge order, byte fallback, added tokens inside
- * text, decoding, chat formatting, and malformed files. The real files are
+ * text, decoding and malformed files (chat templates: test_chat_template.c). The real files are
  * compared with the reference in tests/integration/tokenizer.test.mjs. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
 
 #define DIR "tests/reference/tokenizers/"
@@ -292,120 +291,6 @@ static void test_malformed_files(void **state)
     assert_non_null(strstr(err.msg, "tokenizer.json"));
 }
 
-static rf_tokenizer *with_template(const char *tpl_json)
-{
-    FILE *f = fopen(DIR "bytelevel/tokenizer.json", "rb");
-    assert_non_null(f);
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char cfg[1024];
-    snprintf(
-        cfg, sizeof cfg,
-        "{\"bos_token\": \"<s>\", \"eos_token\": {\"content\": \"</s>\"}, \"chat_template\": %s}",
-        tpl_json);
-    rf_tokenizer *t;
-    rf_error err;
-    if (rf_tokenizer_load_json(buf, cfg, &t, &err)) fail_msg("%s", err.msg);
-    return t;
-}
-
-static void test_chat_family_detection(void **state)
-{
-    static const struct {
-        const char *tpl;
-        rf_chat_family want;
-    } cases[] = {
-        {"\"{{ '<|start_header_id|>' + m + '<|end_header_id|>' }}\"", RF_CHAT_LLAMA3},
-        {"\"Cutting Knowledge Date: {{ '<|start_header_id|>' }}\"", RF_CHAT_LLAMA31},
-        {"\"{{ '<|im_start|>' + role }}\"", RF_CHAT_CHATML},
-        {"\"{{ bos_token + '[INST] <<SYS>>' }}\"", RF_CHAT_LLAMA2},
-        {"\"{{ '[INST] ' + content + ' [/INST]' }}\"", RF_CHAT_MISTRAL},
-        {"[{\"name\": \"tool_use\", \"template\": \"x\"}, {\"name\": \"default\", \"template\": "
-         "\"<|im_start|>\"}]",
-         RF_CHAT_CHATML},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        rf_tokenizer *t = with_template(cases[i].tpl);
-        rf_chat_family f;
-        rf_error err;
-        assert_int_equal(rf_chat_family_detect(t, &f, &err), 0);
-        assert_int_equal(f, cases[i].want);
-        rf_tokenizer_free(t);
-    }
-    rf_tokenizer *t = with_template("\"{{ '### Human: ' + content }}\"");
-    rf_chat_family f;
-    rf_error err;
-    assert_int_equal(rf_chat_family_detect(t, &f, &err), RF_EUNSUPPORTED);
-    assert_non_null(strstr(err.msg, "explicitly"));
-    assert_int_equal(rf_chat_family_parse("vicuna", &f, &err), RF_EINVAL);
-    assert_int_equal(rf_chat_family_parse("qwen", &f, &err), 0);
-    assert_int_equal(f, RF_CHAT_CHATML);
-    rf_tokenizer_free(t);
-}
-
-static void expect_chat(rf_tokenizer *t, rf_chat_family fam, int gen, const char *want,
-                        const char *answer0)
-{
-    const rf_chat_msg m[] = {
-        {"system", "Be brief."}, {"user", " Hi "}, {"assistant", " Hello! "}, {"user", "Bye"}};
-    rf_chat_out out;
-    rf_error err;
-    if (rf_chat_format(t, fam, m, 4, gen, &out, &err)) fail_msg("%s", err.msg);
-    assert_string_equal(out.text, want);
-    assert_int_equal(out.n_spans, 1);
-    assert_true(out.spans[0].end <= out.len);
-    char got[128];
-    snprintf(got, sizeof got, "%.*s", (int)(out.spans[0].end - out.spans[0].start),
-             out.text + out.spans[0].start);
-    assert_string_equal(got, answer0);
-    rf_chat_out_free(&out);
-}
-
-static void test_chat_formats_and_answer_spans(void **state)
-{
-    /* As Qwen's template writes it: a Jinja string literal with \n escapes. */
-    rf_tokenizer *t = with_template(
-        "\"{{ '<|im_start|>system\\\\nYou are a helpful assistant.<|im_end|>\\\\n' }}\"");
-    expect_chat(t, RF_CHAT_LLAMA3, 1,
-                "<s><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
-                "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
-                "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
-                "<|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|>"
-                "<|start_header_id|>assistant<|end_header_id|>\n\n",
-                "Hello!<|eot_id|>");
-    expect_chat(t, RF_CHAT_CHATML, 0,
-                "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n Hi <|im_end|>\n"
-                "<|im_start|>assistant\n Hello! <|im_end|>\n<|im_start|>user\nBye<|im_end|>\n",
-                " Hello! <|im_end|>");
-    expect_chat(
-        t, RF_CHAT_LLAMA2, 1,
-        "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n Hi [/INST] Hello! </s><s>[INST] Bye [/INST]",
-        "Hello! </s>");
-    expect_chat(t, RF_CHAT_MISTRAL, 1,
-                "<s>[INST] Be brief.\n\n Hi  [/INST] Hello! </s>[INST] Bye [/INST]",
-                " Hello! </s>");
-
-    /* ChatML without a system message: the template's own default. */
-    const rf_chat_msg u[] = {{"user", "Hi"}};
-    rf_chat_out out;
-    rf_error err;
-    assert_int_equal(rf_chat_format(t, RF_CHAT_CHATML, u, 1, 1, &out, &err), 0);
-    assert_string_equal(out.text, "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-                                  "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
-    rf_chat_out_free(&out);
-
-    /* Llama 2 and Mistral templates refuse anything but u/a/u/a. */
-    const rf_chat_msg bad[] = {{"user", "a"}, {"user", "b"}};
-    assert_int_equal(rf_chat_format(t, RF_CHAT_LLAMA2, bad, 2, 1, &out, &err), RF_EINVAL);
-    assert_non_null(strstr(err.msg, "alternate"));
-    const rf_chat_msg role[] = {{"tool", "a"}};
-    assert_int_equal(rf_chat_format(t, RF_CHAT_LLAMA3, role, 1, 1, &out, &err), RF_EINVAL);
-    assert_non_null(strstr(err.msg, "tool"));
-    rf_tokenizer_free(t);
-}
-
 /* With ignore_merges and no merges, a word is one id exactly when it is in
  * the vocabulary, which makes the pre-tokenizer's cuts visible. */
 static rf_tokenizer *load_split(const char *behavior, int invert)
@@ -506,41 +391,6 @@ static void test_token_spans(void **state)
     rf_tokenizer_free(t);
 }
 
-static void test_answer_mask(void **state)
-{
-    rf_tokenizer *t = with_template("\"<|im_start|>\"");
-    const rf_chat_msg m[] = {{"user", "hi"}, {"assistant", "hi test"}, {"user", "hi"}};
-    rf_chat_out out;
-    rf_error err;
-    int32_t *ids;
-    rf_token_span *sp;
-    size_t k;
-    assert_int_equal(rf_chat_format(t, RF_CHAT_LLAMA3, m, 3, 0, &out, &err), 0);
-    assert_int_equal(rf_tokenizer_encode_spans(t, out.text, out.len, 0, &ids, &sp, &k, &err), 0);
-    unsigned char *mask = malloc(k);
-    rf_chat_answer_mask(&out, sp, k, mask);
-    /* Exactly the tokens of "hi test<|eot_id|>": "hi", "Ġtest", then the
-     * letters of <|eot_id|> (this tiny vocabulary has no '<', '|', '_' or
-     * '>', and characters without a token are dropped, as the reference
-     * drops them when there is no unk token). */
-    char *masked = calloc(out.len + 1, 1);
-    size_t mn = 0;
-    for (size_t i = 0; i < k; i++)
-        if (mask[i]) {
-            for (size_t b = sp[i].start; b < sp[i].end; b++)
-                masked[mn++] = out.text[b];
-        }
-    assert_string_equal(masked, "hi testeotid");
-    assert_false(mask[0]);
-    assert_false(mask[k - 1]); /* the last user turn's "hi" */
-    free(masked);
-    free(mask);
-    free(ids);
-    free(sp);
-    rf_chat_out_free(&out);
-    rf_tokenizer_free(t);
-}
-
 /* A loaded tokenizer is read-only: threads may share it. */
 typedef struct shared_job {
     const rf_tokenizer *t;
@@ -613,10 +463,7 @@ int main(void)
         cmocka_unit_test(test_malformed_files),
         cmocka_unit_test(test_split_behaviours),
         cmocka_unit_test(test_metaspace_split_and_decode),
-        cmocka_unit_test(test_chat_family_detection),
-        cmocka_unit_test(test_chat_formats_and_answer_spans),
         cmocka_unit_test(test_token_spans),
-        cmocka_unit_test(test_answer_mask),
         cmocka_unit_test(test_threads_share_a_tokenizer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
