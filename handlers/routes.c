@@ -7,6 +7,7 @@
 #include "handlers/models.h"
 #include "handlers/jobs.h"
 #include "handlers/job_types.h"
+#include "handlers/studies.h"
 
 const rf_route rf_routes[] = {
     {"GET", "/healthz", rf_h_healthz, true, NULL},
@@ -34,6 +35,16 @@ const rf_route rf_routes[] = {
     {"GET", "/v1/models/{id}/files/{name}", rf_h_models_file, false, NULL},
     {"GET", "/v1/artifacts/{id}", rf_h_artifacts_get, false, NULL},
     {"GET", "/v1/artifacts/{id}/content", rf_h_artifacts_content, false, NULL},
+    {"POST", "/v1/studies", rf_h_studies_create, false, NULL},
+    {"GET", "/v1/studies", rf_h_studies_list, false, NULL},
+    {"GET", "/v1/studies/{id}", rf_h_studies_get, false, NULL},
+    {"POST", "/v1/studies/{id}/trials", rf_h_studies_ask, false, NULL},
+    {"GET", "/v1/studies/{id}/trials", rf_h_studies_trials, false, NULL},
+    {"GET", "/v1/studies/{id}/trials/{number}", rf_h_studies_trial, false, NULL},
+    {"POST", "/v1/studies/{id}/trials/{number}/complete", rf_h_studies_complete, false, NULL},
+    {"POST", "/v1/studies/{id}/trials/{number}/fail", rf_h_studies_fail, false, NULL},
+    {"POST", "/v1/studies/{id}/trials/{number}/prune", rf_h_studies_prune, false, NULL},
+    {"POST", "/v1/studies/{id}/trials/{number}/report", rf_h_studies_report, false, NULL},
     {"POST", "/v1/completions", rf_h_completions, false, NULL},
     {"POST", "/v1/chat/completions", rf_h_chat_completions, false, NULL},
     {0},

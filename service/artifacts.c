@@ -52,6 +52,18 @@ static int fsync_path(const char *path, int flags)
     return rc;
 }
 
+/* What a browser needs to show a report or a plot rather than save it. */
+static const char *content_type_of(const char *name)
+{
+    static const char *const types[][2] = {{".svg", "image/svg+xml"},
+                                           {".html", "text/html; charset=utf-8"},
+                                           {".txt", "text/plain; charset=utf-8"}};
+    const char *dot = strrchr(name, '.');
+    for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+        if (!strcmp(dot, types[i][0])) return types[i][1];
+    return "application/octet-stream";
+}
+
 int rf_artifact_register(PGconn *c, const char *data_dir, const char *tenant, const char *job_id,
                          const char *kind, const char *path, const char *name,
                          char id_out[RF_ID_MAX], rf_error *err)
@@ -86,11 +98,11 @@ int rf_artifact_register(PGconn *c, const char *data_dir, const char *tenant, co
     }
     char b[32];
     snprintf(b, sizeof b, "%lld", bytes);
-    const char *p[8] = {id_out, tenant, job_id, kind, name, b, hex, dest};
+    const char *p[9] = {id_out, tenant, job_id, kind, name, b, hex, dest, content_type_of(name)};
     rc = rf_db_exec(c,
-                    "INSERT INTO artifacts (id, tenant_id, job_id, kind, name, bytes, sha256, path)"
-                    " VALUES ($1, $2, $3, $4, $5, $6::bigint, $7, $8)",
-                    8, p, NULL, err);
+                    "INSERT INTO artifacts (id, tenant_id, job_id, kind, name, bytes, sha256, path,"
+                    " content_type) VALUES ($1, $2, $3, $4, $5, $6::bigint, $7, $8, $9)",
+                    9, p, NULL, err);
     if (!rc) {
         rf_metrics_artifact_bytes((uint64_t)bytes);
         return 0;
