@@ -107,7 +107,8 @@ static int ctx_artifact(rf_job_ctx *ctx, const char *kind, const char *path, con
 }
 
 /* Without a model store the folder moves to DIR/models/NAME; the "id" a
- * runner gets back is that name. */
+ * runner gets back is that folder's path, which other jobs of `refinery run`
+ * (a pipeline's later stages) take as the model. */
 static int ctx_model(rf_job_ctx *ctx, const char *dir, const char *name, char *id_out, size_t cap)
 {
     local *l = ctx->self;
@@ -117,10 +118,12 @@ static int ctx_model(rf_job_ctx *ctx, const char *dir, const char *name, char *i
     snprintf(models, sizeof models, "%s/models", l->dir);
     snprintf(dst, sizeof dst, "%s/%s", models, name);
     if ((mkdir(models, 0750) && errno != EEXIST) || rename(dir, dst)) return RF_EIO;
-    json_t *d = json_pack("{s:s,s:s}", "name", name, "path", dst);
+    char *abs = realpath(dst, NULL);
+    json_t *d = json_pack("{s:s,s:s}", "name", name, "path", abs ? abs : dst);
     emit("model", d);
     json_decref(d);
-    snprintf(id_out, cap, "%s", name);
+    snprintf(id_out, cap, "%s", abs ? abs : dst);
+    free(abs);
     return 0;
 }
 
@@ -152,6 +155,21 @@ static bool ctx_should_stop(rf_job_ctx *ctx)
     return g_stop != 0 || l->pruned;
 }
 
+/* The folder of the child job id of this run ("a/b" → ROOT/children/a/
+ * children/b), when it exists. */
+static bool child_dir(const local *l, const char *id, char *out, size_t cap)
+{
+    if (!l || !l->root || !*id || id[0] == '/' || strstr(id, "..")) return false;
+    size_t n = (size_t)snprintf(out, cap, "%s", l->root);
+    for (const char *p = id; *p && n < cap;) {
+        size_t k = strcspn(p, "/");
+        n += (size_t)snprintf(out + n, cap - n, "/children/%.*s", (int)k, p);
+        p += k + (p[k] == '/');
+    }
+    struct stat st;
+    return n < cap && stat(out, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 /* Without a server a reference is a local path: a model's folder; a
  * dataset's, an artifact's or a teacher cache's file; an adapter's folder
  * (adapter_config.json and adapter_model.safetensors), or either file in it. */
@@ -161,6 +179,16 @@ static int ctx_resolve(rf_job_ctx *ctx, const char *kind, const char *ref, char 
     struct stat st;
     const bool adapter = !strcmp(kind, "adapter");
     const bool want_dir = !strcmp(kind, "model") || adapter;
+    char child_adapter[PATH_MAX * 2];
+    if (adapter && stat(ref, &st) &&
+        child_dir(ctx->self, ref, child_adapter, sizeof child_adapter)) {
+        /* a child train job of this run, named by its id ("train-muon",
+         * "hpo/trial-3"), as a pipeline names the adapter to quantize: its
+         * adapter/ folder */
+        size_t n = strlen(child_adapter);
+        snprintf(child_adapter + n, sizeof child_adapter - n, "/adapter");
+        ref = child_adapter;
+    }
     if (stat(ref, &st))
         return rf_errorf(err, RF_EINVAL,
                          "%s '%s' does not exist here (refinery run takes local "

@@ -20,6 +20,7 @@ const rf_route rf_routes[] = {
     {"POST", "/v1/jobs/{id}/cancel", rf_h_jobs_cancel, false, NULL},
     {"GET", "/v1/jobs/{id}/events", rf_h_jobs_events, false, NULL},
     {"GET", "/v1/jobs/{id}/artifacts", rf_h_jobs_artifacts, false, NULL},
+    {"GET", "/v1/jobs/{id}/report", rf_h_jobs_report, false, NULL},
     {"GET", "/v1/job-types", rf_h_job_types_list, false, NULL},
     {"GET", "/v1/job-types/{type}", rf_h_job_types_get, false, NULL},
     {"POST", "/v1/datasets", rf_h_datasets_create, false, &rf_h_datasets_upload_stream},

@@ -186,6 +186,34 @@ int rf_artifacts_file(PGconn *c, const char *tenant, const char *id, rf_artifact
     return rc;
 }
 
+int rf_artifacts_of_job_named(PGconn *c, const char *tenant, const char *job_id, const char *kind,
+                              const char *name, rf_artifact_file *f, rf_error *err)
+{
+    memset(f, 0, sizeof *f);
+    if (!rf_id_valid("job", job_id))
+        return rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", job_id);
+    PGresult *r;
+    int rc = rf_db_execp(c,
+                         "SELECT a.id, j.type, j.status FROM jobs j LEFT JOIN artifacts a"
+                         " ON a.job_id = j.id AND a.tenant_id = j.tenant_id AND a.kind = $3"
+                         " AND a.name = $4 WHERE j.id = $1 AND j.tenant_id = $2"
+                         " ORDER BY a.created_at DESC NULLS LAST LIMIT 1",
+                         4, (const char *[]){job_id, tenant, kind, name}, &r, err);
+    if (rc) return rc;
+    char id[RF_ID_MAX] = "";
+    if (PQntuples(r) == 0)
+        rc = rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", job_id);
+    else if (PQgetisnull(r, 0, 0))
+        rc = rf_errorf(err, RF_ENOTFOUND,
+                       "job %s (%s, %s) has no %s: a pipeline job registers its report when it "
+                       "succeeds",
+                       job_id, PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), name);
+    else
+        snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return rc ? rc : rf_artifacts_file(c, tenant, id, f, err);
+}
+
 void rf_artifact_file_free(rf_artifact_file *f)
 {
     free(f->path);

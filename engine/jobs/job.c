@@ -5,6 +5,7 @@
 #include "engine/jobs/dataset.h"
 #include "engine/jobs/evaluate.h"
 #include "engine/jobs/hpo.h"
+#include "engine/jobs/pipeline.h"
 #include "engine/jobs/quantize.h"
 #include "engine/jobs/teacher_cache.h"
 #include "engine/jobs/train.h"
@@ -55,5 +56,6 @@ void rf_runners_register_builtin(void)
     rf_runner_register(rf_teacher_cache_runner());
     rf_runner_register(&rf_quantize_runner);
     rf_runner_register(&rf_hpo_runner);
+    rf_runner_register(&rf_pipeline_runner);
     rf_runner_register(&rf_dataset_runner);
 }
