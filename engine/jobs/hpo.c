@@ -9,6 +9,7 @@
 #include "engine/hpo/study.h"
 #include "engine/jobs/hpo_plot.h"
 #include "engine/jobs/train.h"
+#include "engine/jobs/train_params.h"
 
 /* The objective: a figure of the train job's held-out evaluation (its
  * "eval" events and result.eval: loss, kl, ce, token_accuracy). */
@@ -18,18 +19,6 @@ static const char *const eval_keys[] = {"ce", "kl", "loss", "token_accuracy"};
 static const char *const directions[] = {"minimize", "maximize", NULL};
 static const char *const samplers[] = {"gp", "tpe", "random", NULL};
 static const char *const pruners[] = {"median", "none", NULL};
-
-/* The train params that name registered objects: resolved at POST. */
-static const rf_param train_refs[] = {
-    {.name = "student", .type = RF_PARAM_STRING, .ref = "model", .help = "a model id or name"},
-    {.name = "teacher", .type = RF_PARAM_STRING, .ref = "model", .help = "a model id or name"},
-    {.name = "dataset", .type = RF_PARAM_STRING, .ref = "dataset", .help = "a dataset id"},
-    {.name = "teacher_cache",
-     .type = RF_PARAM_STRING,
-     .ref = "artifact",
-     .help = "a teacher-cache artifact id"},
-    {.name = "tokenizer", .type = RF_PARAM_STRING, .ref = "model", .help = "a model id or name"},
-    {0}};
 
 static const rf_param objective_fields[] = {
     {.name = "metric",
@@ -83,8 +72,8 @@ static const rf_param pruner_fields[] = {
 static const rf_param params[] = {
     {.name = "train",
      .type = RF_PARAM_OBJECT,
-     .flags = RF_PARAM_REQUIRED | RF_PARAM_OPEN,
-     .fields = train_refs,
+     .flags = RF_PARAM_REQUIRED,
+     .fields = rf_train_params, /* the train job's own table: its references resolve at POST */
      .help = "the params of a train job (see the train type); each trial changes the space's "
              "paths in it"},
     {.name = "space",
@@ -326,8 +315,8 @@ static int validate(const json_t *p, rf_error *err)
                                   "'%s' must be a path into the train params, such as "
                                   "optimizer.lr or lora.r",
                                   k);
-        for (const rf_param *r = train_refs; r->name; r++)
-            if (!strcmp(k, r->name))
+        for (const rf_param *r = rf_train_params; r->name; r++)
+            if (r->ref && !strcmp(k, r->name))
                 return rf_error_field(err, RF_EINVAL, f,
                                       "'%s' names a registered object; it cannot be searched", k);
     }
