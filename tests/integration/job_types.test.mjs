@@ -83,12 +83,14 @@ const base = () => ({
   'test.noop': {},
   dataset: { teacher: 'tiny', task: { name: 'sums', seed_prompts: ['What is one plus two?'] } },
   hpo: { train: { student: 'tiny', dataset: ds.id }, space: { 'optimizer.lr': { type: 'log_float', low: 1e-4, high: 1e-2 } } },
+  pipeline: { student: 'tiny', teacher: 'tiny', task: { name: 'sums', seed_prompts: ['What is one plus two?'] }, hpo: false },
 });
 // Params that apply only beside others (train's tokenizer with config).
 const fixtureConfig = JSON.parse(readFileSync(join(repo, 'tests/reference/fixtures/llama_f32_gqa/config.json'), 'utf8'));
 const beside = () => ({
   'train.tokenizer': { student: undefined, method: 'full', config: fixtureConfig },
   'hpo.train.tokenizer': { train: { method: 'full', config: fixtureConfig, dataset: ds.id } },
+  'pipeline.dataset': { task: undefined },
 });
 
 // Every reference in a table, with its dotted path: [path, kind].
