@@ -77,6 +77,7 @@ typedef struct pl {
     json_t *kids;
     int expected, done, submitted;
     char running[512]; /* the stages running now, for the progress line */
+    bool chat;         /* evaluations through the chat template */
     rf_error *err;
 } pl;
 
@@ -164,6 +165,24 @@ static int task_split(pl *s, const char *ds, const char **split)
                           ds);
 }
 
+/* evaluate.chat, or whether the student's tokenizer_config.json has a
+ * chat template (it was trained through it). */
+static int eval_chat(pl *s)
+{
+    const json_t *c = json_object_get(json_object_get(s->o.p, "evaluate"), "chat");
+    if (json_is_boolean(c)) return s->chat = json_is_true(c), 0;
+    char *dir = NULL, path[4096];
+    int rc = s->ctx->resolve(s->ctx, "model", s->o.student, &dir, s->err);
+    if (rc < 0) return rc;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    free(dir);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    const json_t *t = json_object_get(cfg, "chat_template");
+    s->chat = json_is_string(t) || (json_is_array(t) && json_array_size(t));
+    json_decref(cfg);
+    return 0;
+}
+
 /* The model each variant is, once it exists. */
 static const char *variant_model(const pl *s, int v)
 {
@@ -248,8 +267,9 @@ static int pass(pl *s, const char **ds_out, const char **split_out)
             char key[64];
             snprintf(key, sizeof key, "eval-%s-%d", rf_pipeline_variant_key(v), i);
             const char *d = i ? json_string_value(json_array_get(o->eval_datasets, i - 1)) : ds;
-            json_t *ep =
-                model ? rf_pipeline_eval_params(model, d, i ? "all" : split, i == 0) : NULL;
+            json_t *ep = model
+                             ? rf_pipeline_eval_params(model, d, i ? "all" : split, i == 0, s->chat)
+                             : NULL;
             if ((rc = stage(s, key, "evaluate", ep)) < 0) return rc;
         }
     }
@@ -293,6 +313,7 @@ static int run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error 
     int rc = rf_params_check(params, rf_pipeline_params, "", err);
     if (rc == 0) rc = rf_pipeline_opts_parse(params, &s.o, err);
     if (rc < 0) return rc;
+    if ((rc = eval_chat(&s)) < 0) return rc;
     const json_t *t0 = ctx->resume ? json_object_get(ctx->resume, "told") : NULL;
     json_t *told = json_is_object(t0) ? json_deep_copy(t0) : json_object();
     const char *ds = NULL, *split = NULL;

@@ -13,6 +13,10 @@ static const rf_param evaluate_fields[] = {
      .hi = 16,
      .help = "more datasets every variant is evaluated on (acc/acc_norm on multiple-choice "
              "rows, perplexity on rows with a response), beside the task's own test split"},
+    {.name = "chat",
+     .type = RF_PARAM_BOOL,
+     .help = "score through the chat template, as the student was trained (default: when the "
+             "student's tokenizer has a chat template)"},
     {0}};
 
 static const rf_param compare_fields[] = {
@@ -224,12 +228,13 @@ json_t *rf_pipeline_quantize_params(const rf_pipeline_opts *o, const char *ds,
 }
 
 json_t *rf_pipeline_eval_params(const char *model, const char *dataset, const char *split,
-                                bool task)
+                                bool task, bool chat)
 {
-    return task ? json_pack("{s:s,s:s,s:s,s:[s,s,s]}", "model", model, "dataset", dataset, "split",
-                            split, "metrics", "perplexity", "accuracy", "latency")
-                : json_pack("{s:s,s:s,s:s,s:[s,s]}", "model", model, "dataset", dataset, "split",
-                            split, "metrics", "perplexity", "accuracy");
+    return task ? json_pack("{s:s,s:s,s:s,s:b,s:[s,s,s]}", "model", model, "dataset", dataset,
+                            "split", split, "chat", chat, "metrics", "perplexity", "accuracy",
+                            "latency")
+                : json_pack("{s:s,s:s,s:s,s:b,s:[s,s]}", "model", model, "dataset", dataset,
+                            "split", split, "chat", chat, "metrics", "perplexity", "accuracy");
 }
 
 /* ---- errors of a stage, in the pipeline's own words ---- */

@@ -61,7 +61,7 @@ json_t *rf_pipeline_final_train(const json_t *train, const char *optimizer);
 json_t *rf_pipeline_quantize_params(const rf_pipeline_opts *o, const char *ds,
                                     const char *adapter_job);
 json_t *rf_pipeline_eval_params(const char *model, const char *dataset, const char *split,
-                                bool task);
+                                bool task, bool chat);
 
 /* The stage a child error belongs to, as the pipeline's own field: a field
  * of the train child is train.<field> unless it is one the pipeline passed
