@@ -274,3 +274,59 @@ int rf_pipeline_report_html(const json_t *result, char **html, rf_error *err)
     *html = t.s;
     return 0;
 }
+
+/* ---- the terminal table ---- */
+
+static void tcell(rf_text *t, double v, int width, int digits)
+{
+    if (isfinite(v))
+        rf_text_printf(t, " %*.*f", width, digits, v);
+    else
+        rf_text_printf(t, " %*s", width, "-");
+}
+
+int rf_pipeline_report_text(const json_t *result, char **text, rf_error *err)
+{
+    *text = NULL;
+    if (!json_is_object(result))
+        return rf_errorf(err, RF_EINVAL, "report: the pipeline result must be an object");
+    rf_text t = {0};
+    const json_t *rows = json_object_get(result, "rows"),
+                 *dsets = json_object_get(result, "evaluation_datasets");
+    rf_text_printf(&t, "%-24s", "variant");
+    size_t i, j;
+    json_t *d, *r;
+    json_array_foreach(dsets, i, d) rf_text_printf(&t, "   acc@%zu  drop@%zu", i + 1, i + 1);
+    rf_text_printf(&t, " %10s %10s %9s %9s\n", "perplexity", "MiB", "tok/s", "ms/token");
+    json_array_foreach(rows, j, r)
+    {
+        const char *label = str(r, "label") ? str(r, "label") : str(r, "variant");
+        rf_text_printf(&t, "%-24.24s", label ? label : "?");
+        json_array_foreach(dsets, i, d)
+        {
+            const json_t *a = json_object_get(json_object_get(r, "accuracy"), str(d, "id"));
+            tcell(&t, num(a, "acc"), 8, 3);
+            tcell(&t, num(json_object_get(r, "accuracy_drop"), str(d, "id")), 8, 3);
+        }
+        tcell(&t, num(r, "perplexity"), 10, 2);
+        tcell(&t, num(r, "model_bytes") / (1 << 20), 10, 2);
+        tcell(&t, num(r, "decode_tokens_per_s"), 9, 0);
+        tcell(&t, num(r, "latency_ms_per_token"), 9, 2);
+        rf_text_printf(&t, "\n");
+    }
+    json_array_foreach(dsets, i, d)
+    {
+        const char *id = str(d, "dataset");
+        rf_text_printf(&t, "acc@%zu: accuracy on %s%s%s%s; drop@%zu: lost under GPTQ\n", i + 1,
+                       dataset_name(dsets, str(d, "id")), id ? " (" : "", id ? id : "",
+                       id ? ")" : "", i + 1);
+    }
+    const json_t *notes = json_object_get(result, "notes");
+    json_array_foreach(notes, i, d) rf_text_printf(&t, "- %s\n", json_string_value(d));
+    if (t.oom) {
+        rf_text_free(&t);
+        return rf_errorf(err, RF_ENOMEM, "report: out of memory");
+    }
+    *text = t.s;
+    return 0;
+}
