@@ -8,7 +8,7 @@ pkgs=(
   libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libpq-dev libssl-dev
   libcmocka-dev libopenblas-dev liblapacke-dev libonig-dev libutf8proc-dev
   postgresql wrk bc nodejs npm clang-format git
-  python3 python3-torch python3-numpy
+  python3 python3-torch python3-numpy python3-jinja2
 )
 
 missing=()
