@@ -285,6 +285,19 @@ static void tcell(rf_text *t, double v, int width, int digits)
         rf_text_printf(t, " %*s", width, "-");
 }
 
+/* Whether any row has an accuracy on dataset id (a dataset without
+ * multiple-choice rows has perplexity only: no columns of dashes for it). */
+static bool any_acc(const json_t *rows, const char *id)
+{
+    size_t j;
+    json_t *r;
+    json_array_foreach(rows, j, r)
+    {
+        if (isfinite(num(json_object_get(json_object_get(r, "accuracy"), id), "acc"))) return true;
+    }
+    return false;
+}
+
 int rf_pipeline_report_text(const json_t *result, char **text, rf_error *err)
 {
     *text = NULL;
@@ -294,9 +307,15 @@ int rf_pipeline_report_text(const json_t *result, char **text, rf_error *err)
     const json_t *rows = json_object_get(result, "rows"),
                  *dsets = json_object_get(result, "evaluation_datasets");
     rf_text_printf(&t, "%-24s", "variant");
-    size_t i, j;
+    size_t i, j, shown = 0;
     json_t *d, *r;
-    json_array_foreach(dsets, i, d) rf_text_printf(&t, "   acc@%zu  drop@%zu", i + 1, i + 1);
+    json_array_foreach(dsets, i, d)
+    {
+        if (any_acc(rows, str(d, "id"))) {
+            shown++;
+            rf_text_printf(&t, "   acc@%zu  drop@%zu", shown, shown);
+        }
+    }
     rf_text_printf(&t, " %10s %10s %9s %9s\n", "perplexity", "MiB", "tok/s", "ms/token");
     json_array_foreach(rows, j, r)
     {
@@ -304,6 +323,7 @@ int rf_pipeline_report_text(const json_t *result, char **text, rf_error *err)
         rf_text_printf(&t, "%-24.24s", label ? label : "?");
         json_array_foreach(dsets, i, d)
         {
+            if (!any_acc(rows, str(d, "id"))) continue;
             const json_t *a = json_object_get(json_object_get(r, "accuracy"), str(d, "id"));
             tcell(&t, num(a, "acc"), 8, 3);
             tcell(&t, num(json_object_get(r, "accuracy_drop"), str(d, "id")), 8, 3);
@@ -314,13 +334,23 @@ int rf_pipeline_report_text(const json_t *result, char **text, rf_error *err)
         tcell(&t, num(r, "latency_ms_per_token"), 9, 2);
         rf_text_printf(&t, "\n");
     }
+    shown = 0;
     json_array_foreach(dsets, i, d)
     {
         const char *id = str(d, "dataset");
-        rf_text_printf(&t, "acc@%zu: accuracy on %s%s%s%s; drop@%zu: lost under GPTQ\n", i + 1,
-                       dataset_name(dsets, str(d, "id")), id ? " (" : "", id ? id : "",
-                       id ? ")" : "", i + 1);
+        const char *name = dataset_name(dsets, str(d, "id"));
+        if (any_acc(rows, str(d, "id"))) {
+            shown++;
+            rf_text_printf(&t, "acc@%zu: accuracy on %s%s%s%s; drop@%zu: lost under GPTQ\n",
+                           shown, name, id ? " (" : "", id ? id : "", id ? ")" : "", shown);
+        }
+        else
+            rf_text_printf(&t, "%s%s%s%s: no multiple-choice rows, so no accuracy\n", name,
+                           id ? " (" : "", id ? id : "", id ? ")" : "");
     }
+    if (json_array_size(dsets))
+        rf_text_printf(&t, "perplexity: on %s; tok/s, ms/token: batch-1 decode\n",
+                       dataset_name(dsets, str(json_array_get(dsets, 0), "id")));
     const json_t *notes = json_object_get(result, "notes");
     json_array_foreach(notes, i, d) rf_text_printf(&t, "- %s\n", json_string_value(d));
     if (t.oom) {
