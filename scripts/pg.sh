@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL under a folder of ours, from Debian's postgresql package.
 #   pg.sh start DIR   initdb (once) and start on a free 127.0.0.1 port plus a unix
-#                     socket in DIR; prints the libpq conninfo
+#                     socket in DIR (a restart takes the port it had, when free,
+#                     so that clients reconnect to the same conninfo); prints the
+#                     libpq conninfo
 #   pg.sh url DIR     prints the conninfo of a started cluster
 #   pg.sh stop DIR    stops it (the folder stays; rm -rf it to forget the data)
 # PostgreSQL refuses to run as root, so as root the server runs as the `postgres`
@@ -46,6 +48,8 @@ start)
   fi
   for attempt in 1 2 3 4 5; do
     port=$(free_port)
+    [ "$attempt" -eq 1 ] && [ -f "$dir/port" ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$(cat "$dir/port")") 2>/dev/null &&
+      port=$(cat "$dir/port")
     as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
       -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=${PG_FSYNC:-on} -c synchronous_commit=${PG_SYNC_COMMIT:-on}" \
       start >/dev/null 2>&1 && { echo "$port" >"$dir/port"; break; }
