@@ -6,7 +6,7 @@ Run with Debian's torch (`apt-get install -y python3-torch`):
     /usr/bin/python3 tests/reference/train_reference.py
 
 An independent implementation in torch autograd, float64, of training steps
-step of the C trainer (engine/train.c) on the tiny fixtures: student
+of the C trainer (engine/train.c) on the tiny fixtures: student
 llama_f32_gqa with LoRA on every linear layer, teacher llama3_bf16_tied (same
 vocabulary), batch of 2 sequences of 8 tokens with the prompt and the padding
 masked. It writes
