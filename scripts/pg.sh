@@ -6,12 +6,14 @@
 #                     libpq conninfo
 #   pg.sh url DIR     prints the conninfo of a started cluster
 #   pg.sh stop DIR    stops it (the folder stays; rm -rf it to forget the data)
+#   pg.sh crash DIR   stops it the way a crash does (immediate: no checkpoint,
+#                     clients cut off; the next start recovers from the WAL)
 # PostgreSQL refuses to run as root, so as root the server runs as the `postgres`
 # system user that the package creates.
 set -euo pipefail
 
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: pg.sh start|stop|url DIR" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: pg.sh start|stop|crash|url DIR" >&2; exit 2; }
 
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -x "$bindir/initdb" ] || { echo "pg.sh: PostgreSQL server binaries not found (apt-get install postgresql)" >&2; exit 1; }
@@ -63,5 +65,6 @@ start)
   ;;
 url)  [ -f "$dir/port" ] || { echo "pg.sh: no cluster started in $dir" >&2; exit 1; }; url ;;
 stop) [ -d "$dir/data" ] && as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true ;;
-*) echo "usage: pg.sh start|stop|url DIR" >&2; exit 2 ;;
+crash) as_owner "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null ;;
+*) echo "usage: pg.sh start|stop|crash|url DIR" >&2; exit 2 ;;
 esac

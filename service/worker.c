@@ -83,6 +83,64 @@ static void on_heartbeat(const char *id, bool cancel, void *arg)
     if (cancel) flag_cancel(arg, id);
 }
 
+/* ---- the database connection of a worker -------------------------------- */
+
+static int worker_connect(rf_workers *p, PGconn **c, rf_error *err)
+{
+    if (*c) PQfinish(*c);
+    *c = NULL;
+    if (rf_db_connect(p->cfg->database_url, c, err) ||
+        rf_db_exec(*c, "SET synchronous_commit = off", 0, NULL, NULL, err) ||
+        /* The jobs table grows from nothing to a backlog: a plan cached
+         * while it was empty (a scan and a sort) would be kept for ever.
+         * Plan the claim for the table as it is now. */
+        rf_db_exec(*c, "SET plan_cache_mode = force_custom_plan", 0, NULL, NULL, err))
+        return RF_EDB;
+    return 0;
+}
+
+/* Sleep up to s seconds in slices, so that a stop is seen within 50 ms;
+ * false once the pool stops. */
+static bool nap(rf_workers *p, double s)
+{
+    for (double left = s; left > 0 && !atomic_load(&p->stopping); left -= 0.05)
+        usleep((useconds_t)((left < 0.05 ? left : 0.05) * 1e6));
+    return !atomic_load(&p->stopping);
+}
+
+/* Wait for the database (a restart, a failover): reconnect with backoff,
+ * 250 ms doubling to 5 s, logging each failure, for as long as the pool
+ * runs. RF_ECANCELED when it stops first. who names the thread in the log. */
+static int wait_for_db(rf_workers *p, PGconn **c, const char *who,
+                       int (*connect)(rf_workers *, PGconn **, rf_error *))
+{
+    double delay = 0.25;
+    for (int attempt = 1; !atomic_load(&p->stopping); attempt++) {
+        rf_error err;
+        if (connect(p, c, &err) == 0) {
+            if (attempt > 1) rf_log(RF_LOG_INFO, "%s: database reached again", who);
+            return 0;
+        }
+        rf_log(RF_LOG_WARN, "%s: %s (attempt %d; retrying in %.2f s)", who, err.msg, attempt,
+               delay);
+        if (!nap(p, delay)) break;
+        delay = delay * 2 > 5 ? 5 : delay * 2;
+    }
+    return RF_ECANCELED;
+}
+
+/* After a statement of w failed with rc: when the cause was the connection
+ * (the server went away), wait for a new one and say to run it again. A
+ * running job so waits out an outage shorter than its lease (the fence
+ * refuses its writes after a longer one, when the job was rescued). */
+static bool db_lost(worker *w, int rc)
+{
+    if (rc != RF_EDB || rf_db_alive(w->db)) return false;
+    char who[32];
+    snprintf(who, sizeof who, "worker %d", w->index);
+    return wait_for_db(w->pool, &w->db, who, worker_connect) == 0;
+}
+
 /* ---- the context a runner sees ---------------------------------------- */
 
 static worker *ctx_worker(rf_job_ctx *ctx)
@@ -96,7 +154,9 @@ static int ctx_event(rf_job_ctx *ctx, const char *kind, const json_t *data)
     char *s = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9));
     if (!s) return RF_ENOMEM;
     rf_error err;
-    int rc = rf_queue_event(w->db, w->job.id, kind, s, &err);
+    int rc;
+    while (db_lost(w, rc = rf_queue_event(w->db, w->job.id, kind, s, &err))) {
+    }
     if (rc) rf_log(RF_LOG_WARN, "job %s: event not recorded: %s", w->job.id, err.msg);
     free(s);
     return rc;
@@ -106,7 +166,9 @@ static int ctx_progress(rf_job_ctx *ctx, double fraction, const char *message)
 {
     worker *w = ctx_worker(ctx);
     rf_error err;
-    int rc = rf_queue_progress(w->db, &w->job, w->pool->owner, fraction, &err);
+    int rc;
+    while (db_lost(w, rc = rf_queue_progress(w->db, &w->job, w->pool->owner, fraction, &err))) {
+    }
     if (rc) return rc;
     json_t *d = json_pack("{s:f}", "progress", fraction);
     if (message) json_object_set_new(d, "message", json_string(message));
@@ -121,7 +183,9 @@ static int ctx_checkpoint(rf_job_ctx *ctx, const json_t *state)
     char *s = json_dumps(state, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!s) return RF_ENOMEM;
     rf_error err;
-    int rc = rf_queue_checkpoint(w->db, &w->job, w->pool->owner, s, &err);
+    int rc;
+    while (db_lost(w, rc = rf_queue_checkpoint(w->db, &w->job, w->pool->owner, s, &err))) {
+    }
     free(s);
     if (rc) rf_log(RF_LOG_WARN, "job %s: checkpoint not saved: %s", w->job.id, err.msg);
     return rc;
@@ -132,8 +196,11 @@ static int ctx_artifact(rf_job_ctx *ctx, const char *kind, const char *path, con
     worker *w = ctx_worker(ctx);
     char id[RF_ID_MAX];
     rf_error err;
-    int rc = rf_artifact_register(w->db, w->pool->cfg->data_dir, w->job.tenant, w->job.id, kind,
-                                  path, name, id, &err);
+    int rc;
+    /* Registration undoes its move when the row was not written: safe to repeat. */
+    while (db_lost(w, rc = rf_artifact_register(w->db, w->pool->cfg->data_dir, w->job.tenant,
+                                                w->job.id, kind, path, name, id, &err))) {
+    }
     if (rc) {
         rf_log(RF_LOG_WARN, "job %s: artifact %s not registered: %s", w->job.id, name, err.msg);
         return rc;
@@ -149,8 +216,10 @@ static int ctx_model(rf_job_ctx *ctx, const char *dir, const char *name, char *i
     worker *w = ctx_worker(ctx);
     char id[RF_ID_MAX];
     rf_error err;
-    int rc = rf_models_adopt(w->db, w->pool->cfg->data_dir, w->job.tenant, w->job.id, dir, name, id,
-                             &err);
+    int rc;
+    while (db_lost(w, rc = rf_models_adopt(w->db, w->pool->cfg->data_dir, w->job.tenant, w->job.id,
+                                           dir, name, id, &err))) {
+    }
     if (rc) {
         rf_log(RF_LOG_WARN, "job %s: model %s not registered: %s", w->job.id, name, err.msg);
         return rc;
@@ -168,8 +237,10 @@ static int ctx_dataset(rf_job_ctx *ctx, const char *path, const char *name, char
     worker *w = ctx_worker(ctx);
     char id[RF_ID_MAX];
     rf_error err;
-    int rc = rf_datasets_adopt(w->db, w->pool->cfg->data_dir, w->job.tenant, w->job.id, path, name,
-                               id, &err);
+    int rc;
+    while (db_lost(w, rc = rf_datasets_adopt(w->db, w->pool->cfg->data_dir, w->job.tenant,
+                                             w->job.id, path, name, id, &err))) {
+    }
     if (rc) {
         rf_log(RF_LOG_WARN, "job %s: dataset %s not registered: %s", w->job.id, name, err.msg);
         return rc;
@@ -199,14 +270,16 @@ static int ctx_resolve(rf_job_ctx *ctx, const char *kind, const char *ref, char 
 {
     worker *w = ctx_worker(ctx);
     int rc;
-    if (!strcmp(kind, "adapter")) {
-        char dir[1400];
-        snprintf(dir, sizeof dir, "%s/adapter-in", w->workdir);
-        rc = rf_resolve_adapter(w->db, w->job.tenant, ref, dir, err);
-        if (!rc && !(*path = strdup(dir))) rc = rf_errorf(err, RF_ENOMEM, "out of memory");
-    } else {
-        rc = rf_resolve(w->db, w->job.tenant, kind, ref, path, err);
-    }
+    do {
+        if (!strcmp(kind, "adapter")) {
+            char dir[1400];
+            snprintf(dir, sizeof dir, "%s/adapter-in", w->workdir);
+            rc = rf_resolve_adapter(w->db, w->job.tenant, ref, dir, err);
+            if (!rc && !(*path = strdup(dir))) rc = rf_errorf(err, RF_ENOMEM, "out of memory");
+        } else {
+            rc = rf_resolve(w->db, w->job.tenant, kind, ref, path, err);
+        }
+    } while (db_lost(w, rc));
     /* Gone since the job was created: bad input now, not worth a retry. */
     return rc == RF_ENOTFOUND ? rf_errorf(err, RF_EINVAL, "%s", err->msg) : rc;
 }
@@ -260,6 +333,7 @@ done:;
     rf_scrub_paths(err.msg, p->cfg->served_roots);
     rf_error qerr;
     int qrc;
+record: /* again after a lost connection: the outcome is known, only not yet told */
     if (rc == 0) {
         char *s = result ? json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
         qrc = rf_queue_finish(w->db, j, p->owner, "succeeded", s ? s : "null", NULL, &qerr);
@@ -285,6 +359,7 @@ done:;
         rf_log(RF_LOG_WARN, "job %s attempt %d failed%s: %s", j->id, j->attempt,
                final ? " for good" : ", will retry", err.msg);
     }
+    if (db_lost(w, qrc)) goto record;
     if (qrc) rf_log(RF_LOG_WARN, "job %s: could not record its outcome: %s", j->id, qerr.msg);
     json_decref(result);
 }
@@ -295,19 +370,10 @@ static void *worker_main(void *arg)
     rf_workers *p = w->pool;
     while (!atomic_load(&p->stopping)) {
         rf_error err;
-        if (!w->db || PQstatus(w->db) != CONNECTION_OK) {
-            if (w->db) PQfinish(w->db);
-            w->db = NULL;
-            if (rf_db_connect(p->cfg->database_url, &w->db, &err) ||
-                rf_db_exec(w->db, "SET synchronous_commit = off", 0, NULL, NULL, &err) ||
-                /* The jobs table grows from nothing to a backlog: a plan cached
-                 * while it was empty (a scan and a sort) would be kept for
-                 * ever. Plan the claim for the table as it is now. */
-                rf_db_exec(w->db, "SET plan_cache_mode = force_custom_plan", 0, NULL, NULL, &err)) {
-                rf_log(RF_LOG_WARN, "worker %d: %s", w->index, err.msg);
-                sleep(1);
-                continue;
-            }
+        if (!rf_db_alive(w->db)) {
+            char who[32];
+            snprintf(who, sizeof who, "worker %d", w->index);
+            if (wait_for_db(p, &w->db, who, worker_connect)) break;
         }
         pthread_mutex_lock(&p->wake_lock);
         unsigned seq = p->wake_seq;
@@ -353,20 +419,33 @@ static void *worker_main(void *arg)
 
 /* ---- the listener ------------------------------------------------------- */
 
-static int listen_connect(rf_workers *p, rf_error *err)
+static int listen_connect(rf_workers *p, PGconn **c, rf_error *err)
 {
-    if (p->ldb) PQfinish(p->ldb);
-    p->ldb = NULL;
-    int rc = rf_db_connect(p->cfg->database_url, &p->ldb, err);
+    if (*c) PQfinish(*c);
+    *c = NULL;
+    int rc = rf_db_connect(p->cfg->database_url, c, err);
     if (rc) return rc;
     /* PQexec: three statements in one string (PQexecParams takes one). */
-    PGresult *r =
-        PQexec(p->ldb, "LISTEN refinery_jobs; LISTEN refinery_cancel; LISTEN refinery_keys;"
-                       " LISTEN refinery_events");
+    PGresult *r = PQexec(*c, "LISTEN refinery_jobs; LISTEN refinery_cancel; LISTEN refinery_keys;"
+                             " LISTEN refinery_events");
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        rc = rf_errorf(err, RF_EDB, "LISTEN failed: %s", PQerrorMessage(p->ldb));
+        rc = rf_errorf(err, RF_EDB, "LISTEN failed: %s", PQerrorMessage(*c));
     PQclear(r);
     return rc;
+}
+
+/* The jobs this process's workers run now, as a text[] literal ("{}" when none). */
+static void held_ids(rf_workers *p, char *buf, size_t cap)
+{
+    size_t len = (size_t)snprintf(buf, cap, "{");
+    for (int i = 0; i < p->n; i++) {
+        worker *w = &p->w[i];
+        pthread_mutex_lock(&w->lock);
+        if (w->job_id[0] && len + strlen(w->job_id) + 3 < cap)
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s", len > 1 ? "," : "", w->job_id);
+        pthread_mutex_unlock(&w->lock);
+    }
+    snprintf(buf + len, cap - len, "}");
 }
 
 static void *listener_main(void *arg)
@@ -375,20 +454,28 @@ static void *listener_main(void *arg)
     int beat_ms = p->cfg->lease_ms / 3;
     int rescue_ms = p->cfg->lease_ms / 2 < 5000 ? p->cfg->lease_ms / 2 : 5000;
     double next_beat = 0, next_rescue = 0;
+    char *ids = malloc((size_t)(p->n + 1) * (RF_ID_MAX + 1) + 8);
+    if (!ids) {
+        rf_log(RF_LOG_ERROR, "listener: out of memory; leases will not be extended");
+        return NULL;
+    }
     while (!atomic_load(&p->stopping)) {
         rf_error err;
         if (!p->ldb || PQstatus(p->ldb) != CONNECTION_OK) {
-            if (listen_connect(p, &err)) {
-                rf_log(RF_LOG_WARN, "listener: %s", err.msg);
-                sleep(1);
-                continue;
-            }
-            wake_all(p); /* notifications may have been missed meanwhile */
+            if (wait_for_db(p, &p->ldb, "listener", listen_connect)) break;
+            /* Notifications may have been missed meanwhile: workers look for
+             * jobs, event streams for events, keys are checked afresh; leases
+             * are extended at once. */
+            wake_all(p);
+            rf_sse_notify(NULL);
+            rf_auth_flush();
+            next_beat = 0;
         }
         double t = rf_now_s();
         if (t >= next_beat) {
-            if (p->n &&
-                rf_queue_heartbeat(p->ldb, p->owner, p->cfg->lease_ms, on_heartbeat, p, &err))
+            held_ids(p, ids, (size_t)(p->n + 1) * (RF_ID_MAX + 1) + 8);
+            if (strcmp(ids, "{}") &&
+                rf_queue_heartbeat(p->ldb, p->owner, ids, p->cfg->lease_ms, on_heartbeat, p, &err))
                 rf_log(RF_LOG_WARN, "heartbeat failed: %s", err.msg);
             next_beat = t + beat_ms / 1000.0;
         }
@@ -419,6 +506,7 @@ static void *listener_main(void *arg)
             PQfreemem(n);
         }
     }
+    free(ids);
     return NULL;
 }
 
@@ -452,7 +540,7 @@ int rf_workers_start(const rf_config *cfg, rf_workers **out, rf_error *err)
         free(p);
         return rf_errorf(err, RF_ENOMEM, "out of memory");
     }
-    int rc = listen_connect(p, err);
+    int rc = listen_connect(p, &p->ldb, err);
     if (rc) goto fail;
     if (pthread_create(&p->listener, NULL, listener_main, p)) {
         rc = rf_errorf(err, RF_EINTERNAL, "cannot start the listener thread");
