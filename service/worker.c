@@ -24,6 +24,7 @@
 #include "service/resolve.h"
 #include "service/scrub.h"
 #include "service/sse.h"
+#include "service/sweep.h"
 
 typedef struct worker {
     struct rf_workers *pool;
@@ -199,7 +200,8 @@ static int ctx_artifact(rf_job_ctx *ctx, const char *kind, const char *path, con
     int rc;
     /* Registration undoes its move when the row was not written: safe to repeat. */
     while (db_lost(w, rc = rf_artifact_register(w->db, w->pool->cfg->data_dir, w->job.tenant,
-                                                w->job.id, kind, path, name, id, &err))) {
+                                                w->job.id, w->pool->owner, w->job.attempt, kind,
+                                                path, name, id, &err))) {
     }
     if (rc) {
         rf_log(RF_LOG_WARN, "job %s: artifact %s not registered: %s", w->job.id, name, err.msg);
@@ -218,7 +220,7 @@ static int ctx_model(rf_job_ctx *ctx, const char *dir, const char *name, char *i
     rf_error err;
     int rc;
     while (db_lost(w, rc = rf_models_adopt(w->db, w->pool->cfg->data_dir, w->job.tenant, w->job.id,
-                                           dir, name, id, &err))) {
+                                           w->pool->owner, w->job.attempt, dir, name, id, &err))) {
     }
     if (rc) {
         rf_log(RF_LOG_WARN, "job %s: model %s not registered: %s", w->job.id, name, err.msg);
@@ -333,7 +335,8 @@ done:;
     rf_scrub_paths(err.msg, p->cfg->served_roots);
     rf_error qerr;
     int qrc;
-record: /* again after a lost connection: the outcome is known, only not yet told */
+    bool ended = true; /* the outcome recorded is a final state */
+record:                /* again after a lost connection: the outcome is known, only not yet told */
     if (rc == 0) {
         char *s = result ? json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
         qrc = rf_queue_finish(w->db, j, p->owner, "succeeded", s ? s : "null", NULL, &qerr);
@@ -344,6 +347,7 @@ record: /* again after a lost connection: the outcome is known, only not yet tol
         rf_log(RF_LOG_INFO, "job %s cancelled", j->id);
     } else if (rc == RF_ECANCELED && atomic_load(&p->stopping)) {
         qrc = rf_queue_release(w->db, j, p->owner, &qerr);
+        ended = false;
         rf_log(RF_LOG_INFO, "job %s released to the queue (shutting down)", j->id);
     } else if (rc == RF_EINVAL || rc == RF_EUNSUPPORTED || rc == RF_ECANCELED) {
         /* Bad input does not get better by retrying. A runner may leave a
@@ -356,11 +360,16 @@ record: /* again after a lost connection: the outcome is known, only not yet tol
         bool final = false;
         qrc = rf_queue_retry(w->db, j, p->owner, err.msg[0] ? err.msg : rf_strerror(rc),
                              p->cfg->retry_base_ms, p->cfg->retry_max_ms, &final, &qerr);
+        ended = final;
         rf_log(RF_LOG_WARN, "job %s attempt %d failed%s: %s", j->id, j->attempt,
                final ? " for good" : ", will retry", err.msg);
     }
     if (db_lost(w, qrc)) goto record;
     if (qrc) rf_log(RF_LOG_WARN, "job %s: could not record its outcome: %s", j->id, qerr.msg);
+    /* Ended: its folder (checkpoints, half-written files) and any temporary
+     * a killed attempt left in the stores go now. A job handed back keeps
+     * them for its next attempt. */
+    if (!qrc && ended) rf_sweep_job(w->db, p->cfg->data_dir, j->tenant, j->id);
     json_decref(result);
 }
 
@@ -483,8 +492,14 @@ static void *listener_main(void *arg)
             int n = 0;
             if (rf_queue_rescue(p->ldb, p->cfg->retry_base_ms, p->cfg->retry_max_ms, &n, &err))
                 rf_log(RF_LOG_WARN, "rescue failed: %s", err.msg);
-            else if (n)
+            else if (n) {
                 rf_log(RF_LOG_WARN, "rescued %d job(s) whose worker was lost", n);
+                /* What the lost workers left in the data folder: the jobs
+                 * that ended go (service/sweep.h). */
+                rf_sweep_stats st;
+                if (rf_sweep_data(p->ldb, p->cfg->data_dir, false, &st, &err))
+                    rf_log(RF_LOG_WARN, "sweep failed: %s", err.msg);
+            }
             next_rescue = t + rescue_ms / 1000.0;
         }
         double next = next_beat < next_rescue ? next_beat : next_rescue;
