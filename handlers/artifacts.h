@@ -8,4 +8,7 @@ void rf_h_artifacts_get(rf_req *req);
 void rf_h_artifacts_content(rf_req *req);
 void rf_h_jobs_artifacts(rf_req *req);
 
+/* GET /v1/jobs/{id}/report: a pipeline job's HTML report, to open in a browser. */
+void rf_h_jobs_report(rf_req *req);
+
 #endif

@@ -128,7 +128,7 @@ void rf_h_datasets_content(rf_req *req)
         rf_reply_error(req, &e);
         return;
     }
-    rf_file_info info = {f.path, f.sha256, f.name, "application/x-ndjson"};
+    rf_file_info info = {f.path, f.sha256, f.name, "application/x-ndjson", false};
     rf_reply_download(req, &info);
     rf_dataset_file_free(&f);
 }

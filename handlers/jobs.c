@@ -34,11 +34,12 @@ void rf_h_jobs_list(rf_req *req)
 {
     PGconn *c = rf_req_db(req);
     if (!c) return;
-    static const char *const statuses[] = {"queued", "running",   "succeeded",
+    static const char *const statuses[] = {"queued", "running",   "waiting", "succeeded",
                                            "failed", "cancelled", NULL};
     rf_job_query q = {.type = rf_req_query(req, "type"),
                       .status = rf_req_query(req, "status"),
-                      .after = rf_req_query(req, "after")};
+                      .after = rf_req_query(req, "after"),
+                      .parent_id = rf_req_query(req, "parent_id")};
     long long limit;
     if (!rf_req_query_int(req, "limit", 20, 1, 100, &limit)) return;
     q.limit = (int)limit;
@@ -49,7 +50,8 @@ void rf_h_jobs_list(rf_req *req)
         if (!ok) {
             rf_error e;
             rf_error_field(&e, RF_EINVAL, "status",
-                           "'status' must be one of queued, running, succeeded, failed, cancelled");
+                           "'status' must be one of queued, running, waiting, succeeded, "
+                           "failed, cancelled");
             rf_reply_error(req, &e);
             return;
         }

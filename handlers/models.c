@@ -98,7 +98,7 @@ void rf_h_models_file(rf_req *req)
                      (unsigned long long)st.st_mtim.tv_nsec,
                  (unsigned long long)st.st_ino);
     const char *ct = strstr(name, ".json") ? "application/json" : "application/octet-stream";
-    rf_file_info info = {path, etag, name, ct};
+    rf_file_info info = {path, etag, name, ct, false};
     rf_reply_download(req, &info);
     free(path);
 }

@@ -59,6 +59,18 @@ static int fsync_dir(const char *dir, rf_error *err)
                : 0;
 }
 
+/* What a browser needs to show a report or a plot rather than save it. */
+static const char *content_type_of(const char *name)
+{
+    static const char *const types[][2] = {{".svg", "image/svg+xml"},
+                                           {".html", "text/html; charset=utf-8"},
+                                           {".txt", "text/plain; charset=utf-8"}};
+    const char *dot = strrchr(name, '.');
+    for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+        if (!strcmp(dot, types[i][0])) return types[i][1];
+    return "application/octet-stream";
+}
+
 int rf_artifact_register(PGconn *c, const char *data_dir, const char *tenant, const char *job_id,
                          const char *owner, int attempt, const char *kind, const char *path,
                          const char *name, char id_out[RF_ID_MAX], rf_error *err)
@@ -94,7 +106,8 @@ int rf_artifact_register(PGconn *c, const char *data_dir, const char *tenant, co
     char b[32], a[16];
     snprintf(b, sizeof b, "%lld", bytes);
     snprintf(a, sizeof a, "%d", attempt);
-    const char *p[10] = {id_out, tenant, job_id, kind, name, b, hex, dest, owner, a};
+    const char *p[11] = {
+        id_out, tenant, job_id, kind, name, b, hex, dest, owner, a, content_type_of(name)};
     PGresult *r = NULL;
     /* Fenced by the job's lease, as every write of a running job: an attempt
      * that lost its job records nothing. An earlier attempt's artifact of the
@@ -106,10 +119,11 @@ int rf_artifact_register(PGconn *c, const char *data_dir, const char *tenant, co
         "  AND attempts = $10::int AND status = 'running' FOR SHARE),"
         " old AS (DELETE FROM artifacts WHERE job_id = (SELECT id FROM held) AND name = $5"
         "  RETURNING path),"
-        " ins AS (INSERT INTO artifacts (id, tenant_id, job_id, kind, name, bytes, sha256, path)"
-        "  SELECT $1, $2, id, $4, $5, $6::bigint, $7, $8 FROM held RETURNING id)"
+        " ins AS (INSERT INTO artifacts (id, tenant_id, job_id, kind, name, bytes, sha256, path,"
+        "  content_type) SELECT $1, $2, id, $4, $5, $6::bigint, $7, $8, $11 FROM held"
+        "  RETURNING id)"
         " SELECT (SELECT count(*) FROM ins), (SELECT json_agg(path) FROM old)::text",
-        10, p, &r, err);
+        11, p, &r, err);
     if (!rc && atoi(PQgetvalue(r, 0, 0)) == 0)
         rc = rf_errorf(err, RF_ECONFLICT, "job %s is no longer held by this worker (lease lost)",
                        job_id);
@@ -209,6 +223,34 @@ int rf_artifacts_file(PGconn *c, const char *tenant, const char *id, rf_artifact
     }
     PQclear(r);
     return rc;
+}
+
+int rf_artifacts_of_job_named(PGconn *c, const char *tenant, const char *job_id, const char *kind,
+                              const char *name, rf_artifact_file *f, rf_error *err)
+{
+    memset(f, 0, sizeof *f);
+    if (!rf_id_valid("job", job_id))
+        return rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", job_id);
+    PGresult *r;
+    int rc = rf_db_execp(c,
+                         "SELECT a.id, j.type, j.status FROM jobs j LEFT JOIN artifacts a"
+                         " ON a.job_id = j.id AND a.tenant_id = j.tenant_id AND a.kind = $3"
+                         " AND a.name = $4 WHERE j.id = $1 AND j.tenant_id = $2"
+                         " ORDER BY a.created_at DESC NULLS LAST LIMIT 1",
+                         4, (const char *[]){job_id, tenant, kind, name}, &r, err);
+    if (rc) return rc;
+    char id[RF_ID_MAX] = "";
+    if (PQntuples(r) == 0)
+        rc = rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", job_id);
+    else if (PQgetisnull(r, 0, 0))
+        rc = rf_errorf(err, RF_ENOTFOUND,
+                       "job %s (%s, %s) has no %s: a pipeline job registers its report when it "
+                       "succeeds",
+                       job_id, PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), name);
+    else
+        snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return rc ? rc : rf_artifacts_file(c, tenant, id, f, err);
 }
 
 void rf_artifact_file_free(rf_artifact_file *f)

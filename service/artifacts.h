@@ -34,5 +34,9 @@ typedef struct rf_artifact_file {
 int rf_artifacts_file(PGconn *c, const char *tenant, const char *id, rf_artifact_file *f,
                       rf_error *err);
 void rf_artifact_file_free(rf_artifact_file *f);
+/* The artifact named name of kind kind that job_id registered (the
+ * pipeline's report.html): RF_ENOTFOUND naming the job when it has none. */
+int rf_artifacts_of_job_named(PGconn *c, const char *tenant, const char *job_id, const char *kind,
+                              const char *name, rf_artifact_file *f, rf_error *err);
 
 #endif

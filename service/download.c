@@ -12,7 +12,7 @@
 #include "service/range.h"
 
 /* attachment; filename="plain"; filename*=UTF-8''percent-encoded (RFC 6266). */
-static void disposition(const char *name, char *out, size_t cap)
+static void disposition(const char *name, bool show, char *out, size_t cap)
 {
     char plain[256], enc[768];
     size_t p = 0, e = 0;
@@ -29,7 +29,8 @@ static void disposition(const char *name, char *out, size_t cap)
         }
     }
     plain[p] = enc[e] = '\0';
-    snprintf(out, cap, "attachment; filename=\"%s\"; filename*=UTF-8''%s", plain, enc);
+    snprintf(out, cap, "%s; filename=\"%s\"; filename*=UTF-8''%s", show ? "inline" : "attachment",
+             plain, enc);
 }
 
 void rf_reply_download(rf_req *req, const rf_file_info *f)
@@ -47,7 +48,7 @@ void rf_reply_download(rf_req *req, const rf_file_info *f)
         return;
     }
     uint64_t size = (uint64_t)st.st_size;
-    disposition(f->name, cd, sizeof cd);
+    disposition(f->name, f->show, cd, sizeof cd);
 
     if (rf_etag_matches_none(rf_req_header(req, "If-None-Match"), etag)) {
         close(fd);

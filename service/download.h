@@ -4,6 +4,8 @@
 #ifndef RF_DOWNLOAD_H
 #define RF_DOWNLOAD_H
 
+#include <stdbool.h>
+
 #include "service/http.h"
 
 typedef struct rf_file_info {
@@ -11,6 +13,7 @@ typedef struct rf_file_info {
     const char *etag; /* the entity tag's opaque part (a SHA-256, say), quoted on the wire */
     const char *name; /* for Content-Disposition */
     const char *content_type;
+    bool show; /* Content-Disposition inline (a page to open), not attachment */
 } rf_file_info;
 
 void rf_reply_download(rf_req *req, const rf_file_info *f);

@@ -297,7 +297,9 @@ int rf_jobs_list(PGconn *c, const char *tenant, const rf_job_query *q, char **js
     snprintf(limit, sizeof limit, "%d", q->limit + 1);
     if (q->after && !rf_id_valid("job", q->after))
         return rf_error_field(err, RF_EINVAL, "after", "'after' must be a job id");
-    const char *p[5] = {tenant, q->type, q->status, q->after, limit};
+    if (q->parent_id && !rf_id_valid("job", q->parent_id))
+        return rf_error_field(err, RF_EINVAL, "parent_id", "'parent_id' must be a job id");
+    const char *p[6] = {tenant, q->type, q->status, q->after, limit, q->parent_id};
     PGresult *r;
     /* Newest first by insertion sequence: a cursor, so concurrent inserts
      * never shift a page. An `after` of another tenant matches nothing. */
@@ -305,10 +307,11 @@ int rf_jobs_list(PGconn *c, const char *tenant, const rf_job_query *q, char **js
                          "SELECT " JOB_JSON " FROM jobs j WHERE j.tenant_id = $1"
                          " AND ($2::text IS NULL OR j.type = $2)"
                          " AND ($3::text IS NULL OR j.status = $3)"
+                         " AND ($6::text IS NULL OR j.parent_id = $6)"
                          " AND ($4::text IS NULL OR j.seq < (SELECT seq FROM jobs"
                          "      WHERE id = $4 AND tenant_id = $1))"
                          " ORDER BY j.seq DESC LIMIT $5::int",
-                         5, p, &r, err);
+                         6, p, &r, err);
     if (!rc) rc = rf_db_list_json(r, q->limit, json, err);
     PQclear(r);
     return rc;
@@ -326,14 +329,17 @@ int rf_jobs_cancel(PGconn *c, const char *tenant, const char *id, char **json, r
         "   error = CASE WHEN status = 'queued' THEN 'cancelled by request' ELSE error END,"
         "   finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,"
         "   updated_at = now()"
-        "   WHERE id = $1 AND tenant_id = $2 AND status IN ('queued', 'running')"
+        "   WHERE id = $1 AND tenant_id = $2 AND status IN ('queued', 'running', 'waiting')"
         "   AND NOT cancel_requested RETURNING *),"
         " n AS (SELECT pg_notify('refinery_cancel', id) FROM j WHERE status = 'running'"
-        "   UNION ALL SELECT pg_notify('refinery_events', id) FROM j),"
+        "   UNION ALL SELECT pg_notify('refinery_events', id) FROM j"
+        /* a parent's children are cancelled by the reconciler (service/children.h) */
+        "   UNION ALL SELECT pg_notify('refinery_wake', id) FROM j WHERE has_children),"
         " e AS (INSERT INTO job_events (job_id, kind, data) SELECT id, 'log',"
         "   json_build_object('level', 'info', 'message', 'cancel requested') FROM j)"
         " SELECT " JOB_JSON ", (SELECT count(*) FROM n) FROM j"
-        " UNION ALL SELECT NULL, CASE WHEN status IN ('queued', 'running') THEN 1 ELSE 0 END"
+        " UNION ALL SELECT NULL,"
+        "   CASE WHEN status IN ('queued', 'running', 'waiting') THEN 1 ELSE 0 END"
         "   FROM jobs WHERE id = $1 AND tenant_id = $2 AND NOT EXISTS (SELECT 1 FROM j)",
         2, p, &r, err);
     if (rc) goto out;

@@ -20,16 +20,18 @@ int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char
 int rf_jobs_get(PGconn *c, const char *tenant, const char *id, char **json, rf_error *err);
 
 typedef struct rf_job_query {
-    const char *type;   /* NULL: any */
-    const char *status; /* NULL: any */
-    const char *after;  /* a job id: start after it (newest first) */
-    int limit;          /* 1..100 */
+    const char *type;      /* NULL: any */
+    const char *status;    /* NULL: any */
+    const char *after;     /* a job id: start after it (newest first) */
+    const char *parent_id; /* NULL: any; else the children of that job */
+    int limit;             /* 1..100 */
 } rf_job_query;
 
 int rf_jobs_list(PGconn *c, const char *tenant, const rf_job_query *q, char **json, rf_error *err);
 
 /* queued → cancelled at once; running → cancel requested (the runner stops at
- * its next safe point); finished → RF_ECONFLICT. */
+ * its next safe point); waiting (a parent) → its children are cancelled and
+ * it ends once they have stopped; finished → RF_ECONFLICT. */
 int rf_jobs_cancel(PGconn *c, const char *tenant, const char *id, char **json, rf_error *err);
 
 /* Events after event id `after` (0: from the start), oldest first. */

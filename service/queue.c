@@ -312,7 +312,7 @@ int rf_queue_rescue(PGconn *c, int base_ms, int max_ms, int *rescued, rf_error *
                   /* A job ended here has its final status as an event, as one
                    * its worker ends has (event streams end on it). */
                   "  UNION ALL SELECT id, 'status', json_build_object('status', status, 'error',"
-                  "   error) FROM u WHERE status <> 'queued'),"
+                  "   error) FROM u WHERE status IN ('succeeded', 'failed', 'cancelled')),"
                   " idem AS (DELETE FROM idempotency_keys WHERE created_at < now() - interval '25 "
                   "hours')"
                   " SELECT count(*), (SELECT count(*) FROM (SELECT pg_notify('refinery_jobs', '')"

@@ -224,7 +224,7 @@ int rf_resolve_in_use(PGconn *c, const char *tenant, const char *kind, const cha
     PGresult *r;
     int rc = rf_db_execp(c,
                          "SELECT id, type, params::text FROM jobs WHERE tenant_id = $1"
-                         " AND status IN ('queued', 'running')"
+                         " AND status IN ('queued', 'running', 'waiting')"
                          " AND (strpos(params::text, $2) > 0 OR strpos(params::text, $3) > 0)"
                          " ORDER BY seq",
                          3, (const char *[]){tenant, id, quoted}, &r, err);

@@ -20,10 +20,13 @@
 #include "service/artifacts.h"
 #include "service/datasets.h"
 #include "service/auth.h"
+#include "service/children.h"
 #include "service/queue.h"
 #include "service/resolve.h"
 #include "service/scrub.h"
 #include "service/sse.h"
+#include "service/studies.h"
+#include "service/study_link.h"
 #include "service/sweep.h"
 
 typedef struct worker {
@@ -36,6 +39,8 @@ typedef struct worker {
     atomic_bool cancel;     /* a cancel was asked for that job */
     rf_claimed_job job;
     double last_cancel_check; /* monotonic seconds */
+    rf_study_link link;       /* the job as a study's trial (service/study_link.h) */
+    char stop_reason[320];    /* why the job was stopped, when not by a user */
     char workdir[1200];
 } worker;
 
@@ -160,6 +165,14 @@ static int ctx_event(rf_job_ctx *ctx, const char *kind, const json_t *data)
     }
     if (rc) rf_log(RF_LOG_WARN, "job %s: event not recorded: %s", w->job.id, err.msg);
     free(s);
+    bool stop = false;
+    if (rf_study_link_event(w->db, &w->job, &w->link, kind, data, &stop, w->stop_reason,
+                            sizeof w->stop_reason, &err))
+        rf_log(RF_LOG_WARN, "job %s: not reported to its study: %s", w->job.id, err.msg);
+    if (stop) {
+        rf_log(RF_LOG_INFO, "job %s %s", w->job.id, w->stop_reason);
+        atomic_store(&w->cancel, true);
+    }
     return rc;
 }
 
@@ -286,6 +299,38 @@ static int ctx_resolve(rf_job_ctx *ctx, const char *kind, const char *ref, char 
     return rc == RF_ENOTFOUND ? rf_errorf(err, RF_EINVAL, "%s", err->msg) : rc;
 }
 
+static int ctx_submit_child(rf_job_ctx *ctx, const char *key, const char *type,
+                            const json_t *params, const json_t *metadata, char *id_out, size_t cap,
+                            bool *created, rf_error *err)
+{
+    worker *w = ctx_worker(ctx);
+    char id[RF_ID_MAX];
+    int rc;
+    /* A child is keyed by its parent: submitting again after a lost
+     * connection finds the one made, if it was. */
+    while (db_lost(w, rc = rf_children_submit(w->db, &w->job, w->pool->owner, key, type, params,
+                                              metadata, id, created, err))) {
+    }
+    if (!rc) snprintf(id_out, cap, "%s", id);
+    return rc;
+}
+
+static int ctx_children(rf_job_ctx *ctx, json_t **out, rf_error *err)
+{
+    worker *w = ctx_worker(ctx);
+    int rc;
+    while (db_lost(w, rc = rf_children_list(w->db, &w->job, w->pool->owner, out, err))) {
+    }
+    return rc;
+}
+
+static int ctx_study(rf_job_ctx *ctx, const char *op, const json_t *args, json_t **out,
+                     rf_error *err)
+{
+    worker *w = ctx_worker(ctx);
+    return rf_studies_op(w->db, w->job.tenant, w->job.id, op, args, out, err);
+}
+
 /* ---- running one job ---------------------------------------------------- */
 
 static void run_one(worker *w)
@@ -296,6 +341,7 @@ static void run_one(worker *w)
     rf_error err;
     rf_error_clear(&err);
     json_t *result = NULL;
+    double wake_after_s = 0;
     int rc;
 
     snprintf(w->workdir, sizeof w->workdir, "%s/jobs/%s", p->cfg->data_dir, j->id);
@@ -323,12 +369,18 @@ static void run_one(worker *w)
         .should_stop = ctx_should_stop,
         .resolve = ctx_resolve,
         .dataset = ctx_dataset,
+        .submit_child = ctx_submit_child,
+        .children = ctx_children,
+        .study = ctx_study,
     };
+    memset(&w->link, 0, sizeof w->link);
+    w->stop_reason[0] = '\0';
     w->last_cancel_check = rf_now_s();
     rf_log(RF_LOG_INFO, "job %s (%s) attempt %d/%d started", j->id, j->type, j->attempt,
            j->max_attempts);
     rc = runner ? runner->run(j->params, &ctx, &result, &err)
                 : rf_errorf(&err, RF_EUNSUPPORTED, "no runner for job type '%s'", j->type);
+    wake_after_s = ctx.wake_after_s;
 done:;
     /* the job's owner sees err.msg: ids, never server paths */
     rf_scrub_paths(err.msg, p->cfg->data_dir);
@@ -337,13 +389,23 @@ done:;
     int qrc;
     bool ended = true; /* the outcome recorded is a final state */
 record:                /* again after a lost connection: the outcome is known, only not yet told */
-    if (rc == 0) {
+    if (rc == RF_EWAIT) {
+        /* A parent leaves its worker until a child ends (service/children.h). */
+        char status[16] = "";
+        qrc = rf_children_park(w->db, j, p->owner, (long long)(wake_after_s * 1000), status, &qerr);
+        ended = !strcmp(status, "cancelled") || !strcmp(status, "failed");
+        rf_log(RF_LOG_INFO, "job %s %s", j->id,
+               !strcmp(status, "waiting") ? "waiting for its child jobs" : status);
+    } else if (rc == 0) {
+        if (rf_study_link_finish(w->db, j, &w->link, result, &qerr))
+            rf_log(RF_LOG_WARN, "job %s: its trial was not told: %s", j->id, qerr.msg);
         char *s = result ? json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
         qrc = rf_queue_finish(w->db, j, p->owner, "succeeded", s ? s : "null", NULL, &qerr);
         free(s);
         rf_log(RF_LOG_INFO, "job %s succeeded", j->id);
     } else if (rc == RF_ECANCELED && atomic_load(&w->cancel)) {
-        qrc = rf_queue_finish(w->db, j, p->owner, "cancelled", NULL, "cancelled by request", &qerr);
+        qrc = rf_queue_finish(w->db, j, p->owner, "cancelled", NULL,
+                              w->stop_reason[0] ? w->stop_reason : "cancelled by request", &qerr);
         rf_log(RF_LOG_INFO, "job %s cancelled", j->id);
     } else if (rc == RF_ECANCELED && atomic_load(&p->stopping)) {
         qrc = rf_queue_release(w->db, j, p->owner, &qerr);
@@ -436,7 +498,7 @@ static int listen_connect(rf_workers *p, PGconn **c, rf_error *err)
     if (rc) return rc;
     /* PQexec: three statements in one string (PQexecParams takes one). */
     PGresult *r = PQexec(*c, "LISTEN refinery_jobs; LISTEN refinery_cancel; LISTEN refinery_keys;"
-                             " LISTEN refinery_events");
+                             " LISTEN refinery_events; LISTEN refinery_wake");
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         rc = rf_errorf(err, RF_EDB, "LISTEN failed: %s", PQerrorMessage(*c));
     PQclear(r);
@@ -468,16 +530,18 @@ static void *listener_main(void *arg)
         rf_log(RF_LOG_ERROR, "listener: out of memory; leases will not be extended");
         return NULL;
     }
+    bool reconcile = false;
     while (!atomic_load(&p->stopping)) {
         rf_error err;
         if (!p->ldb || PQstatus(p->ldb) != CONNECTION_OK) {
             if (wait_for_db(p, &p->ldb, "listener", listen_connect)) break;
             /* Notifications may have been missed meanwhile: workers look for
-             * jobs, event streams for events, keys are checked afresh; leases
-             * are extended at once. */
+             * jobs, event streams for events, keys are checked afresh, parents
+             * whose children ended are woken; leases are extended at once. */
             wake_all(p);
             rf_sse_notify(NULL);
             rf_auth_flush();
+            reconcile = true;
             next_beat = 0;
         }
         double t = rf_now_s();
@@ -500,6 +564,10 @@ static void *listener_main(void *arg)
                 if (rf_sweep_data(p->ldb, p->cfg->data_dir, false, &st, &err))
                     rf_log(RF_LOG_WARN, "sweep failed: %s", err.msg);
             }
+            /* The fallback for lost wake-ups: parents whose children ended. */
+            reconcile = true;
+            if (rf_children_sweep(p->ldb, &err))
+                rf_log(RF_LOG_WARN, "sweeping wake-ups failed: %s", err.msg);
             next_rescue = t + rescue_ms / 1000.0;
         }
         double next = next_beat < next_rescue ? next_beat : next_rescue;
@@ -518,7 +586,14 @@ static void *listener_main(void *arg)
                 rf_auth_flush();
             else if (!strcmp(n->relname, "refinery_events"))
                 rf_sse_notify(n->extra);
+            else if (!strcmp(n->relname, "refinery_wake"))
+                reconcile = true; /* a child ended, or a parent was cancelled */
             PQfreemem(n);
+        }
+        if (reconcile) {
+            reconcile = false;
+            if (rf_children_reconcile(p->ldb, NULL, &err))
+                rf_log(RF_LOG_WARN, "waking parent jobs failed: %s", err.msg);
         }
     }
     free(ids);

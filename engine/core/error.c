@@ -83,6 +83,8 @@ const char *rf_strerror(int code)
         return "unauthorized";
     case RF_ETOOBIG:
         return "too large";
+    case RF_EWAIT:
+        return "waiting for child jobs";
     case RF_ERANGE:
         return "range not satisfiable";
     }

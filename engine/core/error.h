@@ -20,6 +20,9 @@ enum {
     RF_EAUTH = -10,       /* missing or bad credentials */
     RF_ETOOBIG = -11,     /* over a configured size limit */
     RF_ERANGE = -12,      /* unsatisfiable range */
+    /* Not a failure: a parent job's runner returns it to leave its worker and
+     * wait until one of its child jobs ends (engine/jobs/job.h). */
+    RF_EWAIT = -13,
 };
 
 typedef struct rf_error {

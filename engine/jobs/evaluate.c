@@ -143,6 +143,8 @@ static int run(const json_t *p, rf_job_ctx *ctx, json_t **result, rf_error *err)
     o.ctx = &pr;
     json_t *m = NULL;
     if ((rc = rf_eval_dataset(&lm, data_path, &o, &m, err)) < 0) goto out;
+    json_object_set_new(m, "resident_bytes",
+                        json_integer((json_int_t)rf_llama_resident_bytes(&lm.model)));
     json_object_set_new(m, "model", json_string(model));
     json_object_set_new(m, "dataset", json_string(dataset));
     json_object_set_new(m, "split", json_string(rf_param_str(p, params, "split", "all")));

@@ -4,6 +4,8 @@
 
 #include "engine/jobs/dataset.h"
 #include "engine/jobs/evaluate.h"
+#include "engine/jobs/hpo.h"
+#include "engine/jobs/pipeline.h"
 #include "engine/jobs/quantize.h"
 #include "engine/jobs/teacher_cache.h"
 #include "engine/jobs/train.h"
@@ -53,5 +55,7 @@ void rf_runners_register_builtin(void)
     rf_runner_register(rf_train_runner());
     rf_runner_register(rf_teacher_cache_runner());
     rf_runner_register(&rf_quantize_runner);
+    rf_runner_register(&rf_hpo_runner);
+    rf_runner_register(&rf_pipeline_runner);
     rf_runner_register(&rf_dataset_runner);
 }

@@ -58,6 +58,70 @@ struct rf_job_ctx {
      * Registering the same content again from the same job gives the same
      * id (a rescued attempt). NULL where datasets cannot be registered. */
     int (*dataset)(rf_job_ctx *ctx, const char *path, const char *name, char *id_out, size_t cap);
+
+    /* ---- Jobs that run other jobs (DESIGN.md) ----------------------------
+     * A parent's work is done by child jobs that any worker claims. The
+     * parent never holds a worker while they run: it submits children, then
+     * returns RF_EWAIT from run, and the job leaves the worker in status
+     * "waiting". When one of its children ends (or wake_after_s passes) it is
+     * queued again and run is called anew, from the top, with resume = its
+     * last checkpoint. So run is written as "look at what exists, do the next
+     * step": read children(), submit what is missing, return RF_EWAIT while
+     * any child it needs is unfinished, or a result once all are done.
+     *
+     * Crash safety comes from the key: a child is named by a key unique for
+     * its parent, and submitting a key that exists answers the existing child
+     * (its id, created = false) rather than making another. A parent killed
+     * after submitting but before checkpointing, and run again, finds its
+     * children by key. A child that ends while the parent runs is not missed:
+     * the parent is queued again at once after returning RF_EWAIT.
+     *
+     * Cancelling a parent cancels its children; the parent's cancel completes
+     * once they have stopped (until then it shows "waiting"). A runner that
+     * sees should_stop() simply returns RF_ECANCELED, as any other.
+     *
+     * These members are NULL where the context cannot run children. */
+
+    /* Submit a child job of type with params (checked by that type's runner
+     * as POST /v1/jobs would; a bad one is RF_EINVAL naming the field) and
+     * metadata (an object of strings, or NULL). key: 1 to 100 characters of
+     * [A-Za-z0-9._-]. The child's id goes to id_out (cap bytes; 40 is enough);
+     * *created says whether it was made now. RF_ECANCELED once the parent was
+     * asked to stop. `refinery run` runs the child inline, to its end, in a
+     * subfolder children/KEY of the run folder. */
+    int (*submit_child)(rf_job_ctx *ctx, const char *key, const char *type, const json_t *params,
+                        const json_t *metadata, char *id_out, size_t cap, bool *created,
+                        rf_error *err);
+    /* The children so far, oldest first: a new array of {"id", "key", "type",
+     * "status" (queued|running|waiting|succeeded|failed|cancelled), "result",
+     * "error", "progress", "attempts", "metadata", "started_at",
+     * "finished_at" (seconds since the epoch, null when not yet)}. */
+    int (*children)(rf_job_ctx *ctx, json_t **out, rf_error *err);
+    /* Set before returning RF_EWAIT to be queued again after this many
+     * seconds even if no child has ended (0: only when a child ends). */
+    double wake_after_s;
+
+    /* An ask/tell study of the job's tenant (DESIGN.md "Studies"), the same
+     * operations as /v1/studies; args and *out as the HTTP bodies:
+     *   "create" {"key", "name", "direction", "space", "sampler", "pruner",
+     *             "max_trials", "job_report"} → the study (the existing one
+     *             when key was used before: idempotent, like children)
+     *   "get" {"study"} → the study, with best_trial
+     *   "ask" {"study", "params"?} → the new trial {"number", "params", …}
+     *   "tell" {"study", "number", "state": complete|fail|prune, "value"?,
+     *           "job_id"?} → the trial
+     *   "attach" {"study", "number", "job_id"} → the trial (a job that
+     *           evaluates it)
+     *   "report" {"study", "number", "step", "value"} → {"should_prune"}
+     *   "trials" {"study"} → [trial, …] by number
+     * job_report {"event", "field", "step", "result"?} makes a child job
+     * whose metadata names {"study_id", "trial"} report its events of that
+     * kind to the trial as intermediate values, and stop once the pruner says
+     * so (its trial is then told "prune"); with "result" (a path into the
+     * job's result) its success tells the trial complete, and its failure or
+     * cancel fails it. RF_ENOTFOUND / RF_EINVAL / RF_ECONFLICT as
+     * the API answers 404 / 422 / 409. */
+    int (*study)(rf_job_ctx *ctx, const char *op, const json_t *args, json_t **out, rf_error *err);
 };
 
 /* Where a reference in params points, kind as rf_job_ctx.resolve takes it;
@@ -72,7 +136,8 @@ typedef struct rf_runner {
      * rules a table cannot say (either a or b, b only with a); may be NULL. */
     int (*validate)(const json_t *params, rf_error *err);
     /* Run to completion; *result (owned by the caller afterwards) on success.
-     * RF_EINVAL and RF_EUNSUPPORTED are final; other errors may be retried. */
+     * RF_EINVAL and RF_EUNSUPPORTED are final; other errors may be retried.
+     * RF_EWAIT (a parent) waits for its children: see rf_job_ctx. */
     int (*run)(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err);
     /* What the job does, in a sentence or two (GET /v1/job-types). */
     const char *description;

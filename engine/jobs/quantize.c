@@ -226,12 +226,7 @@ static long long resident_bytes(const char *dir)
 {
     rf_llama_model m;
     if (rf_llama_load(&m, dir, NULL, NULL) < 0) return -1;
-    long long b = (long long)m.weight_bytes;
-    for (int l = 0; l < m.config.n_layers; l++)
-        for (int i = 0; i < RF_LIN_COUNT; i++)
-            if (rf_linear_is_gptq(&m.w.layers[l].lin[i]))
-                b += 8LL * m.w.layers[l].lin[i].q.G * m.w.layers[l].lin[i].q.N;
-    if (rf_linear_is_gptq(&m.w.lm_head)) b += 8LL * m.w.lm_head.q.G * m.w.lm_head.q.N;
+    long long b = (long long)rf_llama_resident_bytes(&m);
     rf_llama_free(&m);
     return b;
 }

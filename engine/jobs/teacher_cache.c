@@ -233,7 +233,8 @@ static int tc_run(const json_t *p, rf_job_ctx *ctx, json_t **result, rf_error *e
         return rc;
     }
     if ((rc = rf_tokenizer_load(teacher, &tok, err)) < 0) goto out;
-    rc = rf_chat_template_load(tok, chat, &ct, err);
+    /* a base model without a chat template: plain prompt + response, as train does */
+    rc = !chat && !rf_chat_template_present(tok) ? 0 : rf_chat_template_load(tok, chat, &ct, err);
     if (rc < 0) {
         snprintf(err->field, sizeof err->field, "chat_template");
         goto out;

@@ -265,6 +265,106 @@ static int model_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
     return 0;
 }
 
+/* ---- test.parent ----
+ * A parent of `children` child jobs (test.sleep of `ms` when ms > 0, else
+ * test.noop), at most `parallel` unfinished at once, waiting in between: the
+ * child-job mechanism without any model. linger_ms keeps each run on its
+ * worker that long after submitting (children end meanwhile). crash_after_submit kills its own
+ * process (SIGKILL) right after submitting its first child on attempt 1,
+ * before any checkpoint: the crash a rescued parent must survive without
+ * submitting that child twice. */
+
+static const rf_param parent_params[] = {
+    {.name = "children",
+     .type = RF_PARAM_INT,
+     .flags = RF_PARAM_REQUIRED,
+     .lo = 1,
+     .hi = 100,
+     .help = "how many child test.sleep jobs"},
+    {.name = "parallel",
+     .type = RF_PARAM_INT,
+     .lo = 1,
+     .hi = 100,
+     .help = "children in flight at once (default: all)"},
+    {.name = "ms",
+     .type = RF_PARAM_INT,
+     .lo = 0,
+     .hi = 600000,
+     .def = "0",
+     .help = "each child's sleep"},
+    {.name = "crash_after_submit",
+     .type = RF_PARAM_BOOL,
+     .def = "false",
+     .help = "abort the process right after the first submit (crash-safety tests)"},
+    {.name = "linger_ms",
+     .type = RF_PARAM_INT,
+     .lo = 0,
+     .hi = 600000,
+     .def = "0",
+     .help = "stay running this long after submitting, before waiting"},
+    {0}};
+
+static int parent_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
+{
+    if (!ctx->submit_child || !ctx->children)
+        return rf_errorf(err, RF_EUNSUPPORTED, "this context cannot run child jobs");
+    const int n = (int)json_integer_value(json_object_get(params, "children"));
+    json_t *pv = json_object_get(params, "parallel");
+    const int parallel = pv ? (int)json_integer_value(pv) : n;
+    const long long ms = json_integer_value(json_object_get(params, "ms"));
+    const bool crash = json_is_true(json_object_get(params, "crash_after_submit"));
+    /* How many times run was entered, kept across parks and crashes. */
+    json_int_t runs = ctx->resume ? json_integer_value(json_object_get(ctx->resume, "runs")) : 0;
+    json_t *state = json_pack("{s:I}", "runs", runs + 1);
+    int rc = ctx->checkpoint(ctx, state);
+    json_decref(state);
+    if (rc) return rf_errorf(err, rc, "could not save a checkpoint");
+    if (ctx->should_stop(ctx)) return rf_errorf(err, RF_ECANCELED, "stopped");
+    json_t *kids = NULL;
+    if ((rc = ctx->children(ctx, &kids, err))) return rc;
+    int open = 0, ended = 0;
+    bool have[101] = {false};
+    size_t i;
+    json_t *k;
+    json_array_foreach(kids, i, k)
+    {
+        const char *key = json_string_value(json_object_get(k, "key"));
+        const char *st = json_string_value(json_object_get(k, "status"));
+        int idx = key && key[0] == 'c' ? atoi(key + 1) : -1;
+        if (idx >= 0 && idx < n) have[idx] = true;
+        if (!strcmp(st, "queued") || !strcmp(st, "running") || !strcmp(st, "waiting"))
+            open++;
+        else
+            ended++;
+    }
+    for (int c = 0; c < n && open < parallel; c++) {
+        if (have[c]) continue;
+        char key[16], id[64];
+        snprintf(key, sizeof key, "c%d", c);
+        json_t *cp = ms > 0 ? json_pack("{s:I,s:i}", "ms", (json_int_t)ms, "steps", 2)
+                            : json_pack("{s:i}", "echo", c);
+        bool created = false;
+        rc = ctx->submit_child(ctx, key, ms > 0 ? "test.sleep" : "test.noop", cp, NULL, id,
+                               sizeof id, &created, err);
+        json_decref(cp);
+        if (rc) goto out;
+        if (crash && created && ctx->attempt == 1) raise(SIGKILL);
+        open++;
+    }
+    if (ended < n) {
+        /* linger: children may end while this run still holds its worker */
+        for (long long left = json_integer_value(json_object_get(params, "linger_ms"));
+             left > 0 && !ctx->should_stop(ctx); left -= 20)
+            sleep_ms(left < 20 ? left : 20);
+        rc = RF_EWAIT;
+        goto out;
+    }
+    *result = json_pack("{s:O,s:I}", "children", kids, "runs", runs + 1);
+out:
+    json_decref(kids);
+    return rc;
+}
+
 void rf_testjobs_register(void)
 {
     static const rf_runner runners[] = {
@@ -296,6 +396,11 @@ void rf_testjobs_register(void)
          .run = model_run,
          .description = "Diagnostic: copies a checkpoint folder and registers it as a model.",
          .params = model_params},
+        {.type = "test.parent",
+         .run = parent_run,
+         .description = "Diagnostic: submits child test.sleep jobs (some at a time) and waits for "
+                        "them without holding a worker; optionally crashes right after a submit.",
+         .params = parent_params},
     };
     for (size_t i = 0; i < sizeof runners / sizeof runners[0]; i++)
         rf_runner_register(&runners[i]);

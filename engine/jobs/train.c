@@ -63,6 +63,28 @@ static int ref_config(rf_ref_resolver resolve, void *user, const char *ref, cons
     return 0;
 }
 
+/* The chat template the job would render its data with, compiled now so a
+ * template that does not parse (or a name that is no template) is a 422 on
+ * chat_template at POST. None at all is fine: plain prompt + response. */
+static int check_template(rf_ref_resolver resolve, void *user, const char *student,
+                          const char *spec, rf_error *err)
+{
+    char *dir = NULL, path[4096];
+    int rc = resolve(user, "model", student, &dir, err);
+    if (rc < 0) return in_field(err, rc, "student");
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    free(dir);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    const json_t *t = cfg ? json_object_get(cfg, "chat_template") : NULL;
+    rf_chat_template *ct = NULL;
+    rc = !spec && !json_is_string(t) && !json_is_array(t)
+             ? 0
+             : rf_chat_template_from_config(cfg, spec, &ct, err);
+    rf_chat_template_free(ct);
+    json_decref(cfg);
+    return rc < 0 ? in_field(err, rc == RF_EUNSUPPORTED ? rc : RF_EINVAL, "chat_template") : 0;
+}
+
 /* What a train job cannot do with the models it names, read from their
  * config.json once the references resolve: refused when the job is
  * created (a 422 naming the param), not when it runs. A GPTQ W4A16 student
@@ -90,6 +112,7 @@ static int check(const json_t *params, rf_ref_resolver resolve, void *user, rf_e
                                   "cannot hold W + s·B·A in 4-bit codes; export 'adapter' (PEFT "
                                   "loads it over the GPTQ base)",
                                   p.student);
+        if ((rc = check_template(resolve, user, p.student, p.chat_template, err)) < 0) return rc;
     }
     if (p.teacher) {
         if ((rc = ref_config(resolve, user, p.teacher, "teacher", &tc, err)) < 0) return rc;
@@ -147,7 +170,50 @@ typedef struct run {
     float *tk_logp;
     char *resolved[5];       /* paths the context gave for the params' references */
     const char *student_ref; /* the student as the params name it */
+    /* The loss curve so far ({"steps", "loss"} and eval {"steps", "loss",
+     * "kl", "ce"}), kept in the checkpoint so a resumed run's curve is whole:
+     * the result's `history`, what the pipeline's report plots. */
+    json_t *history;
 } run;
+
+/* The history's arrays, made on first use. */
+static json_t *hist_array(json_t *h, const char *group, const char *name)
+{
+    json_t *g = group ? json_object_get(h, group) : h;
+    if (group && !g) json_object_set_new(h, group, g = json_object());
+    json_t *a = json_object_get(g, name);
+    if (!a) json_object_set_new(g, name, a = json_array());
+    return a;
+}
+
+/* At most ~256 points of each curve in the result: every k-th, the last kept. */
+static json_t *thin(const json_t *a, size_t keep_every)
+{
+    json_t *o = json_array();
+    size_t n = json_array_size(a);
+    for (size_t i = 0; i < n; i++)
+        if (i % keep_every == 0 || i + 1 == n) json_array_append(o, json_array_get(a, i));
+    return o;
+}
+
+static json_t *history_result(const json_t *h)
+{
+    json_t *out = json_object();
+    const json_t *steps = json_object_get(h, "steps");
+    size_t k = json_array_size(steps) / 256 + 1;
+    json_object_set_new(out, "steps", thin(steps, k));
+    json_object_set_new(out, "loss", thin(json_object_get(h, "loss"), k));
+    const json_t *ev = json_object_get(h, "eval");
+    if (ev) {
+        json_t *e = json_object();
+        const char *keys[] = {"steps", "loss", "kl", "ce"};
+        size_t ke = json_array_size(json_object_get(ev, "steps")) / 256 + 1;
+        for (int i = 0; i < 4; i++)
+            json_object_set_new(e, keys[i], thin(json_object_get(ev, keys[i]), ke));
+        json_object_set_new(out, "eval", e);
+    }
+    return out;
+}
 
 /* The params name registered objects (a model by id or name, a dataset or a
  * teacher cache by id); the context says where each one lives. */
@@ -175,6 +241,7 @@ static int resolve_refs(run *r, rf_job_ctx *ctx, rf_error *err)
 
 static void run_free(run *r)
 {
+    json_decref(r->history);
     for (int i = 0; i < 5; i++)
         free(r->resolved[i]);
     free(r->order), free(r->idx), free(r->ids), free(r->targets);
@@ -209,8 +276,16 @@ static int setup(run *r, rf_job_ctx *ctx, rf_error *err)
     if ((rc = rf_llama_load(&r->student, p->student, NULL, err)) < 0 ||
         (rc = rf_tokenizer_load(p->student, &r->tok, err)) < 0)
         return in_field(err, rc, "student");
-    if ((rc = rf_chat_template_load(r->tok, p->chat_template, &r->chat, err)) < 0)
+    if (!p->chat_template && !rf_chat_template_present(r->tok)) {
+        /* a base model: plain prompt + response text, as TRL trains it */
+        json_t *ev = json_pack("{s:s,s:s}", "level", "info", "message",
+                               "the student's tokenizer has no chat template: training on plain "
+                               "prompt + response text (the loss on the response and EOS)");
+        ctx->event(ctx, "log", ev);
+        json_decref(ev);
+    } else if ((rc = rf_chat_template_load(r->tok, p->chat_template, &r->chat, err)) < 0) {
         return in_field(err, rc == RF_EUNSUPPORTED ? rc : RF_EINVAL, "chat_template");
+    }
     if (p->teacher) {
         if ((rc = rf_llama_load(&r->teacher, p->teacher, NULL, err)) < 0 ||
             (rc = rf_tokenizer_load(p->teacher, &r->ttok, err)) < 0)
@@ -308,7 +383,8 @@ static int save_checkpoint(run *r, rf_job_ctx *ctx, rf_error *err)
     snprintf(path, sizeof path, "%s/" CKPT_NAME, ctx->workdir);
     int rc = rf_train_state_save(path, &r->st, &r->opt, &r->cur, err);
     if (rc < 0) return rc;
-    json_t *state = json_pack("{s:I,s:s}", "step", (json_int_t)r->opt.step, "state", CKPT_NAME);
+    json_t *state = json_pack("{s:I,s:s,s:O}", "step", (json_int_t)r->opt.step, "state", CKPT_NAME,
+                              "history", r->history);
     rc = ctx->checkpoint(ctx, state);
     json_decref(state);
     return rc < 0 ? rf_errorf(err, rc, "train: recording the checkpoint failed") : 0;
@@ -411,6 +487,8 @@ static int train_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
     if (rc < 0) goto out;
     epoch_order(r.order, r.train.n, r.p.seed, 0);
     const json_t *st = ctx->resume ? json_object_get(ctx->resume, "state") : NULL;
+    const json_t *hist = ctx->resume ? json_object_get(ctx->resume, "history") : NULL;
+    r.history = json_is_object(hist) && st ? json_deep_copy(hist) : json_object();
     if (st && json_is_string(st)) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", ctx->workdir, json_string_value(st));
@@ -443,6 +521,8 @@ static int train_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
             (double)r.p.batch * r.st.a.T * r.p.grad_accum / dt, "epoch", (json_int_t)r.cur.epoch);
         ctx->event(ctx, "metrics", m);
         json_decref(m);
+        json_array_append_new(hist_array(r.history, NULL, "steps"), json_integer(r.opt.step));
+        json_array_append_new(hist_array(r.history, NULL, "loss"), json_real(s.loss));
         ctx->progress(ctx, (double)r.opt.step / total, NULL);
         if (r.p.eval_every && r.opt.step % r.p.eval_every == 0 && r.val.n) {
             json_decref(last_eval);
@@ -450,6 +530,12 @@ static int train_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
             if (last_eval) {
                 json_object_set_new(last_eval, "step", json_integer(r.opt.step));
                 ctx->event(ctx, "eval", last_eval);
+                json_array_append_new(hist_array(r.history, "eval", "steps"),
+                                      json_integer(r.opt.step));
+                const char *keys[] = {"loss", "kl", "ce"};
+                for (int i = 0; i < 3; i++)
+                    json_array_append(hist_array(r.history, "eval", keys[i]),
+                                      json_object_get(last_eval, keys[i]));
             }
         }
         if (r.p.checkpoint_every && r.opt.step % r.p.checkpoint_every == 0 && r.opt.step < total &&
@@ -462,6 +548,7 @@ static int train_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
                             s.kl, "train_examples", r.train.n, "validation_examples", r.val.n);
         if (r.val.n && !last_eval) rc = evaluate(&r, &last_eval, err);
         if (rc == 0 && last_eval) json_object_set(*result, "eval", last_eval);
+        if (rc == 0) json_object_set_new(*result, "history", history_result(r.history));
         if (rc == 0) rc = export(&r, ctx, *result, err);
         if (rc < 0) json_decref(*result), *result = NULL;
     }

@@ -20,14 +20,52 @@ static int push(rf_train_data *d, rf_train_example *e, rf_error *err)
     return 0;
 }
 
+/* Without a chat template (a base model), as TRL trains prompt/completion
+ * data: the prompt's tokens (with the BOS the post-processor adds), then the
+ * response's and the EOS, the loss on the response and the EOS only. */
+static int plain_example(const json_t *line, const rf_tokenizer *tok, int seq_len,
+                         rf_train_example *out, rf_error *err)
+{
+    if (json_object_get(line, "messages"))
+        return rf_error_field(err, RF_EINVAL, "dataset",
+                              "messages rows need a chat template, and the model's "
+                              "tokenizer_config.json has none: name one in chat_template "
+                              "(chatml, llama3, llama2, mistral) or give prompt/response rows");
+    const char *pr = json_string_value(json_object_get(line, "prompt")),
+               *re = json_string_value(json_object_get(line, "response"));
+    int32_t *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    int rc = rf_tokenizer_encode(tok, pr, strlen(pr), 1, &a, &na, err);
+    if (rc == 0) rc = rf_tokenizer_encode(tok, re, strlen(re), 0, &b, &nb, err);
+    const int32_t eos = rf_tokenizer_eos_id(tok);
+    const size_t nt = na + nb + (eos >= 0);
+    if (rc == 0 && (!(out->ids = malloc(sizeof(int32_t) * (nt ? nt : 1))) ||
+                    !(out->mask = malloc(nt ? nt : 1))))
+        rc = rf_errorf(err, RF_ENOMEM, "dataset: out of memory");
+    if (rc == 0) {
+        memcpy(out->ids, a, sizeof(int32_t) * na);
+        memcpy(out->ids + na, b, sizeof(int32_t) * nb);
+        if (eos >= 0) out->ids[na + nb] = eos;
+        memset(out->mask, 0, na);
+        memset(out->mask + na, 1, nt - na);
+        out->n = (int)(nt < (size_t)seq_len ? nt : (size_t)seq_len);
+        out->whole = (int)nt;
+        out->prompt = (int)na;
+    }
+    free(a), free(b);
+    return rc;
+}
+
 /* One checked line → messages → chat text → tokens and answer mask; 1
- * (and no example) for a line with no answer to learn. */
+ * (and no example) for a line with no answer to learn. chat NULL: plain
+ * prompt + response text (plain_example). */
 static int example(const json_t *line, const rf_tokenizer *tok, const rf_chat_template *chat,
                    int seq_len, rf_train_example *out, rf_chat_out *co, rf_error *err)
 {
     json_t *m = json_object_get(line, "messages");
     /* multiple choice without a response: nothing to learn */
     if (!m && !json_is_string(json_object_get(line, "response"))) return 1;
+    if (!chat) return plain_example(line, tok, seq_len, out, err);
     json_t *msgs =
         m ? json_incref(m)
           : rf_chat_prompt_response(json_string_value(json_object_get(line, "prompt")),
@@ -116,7 +154,7 @@ int rf_train_data_load(const char *path, const rf_tokenizer *tok, const rf_chat_
             rc = got;
             rf_error_wrap(err, "dataset line %ld", lineno);
         } else {
-            if (got == 0 && !co.stable && !train->unstable++)
+            if (got == 0 && chat && !co.stable && !train->unstable++)
                 snprintf(train->unstable_note, sizeof train->unstable_note, "line %ld: %s", lineno,
                          co.note);
             const char *sp = json_string_value(json_object_get(line, "split"));

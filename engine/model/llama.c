@@ -159,6 +159,18 @@ fail:
     return rc;
 }
 
+size_t rf_llama_resident_bytes(const rf_llama_model *m)
+{
+    size_t b = m->weight_bytes;
+    for (int l = 0; m->w.layers && l < m->config.n_layers; l++)
+        for (int i = 0; i < RF_LIN_COUNT; i++)
+            if (rf_linear_is_gptq(&m->w.layers[l].lin[i]))
+                b += 8 * (size_t)m->w.layers[l].lin[i].q.G * (size_t)m->w.layers[l].lin[i].q.N;
+    if (rf_linear_is_gptq(&m->w.lm_head))
+        b += 8 * (size_t)m->w.lm_head.q.G * (size_t)m->w.lm_head.q.N;
+    return b;
+}
+
 void rf_llama_free(rf_llama_model *m)
 {
     if (!m) return;

@@ -78,6 +78,10 @@ typedef struct rf_llama_acts {
  * the CPU table. */
 int rf_llama_load(rf_llama_model *m, const char *dir, const rf_ops *ops, rf_error *err);
 void rf_llama_free(rf_llama_model *m);
+/* Bytes the loaded weights occupy once touched: the mapped tensors plus
+ * what loading made beside them (a GPTQ layer's scales and zeros as f32,
+ * 8 bytes per group and channel). What "resident bytes" means in results. */
+size_t rf_llama_resident_bytes(const rf_llama_model *m);
 
 int rf_llama_acts_init(rf_llama_acts *a, const rf_llama_config *c, int max_batch, int max_seq,
                        int max_tokens, rf_error *err);

@@ -159,6 +159,13 @@ int rf_chat_template_from_config(const json_t *config, const char *spec, rf_chat
     return 0;
 }
 
+bool rf_chat_template_present(const rf_tokenizer *tok)
+{
+    const json_t *c = tok ? rf_tokenizer_config(tok) : NULL;
+    const json_t *t = c ? json_object_get(c, "chat_template") : NULL;
+    return json_is_string(t) || (json_is_array(t) && json_array_size(t) > 0);
+}
+
 void rf_chat_template_free(rf_chat_template *t)
 {
     if (!t) return;

@@ -21,6 +21,7 @@
 #define RF_CHAT_TEMPLATE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -47,6 +48,9 @@ int rf_chat_template_load(const rf_tokenizer *tok, const char *spec, rf_chat_tem
 int rf_chat_template_from_config(const json_t *config, const char *spec, rf_chat_template **out,
                                  rf_error *err);
 void rf_chat_template_free(rf_chat_template *t);
+/* Whether tokenizer_config.json has a chat_template at all (a base model's
+ * usually has none: its data is then plain prompt + response text). */
+bool rf_chat_template_present(const rf_tokenizer *tok);
 /* Where the template came from: "tokenizer_config.json", "built-in llama2", "given". */
 const char *rf_chat_template_origin(const rf_chat_template *t);
 

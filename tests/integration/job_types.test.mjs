@@ -82,10 +82,16 @@ const base = () => ({
   quantize: { model: 'tiny', dataset: ds.id },
   'test.noop': {},
   dataset: { teacher: 'tiny', task: { name: 'sums', seed_prompts: ['What is one plus two?'] } },
+  hpo: { train: { student: 'tiny', dataset: ds.id }, space: { 'optimizer.lr': { type: 'log_float', low: 1e-4, high: 1e-2 } } },
+  pipeline: { student: 'tiny', teacher: 'tiny', task: { name: 'sums', seed_prompts: ['What is one plus two?'] }, hpo: false },
 });
 // Params that apply only beside others (train's tokenizer with config).
 const fixtureConfig = JSON.parse(readFileSync(join(repo, 'tests/reference/fixtures/llama_f32_gqa/config.json'), 'utf8'));
-const beside = { 'train.tokenizer': { student: undefined, method: 'full', config: fixtureConfig } };
+const beside = () => ({
+  'train.tokenizer': { student: undefined, method: 'full', config: fixtureConfig },
+  'hpo.train.tokenizer': { train: { method: 'full', config: fixtureConfig, dataset: ds.id } },
+  'pipeline.dataset': { task: undefined },
+});
 
 // Every reference in a table, with its dotted path: [path, kind].
 function refs(params, prefix = '') {
@@ -128,7 +134,7 @@ test('every reference of every job type: a 422 naming the field, with a detail t
     if (!list.length) continue;
     assert.ok(base()[t.id], `the test knows valid params for ${t.id}`);
     for (const [path, kind] of list) {
-      const params = { ...base()[t.id], ...(beside[`${t.id}.${path}`] ?? {}) };
+      const params = { ...base()[t.id], ...(beside()[`${t.id}.${path}`] ?? {}) };
       for (const k of Object.keys(params)) if (params[k] === undefined) delete params[k];
       const bogus = `nope_${kind}_${checked}`;
       set(params, path, bogus);
