@@ -45,7 +45,7 @@ mib() { echo "scale=1; $1 / 1024" | bc; }
 # wrk's percentile in ms from its --latency table.
 pct() { awk -v p="$1" '$1 == p {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}'; }
 
-if [[ $parts == *load* ]]; then
+if [[ ",$parts," == *,load,* ]]; then
   export SOAK_JOB=$(api -d '{"type":"test.noop","params":{"echo":"read me"}}' "http://127.0.0.1:$port/v1/jobs" | id_of)
   export SOAK_LIVE=$(api -d '{"type":"test.sleep","params":{"ms":3600000,"steps":3600}}' "http://127.0.0.1:$port/v1/jobs" | id_of)
   a=$(api -d '{"type":"test.artifact","params":{"content":"soak artifact ","repeat":4096}}' "http://127.0.0.1:$port/v1/jobs" | id_of)
@@ -82,7 +82,7 @@ if [[ $parts == *load* ]]; then
   api -X POST "http://127.0.0.1:$port/v1/jobs/$SOAK_LIVE/cancel" >/dev/null || true
 fi
 
-if [[ $parts == *upload* ]]; then
+if [[ ",$parts," == *,upload,* ]]; then
   line=$(printf '{"prompt":"%s","response":"%s"}' "$(head -c 100 /dev/zero | tr '\0' p)" "$(head -c 65000 /dev/zero | tr '\0' r)")
   n=$(( (1 << 30) / (${#line} + 1) + 1 ))
   h0=$(hwm_kib); r0=$(rss_kib)
@@ -101,7 +101,7 @@ if [[ $parts == *upload* ]]; then
     "$(echo "($h1 - $h0) / 1024" | bc -l)"
 fi
 
-if [[ $parts == *jobs* ]]; then
+if [[ ",$parts," == *,jobs,* ]]; then
   (cd tests/integration && { npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1 || npm install --no-audit --no-fund --loglevel=error >/dev/null; })
   printf '\nbench/soak: kill -9 job soak (%s s, 3 worker processes, release build)\n' "$jobs_s"
   REFINERY_BIN=$PWD/build/refinery REFINERY_TEST_PG_URL=$url REFINERY_TEST_TMP=$tmp SOAK_SECONDS=$jobs_s \
