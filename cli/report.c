@@ -10,18 +10,21 @@
 int rf_cmd_report(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL;
+    bool text = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out = argv[++i];
+        else if (!strcmp(argv[i], "--text"))
+            text = true;
         else if ((argv[i][0] != '-' || !strcmp(argv[i], "-")) && !in)
             in = argv[i];
         else {
-            fprintf(stderr, "usage: refinery report RESULT.json [--out FILE.html]\n");
+            fprintf(stderr, "usage: refinery report RESULT.json [--text] [--out FILE]\n");
             return 2;
         }
     }
     if (!in) {
-        fprintf(stderr, "usage: refinery report RESULT.json [--out FILE.html]\n");
+        fprintf(stderr, "usage: refinery report RESULT.json [--text] [--out FILE]\n");
         return 2;
     }
     json_error_t je;
@@ -34,7 +37,8 @@ int rf_cmd_report(int argc, char **argv)
     const json_t *result = json_object_get(doc, "result") ? json_object_get(doc, "result") : doc;
     char *html = NULL;
     rf_error err;
-    int rc = rf_pipeline_report_html(result, &html, &err);
+    int rc = text ? rf_pipeline_report_text(result, &html, &err)
+                  : rf_pipeline_report_html(result, &html, &err);
     json_decref(doc);
     if (rc) {
         fprintf(stderr, "refinery report: %s\n", err.msg);

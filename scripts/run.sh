@@ -42,11 +42,13 @@ fi
 
 own_pg=""
 pid=""
+demo_pid=""
 stop_pg() { [ -n "$own_pg" ] && scripts/pg.sh stop "$run/pg" 9>&-; return 0; }
 # Ctrl-C or TERM: stop the server (it hands running jobs back to the queue),
 # then our PostgreSQL, and end cleanly (exit 0: make has nothing to report).
 finish() {
   trap - INT TERM
+  if [ -n "$demo_pid" ]; then pkill -TERM -P "$demo_pid" 2>/dev/null || true; kill -TERM "$demo_pid" 2>/dev/null || true; fi
   if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
   stop_pg
   rm -f "$run/run.pid" "$run/url"
@@ -62,9 +64,10 @@ if [ -z "${REFINERY_DATABASE_URL:-}" ]; then
   own_pg=1
 fi
 export REFINERY_DATA_DIR=${REFINERY_DATA_DIR:-$run/data}
-# Checkpoint folders under .run/models (or the roots you name) can be registered.
+# Checkpoint folders under .run/models (or the roots you name) can be registered;
+# the shipped demo's models too.
 mkdir -p "$run/models"
-export REFINERY_MODEL_ROOTS=${REFINERY_MODEL_ROOTS:-$run/models}
+export REFINERY_MODEL_ROOTS=${REFINERY_MODEL_ROOTS:-$run/models}:$PWD/demo/models
 
 build/refinery migrate
 key_file=$(show "$run/local-key")
@@ -117,6 +120,23 @@ watch_log() {
 build/refinery serve 2> >(watch_log) &
 pid=$!
 echo "$pid" >"$run/run.pid"
+# The demo (scripts/demo.sh): the pipeline on the shipped Vessa Isles, once
+# the server listens; REFINERY_DEMO=0 serves without it. The server keeps
+# serving after it ends.
+if [ "${REFINERY_DEMO:-1}" != 0 ]; then
+  (
+    trap - INT TERM
+    for _ in $(seq 600); do
+      [ -s "$run/url" ] && break
+      kill -0 "$pid" 2>/dev/null || exit 0
+      sleep 0.1
+    done
+    [ -s "$run/url" ] || exit 0
+    scripts/demo.sh "$(cat "$run/url")" "$run" 9>&- ||
+      echo "make run: the demo did not finish (above); the server goes on serving." >&2
+  ) &
+  demo_pid=$!
+fi
 set +e
 wait "$pid"
 rc=$?

@@ -208,21 +208,29 @@ static json_t *comparisons(const rf_pipeline_opts *o, const json_t *kids, const 
                ad = o->adamw ? num(eval_of(kids, RF_PV_ADAMW, (int)i), "acc") : NAN,
                aq = o->adamw ? num(eval_of(kids, RF_PV_ADAMW_GPTQ, (int)i), "acc") : NAN;
         if (!isfinite(base) || !isfinite(muon)) continue; /* no multiple-choice rows */
+        const char *name = json_string_value(json_object_get(d, "name"));
         json_t *c = json_object();
         json_object_set_new(c, "refined_beats_base", json_boolean(muon > base));
-        if (isfinite(bq) && isfinite(mq))
+        char note[400];
+        int n = snprintf(note, sizeof note, "%s: refined (Muon) %.3f against the base student's %.3f",
+                         name, muon, base);
+        if (isfinite(bq) && isfinite(mq)) {
             json_object_set_new(c, "refined_gptq_beats_gptq_only", json_boolean(mq > bq));
+            snprintf(note + n, sizeof note - n, "; refined + GPTQ %.3f against GPTQ alone %.3f", mq,
+                     bq);
+        }
+        json_array_append_new(notes, json_string(note));
         if (isfinite(ad) && isfinite(aq) && isfinite(mq)) {
             double dm = muon - mq, da = ad - aq;
             json_object_set_new(c, "muon_drop", json_real(dm));
             json_object_set_new(c, "adamw_drop", json_real(da));
-            char note[300];
+            /* a drop can be negative at this size: say "changed by", signed */
             snprintf(note, sizeof note,
-                     "%s: under GPTQ the Muon-trained student lost %.3f accuracy, the "
-                     "AdamW-trained one %.3f (%s)",
-                     json_string_value(json_object_get(d, "name")), dm, da,
-                     dm < da   ? "Muon lost less, as in the paper"
-                     : dm > da ? "AdamW lost less here, unlike the paper"
+                     "%s: GPTQ changed the Muon-trained student's accuracy by %+.3f, the "
+                     "AdamW-trained one's by %+.3f (%s)",
+                     name, -dm, -da,
+                     dm < da   ? "Muon's held better, as in the paper"
+                     : dm > da ? "AdamW's held better here, unlike the paper"
                                : "the same");
             json_array_append_new(notes, json_string(note));
         }

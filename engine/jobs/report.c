@@ -274,3 +274,89 @@ int rf_pipeline_report_html(const json_t *result, char **html, rf_error *err)
     *html = t.s;
     return 0;
 }
+
+/* ---- the terminal table ---- */
+
+static void tcell(rf_text *t, double v, int width, int digits)
+{
+    if (isfinite(v))
+        rf_text_printf(t, " %*.*f", width, digits, v);
+    else
+        rf_text_printf(t, " %*s", width, "-");
+}
+
+/* Whether any row has an accuracy on dataset id (a dataset without
+ * multiple-choice rows has perplexity only: no columns of dashes for it). */
+static bool any_acc(const json_t *rows, const char *id)
+{
+    size_t j;
+    json_t *r;
+    json_array_foreach(rows, j, r)
+    {
+        if (isfinite(num(json_object_get(json_object_get(r, "accuracy"), id), "acc"))) return true;
+    }
+    return false;
+}
+
+int rf_pipeline_report_text(const json_t *result, char **text, rf_error *err)
+{
+    *text = NULL;
+    if (!json_is_object(result))
+        return rf_errorf(err, RF_EINVAL, "report: the pipeline result must be an object");
+    rf_text t = {0};
+    const json_t *rows = json_object_get(result, "rows"),
+                 *dsets = json_object_get(result, "evaluation_datasets");
+    rf_text_printf(&t, "%-24s", "variant");
+    size_t i, j, shown = 0;
+    json_t *d, *r;
+    json_array_foreach(dsets, i, d)
+    {
+        if (any_acc(rows, str(d, "id"))) {
+            shown++;
+            rf_text_printf(&t, "   acc@%zu  drop@%zu", shown, shown);
+        }
+    }
+    rf_text_printf(&t, " %10s %10s %9s %9s\n", "perplexity", "MiB", "tok/s", "ms/token");
+    json_array_foreach(rows, j, r)
+    {
+        const char *label = str(r, "label") ? str(r, "label") : str(r, "variant");
+        rf_text_printf(&t, "%-24.24s", label ? label : "?");
+        json_array_foreach(dsets, i, d)
+        {
+            if (!any_acc(rows, str(d, "id"))) continue;
+            const json_t *a = json_object_get(json_object_get(r, "accuracy"), str(d, "id"));
+            tcell(&t, num(a, "acc"), 8, 3);
+            tcell(&t, num(json_object_get(r, "accuracy_drop"), str(d, "id")), 8, 3);
+        }
+        tcell(&t, num(r, "perplexity"), 10, 2);
+        tcell(&t, num(r, "model_bytes") / (1 << 20), 10, 2);
+        tcell(&t, num(r, "decode_tokens_per_s"), 9, 0);
+        tcell(&t, num(r, "latency_ms_per_token"), 9, 2);
+        rf_text_printf(&t, "\n");
+    }
+    shown = 0;
+    json_array_foreach(dsets, i, d)
+    {
+        const char *id = str(d, "dataset");
+        const char *name = dataset_name(dsets, str(d, "id"));
+        if (any_acc(rows, str(d, "id"))) {
+            shown++;
+            rf_text_printf(&t, "acc@%zu: accuracy on %s%s%s%s; drop@%zu: lost under GPTQ\n",
+                           shown, name, id ? " (" : "", id ? id : "", id ? ")" : "", shown);
+        }
+        else
+            rf_text_printf(&t, "%s%s%s%s: no multiple-choice rows, so no accuracy\n", name,
+                           id ? " (" : "", id ? id : "", id ? ")" : "");
+    }
+    if (json_array_size(dsets))
+        rf_text_printf(&t, "perplexity: on %s; tok/s, ms/token: batch-1 decode\n",
+                       dataset_name(dsets, str(json_array_get(dsets, 0), "id")));
+    const json_t *notes = json_object_get(result, "notes");
+    json_array_foreach(notes, i, d) rf_text_printf(&t, "- %s\n", json_string_value(d));
+    if (t.oom) {
+        rf_text_free(&t);
+        return rf_errorf(err, RF_ENOMEM, "report: out of memory");
+    }
+    *text = t.s;
+    return 0;
+}

@@ -24,5 +24,8 @@
 
 /* *html is malloc'd. */
 int rf_pipeline_report_html(const json_t *result, char **html, rf_error *err);
+/* The same table as plain text for a terminal (make run's last screen):
+ * one line a variant, then the notes. *text is malloc'd. */
+int rf_pipeline_report_text(const json_t *result, char **text, rf_error *err);
 
 #endif
