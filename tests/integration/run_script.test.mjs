@@ -4,7 +4,7 @@
 // REFINERY_LISTEN=…:0; /readyz says "database unreachable" when it is; Ctrl-C
 // ends without make reporting an error; the key is shown once, at creation.
 // Each run gets its own REFINERY_RUN_DIR, never the checkout's .run. Last,
-// the demo make run runs (scripts/demo.sh, DEMO_BUDGET=small): its pipeline
+// the demo make run runs (scripts/demo.sh, as a user gets it): its pipeline
 // on the shipped Vessa Isles ends with the refined student ahead of the base
 // one and refined + GPTQ ahead of GPTQ alone, its table and download lines
 // printed and working; started again it does not run twice.
@@ -103,7 +103,7 @@ test('two make run at once, a taken port, readyz without its database, Ctrl-C, t
 });
 
 test('the demo: make run refines the shipped student end to end, once', { timeout: 20 * 60000 }, async () => {
-  const d = launch('make', ['--no-print-directory', 'run'], env(runD, { REFINERY_DEMO: '1', REFINERY_WORKERS: '1', DEMO_BUDGET: 'small' }));
+  const d = launch('make', ['--no-print-directory', 'run'], env(runD, { REFINERY_DEMO: '1', REFINERY_WORKERS: '1' }));
   live.push(d);
   const { url } = await serving(d);
   const done = await waitFor(() => /the 4-bit model \((mdl_\w+)\)/.exec(d.out) || /the demo did not finish/.test(d.out) || (d.exit && 'exited'), 18 * 60000, 500);
@@ -134,7 +134,7 @@ test('the demo: make run refines the shipped student end to end, once', { timeou
   await d.done;
   assert.doesNotMatch(d.out, /make: \*\*\*|Error \d+/);
   // started again: it says where the first run's report is and submits nothing
-  const d2 = launch('scripts/run.sh', [], env(runD, { REFINERY_DEMO: '1', REFINERY_WORKERS: '1', DEMO_BUDGET: 'small' }));
+  const d2 = launch('scripts/run.sh', [], env(runD, { REFINERY_DEMO: '1', REFINERY_WORKERS: '1' }));
   live.push(d2);
   await serving(d2);
   await waitFor(() => /the demo pipeline ran on an earlier start/.test(d2.out) || (d2.exit && 'exited'), 60000, 100);
