@@ -11,7 +11,6 @@
 #include "engine/jobs/job.h"
 #include "engine/jobs/testjobs.h"
 #include "handlers/routes.h"
-#include "service/artifacts.h"
 #include "service/auth.h"
 #include "cli/generate.h"
 #include "cli/model.h"
@@ -26,6 +25,7 @@
 #include "service/infer.h"
 #include "service/log.h"
 #include "service/migrate.h"
+#include "service/sweep.h"
 #include "service/worker.h"
 
 static int usage(FILE *f)
@@ -83,18 +83,20 @@ static int migrate_with(const rf_config *cfg, rf_error *err)
     return rc;
 }
 
-/* Crash leftovers in the artifact store: temporaries go, missing files are reported. */
+/* Crash leftovers in the data folder (service/sweep.h): finished or removed;
+ * missing files are reported. */
 static int sweep(const rf_config *cfg, rf_error *err)
 {
     PGconn *c;
-    int removed = 0, missing = 0;
+    rf_sweep_stats st;
     if (rf_db_connect(cfg->database_url, &c, err)) return -1;
-    int rc = rf_artifacts_sweep(c, cfg->data_dir, &removed, &missing, err);
+    int rc = rf_sweep_data(c, cfg->data_dir, true, &st, err);
     PQfinish(c);
-    if (!rc && (removed || missing))
+    if (!rc && (st.finished || st.removed || st.missing || st.unrecorded))
         rf_log(RF_LOG_WARN,
-               "artifact sweep: %d unfinished file(s) removed, %d recorded file(s) missing",
-               removed, missing);
+               "data sweep: %d interrupted move(s) finished, %d leftover(s) removed, %d "
+               "unrecorded artifact file(s) removed, %d recorded file(s) missing",
+               st.finished, st.removed, st.unrecorded, st.missing);
     return rc;
 }
 

@@ -43,6 +43,7 @@ void rf_h_readyz(rf_req *req)
                          "database unreachable: the server cannot connect to "
                          "PostgreSQL (REFINERY_DATABASE_URL); is it running?",
                          NULL);
+        rf_reply_header(req, "Retry-After", "2");
         return;
     }
     if (rf_migrate_latest(req->cfg->migrations_dir, latest, sizeof latest, &err)) {

@@ -1,7 +1,7 @@
 #include "service/artifacts.h"
 
-#include <dirent.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -52,6 +52,13 @@ static int fsync_path(const char *path, int flags)
     return rc;
 }
 
+static int fsync_dir(const char *dir, rf_error *err)
+{
+    return fsync_path(dir, O_RDONLY | O_DIRECTORY)
+               ? rf_errorf(err, RF_EIO, "fsync of %s failed: %s", dir, strerror(errno))
+               : 0;
+}
+
 /* What a browser needs to show a report or a plot rather than save it. */
 static const char *content_type_of(const char *name)
 {
@@ -65,13 +72,13 @@ static const char *content_type_of(const char *name)
 }
 
 int rf_artifact_register(PGconn *c, const char *data_dir, const char *tenant, const char *job_id,
-                         const char *kind, const char *path, const char *name,
-                         char id_out[RF_ID_MAX], rf_error *err)
+                         const char *owner, int attempt, const char *kind, const char *path,
+                         const char *name, char id_out[RF_ID_MAX], rf_error *err)
 {
     if (!name || !*name || strlen(name) > 255 || strchr(name, '/'))
         return rf_error_field(err, RF_EINVAL, "name",
                               "artifact name must be 1 to 255 characters without '/'");
-    char dir[1200], dest[1300], hex[65];
+    char dir[1200], tmp[1300], dest[1300], hex[65];
     long long bytes = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return rf_errorf(err, RF_EIO, "cannot open artifact %s: %s", path, strerror(errno));
@@ -88,28 +95,60 @@ int rf_artifact_register(PGconn *c, const char *data_dir, const char *tenant, co
     snprintf(dir, sizeof dir, "%s/artifacts/%s", data_dir, tenant);
     if (mkdir(dir, 0750) && errno != EEXIST)
         return rf_errorf(err, RF_EIO, "cannot create %s: %s", dir, strerror(errno));
+    /* In under a name that says whose it is until the row exists
+     * (service/sweep.h), then under its id. */
+    snprintf(tmp, sizeof tmp, "%s/.tmp.%s.%s", dir, job_id, id_out);
     snprintf(dest, sizeof dest, "%s/%s", dir, id_out);
-    if (rename(path, dest))
+    if (rename(path, tmp))
         return rf_errorf(err, RF_EIO, "cannot move %s into the artifact store: %s", path,
                          strerror(errno));
-    if (fsync_path(dir, O_RDONLY | O_DIRECTORY)) {
-        rc = rf_errorf(err, RF_EIO, "fsync of %s failed: %s", dir, strerror(errno));
+    if ((rc = fsync_dir(dir, err))) goto undo;
+    char b[32], a[16];
+    snprintf(b, sizeof b, "%lld", bytes);
+    snprintf(a, sizeof a, "%d", attempt);
+    const char *p[11] = {
+        id_out, tenant, job_id, kind, name, b, hex, dest, owner, a, content_type_of(name)};
+    PGresult *r = NULL;
+    /* Fenced by the job's lease, as every write of a running job: an attempt
+     * that lost its job records nothing. An earlier attempt's artifact of the
+     * same name is replaced, so that a job has one of each whatever its
+     * attempts did; the old file goes once the new row is in. */
+    rc = rf_db_execp(
+        c,
+        "WITH held AS (SELECT id FROM jobs WHERE id = $3 AND lease_owner = $9"
+        "  AND attempts = $10::int AND status = 'running' FOR SHARE),"
+        " old AS (DELETE FROM artifacts WHERE job_id = (SELECT id FROM held) AND name = $5"
+        "  RETURNING path),"
+        " ins AS (INSERT INTO artifacts (id, tenant_id, job_id, kind, name, bytes, sha256, path,"
+        "  content_type) SELECT $1, $2, id, $4, $5, $6::bigint, $7, $8, $11 FROM held"
+        "  RETURNING id)"
+        " SELECT (SELECT count(*) FROM ins), (SELECT json_agg(path) FROM old)::text",
+        11, p, &r, err);
+    if (!rc && atoi(PQgetvalue(r, 0, 0)) == 0)
+        rc = rf_errorf(err, RF_ECONFLICT, "job %s is no longer held by this worker (lease lost)",
+                       job_id);
+    if (rc) {
+        PQclear(r);
         goto undo;
     }
-    char b[32];
-    snprintf(b, sizeof b, "%lld", bytes);
-    const char *p[9] = {id_out, tenant, job_id, kind, name, b, hex, dest, content_type_of(name)};
-    rc = rf_db_exec(c,
-                    "INSERT INTO artifacts (id, tenant_id, job_id, kind, name, bytes, sha256, path,"
-                    " content_type) VALUES ($1, $2, $3, $4, $5, $6::bigint, $7, $8, $9)",
-                    9, p, NULL, err);
-    if (!rc) {
-        rf_metrics_artifact_bytes((uint64_t)bytes);
-        return 0;
-    }
+    if (rename(tmp, dest) && !(errno == ENOENT && access(dest, F_OK) == 0))
+        rf_log(RF_LOG_WARN,
+               "artifact %s: recorded, but not moved into place (%s); the next sweep "
+               "does it",
+               id_out, strerror(errno));
+    else
+        fsync_dir(dir, NULL);
+    json_t *old = PQgetisnull(r, 0, 1) ? NULL : json_loads(PQgetvalue(r, 0, 1), 0, NULL);
+    size_t i;
+    json_t *v;
+    json_array_foreach(old, i, v) unlink(json_string_value(v));
+    json_decref(old);
+    PQclear(r);
+    rf_metrics_artifact_bytes((uint64_t)bytes);
+    return 0;
 undo:
     /* Not recorded: put the file back where the runner left it. */
-    if (rename(dest, path)) unlink(dest);
+    if (rename(tmp, path)) unlink(tmp);
     return rc;
 }
 
@@ -221,60 +260,4 @@ void rf_artifact_file_free(rf_artifact_file *f)
     free(f->name);
     free(f->content_type);
     memset(f, 0, sizeof *f);
-}
-
-/* Remove ".tmp.*" files under data_dir/<store>/<tenant>/. */
-static int sweep_temporaries(const char *data_dir, const char *store)
-{
-    int removed = 0;
-    char root[1100];
-    snprintf(root, sizeof root, "%s/%s", data_dir, store);
-    DIR *d = opendir(root);
-    if (!d) return 0;
-    struct dirent *t;
-    while ((t = readdir(d))) {
-        if (t->d_name[0] == '.') continue;
-        char sub[1400];
-        snprintf(sub, sizeof sub, "%s/%s", root, t->d_name);
-        DIR *s = opendir(sub);
-        if (!s) continue;
-        struct dirent *e;
-        while ((e = readdir(s))) {
-            if (strncmp(e->d_name, ".tmp.", 5)) continue;
-            char path[1700];
-            snprintf(path, sizeof path, "%s/%s", sub, e->d_name);
-            if (!unlink(path)) {
-                rf_log(RF_LOG_WARN, "sweep: removed the unfinished file %s", path);
-                removed++;
-            }
-        }
-        closedir(s);
-    }
-    closedir(d);
-    return removed;
-}
-
-int rf_artifacts_sweep(PGconn *c, const char *data_dir, int *removed, int *missing, rf_error *err)
-{
-    *removed = sweep_temporaries(data_dir, "artifacts") + sweep_temporaries(data_dir, "datasets");
-    *missing = 0;
-    PGresult *r;
-    int rc = rf_db_exec(c,
-                        "SELECT 'artifact', id, path FROM artifacts"
-                        " UNION ALL SELECT 'dataset', id, path FROM datasets",
-                        0, NULL, &r, err);
-    if (rc) {
-        PQclear(r);
-        return rc;
-    }
-    for (int i = 0; i < PQntuples(r); i++) {
-        struct stat st;
-        if (stat(PQgetvalue(r, i, 2), &st)) {
-            rf_log(RF_LOG_WARN, "sweep: %s %s is recorded but its file %s is missing",
-                   PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
-            (*missing)++;
-        }
-    }
-    PQclear(r);
-    return 0;
 }

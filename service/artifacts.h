@@ -8,13 +8,17 @@
 #include "engine/core/error.h"
 #include "service/ids.h"
 
-/* Move the finished file at path into the store and record it. The file is
- * hashed and fsynced, renamed into place (same file system: job folders live
- * under the data dir), the folder fsynced, then the row inserted. On failure
- * nothing is registered. */
+/* Move the finished file at path into the store and record it for job_id,
+ * fenced by its lease (owner, attempt): RF_ECONFLICT, nothing recorded, when
+ * the job is no longer this attempt's. The file is hashed and fsynced,
+ * renamed into the store as a temporary (same file system: job folders live
+ * under the data dir), the row inserted, the file renamed to its id
+ * (service/sweep.h finishes what a crash interrupts). An artifact of the
+ * same name that an earlier attempt of the job recorded is replaced. On
+ * failure nothing is registered and the file is back at path. */
 int rf_artifact_register(PGconn *c, const char *data_dir, const char *tenant, const char *job_id,
-                         const char *kind, const char *path, const char *name,
-                         char id_out[RF_ID_MAX], rf_error *err);
+                         const char *owner, int attempt, const char *kind, const char *path,
+                         const char *name, char id_out[RF_ID_MAX], rf_error *err);
 
 /* The artifact object as JSON text (free it); RF_ENOTFOUND for another
  * tenant's or an unknown id. */
@@ -34,9 +38,5 @@ void rf_artifact_file_free(rf_artifact_file *f);
  * pipeline's report.html): RF_ENOTFOUND naming the job when it has none. */
 int rf_artifacts_of_job_named(PGconn *c, const char *tenant, const char *job_id, const char *kind,
                               const char *name, rf_artifact_file *f, rf_error *err);
-
-/* At start: delete temporaries (".tmp.*") that a crash left in the artifact
- * and dataset stores, and report — never delete — rows whose file is missing. */
-int rf_artifacts_sweep(PGconn *c, const char *data_dir, int *removed, int *missing, rf_error *err);
 
 #endif

@@ -5,6 +5,7 @@
 #include "service/metrics.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -236,6 +237,25 @@ void rf_db_rollback(PGconn *c)
     PQclear(r);
 }
 
+bool rf_db_alive(PGconn *c)
+{
+    if (!c || PQstatus(c) != CONNECTION_OK) return false;
+    /* An idle connection has nothing to read but notices and notifications.
+     * A server that shut down (a restart, a failover) sent its FATAL and
+     * closed the socket; reading that now marks the connection bad, where
+     * the next query would otherwise fail on it. */
+    for (int i = 0; i < 8; i++) {
+        struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+        int n = poll(&pfd, 1, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        if ((pfd.revents & (POLLERR | POLLNVAL)) || !PQconsumeInput(c)) return false;
+        if (PQstatus(c) != CONNECTION_OK) return false;
+        if (!(pfd.revents & POLLIN)) break;
+    }
+    return PQstatus(c) == CONNECTION_OK;
+}
+
 /* Per-thread connections for HTTP pool threads. */
 static pthread_key_t g_key;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -260,9 +280,10 @@ PGconn *rf_db_thread(rf_error *err)
 {
     pthread_once(&g_once, make_key);
     PGconn *c = pthread_getspecific(g_key);
-    if (c && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE) return c;
+    if (c && rf_db_alive(c) && PQtransactionStatus(c) == PQTRANS_IDLE) return c;
     if (c) {
-        /* Broken, or left inside a transaction by a failed request: start over. */
+        /* Broken (the server closed it: a restart), or left inside a
+         * transaction by a failed request: start over. */
         PQfinish(c);
         pthread_setspecific(g_key, NULL);
     }

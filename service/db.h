@@ -6,6 +6,7 @@
 
 #include <libpq-fe.h>
 #include <signal.h>
+#include <stdbool.h>
 
 #include "engine/core/error.h"
 
@@ -35,8 +36,13 @@ int rf_db_execp(PGconn *c, const char *sql, int n, const char *const *params, PG
 /* The SQLSTATE of a failed result, "" when none. */
 const char *rf_db_sqlstate(const PGresult *res);
 
+/* Whether c is still usable as far as can be told without a round trip: not
+ * marked bad, and the server has not closed it while it sat idle (what a
+ * database restart does to every connection). */
+bool rf_db_alive(PGconn *c);
+
 /* This thread's connection, opened on first use and reopened after a broken
- * one; NULL with err filled when the database cannot be reached. Closed when
+ * one (rf_db_alive); NULL with err filled when the database cannot be reached. Closed when
  * the thread exits. */
 PGconn *rf_db_thread(rf_error *err);
 void rf_db_set_url(const char *url);

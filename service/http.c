@@ -173,6 +173,8 @@ void rf_reply_error(rf_req *req, const rf_error *err)
                          : status == 500 ? "internal error; see the server log for this request id"
                                          : err->msg;
     rf_reply_problem(req, status, detail, err->field);
+    /* A database restart or failover takes seconds; a client may retry then. */
+    if (status == 503) rf_reply_header(req, "Retry-After", "2");
 }
 
 /* ---- request helpers ---------------------------------------------------- */
@@ -217,6 +219,7 @@ PGconn *rf_req_db(rf_req *req)
     if (!c) {
         rf_log(RF_LOG_ERROR, "request %s: %s", req->request_id, err.msg);
         rf_reply_problem(req, 503, "the database is unavailable; retry later", NULL);
+        rf_reply_header(req, "Retry-After", "2");
     }
     return c;
 }

@@ -11,7 +11,9 @@
 #include "engine/model/model_info.h"
 #include "service/db.h"
 #include "service/ids.h"
+#include "service/log.h"
 #include "service/resolve.h"
+#include "service/sweep.h"
 
 /* True when real (a resolved path) is root or lies under it. */
 static bool under(const char *real, const char *root)
@@ -128,7 +130,8 @@ int rf_models_register(PGconn *c, const char *tenant, const char *roots, const j
 }
 
 int rf_models_adopt(PGconn *c, const char *data_dir, const char *tenant, const char *job_id,
-                    const char *dir, const char *name, char id_out[40], rf_error *err)
+                    const char *owner, int attempt, const char *dir, const char *name,
+                    char id_out[40], rf_error *err)
 {
     if (!name || !*name || strlen(name) > 200 || strchr(name, '/'))
         return rf_error_field(err, RF_EINVAL, "name",
@@ -136,38 +139,67 @@ int rf_models_adopt(PGconn *c, const char *data_dir, const char *tenant, const c
     rf_model_info info;
     int rc = rf_model_inspect(dir, &info, err);
     if (rc) return rc;
-    char store[PATH_MAX], dest[PATH_MAX + 64];
+    char store[PATH_MAX], tmp[PATH_MAX + 128], dest[PATH_MAX + 64];
     snprintf(store, sizeof store, "%s/models", data_dir);
     mkdir(store, 0750);
     snprintf(store, sizeof store, "%s/models/%s", data_dir, tenant);
     mkdir(store, 0750);
     rf_id_new("mdl", id_out);
+    /* In as a temporary that names the job until the row exists
+     * (service/sweep.h), then under the model's id. */
+    snprintf(tmp, sizeof tmp, "%s/.tmp.%s.%s", store, job_id, id_out);
     snprintf(dest, sizeof dest, "%s/%s", store, id_out);
-    if (rename(dir, dest)) {
+    if (rename(dir, tmp)) {
         rf_model_info_clear(&info);
         return rf_errorf(err, RF_EIO, "cannot move %s into the model store: %s", dir,
                          strerror(errno));
     }
-    char params[32], bytes[32];
+    char params[32], bytes[32], a[16];
     snprintf(params, sizeof params, "%llu", (unsigned long long)info.parameters);
     snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)info.bytes);
+    snprintf(a, sizeof a, "%d", attempt);
     char *q = info.quantization ? json_dumps(info.quantization, JSON_COMPACT) : NULL;
-    const char *p[10] = {id_out, tenant,     name,  dest, info.architecture,
-                         params, info.dtype, bytes, q,    job_id};
+    const char *p[12] = {id_out, tenant, name,  dest, info.architecture, params, info.dtype, bytes,
+                         q,      job_id, owner, a};
     PGresult *r;
+    /* Fenced by the job's lease. A model of that name that an earlier attempt
+     * of this job recorded is the job's model: kept (it may be in use by now),
+     * and this attempt's copy dropped. */
     rc = rf_db_execp(
         c,
-        "INSERT INTO models (id, tenant_id, name, path, architecture, parameters, dtype, bytes,"
-        " quantization, source_job_id) VALUES ($1, $2, $3, $4, $5, $6::bigint, $7, $8::bigint,"
-        " $9::jsonb, $10) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING id",
-        10, p, &r, err);
+        "WITH held AS (SELECT id FROM jobs WHERE id = $10 AND lease_owner = $11"
+        "  AND attempts = $12::int AND status = 'running' FOR SHARE),"
+        " ins AS (INSERT INTO models (id, tenant_id, name, path, architecture, parameters, dtype,"
+        "  bytes, quantization, source_job_id) SELECT $1, $2, $3, $4, $5, $6::bigint, $7,"
+        "  $8::bigint, $9::jsonb, id FROM held ON CONFLICT (tenant_id, name) DO NOTHING"
+        "  RETURNING id)"
+        " SELECT (SELECT count(*) FROM held), (SELECT id FROM ins),"
+        "  (SELECT id FROM models WHERE tenant_id = $2 AND name = $3 AND source_job_id = $10)",
+        12, p, &r, err);
     free(q);
     rf_model_info_clear(&info);
-    if (!rc && PQntuples(r) == 0)
+    bool mine = false;
+    if (!rc && PQgetvalue(r, 0, 0)[0] == '0')
+        rc = rf_errorf(err, RF_ECONFLICT, "job %s is no longer held by this worker (lease lost)",
+                       job_id);
+    else if (!rc && PQgetisnull(r, 0, 1) && !PQgetisnull(r, 0, 2))
+        snprintf(id_out, 40, "%s", PQgetvalue(r, 0, 2)); /* an earlier attempt's */
+    else if (!rc && PQgetisnull(r, 0, 1))
         rc = rf_error_field(err, RF_EINVAL, "name", "a model named '%s' already exists", name);
+    else if (!rc)
+        mine = true;
     PQclear(r);
-    if (rc && rename(dest, dir)) /* not recorded: give the folder back */
-        rf_errorf(err, RF_EIO, "model %s was not recorded and could not be moved back", dest);
+    if (mine) {
+        if (rename(tmp, dest))
+            rf_log(RF_LOG_WARN,
+                   "model %s: recorded, but not moved into place (%s); the next "
+                   "sweep does it",
+                   id_out, strerror(errno));
+        return 0;
+    }
+    if (rename(tmp,
+               dir)) /* not recorded: give the folder back (the job's folder goes at its end) */
+        rf_remove_tree(tmp);
     return rc;
 }
 

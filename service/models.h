@@ -14,9 +14,14 @@
 int rf_models_register(PGconn *c, const char *tenant, const char *roots, const json_t *body,
                        char **json, rf_error *err);
 /* A checkpoint folder a job made: inspected, moved to
- * data_dir/models/<tenant>/<id>, and recorded with the job as its source. */
+ * data_dir/models/<tenant>/<id> (through a temporary, service/sweep.h), and
+ * recorded with the job as its source, fenced by the job's lease (owner,
+ * attempt; RF_ECONFLICT when lost). When an earlier attempt of the job
+ * recorded a model of that name, that model's id is returned and dir is left
+ * where it was. */
 int rf_models_adopt(PGconn *c, const char *data_dir, const char *tenant, const char *job_id,
-                    const char *dir, const char *name, char id_out[40], rf_error *err);
+                    const char *owner, int attempt, const char *dir, const char *name,
+                    char id_out[40], rf_error *err);
 int rf_models_get(PGconn *c, const char *tenant, const char *id, char **json, rf_error *err);
 int rf_models_list(PGconn *c, const char *tenant, const char *after, int limit, char **json,
                    rf_error *err);

@@ -256,19 +256,19 @@ int rf_queue_release(PGconn *c, const rf_claimed_job *j, const char *owner, rf_e
                   3, p, NULL, err);
 }
 
-int rf_queue_heartbeat(PGconn *c, const char *owner, int lease_ms,
+int rf_queue_heartbeat(PGconn *c, const char *owner, const char *ids, int lease_ms,
                        void (*on_job)(const char *id, bool cancel, void *arg), void *arg,
                        rf_error *err)
 {
     char lease[32];
     snprintf(lease, sizeof lease, "%d", lease_ms);
-    const char *p[2] = {owner, lease};
+    const char *p[3] = {owner, lease, ids};
     PGresult *r;
     int rc = rf_db_execp(c,
                          "UPDATE jobs SET lease_expires_at = now() + $2 * interval '1 millisecond'"
-                         " WHERE lease_owner = $1 AND status = 'running'"
+                         " WHERE lease_owner = $1 AND status = 'running' AND id = ANY($3::text[])"
                          " RETURNING id, cancel_requested",
-                         2, p, &r, err);
+                         3, p, &r, err);
     if (!rc && on_job)
         for (int i = 0; i < PQntuples(r); i++)
             on_job(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1)[0] == 't', arg);
@@ -308,7 +308,11 @@ int rf_queue_rescue(PGconn *c, int base_ms, int max_ms, int *rescued, rf_error *
                   "  RETURNING j.id, j.status, j.error),"
                   " ev AS (INSERT INTO job_events (job_id, kind, data)"
                   "  SELECT id, 'log', json_build_object('level', 'warn', 'message', error) FROM "
-                  "u),"
+                  "u"
+                  /* A job ended here has its final status as an event, as one
+                   * its worker ends has (event streams end on it). */
+                  "  UNION ALL SELECT id, 'status', json_build_object('status', status, 'error',"
+                  "   error) FROM u WHERE status IN ('succeeded', 'failed', 'cancelled')),"
                   " idem AS (DELETE FROM idempotency_keys WHERE created_at < now() - interval '25 "
                   "hours')"
                   " SELECT count(*), (SELECT count(*) FROM (SELECT pg_notify('refinery_jobs', '')"

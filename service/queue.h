@@ -53,9 +53,12 @@ void rf_queue_set_local_wake(void (*fn)(void *), void *arg);
  * counted. owner alone (j NULL) releases every job of that owner. */
 int rf_queue_release(PGconn *c, const rf_claimed_job *j, const char *owner, rf_error *err);
 
-/* Extend the leases of every job owner holds. For each, on_job(id, cancel
- * requested, arg) is called, so the caller learns of cancels too. */
-int rf_queue_heartbeat(PGconn *c, const char *owner, int lease_ms,
+/* Extend the leases of the jobs owner holds among ids (a text[] literal: the
+ * jobs its workers run now). A job the owner still holds but no longer runs
+ * (its outcome could not be recorded) is left to expire and be rescued,
+ * never kept alive. For each, on_job(id, cancel requested, arg) is called, so
+ * the caller learns of cancels too. */
+int rf_queue_heartbeat(PGconn *c, const char *owner, const char *ids, int lease_ms,
                        void (*on_job)(const char *id, bool cancel, void *arg), void *arg,
                        rf_error *err);
 

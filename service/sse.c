@@ -67,7 +67,7 @@ void rf_sse_notify(const char *job_id)
     if (!atomic_load(&g_active)) return;
     pthread_mutex_lock(&g_lock);
     for (stream *s = g_streams; s; s = s->next)
-        if (!atomic_load(&s->dead) && !strcmp(s->job_id, job_id)) {
+        if (!atomic_load(&s->dead) && (!job_id || !strcmp(s->job_id, job_id))) {
             s->pending = true;
             resume_locked(s);
         }

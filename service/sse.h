@@ -20,7 +20,8 @@ void rf_sse_stop(void);
  * must already be known to belong to the tenant. 503 + Retry-After past the cap. */
 void rf_sse_reply(rf_req *req, const char *job_id, long long after);
 
-/* A job has new events (the payload of NOTIFY refinery_events). */
+/* A job has new events (the payload of NOTIFY refinery_events); NULL: any
+ * job may have (notifications were missed while the listener reconnected). */
 void rf_sse_notify(const char *job_id);
 
 /* Streams open now. */

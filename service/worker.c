@@ -27,6 +27,7 @@
 #include "service/sse.h"
 #include "service/studies.h"
 #include "service/study_link.h"
+#include "service/sweep.h"
 
 typedef struct worker {
     struct rf_workers *pool;
@@ -88,6 +89,64 @@ static void on_heartbeat(const char *id, bool cancel, void *arg)
     if (cancel) flag_cancel(arg, id);
 }
 
+/* ---- the database connection of a worker -------------------------------- */
+
+static int worker_connect(rf_workers *p, PGconn **c, rf_error *err)
+{
+    if (*c) PQfinish(*c);
+    *c = NULL;
+    if (rf_db_connect(p->cfg->database_url, c, err) ||
+        rf_db_exec(*c, "SET synchronous_commit = off", 0, NULL, NULL, err) ||
+        /* The jobs table grows from nothing to a backlog: a plan cached
+         * while it was empty (a scan and a sort) would be kept for ever.
+         * Plan the claim for the table as it is now. */
+        rf_db_exec(*c, "SET plan_cache_mode = force_custom_plan", 0, NULL, NULL, err))
+        return RF_EDB;
+    return 0;
+}
+
+/* Sleep up to s seconds in slices, so that a stop is seen within 50 ms;
+ * false once the pool stops. */
+static bool nap(rf_workers *p, double s)
+{
+    for (double left = s; left > 0 && !atomic_load(&p->stopping); left -= 0.05)
+        usleep((useconds_t)((left < 0.05 ? left : 0.05) * 1e6));
+    return !atomic_load(&p->stopping);
+}
+
+/* Wait for the database (a restart, a failover): reconnect with backoff,
+ * 250 ms doubling to 5 s, logging each failure, for as long as the pool
+ * runs. RF_ECANCELED when it stops first. who names the thread in the log. */
+static int wait_for_db(rf_workers *p, PGconn **c, const char *who,
+                       int (*connect)(rf_workers *, PGconn **, rf_error *))
+{
+    double delay = 0.25;
+    for (int attempt = 1; !atomic_load(&p->stopping); attempt++) {
+        rf_error err;
+        if (connect(p, c, &err) == 0) {
+            if (attempt > 1) rf_log(RF_LOG_INFO, "%s: database reached again", who);
+            return 0;
+        }
+        rf_log(RF_LOG_WARN, "%s: %s (attempt %d; retrying in %.2f s)", who, err.msg, attempt,
+               delay);
+        if (!nap(p, delay)) break;
+        delay = delay * 2 > 5 ? 5 : delay * 2;
+    }
+    return RF_ECANCELED;
+}
+
+/* After a statement of w failed with rc: when the cause was the connection
+ * (the server went away), wait for a new one and say to run it again. A
+ * running job so waits out an outage shorter than its lease (the fence
+ * refuses its writes after a longer one, when the job was rescued). */
+static bool db_lost(worker *w, int rc)
+{
+    if (rc != RF_EDB || rf_db_alive(w->db)) return false;
+    char who[32];
+    snprintf(who, sizeof who, "worker %d", w->index);
+    return wait_for_db(w->pool, &w->db, who, worker_connect) == 0;
+}
+
 /* ---- the context a runner sees ---------------------------------------- */
 
 static worker *ctx_worker(rf_job_ctx *ctx)
@@ -101,7 +160,9 @@ static int ctx_event(rf_job_ctx *ctx, const char *kind, const json_t *data)
     char *s = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9));
     if (!s) return RF_ENOMEM;
     rf_error err;
-    int rc = rf_queue_event(w->db, w->job.id, kind, s, &err);
+    int rc;
+    while (db_lost(w, rc = rf_queue_event(w->db, w->job.id, kind, s, &err))) {
+    }
     if (rc) rf_log(RF_LOG_WARN, "job %s: event not recorded: %s", w->job.id, err.msg);
     free(s);
     bool stop = false;
@@ -119,7 +180,9 @@ static int ctx_progress(rf_job_ctx *ctx, double fraction, const char *message)
 {
     worker *w = ctx_worker(ctx);
     rf_error err;
-    int rc = rf_queue_progress(w->db, &w->job, w->pool->owner, fraction, &err);
+    int rc;
+    while (db_lost(w, rc = rf_queue_progress(w->db, &w->job, w->pool->owner, fraction, &err))) {
+    }
     if (rc) return rc;
     json_t *d = json_pack("{s:f}", "progress", fraction);
     if (message) json_object_set_new(d, "message", json_string(message));
@@ -134,7 +197,9 @@ static int ctx_checkpoint(rf_job_ctx *ctx, const json_t *state)
     char *s = json_dumps(state, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!s) return RF_ENOMEM;
     rf_error err;
-    int rc = rf_queue_checkpoint(w->db, &w->job, w->pool->owner, s, &err);
+    int rc;
+    while (db_lost(w, rc = rf_queue_checkpoint(w->db, &w->job, w->pool->owner, s, &err))) {
+    }
     free(s);
     if (rc) rf_log(RF_LOG_WARN, "job %s: checkpoint not saved: %s", w->job.id, err.msg);
     return rc;
@@ -145,8 +210,12 @@ static int ctx_artifact(rf_job_ctx *ctx, const char *kind, const char *path, con
     worker *w = ctx_worker(ctx);
     char id[RF_ID_MAX];
     rf_error err;
-    int rc = rf_artifact_register(w->db, w->pool->cfg->data_dir, w->job.tenant, w->job.id, kind,
-                                  path, name, id, &err);
+    int rc;
+    /* Registration undoes its move when the row was not written: safe to repeat. */
+    while (db_lost(w, rc = rf_artifact_register(w->db, w->pool->cfg->data_dir, w->job.tenant,
+                                                w->job.id, w->pool->owner, w->job.attempt, kind,
+                                                path, name, id, &err))) {
+    }
     if (rc) {
         rf_log(RF_LOG_WARN, "job %s: artifact %s not registered: %s", w->job.id, name, err.msg);
         return rc;
@@ -162,8 +231,10 @@ static int ctx_model(rf_job_ctx *ctx, const char *dir, const char *name, char *i
     worker *w = ctx_worker(ctx);
     char id[RF_ID_MAX];
     rf_error err;
-    int rc = rf_models_adopt(w->db, w->pool->cfg->data_dir, w->job.tenant, w->job.id, dir, name, id,
-                             &err);
+    int rc;
+    while (db_lost(w, rc = rf_models_adopt(w->db, w->pool->cfg->data_dir, w->job.tenant, w->job.id,
+                                           w->pool->owner, w->job.attempt, dir, name, id, &err))) {
+    }
     if (rc) {
         rf_log(RF_LOG_WARN, "job %s: model %s not registered: %s", w->job.id, name, err.msg);
         return rc;
@@ -181,8 +252,10 @@ static int ctx_dataset(rf_job_ctx *ctx, const char *path, const char *name, char
     worker *w = ctx_worker(ctx);
     char id[RF_ID_MAX];
     rf_error err;
-    int rc = rf_datasets_adopt(w->db, w->pool->cfg->data_dir, w->job.tenant, w->job.id, path, name,
-                               id, &err);
+    int rc;
+    while (db_lost(w, rc = rf_datasets_adopt(w->db, w->pool->cfg->data_dir, w->job.tenant,
+                                             w->job.id, path, name, id, &err))) {
+    }
     if (rc) {
         rf_log(RF_LOG_WARN, "job %s: dataset %s not registered: %s", w->job.id, name, err.msg);
         return rc;
@@ -212,14 +285,16 @@ static int ctx_resolve(rf_job_ctx *ctx, const char *kind, const char *ref, char 
 {
     worker *w = ctx_worker(ctx);
     int rc;
-    if (!strcmp(kind, "adapter")) {
-        char dir[1400];
-        snprintf(dir, sizeof dir, "%s/adapter-in", w->workdir);
-        rc = rf_resolve_adapter(w->db, w->job.tenant, ref, dir, err);
-        if (!rc && !(*path = strdup(dir))) rc = rf_errorf(err, RF_ENOMEM, "out of memory");
-    } else {
-        rc = rf_resolve(w->db, w->job.tenant, kind, ref, path, err);
-    }
+    do {
+        if (!strcmp(kind, "adapter")) {
+            char dir[1400];
+            snprintf(dir, sizeof dir, "%s/adapter-in", w->workdir);
+            rc = rf_resolve_adapter(w->db, w->job.tenant, ref, dir, err);
+            if (!rc && !(*path = strdup(dir))) rc = rf_errorf(err, RF_ENOMEM, "out of memory");
+        } else {
+            rc = rf_resolve(w->db, w->job.tenant, kind, ref, path, err);
+        }
+    } while (db_lost(w, rc));
     /* Gone since the job was created: bad input now, not worth a retry. */
     return rc == RF_ENOTFOUND ? rf_errorf(err, RF_EINVAL, "%s", err->msg) : rc;
 }
@@ -230,8 +305,12 @@ static int ctx_submit_child(rf_job_ctx *ctx, const char *key, const char *type,
 {
     worker *w = ctx_worker(ctx);
     char id[RF_ID_MAX];
-    int rc = rf_children_submit(w->db, &w->job, w->pool->owner, key, type, params, metadata, id,
-                                created, err);
+    int rc;
+    /* A child is keyed by its parent: submitting again after a lost
+     * connection finds the one made, if it was. */
+    while (db_lost(w, rc = rf_children_submit(w->db, &w->job, w->pool->owner, key, type, params,
+                                              metadata, id, created, err))) {
+    }
     if (!rc) snprintf(id_out, cap, "%s", id);
     return rc;
 }
@@ -239,7 +318,10 @@ static int ctx_submit_child(rf_job_ctx *ctx, const char *key, const char *type,
 static int ctx_children(rf_job_ctx *ctx, json_t **out, rf_error *err)
 {
     worker *w = ctx_worker(ctx);
-    return rf_children_list(w->db, &w->job, w->pool->owner, out, err);
+    int rc;
+    while (db_lost(w, rc = rf_children_list(w->db, &w->job, w->pool->owner, out, err))) {
+    }
+    return rc;
 }
 
 static int ctx_study(rf_job_ctx *ctx, const char *op, const json_t *args, json_t **out,
@@ -305,10 +387,13 @@ done:;
     rf_scrub_paths(err.msg, p->cfg->served_roots);
     rf_error qerr;
     int qrc;
+    bool ended = true; /* the outcome recorded is a final state */
+record:                /* again after a lost connection: the outcome is known, only not yet told */
     if (rc == RF_EWAIT) {
         /* A parent leaves its worker until a child ends (service/children.h). */
         char status[16] = "";
         qrc = rf_children_park(w->db, j, p->owner, (long long)(wake_after_s * 1000), status, &qerr);
+        ended = !strcmp(status, "cancelled") || !strcmp(status, "failed");
         rf_log(RF_LOG_INFO, "job %s %s", j->id,
                !strcmp(status, "waiting") ? "waiting for its child jobs" : status);
     } else if (rc == 0) {
@@ -324,6 +409,7 @@ done:;
         rf_log(RF_LOG_INFO, "job %s cancelled", j->id);
     } else if (rc == RF_ECANCELED && atomic_load(&p->stopping)) {
         qrc = rf_queue_release(w->db, j, p->owner, &qerr);
+        ended = false;
         rf_log(RF_LOG_INFO, "job %s released to the queue (shutting down)", j->id);
     } else if (rc == RF_EINVAL || rc == RF_EUNSUPPORTED || rc == RF_ECANCELED) {
         /* Bad input does not get better by retrying. A runner may leave a
@@ -336,10 +422,16 @@ done:;
         bool final = false;
         qrc = rf_queue_retry(w->db, j, p->owner, err.msg[0] ? err.msg : rf_strerror(rc),
                              p->cfg->retry_base_ms, p->cfg->retry_max_ms, &final, &qerr);
+        ended = final;
         rf_log(RF_LOG_WARN, "job %s attempt %d failed%s: %s", j->id, j->attempt,
                final ? " for good" : ", will retry", err.msg);
     }
+    if (db_lost(w, qrc)) goto record;
     if (qrc) rf_log(RF_LOG_WARN, "job %s: could not record its outcome: %s", j->id, qerr.msg);
+    /* Ended: its folder (checkpoints, half-written files) and any temporary
+     * a killed attempt left in the stores go now. A job handed back keeps
+     * them for its next attempt. */
+    if (!qrc && ended) rf_sweep_job(w->db, p->cfg->data_dir, j->tenant, j->id);
     json_decref(result);
 }
 
@@ -349,19 +441,10 @@ static void *worker_main(void *arg)
     rf_workers *p = w->pool;
     while (!atomic_load(&p->stopping)) {
         rf_error err;
-        if (!w->db || PQstatus(w->db) != CONNECTION_OK) {
-            if (w->db) PQfinish(w->db);
-            w->db = NULL;
-            if (rf_db_connect(p->cfg->database_url, &w->db, &err) ||
-                rf_db_exec(w->db, "SET synchronous_commit = off", 0, NULL, NULL, &err) ||
-                /* The jobs table grows from nothing to a backlog: a plan cached
-                 * while it was empty (a scan and a sort) would be kept for
-                 * ever. Plan the claim for the table as it is now. */
-                rf_db_exec(w->db, "SET plan_cache_mode = force_custom_plan", 0, NULL, NULL, &err)) {
-                rf_log(RF_LOG_WARN, "worker %d: %s", w->index, err.msg);
-                sleep(1);
-                continue;
-            }
+        if (!rf_db_alive(w->db)) {
+            char who[32];
+            snprintf(who, sizeof who, "worker %d", w->index);
+            if (wait_for_db(p, &w->db, who, worker_connect)) break;
         }
         pthread_mutex_lock(&p->wake_lock);
         unsigned seq = p->wake_seq;
@@ -407,20 +490,33 @@ static void *worker_main(void *arg)
 
 /* ---- the listener ------------------------------------------------------- */
 
-static int listen_connect(rf_workers *p, rf_error *err)
+static int listen_connect(rf_workers *p, PGconn **c, rf_error *err)
 {
-    if (p->ldb) PQfinish(p->ldb);
-    p->ldb = NULL;
-    int rc = rf_db_connect(p->cfg->database_url, &p->ldb, err);
+    if (*c) PQfinish(*c);
+    *c = NULL;
+    int rc = rf_db_connect(p->cfg->database_url, c, err);
     if (rc) return rc;
     /* PQexec: three statements in one string (PQexecParams takes one). */
-    PGresult *r =
-        PQexec(p->ldb, "LISTEN refinery_jobs; LISTEN refinery_cancel; LISTEN refinery_keys;"
-                       " LISTEN refinery_events; LISTEN refinery_wake");
+    PGresult *r = PQexec(*c, "LISTEN refinery_jobs; LISTEN refinery_cancel; LISTEN refinery_keys;"
+                             " LISTEN refinery_events; LISTEN refinery_wake");
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        rc = rf_errorf(err, RF_EDB, "LISTEN failed: %s", PQerrorMessage(p->ldb));
+        rc = rf_errorf(err, RF_EDB, "LISTEN failed: %s", PQerrorMessage(*c));
     PQclear(r);
     return rc;
+}
+
+/* The jobs this process's workers run now, as a text[] literal ("{}" when none). */
+static void held_ids(rf_workers *p, char *buf, size_t cap)
+{
+    size_t len = (size_t)snprintf(buf, cap, "{");
+    for (int i = 0; i < p->n; i++) {
+        worker *w = &p->w[i];
+        pthread_mutex_lock(&w->lock);
+        if (w->job_id[0] && len + strlen(w->job_id) + 3 < cap)
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s", len > 1 ? "," : "", w->job_id);
+        pthread_mutex_unlock(&w->lock);
+    }
+    snprintf(buf + len, cap - len, "}");
 }
 
 static void *listener_main(void *arg)
@@ -429,21 +525,30 @@ static void *listener_main(void *arg)
     int beat_ms = p->cfg->lease_ms / 3;
     int rescue_ms = p->cfg->lease_ms / 2 < 5000 ? p->cfg->lease_ms / 2 : 5000;
     double next_beat = 0, next_rescue = 0;
+    char *ids = malloc((size_t)(p->n + 1) * (RF_ID_MAX + 1) + 8);
+    if (!ids) {
+        rf_log(RF_LOG_ERROR, "listener: out of memory; leases will not be extended");
+        return NULL;
+    }
     bool reconcile = false;
     while (!atomic_load(&p->stopping)) {
         rf_error err;
         if (!p->ldb || PQstatus(p->ldb) != CONNECTION_OK) {
-            if (listen_connect(p, &err)) {
-                rf_log(RF_LOG_WARN, "listener: %s", err.msg);
-                sleep(1);
-                continue;
-            }
-            wake_all(p); /* notifications may have been missed meanwhile */
+            if (wait_for_db(p, &p->ldb, "listener", listen_connect)) break;
+            /* Notifications may have been missed meanwhile: workers look for
+             * jobs, event streams for events, keys are checked afresh, parents
+             * whose children ended are woken; leases are extended at once. */
+            wake_all(p);
+            rf_sse_notify(NULL);
+            rf_auth_flush();
+            reconcile = true;
+            next_beat = 0;
         }
         double t = rf_now_s();
         if (t >= next_beat) {
-            if (p->n &&
-                rf_queue_heartbeat(p->ldb, p->owner, p->cfg->lease_ms, on_heartbeat, p, &err))
+            held_ids(p, ids, (size_t)(p->n + 1) * (RF_ID_MAX + 1) + 8);
+            if (strcmp(ids, "{}") &&
+                rf_queue_heartbeat(p->ldb, p->owner, ids, p->cfg->lease_ms, on_heartbeat, p, &err))
                 rf_log(RF_LOG_WARN, "heartbeat failed: %s", err.msg);
             next_beat = t + beat_ms / 1000.0;
         }
@@ -451,8 +556,14 @@ static void *listener_main(void *arg)
             int n = 0;
             if (rf_queue_rescue(p->ldb, p->cfg->retry_base_ms, p->cfg->retry_max_ms, &n, &err))
                 rf_log(RF_LOG_WARN, "rescue failed: %s", err.msg);
-            else if (n)
+            else if (n) {
                 rf_log(RF_LOG_WARN, "rescued %d job(s) whose worker was lost", n);
+                /* What the lost workers left in the data folder: the jobs
+                 * that ended go (service/sweep.h). */
+                rf_sweep_stats st;
+                if (rf_sweep_data(p->ldb, p->cfg->data_dir, false, &st, &err))
+                    rf_log(RF_LOG_WARN, "sweep failed: %s", err.msg);
+            }
             /* The fallback for lost wake-ups: parents whose children ended. */
             reconcile = true;
             if (rf_children_sweep(p->ldb, &err))
@@ -485,6 +596,7 @@ static void *listener_main(void *arg)
                 rf_log(RF_LOG_WARN, "waking parent jobs failed: %s", err.msg);
         }
     }
+    free(ids);
     return NULL;
 }
 
@@ -518,7 +630,7 @@ int rf_workers_start(const rf_config *cfg, rf_workers **out, rf_error *err)
         free(p);
         return rf_errorf(err, RF_ENOMEM, "out of memory");
     }
-    int rc = listen_connect(p, err);
+    int rc = listen_connect(p, &p->ldb, err);
     if (rc) goto fail;
     if (pthread_create(&p->listener, NULL, listener_main, p)) {
         rc = rf_errorf(err, RF_EINTERNAL, "cannot start the listener thread");

@@ -212,8 +212,9 @@ static json_t *comparisons(const rf_pipeline_opts *o, const json_t *kids, const 
         json_t *c = json_object();
         json_object_set_new(c, "refined_beats_base", json_boolean(muon > base));
         char note[400];
-        int n = snprintf(note, sizeof note, "%s: refined (Muon) %.3f against the base student's %.3f",
-                         name, muon, base);
+        int n =
+            snprintf(note, sizeof note, "%s: refined (Muon) %.3f against the base student's %.3f",
+                     name, muon, base);
         if (isfinite(bq) && isfinite(mq)) {
             json_object_set_new(c, "refined_gptq_beats_gptq_only", json_boolean(mq > bq));
             snprintf(note + n, sizeof note - n, "; refined + GPTQ %.3f against GPTQ alone %.3f", mq,

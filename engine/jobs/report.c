@@ -341,10 +341,9 @@ int rf_pipeline_report_text(const json_t *result, char **text, rf_error *err)
         const char *name = dataset_name(dsets, str(d, "id"));
         if (any_acc(rows, str(d, "id"))) {
             shown++;
-            rf_text_printf(&t, "acc@%zu: accuracy on %s%s%s%s; drop@%zu: lost under GPTQ\n",
-                           shown, name, id ? " (" : "", id ? id : "", id ? ")" : "", shown);
-        }
-        else
+            rf_text_printf(&t, "acc@%zu: accuracy on %s%s%s%s; drop@%zu: lost under GPTQ\n", shown,
+                           name, id ? " (" : "", id ? id : "", id ? ")" : "", shown);
+        } else
             rf_text_printf(&t, "%s%s%s%s: no multiple-choice rows, so no accuracy\n", name,
                            id ? " (" : "", id ? id : "", id ? ")" : "");
     }

@@ -8,8 +8,21 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/jobs/job.h"
+
+/* Every test job records each execution as its first event, {"message":
+ * "test execution", "attempt", "pid"}, before doing anything else: the
+ * suites count executions per (job, attempt) — one each, however often
+ * worker processes are killed — beside the one outcome each job records. */
+static void record_execution(rf_job_ctx *ctx)
+{
+    json_t *e = json_pack("{s:s,s:i,s:i}", "message", "test execution", "attempt", ctx->attempt,
+                          "pid", (int)getpid());
+    if (e) ctx->event(ctx, "log", e);
+    json_decref(e);
+}
 
 /* ---- test.noop ---- */
 
@@ -27,6 +40,7 @@ static const rf_param noop_params[] = {
 
 static int noop_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
+    record_execution(ctx);
     json_t *echo = json_object_get(params, "echo");
     *result = json_pack("{s:O?,s:i}", "echo", echo, "attempt", ctx->attempt);
     return *result ? 0 : rf_errorf(err, RF_ENOMEM, "out of memory");
@@ -57,6 +71,7 @@ static void sleep_ms(long long ms)
 
 static int sleep_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
+    record_execution(ctx);
     long long ms = rf_param_int(params, sleep_params, "ms", 0);
     long long steps = rf_param_int(params, sleep_params, "steps", 10);
     long long start = 0;
@@ -98,6 +113,7 @@ static const rf_param fail_params[] = {
 
 static int fail_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
+    record_execution(ctx);
     if (rf_param_bool(params, fail_params, "final", false))
         return rf_errorf(err, RF_EINVAL, "test failure that retrying cannot fix");
     long long n = rf_param_int(params, fail_params, "fail_attempts", 0);
@@ -123,6 +139,7 @@ static const rf_param crash_params[] = {{.name = "signal",
 
 static int crash_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
+    record_execution(ctx);
     const char *s = rf_param_str(params, crash_params, "signal", "abort");
     fflush(NULL);
     if (!strcmp(s, "abort")) abort();
@@ -140,6 +157,13 @@ static const rf_param artifact_params[] = {{.name = "content",
                                             .type = RF_PARAM_STRING,
                                             .def = "output.txt",
                                             .help = "the artifact's file name (no '/')"},
+                                           {.name = "repeat",
+                                            .type = RF_PARAM_INT,
+                                            .lo = 1,
+                                            .hi = 1 << 20,
+                                            .def = "1",
+                                            .help = "the content written this many times over "
+                                                    "(a large file from a short body)"},
                                            {0}};
 
 static int artifact_validate(const json_t *params, rf_error *err)
@@ -152,19 +176,29 @@ static int artifact_validate(const json_t *params, rf_error *err)
 
 static int artifact_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
+    record_execution(ctx);
     const char *name = rf_param_str(params, artifact_params, "name", "output.txt");
     json_t *content = json_object_get(params, "content");
     char path[1400];
     snprintf(path, sizeof path, "%s/%s", ctx->workdir, name);
     FILE *f = fopen(path, "wb");
     if (!f) return rf_errorf(err, RF_EIO, "cannot write %s: %s", path, strerror(errno));
-    size_t n = json_string_length(content);
-    bool ok = fwrite(json_string_value(content), 1, n, f) == n;
-    ok &= fclose(f) == 0;
-    if (!ok) return rf_errorf(err, RF_EIO, "writing %s failed", path);
+    const size_t n = json_string_length(content);
+    const long long repeat = rf_param_int(params, artifact_params, "repeat", 1);
+    bool ok = true;
+    for (long long i = 0; ok && i < repeat; i++)
+        ok = fwrite(json_string_value(content), 1, n, f) == n;
+    int e = ok ? 0 : errno;
+    if (fclose(f) && ok) ok = false, e = errno;
+    if (!ok) {
+        /* A disk that filled up: say so, and leave no half-written file. */
+        unlink(path);
+        return rf_errorf(err, RF_EIO, "writing %s failed: %s", name, strerror(e));
+    }
     int rc = ctx->artifact(ctx, "test", path, name);
     if (rc) return rf_errorf(err, rc, "could not register the artifact");
-    *result = json_pack("{s:s,s:I}", "name", name, "bytes", (json_int_t)n);
+    *result = json_pack("{s:s,s:I,s:i}", "name", name, "bytes", (json_int_t)(n * (size_t)repeat),
+                        "attempt", ctx->attempt);
     return 0;
 }
 
@@ -205,6 +239,7 @@ static int copy_file(const char *src, const char *dst, rf_error *err)
  * what a training or quantization job does with what it makes. */
 static int model_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_error *err)
 {
+    record_execution(ctx);
     const char *from = json_string_value(json_object_get(params, "from"));
     char dir[1400];
     snprintf(dir, sizeof dir, "%s/model", ctx->workdir);
@@ -225,8 +260,8 @@ static int model_run(const json_t *params, rf_job_ctx *ctx, json_t **result, rf_
     char id[64];
     if ((rc = ctx->model(ctx, dir, json_string_value(json_object_get(params, "name")), id,
                          sizeof id)))
-        return rf_errorf(err, RF_EINVAL, "the model was not registered");
-    *result = json_pack("{s:s}", "model_id", id);
+        return rf_errorf(err, rc, "the model was not registered");
+    *result = json_pack("{s:s,s:i}", "model_id", id, "attempt", ctx->attempt);
     return 0;
 }
 

@@ -1,9 +1,10 @@
 // Artifacts: registered by a job, listed, downloaded from the file with ETag,
-// conditional requests and single byte ranges; files past 4 GiB; the sweep.
+// conditional requests and single byte ranges; files past 4 GiB; the sweep of
+// the data folder (service/sweep.h).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync, openSync, ftruncateSync, closeSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync, openSync, ftruncateSync, closeSync, existsSync, readFileSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDb, migrate, createKey, start, api, waitFor, assertProblem, psql } from './harness.mjs';
 
@@ -134,28 +135,63 @@ test('files larger than 4 GiB are served, ranges past 4 GiB included (sparse fil
   assert.equal(whole.headers.get('content-length'), String(size));
 });
 
-test('start-up sweep: temporaries removed, rows without files reported, not deleted', async () => {
-  const [[tenant]] = psql(db, `SELECT tenant_id FROM artifacts WHERE id = '${art.id}'`);
+test('start-up sweep: interrupted moves finished, leftovers of ended jobs removed, what may be in flight kept, rows without files reported', async () => {
+  const [[tenant, jobId]] = psql(db, `SELECT tenant_id, job_id FROM artifacts WHERE id = '${art.id}'`);
   const dataDir = mkdtempSync(join(process.env.REFINERY_TEST_TMP || '/tmp', 'sweep-'));
   const dir = join(dataDir, 'artifacts', tenant);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, '.tmp.half-written'), 'partial');
-  writeFileSync(join(dir, 'kept'), 'a finished file stays');
+  const old = new Date(Date.now() - 2 * 3600 * 1000);
+  const aged = (p, text) => { writeFileSync(p, text); utimesSync(p, old, old); };
+  // temporaries that name no job: by their age
+  aged(join(dir, '.tmp.half-written'), 'partial');
+  writeFileSync(join(dir, '.tmp.fresh'), 'maybe still being written');
+  writeFileSync(join(dir, 'kept'), 'a file that is not an artifact stays');
   mkdirSync(join(dataDir, 'datasets', tenant), { recursive: true });
-  writeFileSync(join(dataDir, 'datasets', tenant, '.tmp.ds_half'), '{"prompt":');
+  aged(join(dataDir, 'datasets', tenant, '.tmp.ds_half'), '{"prompt":');
+  writeFileSync(join(dataDir, 'datasets', tenant, '.tmp.ds_live'), '{"prompt":'); // an upload under way
+  // a job's temporaries (the job has ended): recorded → moved into place; not → removed
+  const moved = 'art_' + 'm'.repeat(24), never = 'art_' + 'n'.repeat(24), stray = 'art_' + 's'.repeat(24);
+  writeFileSync(join(dir, `.tmp.${jobId}.${moved}`), 'recorded, not moved');
+  psql(db, `INSERT INTO artifacts (id, tenant_id, job_id, kind, name, bytes, sha256, path)
+    VALUES ('${moved}', '${tenant}', '${jobId}', 'test', 'moved.txt', 19, 'x', '${join(dir, moved)}')`);
+  writeFileSync(join(dir, `.tmp.${jobId}.${never}`), 'never recorded');
+  writeFileSync(join(dir, stray), 'a file no row names');
+  // a running job's temporary may be in flight: kept; so are its folder and a queued job's
+  const [[running]] = psql(db, `INSERT INTO jobs (id, tenant_id, type, params, status, lease_owner, lease_expires_at)
+    VALUES ('job_${'r'.repeat(24)}', '${tenant}', 'test.noop', '{}', 'running', 'elsewhere:1:x', now() + interval '1 hour')
+    RETURNING id`);
+  const [[queued]] = psql(db, `INSERT INTO jobs (id, tenant_id, type, params, run_after)
+    VALUES ('job_${'q'.repeat(24)}', '${tenant}', 'test.noop', '{}', now() + interval '1 hour') RETURNING id`);
+  writeFileSync(join(dir, `.tmp.${running}.${'art_' + 'p'.repeat(24)}`), 'in flight');
+  for (const j of [running, queued, jobId]) {
+    mkdirSync(join(dataDir, 'jobs', j), { recursive: true });
+    writeFileSync(join(dataDir, 'jobs', j, 'checkpoint'), 'state');
+  }
   const ghost = 'art_' + 'g'.repeat(24);
   psql(db, `INSERT INTO artifacts (id, tenant_id, kind, name, bytes, sha256, path)
     VALUES ('${ghost}', '${tenant}', 'test', 'gone.bin', 1, 'x', '${join(dir, 'gone')}')`);
   const s3 = await start(db, { REFINERY_WORKERS: '0', REFINERY_DATA_DIR: dataDir });
   try {
     assert.ok(!existsSync(join(dir, '.tmp.half-written')));
+    assert.ok(existsSync(join(dir, '.tmp.fresh')));
     assert.ok(existsSync(join(dir, 'kept')));
     assert.ok(!existsSync(join(dataDir, 'datasets', tenant, '.tmp.ds_half')));
+    assert.ok(existsSync(join(dataDir, 'datasets', tenant, '.tmp.ds_live')));
+    assert.ok(!existsSync(join(dir, `.tmp.${jobId}.${moved}`)));
+    assert.equal(readFileSync(join(dir, moved), 'utf8'), 'recorded, not moved');
+    assert.ok(!existsSync(join(dir, `.tmp.${jobId}.${never}`)));
+    assert.ok(!existsSync(join(dir, stray)));
+    assert.ok(existsSync(join(dir, `.tmp.${running}.${'art_' + 'p'.repeat(24)}`)));
+    assert.ok(existsSync(join(dataDir, 'jobs', running, 'checkpoint')));
+    assert.ok(existsSync(join(dataDir, 'jobs', queued, 'checkpoint')));
+    assert.ok(!existsSync(join(dataDir, 'jobs', jobId)), 'the ended job\'s folder went');
     assert.match(s3.logs, new RegExp(`artifact ${ghost} is recorded but its file .* is missing`));
     assert.equal(psql(db, `SELECT count(*) FROM artifacts WHERE id = '${ghost}'`)[0][0], '1');
     const r = await api(s3.base, key, 'GET', `/v1/artifacts/${ghost}/content`);
     assertProblem(assert, r, 500);
   } finally {
     await s3.stop();
+    psql(db, `DELETE FROM jobs WHERE id IN ('${running}', '${queued}')`);
+    psql(db, `DELETE FROM artifacts WHERE id IN ('${moved}', '${ghost}')`);
   }
 });

@@ -187,6 +187,9 @@ test('a job that crashes its worker process counts an attempt per crash and fail
   assert.equal(fin.attempts, 2);
   assert.match(fin.error, /worker lost \(lease expired\) on attempt 2 of 2; giving up: the process running it died \(a crash counts as an attempt\)/);
   assert.equal(starts(seg.id).length, 2);
+  // The rescuer that failed it recorded its end as an event, as a worker does.
+  const segEv = (await api(srv.base, key, 'GET', `/v1/jobs/${seg.id}/events?limit=100`)).json.data;
+  assert.deepEqual(segEv.filter((e) => e.kind === 'status').map((e) => e.data.status), ['failed']);
   // a division by zero and an abort: the same, one attempt each
   const fpe = await post({ type: 'test.crash', params: { signal: 'fpe' }, max_attempts: 1 });
   const abrt = await post({ type: 'test.crash', params: { signal: 'abort' }, max_attempts: 1 });

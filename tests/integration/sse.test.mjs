@@ -63,9 +63,10 @@ test('a stream delivers the job\'s events live and ends at its final state', asy
   assert.equal(s.headers.get('cache-control'), 'no-cache');
   assert.ok(s.ended, 'the server closed the stream');
   const kinds = s.events.map((e) => e.event);
-  assert.deepEqual(kinds, ['log', 'progress', 'progress', 'progress', 'status']);
+  // the attempt's start, then the test job's record of its execution
+  assert.deepEqual(kinds, ['log', 'log', 'progress', 'progress', 'progress', 'status']);
   assert.equal(s.events.at(-1).data.data.status, 'succeeded');
-  assert.deepEqual(s.events.map((e) => e.data.object), Array(5).fill('job.event'));
+  assert.deepEqual(s.events.map((e) => e.data.object), Array(6).fill('job.event'));
   for (let i = 1; i < s.events.length; i++) assert.ok(s.events[i].id > s.events[i - 1].id);
   // The same events as the JSON list.
   const list = await api(srv.base, key, 'GET', `/v1/jobs/${j.id}/events`);

@@ -5,8 +5,8 @@ Run with Debian's torch (`apt-get install -y python3-torch`):
 
     /usr/bin/python3 tests/reference/train_reference.py
 
-An independent implementation in torch autograd, float64, of one training
-step of the C trainer (engine/train.c) on the tiny fixtures: student
+An independent implementation in torch autograd, float64, of training steps
+of the C trainer (engine/train.c) on the tiny fixtures: student
 llama_f32_gqa with LoRA on every linear layer, teacher llama3_bf16_tied (same
 vocabulary), batch of 2 sequences of 8 tokens with the prompt and the padding
 masked. It writes
@@ -22,6 +22,19 @@ masked. It writes
     muon_rms.<peft name>            after one Muon step (match_rms_adamw scale)
     full.<weight name>              full-parameter gradients (CE only) of a set of weights
     topk.*                          sparse-teacher loss cases on random logits
+    steps.<case>.p0.<param>, steps.<case>.g<t>.<param>, steps.<case>.p<t>.<param>
+                                    six optimiser steps on a fixed sequence of
+                                    gradients (each drawn afresh, of varying size,
+                                    so that momentum and bias correction matter):
+                                    adamw (torch.optim.AdamW), adamw_clip (with
+                                    torch.nn.utils.clip_grad_norm_ 1.0), muon and
+                                    muon_rms (FORMATS.md "Muon" on the matrices,
+                                    torch.optim.AdamW on a vector and on a matrix
+                                    Muon must leave to AdamW); params after each
+    train5.<opt>.loss               F64 [5] the kd loss (α 0.5, T 2) before each of
+                                    five training steps from adapter_init
+    train5.<opt>.<peft name>        the adapters after those five steps, with
+                                    AdamW (lr 1e-2) or Muon (lr 2e-2), wd 0.1
     gptq_student.loss, .grad.<peft name>
                                     case kd with the GPTQ fixture gptq_ext as a LoRA
                                     student (adapter_init over its 4-bit base)
@@ -164,19 +177,89 @@ def ns5(G):
     return X.T if tr else X
 
 
-def muon_step(p, g, lr, wd, scale, beta=0.95):
-    M = (1 - beta) * g  # momentum buffer starts at zero
+def muon_step(p, g, lr, wd, scale, beta=0.95, M=None):
+    """One Muon step from momentum buffer M (zero when None); returns (p, M)."""
+    M = beta * (torch.zeros_like(g) if M is None else M) + (1 - beta) * g
     U = (1 - beta) * g + beta * M
     O = ns5(U)
     rows, cols = p.shape
     s = math.sqrt(max(1.0, rows / cols)) if scale == "original" else 0.2 * math.sqrt(max(rows, cols))
-    return p * (1 - lr * wd) - lr * s * O
+    return p * (1 - lr * wd) - lr * s * O, M
 
 
 def adamw_step(p, g, lr, wd, b1=0.9, b2=0.999, eps=1e-8):
     m, v = (1 - b1) * g, (1 - b2) * g * g
     mh, vh = m / (1 - b1), v / (1 - b2)
     return p * (1 - lr * wd) - lr * mh / (vh.sqrt() + eps)
+
+
+# Parameters of the multi-step optimiser cases: matrices taller than wide (NS5
+# works on the transpose), wider than tall and square, which Muon updates; a
+# vector, and a matrix flagged as an embedding, which Muon leaves to AdamW.
+STEP_PARAMS = [("tall", (12, 4), True), ("wide", (4, 12), True), ("square", (8, 8), True),
+               ("vec", (8,), False), ("emb", (10, 6), False)]
+STEP_SIZES = [1.0, 0.3, 2.0, 0.05, 1.5, 0.1]  # gradient scale per step; 0.05 stays under the clip
+
+
+def optimiser_steps():
+    """Six steps of each optimiser on fixed gradients, every state in float64."""
+    gen = torch.Generator().manual_seed(1234)
+    out = []
+    cases = {"adamw": ("adamw", None, 0.0), "adamw_clip": ("adamw", None, 1.0),
+             "muon": ("muon", "original", 0.0), "muon_rms": ("muon", "match_rms_adamw", 0.0)}
+    for case, (kind, scale, clip) in cases.items():
+        p0 = {n: (torch.randn(sh, generator=gen, dtype=torch.float64) * 0.5).float().double()
+              for n, sh, _ in STEP_PARAMS}
+        grads = [{n: (torch.randn(sh, generator=gen, dtype=torch.float64) * STEP_SIZES[t]).float().double()
+                  for n, sh, _ in STEP_PARAMS} for t in range(len(STEP_SIZES))]
+        out += [(f"steps.{case}.p0.{n}", p0[n].float()) for n, _, _ in STEP_PARAMS]
+        ps = {n: p0[n].clone().requires_grad_(True) for n, _, _ in STEP_PARAMS}
+        muon_names = [n for n, _, m in STEP_PARAMS if m and kind == "muon"]
+        adam_names = [n for n, _, _ in STEP_PARAMS if n not in muon_names]
+        # lr 1e-2 for AdamW; Muon lr 2e-2 with its AdamW fallback at 3e-3.
+        adam = torch.optim.AdamW([ps[n] for n in adam_names], lr=1e-2 if kind == "adamw" else 3e-3,
+                                 betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1)
+        M = {n: None for n in muon_names}
+        for t, g in enumerate(grads, 1):
+            out += [(f"steps.{case}.g{t}.{n}", g[n].float()) for n, _, _ in STEP_PARAMS]
+            for n, _, _ in STEP_PARAMS:
+                ps[n].grad = g[n].clone()
+            if clip:
+                torch.nn.utils.clip_grad_norm_([ps[n] for n, _, _ in STEP_PARAMS], clip)
+            with torch.no_grad():
+                for n in muon_names:
+                    new, M[n] = muon_step(ps[n].detach(), ps[n].grad, 2e-2, 0.1, scale, M=M[n])
+                    ps[n].copy_(new)
+            adam.step()
+            out += [(f"steps.{case}.p{t}.{n}", ps[n].detach().float()) for n, _, _ in STEP_PARAMS]
+    return out
+
+
+def train_steps(scfg, SW, zt, ids, targets, lora, peft, scale):
+    """Five training steps (kd, α 0.5, T 2) from adapter_init with each optimiser."""
+    out = []
+    for opt in ("adamw", "muon"):
+        params = {k: v.clone().requires_grad_(True) for k, v in lora.items()}
+        adam = torch.optim.AdamW(list(params.values()), lr=1e-2, weight_decay=0.1) if opt == "adamw" else None
+        M = {k: None for k in params}
+        losses = []
+        for _ in range(5):
+            zs = forward(scfg, SW, ids, params, scale) @ SW["lm_head.weight"].T
+            loss = kd_loss(zs, zt, targets, 0.5, 2.0)[0]
+            losses.append(loss.item())
+            for p in params.values():
+                p.grad = None
+            loss.backward()
+            if adam:
+                adam.step()
+                continue
+            with torch.no_grad():  # LoRA A and B are both matrices: all Muon
+                for k, p in params.items():
+                    new, M[k] = muon_step(p.detach(), p.grad, 2e-2, 0.1, "original", M=M[k])
+                    p.copy_(new)
+        out.append((f"train5.{opt}.loss", torch.tensor(losses, dtype=torch.float64)))
+        out += [(f"train5.{opt}.{n}", params[k].detach().float()) for n, k in peft]
+    return out
 
 
 def topk_loss(zs, ids, logp, target, alpha, T, bucket):
@@ -243,8 +326,8 @@ def main():
             g = params[k].grad
             exp.append((f"grad.{n}", g.float()))
             exp.append((f"adamw.{n}", adamw_step(lora[k], g, 1e-2, 0.1).float()))
-            exp.append((f"muon.{n}", muon_step(lora[k], g, 1e-2, 0.1, "original").float()))
-            exp.append((f"muon_rms.{n}", muon_step(lora[k], g, 1e-2, 0.1, "match_rms_adamw").float()))
+            exp.append((f"muon.{n}", muon_step(lora[k], g, 1e-2, 0.1, "original")[0].float()))
+            exp.append((f"muon_rms.{n}", muon_step(lora[k], g, 1e-2, 0.1, "match_rms_adamw")[0].float()))
     # full-parameter gradients, CE only, no adapters
     FW = {k: v.clone().requires_grad_(True) for k, v in SW.items() if k != "lm_head.weight"}
     FW["lm_head.weight"] = SW["lm_head.weight"].clone().requires_grad_(True)
@@ -281,6 +364,8 @@ def main():
         loss.backward()
         for n, k in peft:
             exp.append((f"{name}.grad.{n}", params[k].grad.float()))
+    exp += optimiser_steps()
+    exp += train_steps(scfg, SW, zt, ids, targets, lora, peft, scale)
     DT = {torch.float64: "F64"}
     import make_fixtures
     make_fixtures.DTYPES.update(DT)

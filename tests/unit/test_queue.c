@@ -214,7 +214,7 @@ static void test_release_heartbeat_rescue(void **state)
     rf_claimed_job_clear(&j);
     /* The other owner's lease runs out: the rescuer re-queues with attempt kept. */
     sql("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = 'job_l'");
-    assert_int_equal(rf_queue_heartbeat(db, OWNER, 60000, NULL, NULL, &e), 0);
+    assert_int_equal(rf_queue_heartbeat(db, OWNER, "{job_h,job_l}", 60000, NULL, NULL, &e), 0);
     assert_string_equal(one("SELECT status FROM jobs WHERE id = 'job_l'"), "running");
     int n = 0;
     assert_int_equal(rf_queue_rescue(db, 0, 0, &n, &e), 0);
@@ -226,9 +226,21 @@ static void test_release_heartbeat_rescue(void **state)
     /* Heartbeat extends a live lease so that rescue leaves it alone. */
     assert_int_equal(rf_queue_claim(db, OWNER, "{x}", 1, &j, &got, &e), 0);
     usleep(20000);
-    assert_int_equal(rf_queue_heartbeat(db, OWNER, 60000, NULL, NULL, &e), 0);
+    assert_int_equal(rf_queue_heartbeat(db, OWNER, "{job_h}", 60000, NULL, NULL, &e), 0);
     assert_int_equal(rf_queue_rescue(db, 0, 0, &n, &e), 0);
     assert_int_equal(n, 0);
+    /* A job the owner holds but does not name (no worker runs it any more)
+     * is not kept alive: it expires and is rescued. */
+    assert_string_equal(j.id, "job_h");
+    rf_claimed_job_clear(&k);
+    assert_int_equal(rf_queue_claim(db, OWNER, "{x}", 1, &k, &got, &e), 0);
+    assert_true(got);
+    assert_string_equal(k.id, "job_l");
+    usleep(20000);
+    assert_int_equal(rf_queue_heartbeat(db, OWNER, "{job_h}", 60000, NULL, NULL, &e), 0);
+    assert_int_equal(rf_queue_rescue(db, 0, 0, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(one("SELECT status FROM jobs WHERE id = 'job_h'"), "running");
     rf_claimed_job_clear(&j);
     rf_claimed_job_clear(&k);
 }

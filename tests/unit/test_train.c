@@ -5,7 +5,16 @@
  * scales), full-parameter gradients of embeddings, norms and weights, and
  * the sparse top-k teacher loss in both modes, and the GPTQ W4A16 fixture
  * as a LoRA student and as a teacher. Everything within 1e-4 relative
- * (max |got − ref| / max |ref| per tensor, printed). */
+ * (max |got − ref| / max |ref| per tensor, printed).
+ *
+ * Several steps, where one step cannot tell: after one step AdamW's bias
+ * correction cancels β1 and β2 and Muon's normalisation cancels its
+ * momentum. Six steps of AdamW (torch.optim.AdamW, with and without
+ * clip_grad_norm_) and of Muon (both scales, its AdamW fallback beside it) on
+ * gradients drawn afresh at every step, each step's parameters compared; the
+ * same run with a wrong constant must miss (so that the comparison can
+ * fail), within 2e-6 there; and five real training steps from adapter_init with each
+ * optimiser, the loss before every step and the adapters after the last. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -384,6 +393,162 @@ static void test_gptq_full_refused(void **state)
     rf_llama_free(&g);
 }
 
+/* ---- several optimiser steps ------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int rows, cols; /* cols 0: a vector */
+    bool muon_ok;
+} k_step_params[] = {
+    {"tall", 12, 4, true}, {"wide", 4, 12, true}, {"square", 8, 8, true},
+    {"vec", 8, 0, false},  {"emb", 10, 6, false},
+};
+#define N_STEP_PARAMS 5
+#define N_STEPS 6
+/* Tighter than TOL: no forward pass in between, only f32 rounding of the
+ * update (observed ~2e-7), so that a constant slightly off still shows. */
+#define STEP_TOL 2e-6
+
+/* Runs the six steps of case (train_reference.py optimiser_steps) under oc
+ * and returns the worst relative difference from the reference over every
+ * step and parameter; prints each step's worst when verbose. */
+static double optim_case(const char *c, const rf_optim_config *oc, bool verbose)
+{
+    rf_error err = {0};
+    rf_optim opt;
+    assert_int_equal(rf_optim_init(&opt, oc, &err), 0);
+    float *data[N_STEP_PARAMS], *grad[N_STEP_PARAMS];
+    size_t n[N_STEP_PARAMS];
+    char k[96];
+    for (int i = 0; i < N_STEP_PARAMS; i++) {
+        const int rows = k_step_params[i].rows, cols = k_step_params[i].cols;
+        n[i] = (size_t)rows * (size_t)(cols ? cols : 1);
+        data[i] = malloc(sizeof(float) * n[i]);
+        grad[i] = calloc(n[i], sizeof(float));
+        snprintf(k, sizeof k, "steps.%s.p0.%s", c, k_step_params[i].name);
+        size_t cnt;
+        memcpy(data[i], data_of(k, &cnt), sizeof(float) * n[i]);
+        assert_int_equal(cnt, n[i]);
+        assert_int_equal(
+            rf_optim_add(&opt, data[i], grad[i], rows, cols, k_step_params[i].muon_ok, &err), 0);
+    }
+    assert_int_equal(rf_optim_ready(&opt, &err), 0);
+    double worst = 0;
+    for (int t = 1; t <= N_STEPS; t++) {
+        for (int i = 0; i < N_STEP_PARAMS; i++) {
+            snprintf(k, sizeof k, "steps.%s.g%d.%s", c, t, k_step_params[i].name);
+            memcpy(grad[i], data_of(k, NULL), sizeof(float) * n[i]);
+        }
+        rf_optim_step(&opt, NULL);
+        double step_worst = 0;
+        for (int i = 0; i < N_STEP_PARAMS; i++) {
+            snprintf(k, sizeof k, "steps.%s.p%d.%s", c, t, k_step_params[i].name);
+            const float *ref = data_of(k, NULL);
+            double mabs = 0, mref = 0;
+            for (size_t j = 0; j < n[i]; j++) {
+                mabs = fmax(mabs, fabs((double)data[i][j] - ref[j]));
+                mref = fmax(mref, fabs((double)ref[j]));
+            }
+            step_worst = fmax(step_worst, mabs / mref);
+        }
+        if (verbose)
+            printf("  %-12s step %d: worst rel %.2e over tall, wide, square, vec, emb %s\n", c, t,
+                   step_worst, step_worst <= STEP_TOL ? "OK" : "FAIL");
+        worst = fmax(worst, step_worst);
+    }
+    for (int i = 0; i < N_STEP_PARAMS; i++)
+        free(data[i]), free(grad[i]);
+    rf_optim_free(&opt);
+    return worst;
+}
+
+static void test_optim_steps(void **state)
+{
+    (void)state;
+    const char *cases[] = {"adamw", "adamw_clip", "muon", "muon_rms"};
+    for (int c = 0; c < 4; c++) {
+        rf_optim_config oc;
+        rf_optim_config_default(&oc);
+        oc.kind = c < 2 ? RF_OPT_ADAMW : RF_OPT_MUON;
+        oc.muon_scale = c == 3 ? RF_MUON_MATCH_RMS_ADAMW : RF_MUON_ORIGINAL;
+        oc.lr = c < 2 ? 1e-2f : 2e-2f;
+        oc.adamw_lr = c < 2 ? 0 : 3e-3f;
+        oc.weight_decay = 0.1f, oc.sched = RF_SCHED_CONSTANT;
+        oc.clip_norm = c == 1 ? 1.0f : 0;
+        assert_true(optim_case(cases[c], &oc, true) <= STEP_TOL);
+        /* The constants one step hides, each made wrong: the comparison must miss. */
+        rf_optim_config bad = oc;
+        if (c == 0) bad.beta1 = 0.8f;
+        if (c == 1) bad.clip_norm = 0;
+        if (c >= 2) bad.momentum = 0.9f;
+        double miss = optim_case(cases[c], &bad, false);
+        printf("  %-12s with %s: worst rel %.2e (must miss)\n", cases[c],
+               c == 0   ? "beta1 0.8"
+               : c == 1 ? "no clipping"
+                        : "momentum 0.9",
+               miss);
+        assert_true(miss > 10 * STEP_TOL);
+        if (c == 0) {
+            bad = oc, bad.beta2 = 0.99f;
+            miss = optim_case(cases[c], &bad, false);
+            printf("  %-12s with beta2 0.99: worst rel %.2e (must miss)\n", cases[c], miss);
+            assert_true(miss > 10 * STEP_TOL);
+        }
+    }
+}
+
+/* Five real steps from adapter_init (train_reference.py train_steps). */
+static void test_train_five_steps(void **state)
+{
+    fx *f = *state;
+    for (int o = 0; o < 2; o++) {
+        const char *name = o ? "muon" : "adamw";
+        rf_error err = {0};
+        rf_lora lo;
+        rf_trainer st;
+        if (rf_lora_load_peft(&lo, &f->s.config, FIX "train/adapter_init", &err) < 0)
+            fail_msg("%s", err.msg);
+        assert_int_equal(rf_trainer_init(&st, &f->s, RF_TRAIN_LORA, &lo, 2, 8, 5, &err), 0);
+        rf_optim_config oc;
+        rf_optim_config_default(&oc);
+        oc.kind = o ? RF_OPT_MUON : RF_OPT_ADAMW;
+        oc.lr = o ? 2e-2f : 1e-2f, oc.weight_decay = 0.1f, oc.sched = RF_SCHED_CONSTANT;
+        rf_optim opt;
+        assert_int_equal(rf_optim_init(&opt, &oc, &err), 0);
+        assert_int_equal(rf_trainer_add_params(&st, &opt, &err), 0);
+        assert_int_equal(rf_optim_ready(&opt, &err), 0);
+        rf_loss_config lc = {.alpha = 0.5f, .temperature = 2.0f};
+        char k[160], w[80];
+        snprintf(k, sizeof k, "train5.%s.loss", name);
+        for (int s = 0; s < 5; s++) {
+            rf_train_stats ts;
+            assert_int_equal(rf_train_forward(&st, f->ids, &err), 0);
+            assert_int_equal(rf_train_forward(&f->tt, f->ids, &err), 0);
+            assert_int_equal(
+                rf_train_loss(&st, &f->tt, NULL, f->targets, &lc, 1.0f, true, &ts, &err), 0);
+            assert_int_equal(rf_train_backward(&st, &err), 0);
+            snprintf(w, sizeof w, "%s: loss before step %d", name, s + 1);
+            cmp_scalar(w, ts.loss, f64(k, s));
+            rf_optim_step(&opt, NULL);
+        }
+        assert_true(f64(k, 4) < f64(k, 0)); /* it learns */
+        for (int l = 0; l < lo.n_layers; l++)
+            for (int t = 0; t < RF_LIN_COUNT; t++)
+                for (int ab = 0; ab < 2; ab++) {
+                    const rf_lora_pair *p = rf_lora_at(&lo, l, t);
+                    char prefix[32];
+                    size_t cnt;
+                    snprintf(prefix, sizeof prefix, "train5.%s.", name);
+                    peft_name(k, sizeof k, prefix, l, t, ab);
+                    const float *ref = data_of(k, &cnt);
+                    cmp(k, ab ? p->B : p->A, ref, cnt, TOL);
+                }
+        rf_optim_free(&opt);
+        rf_trainer_free(&st);
+        rf_lora_free(&lo);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_full_grads),     cmocka_unit_test(test_topk),
         cmocka_unit_test(test_peft_init_muon), cmocka_unit_test(test_gptq_student),
         cmocka_unit_test(test_gptq_teacher),   cmocka_unit_test(test_gptq_full_refused),
+        cmocka_unit_test(test_optim_steps),    cmocka_unit_test(test_train_five_steps),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
