@@ -19,6 +19,8 @@
 
 #include "engine/backend/ops_cpu_w4a16.h"
 
+#include "engine/backend/ops_cpu_bf16.h"
+
 #define SMALL_M 8
 #define TILE 128
 /* Output channels per work item in the few-rows path: each qweight row is
@@ -251,6 +253,19 @@ void rf_cpu_matmul_w4a16(float *y, const float *x, const rf_gptq_weight *w, cons
      * CHUNK-sized or tail range is whole vectors */
     int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     matmul_k(avx2 ? small_avx2 : small_generic, y, x, w, bias, M, scratch, scratch_n);
+}
+
+int rf_cpu_matmul_w4a16_bf16(float *y, const float *x, const rf_gptq_weight *w, const float *bias,
+                             int M, int terms, float *scratch, size_t scratch_n)
+{
+    int rc = M < SMALL_M ? rf_cpu_bf16_gemv_w4(y, x, w, M, terms, scratch, scratch_n)
+                         : rf_cpu_bf16_gemm_w4(y, x, w, M, terms, scratch, scratch_n);
+    if (rc < 0) return rc;
+    if (bias)
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < w->N; n++)
+                y[(size_t)m * w->N + n] += bias[n];
+    return 0;
 }
 
 void rf_cpu_matmul_w4a16_generic(float *y, const float *x, const rf_gptq_weight *w,
