@@ -420,18 +420,10 @@ static void matmul_exact(float *y, const float *x, const void *w, const float *b
     matmul_k(&g_simd, y, x, w, bias, M, scratch, scratch_n);
 }
 
-/* BF16 prefill on the vdpbf16ps GEMM with x as two bf16 terms (f32
- * activations within 2^-17, see ops.h); the rest as matmul_k. */
 static void matmul(float *y, const float *x, const rf_tensor *w, const float *bias, int M,
                    float *scratch, size_t scratch_n)
 {
     pthread_once(&g_once, cpu_init);
-    const int N = (int)w->shape[0], K = (int)w->shape[1];
-    if (w->dtype == RF_DTYPE_BF16 && M >= SMALL_M &&
-        rf_cpu_bf16_gemm(y, x, w->data, M, N, K, 2, scratch, scratch_n) == 0) {
-        add_bias(y, bias, M, N);
-        return;
-    }
     matmul_k(&g_simd, y, x, w, bias, M, scratch, scratch_n);
 }
 
@@ -466,11 +458,14 @@ static void w4a16_exact(float *y, const float *x, const void *w, const float *bi
     rf_cpu_matmul_w4a16(y, x, w, bias, M, scratch, scratch_n);
 }
 
+/* Decode on the vdpbf16ps kernel with x as three bf16 terms (exact to
+ * 2^-26, below f32's own rounding); prefill on f32 tiles and OpenBLAS. */
 static void w4a16(float *y, const float *x, const rf_gptq_weight *w, const float *bias, int M,
                   float *scratch, size_t scratch_n)
 {
     pthread_once(&g_once, cpu_init);
-    if (rf_cpu_matmul_w4a16_bf16(y, x, w, bias, M, 2, scratch, scratch_n) == 0) return;
+    if (M < SMALL_M && rf_cpu_matmul_w4a16_bf16(y, x, w, bias, M, 3, scratch, scratch_n) == 0)
+        return;
     rf_cpu_matmul_w4a16(y, x, w, bias, M, scratch, scratch_n);
 }
 

@@ -107,19 +107,16 @@ BF16_TARGET static void pack_row(const float *x, int K, int mode, int terms, uin
         const int n = K - k0 < 32 ? K - k0 : 32;
         const __m512 x0 = _mm512_maskz_loadu_ps(mask16(n), x + k0),
                      x1 = _mm512_maskz_loadu_ps(mask16(n - 16), x + k0 + 16);
-        __m512i hi = (__m512i)_mm512_cvtne2ps_pbh(x1, x0), lo = _mm512_setzero_si512();
-        __m512 s0 = bf16_lo_f32(hi), s1 = bf16_hi_f32(hi);
-        if (terms == 2) {
-            lo = (__m512i)_mm512_cvtne2ps_pbh(_mm512_sub_ps(x1, s1), _mm512_sub_ps(x0, s0));
-            s0 = _mm512_add_ps(s0, bf16_lo_f32(lo));
-            s1 = _mm512_add_ps(s1, bf16_hi_f32(lo));
+        /* term t rounds what the terms before it left: r − bf16(r) is exact */
+        __m512 r0 = x0, r1 = x1, s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+        for (int t = 0; t < terms; t++) {
+            __m512i b = (__m512i)_mm512_cvtne2ps_pbh(r1, r0);
+            const __m512 b0 = bf16_lo_f32(b), b1 = bf16_hi_f32(b);
+            r0 = _mm512_sub_ps(r0, b0), r1 = _mm512_sub_ps(r1, b1);
+            s0 = _mm512_add_ps(s0, b0), s1 = _mm512_add_ps(s1, b1);
+            if (mode == PAIR_W4) b = _mm512_permutexvar_epi16(perm, b);
+            _mm512_storeu_si512(a + (size_t)t * p16 + k0 / 2, b);
         }
-        if (mode == PAIR_W4) {
-            hi = _mm512_permutexvar_epi16(perm, hi);
-            lo = _mm512_permutexvar_epi16(perm, lo);
-        }
-        _mm512_storeu_si512(a + k0 / 2, hi);
-        if (terms == 2) _mm512_storeu_si512(a + p16 + k0 / 2, lo);
         if (!xs) continue;
         if (gs % 32 == 0) {
             xs[k0 / gs] += _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
@@ -463,7 +460,7 @@ INLINE BF16_TARGET void rows4(const int nt, const int32_t *w0, size_t N, int len
         dequant4(w0 + c, N, mk, tab, d);
         __m512 a[4] = {_mm512_maskz_loadu_ps(mk, part + c), _mm512_setzero_ps(),
                        _mm512_setzero_ps(), _mm512_setzero_ps()};
-#pragma GCC unroll 2
+#pragma GCC unroll 3
         for (int t = 0; t < nt; t++)
 #pragma GCC unroll 16
             for (int j = 0; j < 16; j++)
@@ -484,7 +481,7 @@ INLINE BF16_TARGET void rows1(const int nt, const int32_t *w0, int len, __m512i 
 #pragma GCC unroll 4
         for (int b = 0; b < 4; b++) {
             const __m512bh d = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi32(q, 4 * b), tab);
-#pragma GCC unroll 2
+#pragma GCC unroll 3
             for (int t = 0; t < nt; t++)
                 a = _mm512_dpbf16_ps(a, xb[16 * t + b], d);
         }
@@ -509,7 +506,7 @@ INLINE BF16_TARGET void piece(const int nt, const rf_gptq_weight *w, int M, cons
     for (int m = 0; m < M; m++) {
         const uint32_t *am = A + (size_t)m * lda;
         float *pm = part + (size_t)m * len;
-        __m512bh xb[32];
+        __m512bh xb[48];
         int r = r0;
         for (; r + 4 <= r1; r += 4) {
             for (int t = 0; t < nt; t++)
@@ -546,8 +543,10 @@ BF16_TARGET static void gemv_piece(const rf_gptq_weight *w, int M, int nt, const
 {
     if (nt == 1)
         piece(1, w, M, A, lda, p16, xs, g, n0, n1, part, out, ldo);
-    else
+    else if (nt == 2)
         piece(2, w, M, A, lda, p16, xs, g, n0, n1, part, out, ldo);
+    else
+        piece(3, w, M, A, lda, p16, xs, g, n0, n1, part, out, ldo);
 }
 
 /* Threads split the groups (k) when the layer is narrow: each group's rows
@@ -621,7 +620,6 @@ BF16_TARGET static int gemv(float *y, const float *x, const rf_gptq_weight *w, i
 int rf_cpu_bf16_gemv_w4(float *y, const float *x, const rf_gptq_weight *w, int M, int terms,
                         float *scratch, size_t scratch_n)
 {
-    if (!rf_cpu_has_bf16() || M < 1 || M > 7 || !w4_takes(w) || (terms != 1 && terms != 2))
-        return -1;
+    if (!rf_cpu_has_bf16() || M < 1 || M > 7 || !w4_takes(w) || terms < 1 || terms > 3) return -1;
     return gemv(y, x, w, M, terms, scratch, scratch_n);
 }
