@@ -22,6 +22,7 @@
 
 #include "engine/backend/ops.h"
 #include "engine/backend/ops_cpu_backward.h"
+#include "engine/backend/ops_cpu_avx512.h"
 #include "engine/backend/ops_cpu_bf16.h"
 #include "engine/backend/ops_cpu_w4a16.h"
 
@@ -174,6 +175,7 @@ static const kernels g_generic = {
     .cvt = {[RF_DTYPE_F16] = cvt_f16, [RF_DTYPE_BF16] = cvt_bf16},
 };
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static int g_avx512; /* the AVX-512 forward ops (ops_cpu_avx512.h) run here */
 
 static void cpu_init(void)
 {
@@ -184,6 +186,7 @@ static void cpu_init(void)
     g_simd.dot[RF_DTYPE_BF16] = avx2 ? dot_bf16_avx2 : dot_bf16;
     g_simd.cvt[RF_DTYPE_F16] = f16c ? cvt_f16_avx2 : cvt_f16;
     g_simd.cvt[RF_DTYPE_BF16] = avx2 ? cvt_bf16_avx2 : cvt_bf16;
+    g_avx512 = rf_cpu_has_avx512();
     /* OpenBLAS runs inside our OpenMP threads, one thread each (see top). */
     openblas_set_num_threads(1);
 }
@@ -494,7 +497,26 @@ static void w4a16_backward(float *dx, const float *dy, const rf_gptq_weight *w, 
 static void attention(const rf_attn_args *a)
 {
     pthread_once(&g_once, cpu_init);
+    if (g_avx512 && rf_cpu_attention_avx512(a) == 0) return;
     attention_k(&g_simd, a);
+}
+
+static void rmsnorm_simd(float *y, const float *x, const float *w, int M, int D, float eps)
+{
+    pthread_once(&g_once, cpu_init);
+    if (g_avx512)
+        rf_cpu_rmsnorm_avx512(y, x, w, M, D, eps);
+    else
+        rmsnorm(y, x, w, M, D, eps);
+}
+
+static void swiglu_simd(float *gate, const float *up, size_t n)
+{
+    pthread_once(&g_once, cpu_init);
+    if (g_avx512)
+        rf_cpu_swiglu_avx512(gate, up, n);
+    else
+        swiglu(gate, up, n);
 }
 
 static void attention_generic(const rf_attn_args *a)
@@ -506,10 +528,10 @@ static const rf_ops g_cpu = {
     .name = "cpu",
     .matmul = matmul,
     .matmul_w4a16 = w4a16,
-    .rmsnorm = rmsnorm,
+    .rmsnorm = rmsnorm_simd,
     .rope = rope,
     .attention = attention,
-    .swiglu = swiglu,
+    .swiglu = swiglu_simd,
     .embedding = embedding,
     .softmax = softmax,
     .add = add,
@@ -548,10 +570,10 @@ static const rf_ops g_cpu_bf16 = {
     .name = "cpu-bf16",
     .matmul = matmul_bf16,
     .matmul_w4a16 = w4a16_bf16,
-    .rmsnorm = rmsnorm,
+    .rmsnorm = rmsnorm_simd,
     .rope = rope,
     .attention = attention,
-    .swiglu = swiglu,
+    .swiglu = swiglu_simd,
     .embedding = embedding,
     .softmax = softmax,
     .add = add,

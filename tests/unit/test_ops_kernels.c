@@ -5,7 +5,8 @@
  * K, W4A16 group sizes that do and do not fill a 32-value chunk, one group,
  * act-order, layers wide enough for the decode kernel to split channels,
  * unaligned x and y, and scratch too small for one pass (the GEMM then
- * works in chunks of rows or falls back).
+ * works in chunks of rows or falls back); and the AVX-512 attention, SwiGLU
+ * and RMSNorm on head sizes, GQA groups, windows and lengths with tails.
  *
  *   rf_ops_cpu       must equal generic(x)        within 1e-5 of max |ref|
  *   rf_ops_cpu_bf16  must equal generic(bf16(x))  within 1e-5 (BF16, W4A16)
@@ -228,11 +229,90 @@ static void test_w4a16(void **state)
     assert_int_equal(g_failures, 0);
 }
 
+/* Attention: head sizes the AVX-512 kernel takes (16..128 in 16s) and one
+ * it leaves to the loop (80 is taken, 72 is not), GQA groups, rows short
+ * of one 16-key block and past two 64-key blocks, sliding windows. */
+static void test_attention(void **state)
+{
+    const struct {
+        int hd, H, KV, T, pos0, window;
+    } s[] = {
+        {16, 4, 2, 5, 3, 0},    {64, 12, 4, 70, 0, 0},   {64, 12, 4, 1, 150, 0},
+        {64, 12, 4, 3, 150, 7}, {128, 4, 1, 9, 30, 0},   {80, 3, 3, 17, 5, 0},
+        {72, 2, 1, 4, 20, 0},   {32, 8, 8, 33, 100, 40}, {48, 6, 2, 1, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof s / sizeof *s; i++) {
+        const int S = s[i].pos0 + s[i].T, qd = s[i].H * s[i].hd, kvd = s[i].KV * s[i].hd;
+        float *qb, *kb, *vb, *ob;
+        float *q = odd_alloc((size_t)s[i].T * qd, &qb, 2.0),
+              *k = odd_alloc((size_t)S * kvd, &kb, 2.0);
+        float *v = odd_alloc((size_t)S * kvd, &vb, 1.0),
+              *out = odd_alloc((size_t)s[i].T * qd, &ob, 0);
+        float *ref = malloc(sizeof(float) * (size_t)s[i].T * qd);
+        rf_attn_args a = {.T = s[i].T,
+                          .pos0 = s[i].pos0,
+                          .n_heads = s[i].H,
+                          .n_kv_heads = s[i].KV,
+                          .head_dim = s[i].hd,
+                          .window = s[i].window,
+                          .scale = 1.0f / sqrtf((float)s[i].hd),
+                          .q = q,
+                          .k = k,
+                          .v = v,
+                          .out = ref};
+        rf_ops_cpu_generic()->attention(&a);
+        char what[96];
+        snprintf(what, sizeof what, "attention hd=%d H=%d KV=%d T=%d pos0=%d window=%d", s[i].hd,
+                 s[i].H, s[i].KV, s[i].T, s[i].pos0, s[i].window);
+        const rf_ops *t[2] = {rf_ops_cpu(), rf_ops_cpu_bf16()};
+        for (int b = 0; b < 2; b++) {
+            a.out = out;
+            t[b]->attention(&a);
+            check(t[b]->name, what, out, ref, (size_t)s[i].T * qd);
+        }
+        free(qb), free(kb), free(vb), free(ob), free(ref);
+    }
+    assert_int_equal(g_failures, 0);
+}
+
+static void test_swiglu_rmsnorm(void **state)
+{
+    const size_t ns[] = {1, 15, 17, 4097, 100003};
+    for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {
+        float *gb, *ub, *g = odd_alloc(ns[i], &gb, 30.0), *u = odd_alloc(ns[i], &ub, 2.0);
+        float *ref = malloc(sizeof(float) * ns[i]), *got = malloc(sizeof(float) * ns[i]);
+        memcpy(ref, g, sizeof(float) * ns[i]);
+        memcpy(got, g, sizeof(float) * ns[i]);
+        rf_ops_cpu_generic()->swiglu(ref, u, ns[i]);
+        rf_ops_cpu()->swiglu(got, u, ns[i]);
+        char what[64];
+        snprintf(what, sizeof what, "swiglu n=%zu gate in [-30, 30]", ns[i]);
+        check("cpu", what, got, ref, ns[i]);
+        free(gb), free(ub), free(ref), free(got);
+    }
+    const int Ds[] = {1, 15, 96, 770}, Ms[] = {1, 3};
+    for (int d = 0; d < 4; d++)
+        for (int m = 0; m < 2; m++) {
+            const size_t n = (size_t)Ds[d] * Ms[m];
+            float *xb, *wb, *x = odd_alloc(n, &xb, 5.0), *w = odd_alloc((size_t)Ds[d], &wb, 1.0);
+            float *ref = malloc(sizeof(float) * n), *got = malloc(sizeof(float) * n);
+            rf_ops_cpu_generic()->rmsnorm(ref, x, w, Ms[m], Ds[d], 1e-5f);
+            rf_ops_cpu()->rmsnorm(got, x, w, Ms[m], Ds[d], 1e-5f);
+            char what[64];
+            snprintf(what, sizeof what, "rmsnorm M=%d D=%d", Ms[m], Ds[d]);
+            check("cpu", what, got, ref, n);
+            free(xb), free(wb), free(ref), free(got);
+        }
+    assert_int_equal(g_failures, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dense),
         cmocka_unit_test(test_w4a16),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_swiglu_rmsnorm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
