@@ -64,113 +64,215 @@ INLINE AVX512 __m512 hsum16(const __m512 v[16])
 /* Keys scored per block of the online softmax (as in ops_cpu.c). */
 #define ATT_BLOCK 64
 
-/* One query row against its visible keys, softmax(q·kᵀ·scale)·v with a
- * running maximum and sum rescaled once per block of keys; nvd = head_dim
- * / 16 vectors, a constant where this is inlined, so that the row's output
- * stays in registers. Scores of 16 keys come out of one hsum16. */
-INLINE AVX512 void attend_row(const int nvd, const rf_attn_args *a, int t, int h)
+/* Query row t of ng heads h0..h0+ng−1 that share one kv head, against
+ * their visible keys: softmax(q·kᵀ·scale)·v with a running maximum and sum
+ * per head, rescaled once per block of keys (as ops_cpu.c). Each block of
+ * keys and values is read once for the ng heads (GQA: ng query heads per
+ * kv head): the scores of 16 keys per head come out of one hsum16, the
+ * keys staying in L1 for the next head, and each value row is loaded once
+ * and added into every head's output. nvd = head_dim / 16 and ng are
+ * constants where this is inlined (ng · nvd ≤ 16), so the ng outputs stay
+ * in registers. */
+INLINE AVX512 void attend_group(const int nvd, const int ng, const rf_attn_args *a, int t, int h0)
 {
     const int hd = a->head_dim, kvd = a->n_kv_heads * hd;
-    const int kvh = h / (a->n_heads / a->n_kv_heads);
+    const int kvh = h0 / (a->n_heads / a->n_kv_heads);
     const int i = a->pos0 + t;
     const int first = a->window > 0 && i - a->window + 1 > 0 ? i - a->window + 1 : 0;
-    const float *q = a->q + (size_t)t * a->n_heads * hd + (size_t)h * hd;
+    const float *q = a->q + (size_t)t * a->n_heads * hd + (size_t)h0 * hd;
     const float *kbase = a->k + (size_t)kvh * hd, *vbase = a->v + (size_t)kvh * hd;
-    __m512 qv[8], acc[8];
-    for (int d = 0; d < nvd; d++) {
-        qv[d] = _mm512_loadu_ps(q + 16 * d);
-        acc[d] = _mm512_setzero_ps();
-    }
+    __m512 acc[4][8];
+#pragma GCC unroll 4
+    for (int g = 0; g < ng; g++)
+#pragma GCC unroll 8
+        for (int d = 0; d < nvd; d++)
+            acc[g][d] = _mm512_setzero_ps();
     const __m512 scale = _mm512_set1_ps(a->scale), ninf = _mm512_set1_ps(-INFINITY);
-    float mx = -INFINITY, sum = 0.0f;
-    float sc[ATT_BLOCK];
+    float mx[4], sum[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < ng; g++)
+        mx[g] = -INFINITY, sum[g] = 0.0f;
+    float sc[4][ATT_BLOCK];
     for (int j0 = first; j0 <= i; j0 += ATT_BLOCK) {
         const int nb = i + 1 - j0 < ATT_BLOCK ? i + 1 - j0 : ATT_BLOCK;
-        __m512 bm = ninf;
-        for (int jb = 0; jb < nb; jb += 16) {
-            __m512 part[16];
-            for (int jj = 0; jj < 16; jj++) {
-                part[jj] = _mm512_setzero_ps();
-                if (jb + jj >= nb) continue;
-                const float *kr = kbase + (size_t)(j0 + jb + jj) * kvd;
-                __m512 s = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kr));
-                for (int d = 1; d < nvd; d++)
-                    s = _mm512_fmadd_ps(qv[d], _mm512_loadu_ps(kr + 16 * d), s);
-                part[jj] = s;
+#pragma GCC unroll 4
+        for (int g = 0; g < ng; g++) {
+            const float *qg = q + (size_t)g * hd;
+            __m512 bm = ninf;
+            for (int jb = 0; jb < nb; jb += 16) {
+                __m512 part[16];
+#pragma GCC unroll 16
+                for (int jj = 0; jj < 16; jj++) {
+                    part[jj] = _mm512_setzero_ps();
+                    if (jb + jj >= nb) continue;
+                    const float *kr = kbase + (size_t)(j0 + jb + jj) * kvd;
+                    /* the cache was evicted by the weights since the last
+                     * token: fetch 16 keys ahead (rows kvd apart) */
+                    if (g == 0)
+#pragma GCC unroll 8
+                        for (int d = 0; d < nvd; d++)
+                            _mm_prefetch((const char *)(kr + 16 * (size_t)kvd + 16 * d),
+                                         _MM_HINT_T0);
+                    __m512 s = _mm512_mul_ps(_mm512_loadu_ps(qg), _mm512_loadu_ps(kr));
+#pragma GCC unroll 8
+                    for (int d = 1; d < nvd; d++)
+                        s = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * d),
+                                            _mm512_loadu_ps(kr + 16 * d), s);
+                    part[jj] = s;
+                }
+                const __m512 s =
+                    _mm512_mask_mov_ps(ninf, mask16(nb - jb), _mm512_mul_ps(hsum16(part), scale));
+                _mm512_storeu_ps(sc[g] + jb, s);
+                bm = _mm512_max_ps(bm, s);
             }
-            const __m512 s =
-                _mm512_mask_mov_ps(ninf, mask16(nb - jb), _mm512_mul_ps(hsum16(part), scale));
-            _mm512_storeu_ps(sc + jb, s);
-            bm = _mm512_max_ps(bm, s);
+            const float bmx = _mm512_reduce_max_ps(bm);
+            if (bmx > mx[g]) { /* rescale what was summed under the old maximum */
+                const float c = expf(mx[g] - bmx);
+                sum[g] *= c;
+#pragma GCC unroll 8
+                for (int d = 0; d < nvd; d++)
+                    acc[g][d] = _mm512_mul_ps(acc[g][d], _mm512_set1_ps(c));
+                mx[g] = bmx;
+            }
+            __m512 ps = _mm512_setzero_ps();
+            for (int jb = 0; jb < nb; jb += 16) {
+                const __m512 p =
+                    exp512(_mm512_sub_ps(_mm512_loadu_ps(sc[g] + jb), _mm512_set1_ps(mx[g])));
+                _mm512_storeu_ps(sc[g] + jb, p);
+                ps = _mm512_add_ps(ps, p);
+            }
+            sum[g] += _mm512_reduce_add_ps(ps);
         }
-        const float bmx = _mm512_reduce_max_ps(bm);
-        if (bmx > mx) { /* rescale what was summed under the old maximum */
-            const float c = expf(mx - bmx);
-            sum *= c;
-            for (int d = 0; d < nvd; d++)
-                acc[d] = _mm512_mul_ps(acc[d], _mm512_set1_ps(c));
-            mx = bmx;
-        }
-        __m512 ps = _mm512_setzero_ps();
-        for (int jb = 0; jb < nb; jb += 16) {
-            const __m512 p = exp512(_mm512_sub_ps(_mm512_loadu_ps(sc + jb), _mm512_set1_ps(mx)));
-            _mm512_storeu_ps(sc + jb, p);
-            ps = _mm512_add_ps(ps, p);
-        }
-        sum += _mm512_reduce_add_ps(ps);
         for (int j = 0; j < nb; j++) {
-            const __m512 p = _mm512_set1_ps(sc[j]);
             const float *vr = vbase + (size_t)(j0 + j) * kvd;
+#pragma GCC unroll 8
             for (int d = 0; d < nvd; d++)
-                acc[d] = _mm512_fmadd_ps(p, _mm512_loadu_ps(vr + 16 * d), acc[d]);
+                _mm_prefetch((const char *)(vr + 16 * (size_t)kvd + 16 * d), _MM_HINT_T0);
+#pragma GCC unroll 8
+            for (int d = 0; d < nvd; d++) {
+                const __m512 v = _mm512_loadu_ps(vr + 16 * d);
+#pragma GCC unroll 4
+                for (int g = 0; g < ng; g++)
+                    acc[g][d] = _mm512_fmadd_ps(_mm512_set1_ps(sc[g][j]), v, acc[g][d]);
+            }
         }
     }
-    float *out = a->out + (size_t)t * a->n_heads * hd + (size_t)h * hd;
-    const __m512 inv = _mm512_set1_ps(1.0f / sum);
-    for (int d = 0; d < nvd; d++)
-        _mm512_storeu_ps(out + 16 * d, _mm512_mul_ps(acc[d], inv));
+#pragma GCC unroll 4
+    for (int g = 0; g < ng; g++) {
+        float *out = a->out + (size_t)t * a->n_heads * hd + (size_t)(h0 + g) * hd;
+        const __m512 inv = _mm512_set1_ps(1.0f / sum[g]);
+#pragma GCC unroll 8
+        for (int d = 0; d < nvd; d++)
+            _mm512_storeu_ps(out + 16 * d, _mm512_mul_ps(acc[g][d], inv));
+    }
 }
 
-AVX512 static void attend(const rf_attn_args *a, int t, int h)
+/* Heads per task for head_dim / 16 = nvd: outputs in at most 16 zmm. */
+static int group_width(int nvd, int gq)
 {
-    switch (a->head_dim / 16) {
-    case 1:
-        attend_row(1, a, t, h);
+    int w = 16 / nvd < 4 ? 16 / nvd : 4;
+    return w < gq ? w : gq;
+}
+
+#define GCASE(nvd, ng) attend_group(nvd, ng, a, t, h0)
+AVX512 static void attend(const rf_attn_args *a, int t, int h0, int ng)
+{
+    const int nvd = a->head_dim / 16;
+    switch (nvd * 8 + ng) {
+    case 1 * 8 + 1:
+        GCASE(1, 1);
         break;
-    case 2:
-        attend_row(2, a, t, h);
+    case 1 * 8 + 2:
+        GCASE(1, 2);
         break;
-    case 3:
-        attend_row(3, a, t, h);
+    case 1 * 8 + 3:
+        GCASE(1, 3);
         break;
-    case 4:
-        attend_row(4, a, t, h);
+    case 1 * 8 + 4:
+        GCASE(1, 4);
         break;
-    case 5:
-        attend_row(5, a, t, h);
+    case 2 * 8 + 1:
+        GCASE(2, 1);
         break;
-    case 6:
-        attend_row(6, a, t, h);
+    case 2 * 8 + 2:
+        GCASE(2, 2);
         break;
-    case 7:
-        attend_row(7, a, t, h);
+    case 2 * 8 + 3:
+        GCASE(2, 3);
+        break;
+    case 2 * 8 + 4:
+        GCASE(2, 4);
+        break;
+    case 3 * 8 + 1:
+        GCASE(3, 1);
+        break;
+    case 3 * 8 + 2:
+        GCASE(3, 2);
+        break;
+    case 3 * 8 + 3:
+        GCASE(3, 3);
+        break;
+    case 3 * 8 + 4:
+        GCASE(3, 4);
+        break;
+    case 4 * 8 + 1:
+        GCASE(4, 1);
+        break;
+    case 4 * 8 + 2:
+        GCASE(4, 2);
+        break;
+    case 4 * 8 + 3:
+        GCASE(4, 3);
+        break;
+    case 4 * 8 + 4:
+        GCASE(4, 4);
+        break;
+    case 5 * 8 + 1:
+        GCASE(5, 1);
+        break;
+    case 5 * 8 + 2:
+        GCASE(5, 2);
+        break;
+    case 5 * 8 + 3:
+        GCASE(5, 3);
+        break;
+    case 6 * 8 + 1:
+        GCASE(6, 1);
+        break;
+    case 6 * 8 + 2:
+        GCASE(6, 2);
+        break;
+    case 7 * 8 + 1:
+        GCASE(7, 1);
+        break;
+    case 7 * 8 + 2:
+        GCASE(7, 2);
+        break;
+    case 8 * 8 + 1:
+        GCASE(8, 1);
         break;
     default:
-        attend_row(8, a, t, h);
+        GCASE(8, 2);
         break;
     }
 }
+#undef GCASE
 
 int rf_cpu_attention_avx512(const rf_attn_args *a)
 {
     if (!rf_cpu_has_avx512() || a->head_dim % 16 || a->head_dim > 128 || a->head_dim < 16)
         return -1;
+    const int gq = a->n_heads / a->n_kv_heads, gw = group_width(a->head_dim / 16, gq);
+    const int per_kv = (gq + gw - 1) / gw, tasks = a->n_kv_heads * per_kv;
     /* short decode steps are cheaper alone than a parallel region */
     const long work = (long)a->T * a->n_heads * (a->pos0 + a->T) * a->head_dim;
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work > (1L << 18))
     for (int t = 0; t < a->T; t++)
-        for (int h = 0; h < a->n_heads; h++)
-            attend(a, t, h);
+        for (int k = 0; k < tasks; k++) {
+            const int kvh = k / per_kv, sub = k % per_kv, h0 = kvh * gq + sub * gw;
+            const int ng = gq - sub * gw < gw ? gq - sub * gw : gw;
+            attend(a, t, h0, ng);
+        }
     return 0;
 }
 

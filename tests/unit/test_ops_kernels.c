@@ -230,8 +230,9 @@ static void test_w4a16(void **state)
 }
 
 /* Attention: head sizes the AVX-512 kernel takes (16..128 in 16s) and one
- * it leaves to the loop (80 is taken, 72 is not), GQA groups, rows short
- * of one 16-key block and past two 64-key blocks, sliding windows. */
+ * it leaves to the loop (80 is taken, 72 is not), GQA groups that fit one
+ * task and that split into several (8 heads a kv head; 3 at head size 96),
+ * rows short of one 16-key block and past two 64-key blocks, windows. */
 static void test_attention(void **state)
 {
     const struct {
@@ -240,6 +241,7 @@ static void test_attention(void **state)
         {16, 4, 2, 5, 3, 0},    {64, 12, 4, 70, 0, 0},   {64, 12, 4, 1, 150, 0},
         {64, 12, 4, 3, 150, 7}, {128, 4, 1, 9, 30, 0},   {80, 3, 3, 17, 5, 0},
         {72, 2, 1, 4, 20, 0},   {32, 8, 8, 33, 100, 40}, {48, 6, 2, 1, 0, 0},
+        {64, 16, 2, 5, 40, 0},  {128, 8, 2, 3, 20, 0},   {96, 9, 3, 2, 10, 0},
     };
     for (size_t i = 0; i < sizeof s / sizeof *s; i++) {
         const int S = s[i].pos0 + s[i].T, qd = s[i].H * s[i].hd, kvd = s[i].KV * s[i].hd;
