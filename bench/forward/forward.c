@@ -4,7 +4,7 @@
  * memory-copy bandwidth measured here.
  *
  *   build/bench/forward/forward [--dtype bf16|f32|w4a16] [--threads N]
- *       [--prompt 128] [--decode 32] [--dir DIR] [--no-peer]
+ *       [--prompt 128] [--decode 32] [--dir DIR] [--rounds 3] [--no-peer]
  *       [--llama "PEER BACKEND_DIR"]
  *
  * Our figures come from both CPU op tables where they differ: rf_ops_cpu
@@ -21,6 +21,11 @@
  * bf16 checkpoint, calibrated on 8 sequences of random ids; llama.cpp runs
  * its integers and f16 scales as Q4_0, bit for bit (its activations are
  * int8 Q8_0 blocks there: it computes less precisely than either table).
+ *
+ * Timings: each engine's best of three prefills and of three 32-token
+ * decodes, in each of --rounds rounds (3) that run our tables and the peers
+ * back to back, so that on a shared machine every engine samples the same
+ * load; each figure reported is its median over the rounds.
  *
  * The dense models are random (weights do not change the speed) and are
  * generated once into DIR (default /tmp/refinery-bench-<dtype>).
@@ -284,6 +289,27 @@ static int run_llama(const char *peer, const char *dir, int threads, int prompt,
     return got == (size_t)V ? 0 : -1;
 }
 
+#define MAX_ROUNDS 9
+
+static int cmpd(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of n figures, prefill and decode each. */
+static figures median(const figures *f, int n)
+{
+    double p[MAX_ROUNDS], d[MAX_ROUNDS];
+    for (int i = 0; i < n; i++)
+        p[i] = f[i].prefill, d[i] = f[i].decode;
+    qsort(p, (size_t)n, sizeof(double), cmpd);
+    qsort(d, (size_t)n, sizeof(double), cmpd);
+    figures m = {n % 2 ? p[n / 2] : (p[n / 2 - 1] + p[n / 2]) / 2,
+                 n % 2 ? d[n / 2] : (d[n / 2 - 1] + d[n / 2]) / 2};
+    return m;
+}
+
 static void logit_diff(const float *a, const float *b, int V, double *mabs, double *mref)
 {
     *mabs = *mref = 0;
@@ -296,7 +322,7 @@ static void logit_diff(const float *a, const float *b, int V, double *mabs, doub
 int main(int argc, char **argv)
 {
     const char *dtname = "bf16", *dir = NULL, *llama = NULL;
-    int threads = omp_get_max_threads(), prompt = 128, decode = 32, peer = 1;
+    int threads = omp_get_max_threads(), prompt = 128, decode = 32, peer = 1, rounds = 3;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
             dtname = argv[++i];
@@ -310,14 +336,19 @@ int main(int argc, char **argv)
             dir = argv[++i];
         else if (!strcmp(argv[i], "--llama") && i + 1 < argc)
             llama = argv[++i];
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-peer"))
             peer = 0;
         else {
-            fprintf(stderr, "usage: forward [--dtype bf16|f32|w4a16] [--threads N] [--prompt N] "
-                            "[--decode N] [--dir DIR] [--no-peer] [--llama \"PEER BACKENDS\"]\n");
+            fprintf(
+                stderr,
+                "usage: forward [--dtype bf16|f32|w4a16] [--threads N] [--prompt N] "
+                "[--decode N] [--dir DIR] [--rounds N] [--no-peer] [--llama \"PEER BACKENDS\"]\n");
             return 2;
         }
     }
+    if (rounds < 1 || rounds > MAX_ROUNDS) rounds = rounds < 1 ? 1 : MAX_ROUNDS;
     const int w4 = !strcmp(dtname, "w4a16");
     rf_dtype dt = !strcmp(dtname, "f32") ? RF_DTYPE_F32 : RF_DTYPE_BF16;
     char dbuf[256], p[512];
@@ -337,42 +368,69 @@ int main(int argc, char **argv)
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
 
-    /* our two tables; f32 weights compute the same in both */
+    /* Rounds: each runs our tables, then the peers, back to back, so that
+     * on a shared machine every engine samples the same load; the figures
+     * reported are each engine's median over the rounds (each round's own
+     * figure is its best of three, see time_model). */
     const rf_ops *tables[2] = {rf_ops_cpu(), rf_ops_cpu_bf16()};
-    const int ntables = dt == RF_DTYPE_F32 && !w4 ? 1 : 2;
-    figures ours[2];
-    float *logits[2] = {NULL, NULL};
+    const int ntables = dt == RF_DTYPE_F32 && !w4 ? 1 : 2; /* f32 weights: the same in both */
+    const int best = ntables - 1;                          /* the table compared with peers */
+    figures ours[2][MAX_ROUNDS], torch[MAX_ROUNDS], lcpp[MAX_ROUNDS];
+    int have_torch = peer && !w4, have_llama = peer && llama;
+    float *logits[2] = {malloc(sizeof(float) * VOCAB), malloc(sizeof(float) * VOCAB)};
+    float *ll = malloc(sizeof(float) * VOCAB);
     rf_llama_model m;
     rf_llama_acts a;
     rf_error err = {0};
-    double rss = 0;
+    double rss = 0, act_mib = 0, wbytes = 0;
     int *ids = malloc(sizeof(int) * (size_t)(prompt + decode));
     for (int i = 0; i < prompt + decode; i++)
         ids[i] = (int)(((unsigned)i * 2654435761u) % VOCAB);
-    for (int t = 0; t < ntables; t++) {
-        if (rf_llama_load(&m, dir, tables[t], &err) < 0 ||
-            rf_llama_acts_init(&a, &m.config, 1, prompt + decode, prompt, &err) < 0) {
-            fprintf(stderr, "bench: %s\n", err.msg);
-            return 1;
+    for (int r = 0; r < rounds; r++) {
+        for (int t = 0; t < ntables; t++) {
+            if (rf_llama_load(&m, dir, tables[t], &err) < 0 ||
+                rf_llama_acts_init(&a, &m.config, 1, prompt + decode, prompt, &err) < 0) {
+                fprintf(stderr, "bench: %s\n", err.msg);
+                return 1;
+            }
+            if (time_model(&m, &a, ids, prompt, decode, logits[t], &ours[t][r]) < 0) return 1;
+            /* resident after the runs: the mapped weights once, the
+             * activations, code and libraries */
+            rss = resident_bytes(), act_mib = a.bytes / 1048576.0, wbytes = (double)m.weight_bytes;
+            rf_llama_acts_free(&a);
+            rf_llama_free(&m);
         }
-        logits[t] = malloc(sizeof(float) * VOCAB);
-        if (time_model(&m, &a, ids, prompt, decode, logits[t], &ours[t]) < 0) return 1;
-        /* resident after the runs and before the copy test: the mapped
-         * weights once, the activations, code and libraries */
-        rss = resident_bytes();
-        if (t + 1 < ntables) rf_llama_acts_free(&a), rf_llama_free(&m);
+        if (have_torch && run_torch(dir, dtname, threads, prompt, decode, &torch[r]) < 0) {
+            printf("pytorch peer unavailable (needs /usr/bin/python3 with torch)\n");
+            have_torch = 0;
+        }
+        if (have_llama && run_llama(llama, dir, threads, prompt, decode, ll, VOCAB, &lcpp[r]) < 0) {
+            printf("llama.cpp peer failed (bench/forward/llamacpp)\n");
+            have_llama = 0;
+        }
+        printf("round %d:", r + 1);
+        for (int t = 0; t < ntables; t++)
+            printf(" %s %.1f/%.2f", tables[t]->name, ours[t][r].prefill, ours[t][r].decode);
+        if (have_torch) printf(", pytorch %.1f/%.2f", torch[r].prefill, torch[r].decode);
+        if (have_llama) printf(", llama.cpp %.1f/%.2f", lcpp[r].prefill, lcpp[r].decode);
+        printf(" (prefill/decode tok/s)\n");
+        fflush(stdout);
     }
-    const int best = ntables - 1; /* the table compared with the peers */
-    double wbw = ours[best].decode * (double)m.weight_bytes, cbw = copy_bandwidth(threads);
+    figures med[2], tp = {0, 0}, lf = {0, 0};
+    for (int t = 0; t < ntables; t++)
+        med[t] = median(ours[t], rounds);
+    if (have_torch) tp = median(torch, rounds);
+    if (have_llama) lf = median(lcpp, rounds);
+    const double cbw = copy_bandwidth(threads), wbw = med[best].decode * wbytes;
     printf("model: %s, %.0f MiB mapped (%s); activations %.1f MiB; resident %.0f MiB; %d "
-           "threads\n",
-           dtname, m.weight_bytes / 1048576.0,
-           w4 ? "GPTQ 4-bit g128 layers, f16 tied embedding" : "100.1M parameters",
-           a.bytes / 1048576.0, rss / 1048576.0, threads);
+           "threads; medians of %d rounds\n",
+           dtname, wbytes / 1048576.0,
+           w4 ? "GPTQ 4-bit g128 layers, f16 tied embedding" : "100.1M parameters", act_mib,
+           rss / 1048576.0, threads, rounds);
     for (int t = 0; t < ntables; t++)
         printf("refinery (%s%s): prefill %.1f tok/s (%d tokens), decode %.2f tok/s (%d tokens)\n",
-               tables[t]->name, t ? ", bf16 activations" : ", f32 activations", ours[t].prefill,
-               prompt, ours[t].decode, decode);
+               tables[t]->name, t ? ", bf16 activations" : ", f32 activations", med[t].prefill,
+               prompt, med[t].decode, decode);
     if (ntables == 2) {
         double mabs, mref;
         logit_diff(logits[1], logits[0], VOCAB, &mabs, &mref);
@@ -380,40 +438,26 @@ int main(int argc, char **argv)
     }
     printf("decode weight bandwidth %.2f GB/s vs copy bandwidth %.2f GB/s: %.0f%%\n", wbw / 1e9,
            cbw / 1e9, 100 * wbw / cbw);
-    if (peer && !w4) {
-        figures tp;
-        if (run_torch(dir, dtname, threads, prompt, decode, &tp) == 0)
-            printf("pytorch:  prefill %.1f tok/s, decode %.2f tok/s (best of default and passive "
-                   "OpenMP waits)\nratio vs pytorch (%s): prefill %.2fx, decode %.2fx\n",
-                   tp.prefill, tp.decode, tables[best]->name, ours[best].prefill / tp.prefill,
-                   ours[best].decode / tp.decode);
-        else
-            printf("pytorch peer unavailable (needs /usr/bin/python3 with torch)\n");
-    }
-    if (peer && llama) {
-        figures lf;
-        float *ll = malloc(sizeof(float) * VOCAB);
-        if (run_llama(llama, dir, threads, prompt, decode, ll, VOCAB, &lf) == 0) {
-            double mabs, mref;
-            logit_diff(ll, logits[best], VOCAB, &mabs, &mref);
-            printf("llama.cpp (%s): prefill %.1f tok/s, decode %.2f tok/s; its logits vs ours "
-                   "(%s): max |diff| %.3g (max |logit| %.3g)\n",
-                   w4 ? "Q4_0" : dtname, lf.prefill, lf.decode, tables[best]->name, mabs, mref);
-            printf("ratio vs llama.cpp (%s): prefill %.2fx, decode %.2fx\n", tables[best]->name,
-                   ours[best].prefill / lf.prefill, ours[best].decode / lf.decode);
-            if (ntables == 2)
-                printf("ratio vs llama.cpp (%s): prefill %.2fx, decode %.2fx\n", tables[0]->name,
-                       ours[0].prefill / lf.prefill, ours[0].decode / lf.decode);
-        } else {
-            printf("llama.cpp peer failed (bench/forward/llamacpp)\n");
-        }
-        free(ll);
-    } else if (peer) {
+    if (have_torch)
+        printf("pytorch:  prefill %.1f tok/s, decode %.2f tok/s (best of default and passive "
+               "OpenMP waits in each round)\nratio vs pytorch (%s): prefill %.2fx, decode %.2fx\n",
+               tp.prefill, tp.decode, tables[best]->name, med[best].prefill / tp.prefill,
+               med[best].decode / tp.decode);
+    if (have_llama) {
+        double mabs, mref;
+        logit_diff(ll, logits[best], VOCAB, &mabs, &mref);
+        printf("llama.cpp (%s): prefill %.1f tok/s, decode %.2f tok/s; its logits vs ours (%s): "
+               "max |diff| %.3g (max |logit| %.3g)\n",
+               w4 ? "Q4_0" : dtname, lf.prefill, lf.decode, tables[best]->name, mabs, mref);
+        printf("ratio vs llama.cpp (%s): prefill %.2fx, decode %.2fx\n", tables[best]->name,
+               med[best].prefill / lf.prefill, med[best].decode / lf.decode);
+        if (ntables == 2)
+            printf("ratio vs llama.cpp (%s): prefill %.2fx, decode %.2fx\n", tables[0]->name,
+                   med[0].prefill / lf.prefill, med[0].decode / lf.decode);
+    } else if (peer && !llama) {
         printf("llama.cpp peer unavailable (bench/forward/llamacpp/setup.sh did not run)\n");
     }
-    free(ids);
+    free(ids), free(ll);
     free(logits[0]), free(logits[1]);
-    rf_llama_acts_free(&a);
-    rf_llama_free(&m);
     return 0;
 }

@@ -3,7 +3,8 @@
 # PyTorch and llama.cpp (same weights, dtype and threads, in the same run), and
 # decode's weight bandwidth beside a memory-copy bandwidth. See forward.c.
 # DTYPES="bf16 f32 w4a16" by default (w4a16: our GPTQ of the bf16 checkpoint,
-# beside llama.cpp's Q4_0 of the same integers); THREADS defaults to every core.
+# beside llama.cpp's Q4_0 of the same integers); THREADS defaults to every core;
+# ROUNDS (3) rounds of all engines back to back, medians reported.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # The PyTorch peer uses Debian's torch, installed here when missing.
@@ -23,5 +24,6 @@ bin=build/bench/forward/forward
 [ -x "$bin" ] || make --no-print-directory "$bin"
 for dt in ${DTYPES:-bf16 f32 w4a16}; do
   echo "== bench/forward $dt"
-  "$bin" --dtype "$dt" ${THREADS:+--threads "$THREADS"} ${llama:+--llama "$llama"}
+  "$bin" --dtype "$dt" ${THREADS:+--threads "$THREADS"} ${ROUNDS:+--rounds "$ROUNDS"} \
+    ${llama:+--llama "$llama"}
 done
