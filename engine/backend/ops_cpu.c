@@ -11,7 +11,16 @@
  * Weights in F16/BF16 are converted to f32 a tile at a time into per-thread
  * scratch, never as a whole; decode (few rows) instead dots the stored
  * weights directly, converting in registers (AVX2/F16C when the CPU has
- * them, chosen at run time). */
+ * them, chosen at run time).
+ *
+ * Three tables (ops.h): rf_ops_cpu and rf_ops_cpu_generic compute with f32
+ * activations, the first with the SIMD kernels this CPU has, the second
+ * with portable loops only (the reference the others are tested against,
+ * tests/unit/test_ops_kernels.c); rf_ops_cpu_bf16 rounds the activations
+ * of BF16 and W4A16 matmuls to bf16 and runs them on the AVX-512 BF16
+ * GEMM (ops_cpu_bf16.c) at twice the f32 rate. Where the CPU has AVX-512,
+ * attention, SwiGLU and RMSNorm run 16 lanes wide (ops_cpu_avx512.c) in
+ * both SIMD tables; W4A16 is ops_cpu_w4a16.c. */
 #include <cblas.h>
 #include <immintrin.h>
 #include <math.h>
