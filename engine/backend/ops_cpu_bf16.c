@@ -433,145 +433,30 @@ int rf_cpu_bf16_gemm_w4(float *y, const float *x, const rf_gptq_weight *w, int M
 
 /* ---- few rows (decode) ------------------------------------------------------ */
 
-/* Rows [r, r + 4) of words × channels [c, c + 16), dequantized: d[4i + b]
- * holds pairs (8(r+i) + b, 8(r+i) + b + 4) of the 16 channels. */
-INLINE BF16_TARGET void dequant4(const int32_t *w0, size_t N, __mmask16 mk, __m512i tab,
-                                 __m512bh d[16])
-{
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) {
-        const __m512i q = _mm512_maskz_loadu_epi32(mk, w0 + (size_t)i * N);
-        d[4 * i] = (__m512bh)_mm512_permutexvar_epi16(q, tab);
-        d[4 * i + 1] = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi32(q, 4), tab);
-        d[4 * i + 2] = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi32(q, 8), tab);
-        d[4 * i + 3] = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi32(q, 12), tab);
-    }
-}
-
-/* part[0, len) += Σ over 4 rows of words (from w0, stride N) for one row
- * of x whose 16·nt pairs (4 per row of words, per term) are in xb: the
- * decode loop, everything but the partial sums in registers. */
-INLINE BF16_TARGET void rows4(const int nt, const int32_t *w0, size_t N, int len, __m512i tab,
-                              const __m512bh *xb, float *part)
-{
-    for (int c = 0; c < len; c += 16) {
-        const __mmask16 mk = mask16(len - c);
-        __m512bh d[16];
-        /* 4 streams, each fetched 4 lines ahead: the hardware prefetcher
-         * alone left them at about a third of the read bandwidth, and
-         * fetching the next block of rows instead arrived too early for L1
-         * (bench/w4a16) */
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++)
-            _mm_prefetch((const char *)(w0 + c + 64 + (size_t)i * N), _MM_HINT_T0);
-        dequant4(w0 + c, N, mk, tab, d);
-        __m512 a[4] = {_mm512_maskz_loadu_ps(mk, part + c), _mm512_setzero_ps(),
-                       _mm512_setzero_ps(), _mm512_setzero_ps()};
-#pragma GCC unroll 3
-        for (int t = 0; t < nt; t++)
-#pragma GCC unroll 16
-            for (int j = 0; j < 16; j++)
-                a[j / 4] = _mm512_dpbf16_ps(a[j / 4], xb[16 * t + j], d[j]);
-        _mm512_mask_storeu_ps(part + c, mk,
-                              _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])));
-    }
-}
-
-/* The same for one row of words (a group whose rows are not a multiple of 4). */
-INLINE BF16_TARGET void rows1(const int nt, const int32_t *w0, int len, __m512i tab,
-                              const __m512bh *xb, float *part)
+/* part[0, len) += Σ_b x pairs · q pairs over one row of words (w0, channels
+ * along it) for one row of x, whose 4·nt pairs for this row of words are
+ * xb[4t + b]. The decode loop: one row of the packed layout at a time, so
+ * the weights arrive as one sequential stream (walking 4 or 16 rows side by
+ * side, with the sums in registers, measured slower: the prefetchers keep
+ * one stream full, not many), the partial sums staying in L1. */
+INLINE BF16_TARGET void row_pass(const int nt, const int32_t *w0, int len, __m512i tab,
+                                 const __m512bh *xb, float *part)
 {
     for (int c = 0; c < len; c += 16) {
         const __mmask16 mk = mask16(len - c);
         const __m512i q = _mm512_maskz_loadu_epi32(mk, w0 + c);
-        __m512 a = _mm512_maskz_loadu_ps(mk, part + c);
+        __m512 a0 = _mm512_maskz_loadu_ps(mk, part + c), a1 = _mm512_setzero_ps();
 #pragma GCC unroll 4
         for (int b = 0; b < 4; b++) {
             const __m512bh d = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi32(q, 4 * b), tab);
 #pragma GCC unroll 3
             for (int t = 0; t < nt; t++)
-                a = _mm512_dpbf16_ps(a, xb[16 * t + b], d);
+                if (b % 2)
+                    a1 = _mm512_dpbf16_ps(a1, xb[4 * t + b], d);
+                else
+                    a0 = _mm512_dpbf16_ps(a0, xb[4 * t + b], d);
         }
-        _mm512_mask_storeu_ps(part + c, mk, a);
-    }
-}
-
-/* f16 scales and true zeros (stored nibble + 1) of channels [c, c + 16) in
- * group g, as f32: 2.5 bytes a channel where the prepared f32 copies take 8. */
-INLINE BF16_TARGET void scale_zero(const rf_gptq_weight *w, int g, int c, __mmask16 mk, __m512 *s,
-                                   __m512 *z)
-{
-    const int N = w->N;
-    const __m512i zsh = _mm512_set_epi32(28, 24, 20, 16, 12, 8, 4, 0, 28, 24, 20, 16, 12, 8, 4, 0);
-    const __m512i zsel = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    *s = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, w->scales + (size_t)g * N + c));
-    const __m512i zw = _mm512_permutexvar_epi32(
-        zsel, _mm512_castsi128_si512(_mm_maskz_loadu_epi32(
-                  (__mmask8)(mk > 0xFF ? 3 : 1), w->qzeros + (size_t)g * (N / 8) + c / 8)));
-    *z = _mm512_add_ps(
-        _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srlv_epi32(zw, zsh), _mm512_set1_epi32(15))),
-        _mm512_set1_ps(1.0f));
-}
-
-/* One row of x (M = 1, decode), group g, channels [n0, n1): 32 channels a
- * pass down the group's rows of words (16 for group 128), the 8 sums
- * (2 vectors × 4 nibble pairs) in registers the whole way, then
- * out[n] += s · (Σ − z · xs). No partial sums go through memory. */
-INLINE BF16_TARGET void piece1(const int nt, const rf_gptq_weight *w, const uint32_t *am,
-                               size_t p16, float xsg, int g, int n0, int n1, float *out)
-{
-    uint16_t tb[32];
-    for (int i = 0; i < 32; i++)
-        tb[i] = bf16_bits_of_int(i & 15);
-    const __m512i tab = _mm512_loadu_si512(tb);
-    const int N = w->N, gs = w->K / w->G, r0 = g * gs / 8, r1 = (g + 1) * gs / 8;
-    const __m512 xs = _mm512_set1_ps(xsg);
-    for (int c = n0; c < n1; c += 32) {
-        const __mmask16 mk0 = mask16(n1 - c), mk1 = mask16(n1 - c - 16);
-        __m512 acc[8];
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; i++)
-            acc[i] = _mm512_setzero_ps();
-        for (int r = r0; r < r1; r++) {
-            const int32_t *row = w->qweight + (size_t)r * N + c;
-            /* each row a stream: fetched 4 lines ahead (the hardware
-             * prefetcher alone left the streams at about a third of the
-             * read bandwidth; bench/w4a16) */
-            _mm_prefetch((const char *)(row + 64), _MM_HINT_T0);
-            _mm_prefetch((const char *)(row + 80), _MM_HINT_T0);
-            const __m512i qa = _mm512_maskz_loadu_epi32(mk0, row),
-                          qb = _mm512_maskz_loadu_epi32(mk1, row + 16);
-            __m512bh da[4], db[4];
-#pragma GCC unroll 4
-            for (int b = 0; b < 4; b++) {
-                da[b] = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi32(qa, 4 * b), tab);
-                db[b] = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi32(qb, 4 * b), tab);
-            }
-#pragma GCC unroll 3
-            for (int t = 0; t < nt; t++)
-#pragma GCC unroll 4
-                for (int b = 0; b < 4; b++) {
-                    const __m512bh xb =
-                        (__m512bh)_mm512_set1_epi32((int)am[(size_t)t * p16 + 4 * (size_t)r + b]);
-                    acc[b] = _mm512_dpbf16_ps(acc[b], xb, da[b]);
-                    acc[4 + b] = _mm512_dpbf16_ps(acc[4 + b], xb, db[b]);
-                }
-        }
-        const __m512 sa = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]),
-                                        _mm512_add_ps(acc[2], acc[3])),
-                     sb = _mm512_add_ps(_mm512_add_ps(acc[4], acc[5]),
-                                        _mm512_add_ps(acc[6], acc[7]));
-        __m512 s, z;
-        scale_zero(w, g, c, mk0, &s, &z);
-        _mm512_mask_storeu_ps(
-            out + c, mk0,
-            _mm512_fmadd_ps(s, _mm512_fnmadd_ps(z, xs, sa), _mm512_maskz_loadu_ps(mk0, out + c)));
-        if (mk1) {
-            scale_zero(w, g, c + 16, mk1, &s, &z);
-            _mm512_mask_storeu_ps(out + c + 16, mk1,
-                                  _mm512_fmadd_ps(s, _mm512_fnmadd_ps(z, xs, sb),
-                                                  _mm512_maskz_loadu_ps(mk1, out + c + 16)));
-        }
+        _mm512_mask_storeu_ps(part + c, mk, _mm512_add_ps(a0, a1));
     }
 }
 
@@ -592,19 +477,12 @@ INLINE BF16_TARGET void piece(const int nt, const rf_gptq_weight *w, int M, cons
     for (int m = 0; m < M; m++) {
         const uint32_t *am = A + (size_t)m * lda;
         float *pm = part + (size_t)m * len;
-        __m512bh xb[48];
-        int r = r0;
-        for (; r + 4 <= r1; r += 4) {
+        for (int r = r0; r < r1; r++) {
+            __m512bh xb[12];
             for (int t = 0; t < nt; t++)
-                for (int j = 0; j < 16; j++)
-                    xb[16 * t + j] = (__m512bh)_mm512_set1_epi32((int)am[t * p16 + 4 * r + j]);
-            rows4(nt, w->qweight + (size_t)r * N + n0, (size_t)N, len, tab, xb, pm);
-        }
-        for (; r < r1; r++) {
-            for (int t = 0; t < nt; t++)
-                for (int j = 0; j < 4; j++)
-                    xb[16 * t + j] = (__m512bh)_mm512_set1_epi32((int)am[t * p16 + 4 * r + j]);
-            rows1(nt, w->qweight + (size_t)r * N + n0, len, tab, xb, pm);
+                for (int b = 0; b < 4; b++)
+                    xb[4 * t + b] = (__m512bh)_mm512_set1_epi32((int)am[t * p16 + 4 * r + b]);
+            row_pass(nt, w->qweight + (size_t)r * N + n0, len, tab, xb, pm);
         }
     }
     /* the group's scales and zeros as stored (f16, and nibbles of zero − 1
@@ -636,15 +514,6 @@ BF16_TARGET static void gemv_piece(const rf_gptq_weight *w, int M, int nt, const
                                    size_t lda, size_t p16, const float *xs, int g, int n0, int n1,
                                    float *part, float *out, size_t ldo)
 {
-    if (M == 1) {
-        if (nt == 1)
-            piece1(1, w, A, p16, xs[g], g, n0, n1, out);
-        else if (nt == 2)
-            piece1(2, w, A, p16, xs[g], g, n0, n1, out);
-        else
-            piece1(3, w, A, p16, xs[g], g, n0, n1, out);
-        return;
-    }
     if (nt == 1)
         piece(1, w, M, A, lda, p16, xs, g, n0, n1, part, out, ldo);
     else if (nt == 2)
