@@ -1,16 +1,38 @@
 /* bench/forward: prefill and decode tokens/s of the CPU engine on a
- * ~100M-parameter Llama, beside PyTorch on the same weights, dtype and
- * thread count in the same run (bench/forward/forward_torch.py), and decode's
- * achieved weight bandwidth beside a memory-copy bandwidth measured here.
+ * ~100M-parameter Llama, beside its peers on the same weights and thread
+ * count in the same run, and decode's achieved weight bandwidth beside a
+ * memory-copy bandwidth measured here.
  *
- *   build/bench/forward/forward [--dtype bf16|f32] [--threads N]
- *       [--prompt 128] [--decode 32] [--dir DIR] [--no-peer]
+ *   build/bench/forward/forward [--dtype bf16|f32|w4a16] [--threads N]
+ *       [--prompt 128] [--decode 32] [--dir DIR] [--rounds 3] [--no-peer]
+ *       [--llama "PEER BACKEND_DIR"]
  *
- * The model is random (weights do not change the speed) and is generated
- * once into DIR (default /tmp/refinery-bench-<dtype>). Bandwidths: decode
- * reads every weight byte once per token (the head is tied to the
- * embedding, so that matrix is read too); copy bandwidth counts the bytes
- * read plus the bytes written, the same traffic a streaming read sees. */
+ * Our figures come from both CPU op tables where they differ: rf_ops_cpu
+ * (f32 activations everywhere) and rf_ops_cpu_bf16 (BF16 and W4A16 matmuls
+ * on activations rounded to bf16, as a bf16 linear in PyTorch and
+ * llama.cpp's BF16 matmul compute). The ratios compare like with like:
+ *   - PyTorch (bench/forward/forward_torch.py, f32 and bf16: everything in
+ *     that dtype) against cpu for f32 and cpu-bf16 for bf16;
+ *   - llama.cpp (bench/forward/llamacpp: the prebuilt libllama.so of
+ *     node-llama-cpp 3.21.1, on a GGUF that to_gguf.py writes from the same
+ *     checkpoint) against cpu for f32 and cpu-bf16 for bf16 and 4-bit, after
+ *     its last-position logits are checked against ours.
+ * The 4-bit model is our GPTQ (symmetric, group 128, no act-order) of the
+ * bf16 checkpoint, calibrated on 8 sequences of random ids; llama.cpp runs
+ * its integers and f16 scales as Q4_0, bit for bit (its activations are
+ * int8 Q8_0 blocks there: it computes less precisely than either table).
+ *
+ * Timings: each engine's best of three prefills and of three 32-token
+ * decodes, in each of --rounds rounds (3) that run our tables and the peers
+ * back to back, so that on a shared machine every engine samples the same
+ * load; each figure reported is its median over the rounds.
+ *
+ * The dense models are random (weights do not change the speed) and are
+ * generated once into DIR (default /tmp/refinery-bench-<dtype>).
+ * Bandwidths: decode reads every weight byte once per token (the head is
+ * tied to the embedding, so that matrix is read too); copy bandwidth counts
+ * the bytes read plus the bytes written, the same traffic a streaming read
+ * sees. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -22,6 +44,7 @@
 #include <unistd.h>
 
 #include "engine/model/llama.h"
+#include "engine/quant/quantize.h"
 
 /* ~100M parameters: 12 layers of 768 with GQA (12 heads, 4 kv heads), SwiGLU
  * 2048, vocabulary 32000 tied. */
@@ -150,10 +173,156 @@ static double resident_bytes(void)
     return (double)pages * (double)sysconf(_SC_PAGESIZE);
 }
 
+/* The 4-bit model: our GPTQ (rf_quantize_opts_default: 4 bits, group 128,
+ * symmetric, no act-order) of the bf16 checkpoint, on NSEQ sequences of
+ * random ids. */
+static int quantize(const char *src, const char *out)
+{
+    enum { NSEQ = 8, LEN = 128 };
+    int32_t *tok = malloc(sizeof(int32_t) * NSEQ * LEN);
+    for (int i = 0; i < NSEQ * LEN; i++)
+        tok[i] = (int32_t)(((unsigned)i * 2246822519u + 12345u) % VOCAB);
+    rf_quantize_opts o;
+    rf_quantize_opts_default(&o);
+    rf_quantize_report rep;
+    rf_error err = {0};
+    int rc = rf_quantize_model(src, out, &o, tok, NULL, NSEQ, LEN, NULL, &rep, &err);
+    if (rc < 0)
+        fprintf(stderr, "bench: quantize: %s\n", err.msg);
+    else
+        rf_quantize_report_free(&rep);
+    free(tok);
+    return rc;
+}
+
+typedef struct figures {
+    double prefill, decode; /* tok/s, best of three each */
+} figures;
+
+/* Prefill best of three, then three greedy decodes from the end of the
+ * prompt, best kept; logits (vocab floats) gets the prompt's last-position
+ * logits. */
+static int time_model(rf_llama_model *m, rf_llama_acts *a, const int *ids, int prompt, int decode,
+                      float *logits, figures *f)
+{
+    rf_error err = {0};
+    int zero = 0;
+    const int V = m->config.vocab_size;
+    /* warm up: page in the weights */
+    if (rf_llama_forward(m, a, 1, 8, ids, &zero, NULL, false, &err) < 0) goto fail;
+    f->prefill = f->decode = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = now();
+        if (rf_llama_forward(m, a, 1, prompt, ids, &zero, NULL, false, &err) < 0) goto fail;
+        double tps = prompt / (now() - t0);
+        f->prefill = tps > f->prefill ? tps : f->prefill;
+    }
+    memcpy(logits, a->logits, sizeof(float) * V);
+    for (int rep = 0; rep < 3; rep++) {
+        if (rf_llama_forward(m, a, 1, prompt, ids, &zero, NULL, false, &err) < 0) goto fail;
+        double t0 = now();
+        for (int i = 0; i < decode; i++) {
+            int pos = prompt + i, next = rf_argmax(a->logits, V);
+            if (rf_llama_forward(m, a, 1, 1, &next, &pos, NULL, false, &err) < 0) goto fail;
+        }
+        double tps = decode / (now() - t0);
+        f->decode = tps > f->decode ? tps : f->decode;
+    }
+    return 0;
+fail:
+    fprintf(stderr, "bench: %s\n", err.msg);
+    return -1;
+}
+
+/* PyTorch twice, as shipped and with OMP_WAIT_POLICY=PASSIVE (its OpenMP
+ * threads otherwise fight OpenBLAS's for the cores, which cripples its f32
+ * path), keeping the better figure of each. */
+static int run_torch(const char *dir, const char *dtname, int threads, int prompt, int decode,
+                     figures *f)
+{
+    f->prefill = f->decode = 0;
+    for (int env = 0; env < 2; env++) {
+        char cmd[1024], line[512];
+        snprintf(cmd, sizeof cmd,
+                 "%s/usr/bin/python3 bench/forward/forward_torch.py --model %s --dtype %s "
+                 "--threads %d --prompt %d --decode %d",
+                 env ? "OMP_WAIT_POLICY=PASSIVE " : "", dir, dtname, threads, prompt, decode);
+        FILE *p = popen(cmd, "r");
+        double p1 = 0, d1 = 0;
+        while (p && fgets(line, sizeof line, p))
+            if (sscanf(line, "torch: prefill %lf tok/s, decode %lf tok/s", &p1, &d1) == 2) break;
+        if (p) pclose(p);
+        f->prefill = p1 > f->prefill ? p1 : f->prefill;
+        f->decode = d1 > f->decode ? d1 : f->decode;
+    }
+    return f->prefill > 0 && f->decode > 0 ? 0 : -1;
+}
+
+/* The llama.cpp peer on DIR/model.gguf (written by to_gguf.py when missing
+ * or older than the checkpoint); its last-position logits into logits. */
+static int run_llama(const char *peer, const char *dir, int threads, int prompt, int decode,
+                     float *logits, int V, figures *f)
+{
+    char bin[512], backends[512], gguf[600], st[600], lg[600], cmd[4096], line[512];
+    if (sscanf(peer, "%511s %511s", bin, backends) != 2) return -1;
+    snprintf(gguf, sizeof gguf, "%s/model.gguf", dir);
+    snprintf(st, sizeof st, "%s/model.safetensors", dir);
+    snprintf(lg, sizeof lg, "%s/llamacpp-logits.bin", dir);
+    struct stat sg, ss;
+    if (stat(gguf, &sg) != 0 || stat(st, &ss) != 0 || sg.st_mtime < ss.st_mtime) {
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 bench/forward/llamacpp/to_gguf.py %s %s", dir,
+                 gguf);
+        if (system(cmd) != 0) return -1;
+    }
+    snprintf(cmd, sizeof cmd, "%s %s %s %d %d %d %s", bin, gguf, backends, threads, prompt, decode,
+             lg);
+    FILE *p = popen(cmd, "r");
+    f->prefill = f->decode = 0;
+    while (p && fgets(line, sizeof line, p))
+        if (sscanf(line, "llamacpp: prefill %lf tok/s, decode %lf tok/s", &f->prefill,
+                   &f->decode) == 2)
+            break;
+    if (!p || pclose(p) != 0 || f->prefill <= 0) return -1;
+    FILE *l = fopen(lg, "rb");
+    size_t got = l ? fread(logits, sizeof(float), (size_t)V, l) : 0;
+    if (l) fclose(l);
+    return got == (size_t)V ? 0 : -1;
+}
+
+#define MAX_ROUNDS 9
+
+static int cmpd(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of n figures, prefill and decode each. */
+static figures median(const figures *f, int n)
+{
+    double p[MAX_ROUNDS], d[MAX_ROUNDS];
+    for (int i = 0; i < n; i++)
+        p[i] = f[i].prefill, d[i] = f[i].decode;
+    qsort(p, (size_t)n, sizeof(double), cmpd);
+    qsort(d, (size_t)n, sizeof(double), cmpd);
+    figures m = {n % 2 ? p[n / 2] : (p[n / 2 - 1] + p[n / 2]) / 2,
+                 n % 2 ? d[n / 2] : (d[n / 2 - 1] + d[n / 2]) / 2};
+    return m;
+}
+
+static void logit_diff(const float *a, const float *b, int V, double *mabs, double *mref)
+{
+    *mabs = *mref = 0;
+    for (int i = 0; i < V; i++) {
+        *mabs = fmax(*mabs, fabs((double)a[i] - b[i]));
+        *mref = fmax(*mref, fabs((double)b[i]));
+    }
+}
+
 int main(int argc, char **argv)
 {
-    const char *dtname = "bf16", *dir = NULL;
-    int threads = omp_get_max_threads(), prompt = 128, decode = 32, peer = 1;
+    const char *dtname = "bf16", *dir = NULL, *llama = NULL;
+    int threads = omp_get_max_threads(), prompt = 128, decode = 32, peer = 1, rounds = 3;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
             dtname = argv[++i];
@@ -165,98 +334,130 @@ int main(int argc, char **argv)
             decode = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
             dir = argv[++i];
+        else if (!strcmp(argv[i], "--llama") && i + 1 < argc)
+            llama = argv[++i];
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-peer"))
             peer = 0;
         else {
-            fprintf(stderr, "usage: forward [--dtype bf16|f32] [--threads N] [--prompt N] "
-                            "[--decode N] [--dir DIR] "
-                            "[--no-peer]\n");
+            fprintf(
+                stderr,
+                "usage: forward [--dtype bf16|f32|w4a16] [--threads N] [--prompt N] "
+                "[--decode N] [--dir DIR] [--rounds N] [--no-peer] [--llama \"PEER BACKENDS\"]\n");
             return 2;
         }
     }
+    if (rounds < 1 || rounds > MAX_ROUNDS) rounds = rounds < 1 ? 1 : MAX_ROUNDS;
+    const int w4 = !strcmp(dtname, "w4a16");
     rf_dtype dt = !strcmp(dtname, "f32") ? RF_DTYPE_F32 : RF_DTYPE_BF16;
     char dbuf[256], p[512];
     if (!dir) snprintf(dbuf, sizeof dbuf, "/tmp/refinery-bench-%s", dtname), dir = dbuf;
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    if (access(p, F_OK) != 0 && generate(dir, dt) < 0) return 1;
+    if (access(p, F_OK) != 0) {
+        if (w4) {
+            const char *src = "/tmp/refinery-bench-bf16";
+            snprintf(p, sizeof p, "%s/model.safetensors", src);
+            if ((access(p, F_OK) != 0 && generate(src, RF_DTYPE_BF16) < 0) ||
+                quantize(src, dir) < 0)
+                return 1;
+        } else if (generate(dir, dt) < 0) {
+            return 1;
+        }
+    }
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
 
+    /* Rounds: each runs our tables, then the peers, back to back, so that
+     * on a shared machine every engine samples the same load; the figures
+     * reported are each engine's median over the rounds (each round's own
+     * figure is its best of three, see time_model). */
+    const rf_ops *tables[2] = {rf_ops_cpu(), rf_ops_cpu_bf16()};
+    const int ntables = dt == RF_DTYPE_F32 && !w4 ? 1 : 2; /* f32 weights: the same in both */
+    const int best = ntables - 1;                          /* the table compared with peers */
+    figures ours[2][MAX_ROUNDS], torch[MAX_ROUNDS], lcpp[MAX_ROUNDS];
+    int have_torch = peer && !w4, have_llama = peer && llama;
+    float *logits[2] = {malloc(sizeof(float) * VOCAB), malloc(sizeof(float) * VOCAB)};
+    float *ll = malloc(sizeof(float) * VOCAB);
     rf_llama_model m;
     rf_llama_acts a;
     rf_error err = {0};
-    if (rf_llama_load(&m, dir, NULL, &err) < 0 ||
-        rf_llama_acts_init(&a, &m.config, 1, prompt + decode, prompt, &err) < 0) {
-        fprintf(stderr, "bench: %s\n", err.msg);
-        return 1;
-    }
+    double rss = 0, act_mib = 0, wbytes = 0;
     int *ids = malloc(sizeof(int) * (size_t)(prompt + decode));
     for (int i = 0; i < prompt + decode; i++)
         ids[i] = (int)(((unsigned)i * 2654435761u) % VOCAB);
-    int zero = 0;
-    rf_llama_forward(&m, &a, 1, 8, ids, &zero, NULL, false,
-                     &err); /* warm up: page in the weights */
-    double prefill = 0;
-    for (int rep = 0; rep < 3; rep++) {
-        double t0 = now();
-        rf_llama_forward(&m, &a, 1, prompt, ids, &zero, NULL, false, &err);
-        double tps = prompt / (now() - t0);
-        prefill = tps > prefill ? tps : prefill;
-    }
-    double dec = 0;
-    for (int rep = 0; rep < 3; rep++) { /* best of three, each from the end of the prompt */
-        rf_llama_forward(&m, &a, 1, prompt, ids, &zero, NULL, false, &err);
-        double t0 = now();
-        for (int i = 0; i < decode; i++) {
-            int pos = prompt + i, next = rf_argmax(a.logits, m.config.vocab_size);
-            rf_llama_forward(&m, &a, 1, 1, &next, &pos, NULL, false, &err);
+    for (int r = 0; r < rounds; r++) {
+        for (int t = 0; t < ntables; t++) {
+            if (rf_llama_load(&m, dir, tables[t], &err) < 0 ||
+                rf_llama_acts_init(&a, &m.config, 1, prompt + decode, prompt, &err) < 0) {
+                fprintf(stderr, "bench: %s\n", err.msg);
+                return 1;
+            }
+            if (time_model(&m, &a, ids, prompt, decode, logits[t], &ours[t][r]) < 0) return 1;
+            /* resident after the runs: the mapped weights once, the
+             * activations, code and libraries */
+            rss = resident_bytes(), act_mib = a.bytes / 1048576.0, wbytes = (double)m.weight_bytes;
+            rf_llama_acts_free(&a);
+            rf_llama_free(&m);
         }
-        double tps = decode / (now() - t0);
-        dec = tps > dec ? tps : dec;
+        if (have_torch && run_torch(dir, dtname, threads, prompt, decode, &torch[r]) < 0) {
+            printf("pytorch peer unavailable (needs /usr/bin/python3 with torch)\n");
+            have_torch = 0;
+        }
+        if (have_llama && run_llama(llama, dir, threads, prompt, decode, ll, VOCAB, &lcpp[r]) < 0) {
+            printf("llama.cpp peer failed (bench/forward/llamacpp)\n");
+            have_llama = 0;
+        }
+        printf("round %d:", r + 1);
+        for (int t = 0; t < ntables; t++)
+            printf(" %s %.1f/%.2f", tables[t]->name, ours[t][r].prefill, ours[t][r].decode);
+        if (have_torch) printf(", pytorch %.1f/%.2f", torch[r].prefill, torch[r].decode);
+        if (have_llama) printf(", llama.cpp %.1f/%.2f", lcpp[r].prefill, lcpp[r].decode);
+        printf(" (prefill/decode tok/s)\n");
+        fflush(stdout);
     }
-    /* resident after the runs and before the copy test: the mapped weights
-     * once, the activations, code and libraries */
-    double rss = resident_bytes();
-    double wbw = dec * (double)m.weight_bytes, cbw = copy_bandwidth(threads);
-    double params = (double)m.weight_bytes / rf_dtype_size(dt);
-
-    printf("model: %.1fM parameters, %s, %.0f MiB mapped; activations %.1f MiB; resident %.0f MiB; "
-           "%d threads\n",
-           params / 1e6, dtname, m.weight_bytes / 1048576.0, a.bytes / 1048576.0, rss / 1048576.0,
-           threads);
-    printf("refinery: prefill %.1f tok/s (%d tokens), decode %.2f tok/s (%d tokens)\n", prefill,
-           prompt, dec, decode);
+    figures med[2], tp = {0, 0}, lf = {0, 0};
+    for (int t = 0; t < ntables; t++)
+        med[t] = median(ours[t], rounds);
+    if (have_torch) tp = median(torch, rounds);
+    if (have_llama) lf = median(lcpp, rounds);
+    const double cbw = copy_bandwidth(threads), wbw = med[best].decode * wbytes;
+    printf("model: %s, %.0f MiB mapped (%s); activations %.1f MiB; resident %.0f MiB; %d "
+           "threads; medians of %d rounds\n",
+           dtname, wbytes / 1048576.0,
+           w4 ? "GPTQ 4-bit g128 layers, f16 tied embedding" : "100.1M parameters", act_mib,
+           rss / 1048576.0, threads, rounds);
+    for (int t = 0; t < ntables; t++)
+        printf("refinery (%s%s): prefill %.1f tok/s (%d tokens), decode %.2f tok/s (%d tokens)\n",
+               tables[t]->name, t ? ", bf16 activations" : ", f32 activations", med[t].prefill,
+               prompt, med[t].decode, decode);
+    if (ntables == 2) {
+        double mabs, mref;
+        logit_diff(logits[1], logits[0], VOCAB, &mabs, &mref);
+        printf("logits, bf16 vs f32 activations: max |diff| %.3g (max |logit| %.3g)\n", mabs, mref);
+    }
     printf("decode weight bandwidth %.2f GB/s vs copy bandwidth %.2f GB/s: %.0f%%\n", wbw / 1e9,
            cbw / 1e9, 100 * wbw / cbw);
-    if (peer) {
-        /* PyTorch twice, as shipped and with OMP_WAIT_POLICY=PASSIVE (its
-         * OpenMP threads otherwise fight OpenBLAS's for the cores, which
-         * cripples its f32 path), keeping the better figure of each. */
-        double tp = 0, td = 0;
-        for (int env = 0; env < 2; env++) {
-            char cmd[1024], line[512];
-            snprintf(cmd, sizeof cmd,
-                     "%s/usr/bin/python3 bench/forward/forward_torch.py --model %s --dtype %s "
-                     "--threads %d --prompt %d --decode %d",
-                     env ? "OMP_WAIT_POLICY=PASSIVE " : "", dir, dtname, threads, prompt, decode);
-            FILE *f = popen(cmd, "r");
-            double p1 = 0, d1 = 0;
-            while (f && fgets(line, sizeof line, f))
-                if (sscanf(line, "torch: prefill %lf tok/s, decode %lf tok/s", &p1, &d1) == 2)
-                    break;
-            if (f) pclose(f);
-            tp = p1 > tp ? p1 : tp;
-            td = d1 > td ? d1 : td;
-        }
-        if (tp > 0 && td > 0)
-            printf("pytorch:  prefill %.1f tok/s, decode %.2f tok/s (best of default and passive "
-                   "OpenMP waits)\nratio vs pytorch: prefill %.2fx, decode %.2fx\n",
-                   tp, td, prefill / tp, dec / td);
-        else
-            printf("pytorch peer unavailable (needs /usr/bin/python3 with torch)\n");
+    if (have_torch)
+        printf("pytorch:  prefill %.1f tok/s, decode %.2f tok/s (best of default and passive "
+               "OpenMP waits in each round)\nratio vs pytorch (%s): prefill %.2fx, decode %.2fx\n",
+               tp.prefill, tp.decode, tables[best]->name, med[best].prefill / tp.prefill,
+               med[best].decode / tp.decode);
+    if (have_llama) {
+        double mabs, mref;
+        logit_diff(ll, logits[best], VOCAB, &mabs, &mref);
+        printf("llama.cpp (%s): prefill %.1f tok/s, decode %.2f tok/s; its logits vs ours (%s): "
+               "max |diff| %.3g (max |logit| %.3g)\n",
+               w4 ? "Q4_0" : dtname, lf.prefill, lf.decode, tables[best]->name, mabs, mref);
+        printf("ratio vs llama.cpp (%s): prefill %.2fx, decode %.2fx\n", tables[best]->name,
+               med[best].prefill / lf.prefill, med[best].decode / lf.decode);
+        if (ntables == 2)
+            printf("ratio vs llama.cpp (%s): prefill %.2fx, decode %.2fx\n", tables[0]->name,
+                   med[0].prefill / lf.prefill, med[0].decode / lf.decode);
+    } else if (peer && !llama) {
+        printf("llama.cpp peer unavailable (bench/forward/llamacpp/setup.sh did not run)\n");
     }
-    free(ids);
-    rf_llama_acts_free(&a);
-    rf_llama_free(&m);
+    free(ids), free(ll);
+    free(logits[0]), free(logits[1]);
     return 0;
 }

@@ -5,11 +5,19 @@
  * (train_torch.py) on the same checkpoints, batch and threads in the same
  * run and prints the ratio.
  *
- *   build/bench/train/train [--dir DIR] [--steps N] [--threads N]
+ *   build/bench/train/train [--size small|100m] [--dir DIR] [--steps N]
+ *       [--threads N] [--generate]
  *
+ * Sizes: small (student ~10M, teacher ~21M parameters, vocabulary 8192)
+ * and 100m (student ~100M, the bench/forward shape, teacher ~190M,
+ * vocabulary 32000), where the weights, not the runtimes, dominate memory.
  * The models are random f32 Llamas (the weights do not change the speed),
- * written once into DIR/student and DIR/teacher. Optimiser: AdamW on both
- * sides (the PyTorch 1.13 peer has no Muon). */
+ * written once into DIR/student and DIR/teacher by a --generate run of
+ * their own, so that the measured run's peak memory is the training's.
+ * Memory is reported twice: the peak resident set, and the peak above the
+ * process's resident set at start (the same for the peer, whose baseline
+ * is taken after `import torch`). Optimiser: AdamW on both sides (the
+ * PyTorch 1.13 peer has no Muon). */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -18,20 +26,38 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/model/llama.h"
 #include "engine/model/lora.h"
 #include "engine/train/train.h"
 
-#define VOCAB 8192
 #define BATCH 4
 #define SEQ 128
 
 typedef struct shape {
-    int dim, hid, layers, heads, kv;
+    int dim, hid, layers, heads, kv, vocab;
 } shape;
-/* student ~10M, teacher ~21M parameters (embeddings tied) */
-static const shape g_student = {256, 704, 6, 4, 2}, g_teacher = {384, 1024, 7, 6, 2};
+typedef struct size {
+    const char *name;
+    shape student, teacher; /* embeddings tied */
+} size;
+static const size g_sizes[] = {
+    {"small", {256, 704, 6, 4, 2, 8192}, {384, 1024, 7, 6, 2, 8192}},
+    {"100m", {768, 2048, 12, 12, 4, 32000}, {1024, 2816, 14, 16, 4, 32000}},
+};
+
+/* Resident set size in MiB (/proc/self/statm, second field, in pages). */
+static double resident_mib(void)
+{
+    long pages = 0, total = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &total, &pages) != 2) pages = 0;
+        fclose(f);
+    }
+    return (double)pages * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
+}
 
 static double now(void)
 {
@@ -64,7 +90,7 @@ static int generate(const char *dir, const shape *s)
             "\"num_hidden_layers\":%d,\"num_attention_heads\":%d,\"num_key_value_heads\":%d,"
             "\"vocab_size\":%d,\"max_position_embeddings\":2048,\"rms_norm_eps\":1e-5,"
             "\"rope_theta\":10000.0,\"tie_word_embeddings\":true,\"hidden_act\":\"silu\"}\n",
-            s->dim, s->hid, s->layers, s->heads, s->kv, VOCAB);
+            s->dim, s->hid, s->layers, s->heads, s->kv, s->vocab);
     fclose(f);
     const int kvd = s->kv * (s->dim / s->heads);
     const struct {
@@ -87,7 +113,7 @@ static int generate(const char *dir, const shape *s)
             int nd;
             if (l < 0) {
                 snprintf(names[k], 96, "%s", j ? "model.norm.weight" : "model.embed_tokens.weight");
-                sh[0] = j ? s->dim : VOCAB, sh[1] = s->dim, nd = j ? 1 : 2;
+                sh[0] = j ? s->dim : s->vocab, sh[1] = s->dim, nd = j ? 1 : 2;
             } else {
                 snprintf(names[k], 96, "model.layers.%d.%s", l, lay[j].suffix);
                 sh[0] = lay[j].d0, sh[1] = lay[j].d1, nd = lay[j].d1 ? 2 : 1;
@@ -111,22 +137,30 @@ static int generate(const char *dir, const shape *s)
 
 int main(int argc, char **argv)
 {
-    const char *dir = "/tmp/refinery-bench-train";
-    int steps = 4, threads = 0;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--dir"))
-            dir = argv[i + 1];
-        else if (!strcmp(argv[i], "--steps"))
-            steps = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--threads"))
-            threads = atoi(argv[i + 1]);
+    const double base_mib = resident_mib();
+    const char *dir = "/tmp/refinery-bench-train", *sz = "small";
+    int steps = 4, threads = 0, gen_only = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--generate"))
+            gen_only = 1;
+        else if (i + 1 < argc && !strcmp(argv[i], "--dir"))
+            dir = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--size"))
+            sz = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--steps"))
+            steps = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--threads"))
+            threads = atoi(argv[++i]);
     }
+    const size *S = !strcmp(sz, "100m") ? &g_sizes[1] : &g_sizes[0];
+    const int VOCAB = S->student.vocab;
     if (threads > 0) omp_set_num_threads(threads);
     char sd[512], td[512];
     snprintf(sd, sizeof sd, "%s/student", dir);
     snprintf(td, sizeof td, "%s/teacher", dir);
     mkdir(dir, 0755);
-    if (generate(sd, &g_student) < 0 || generate(td, &g_teacher) < 0) return 1;
+    if (generate(sd, &S->student) < 0 || generate(td, &S->teacher) < 0) return 1;
+    if (gen_only) return 0;
     rf_error err = {0};
     rf_llama_model sm, tm;
     rf_lora lo;
@@ -168,10 +202,12 @@ int main(int argc, char **argv)
     const double dt = now() - t0, tps = (double)BATCH * SEQ * steps / dt;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("refinery: %d steps of %dx%d tokens, %.1f tokens/s, peak RSS %.1f MiB, loss %.4f -> "
-           "%.4f, threads %d\n",
-           steps, BATCH, SEQ, tps, ru.ru_maxrss / 1024.0, loss0, loss, omp_get_max_threads());
-    printf("RESULT tokens_per_s=%.3f peak_mib=%.1f\n", tps, ru.ru_maxrss / 1024.0);
+    const double peak = ru.ru_maxrss / 1024.0;
+    printf("refinery: %s, %d steps of %dx%d tokens, %.1f tokens/s, peak RSS %.1f MiB (%.1f above "
+           "its start), loss %.4f -> %.4f, threads %d\n",
+           S->name, steps, BATCH, SEQ, tps, peak, peak - base_mib, loss0, loss,
+           omp_get_max_threads());
+    printf("RESULT tokens_per_s=%.3f peak_mib=%.1f above_mib=%.1f\n", tps, peak, peak - base_mib);
     free(ids), free(tg);
     rf_optim_free(&opt);
     rf_trainer_free(&st), rf_trainer_free(&tt);

@@ -3,7 +3,10 @@
 safetensors files the C bench wrote), batch, tokens, LoRA r=16 on every
 linear layer, α = 1 KD (T = 1) from the frozen teacher, AdamW on the
 adapters, same thread count. Eager PyTorch in f32, the way a LoRA training
-loop is usually written (full logits, autograd). Prints tokens/s and peak RSS.
+loop is usually written (full logits, autograd). Prints tokens/s, peak RSS,
+and the peak above the resident set right after `import torch` (the
+baseline: ~230 MiB of runtime before any weight). run.sh runs it under both
+OpenMP wait policies, as bench/forward does for Debian's torch.
 
     /usr/bin/python3 bench/train/train_torch.py DIR STEPS THREADS
 """
@@ -18,6 +21,11 @@ import time
 import torch
 
 BATCH, SEQ = 4, 128
+
+
+def resident_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1048576
 
 
 def read_st(path):
@@ -93,6 +101,7 @@ class Llama(torch.nn.Module):
 def main():
     d, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     torch.set_num_threads(threads)
+    base = resident_mib()
     student = Llama(os.path.join(d, "student"), 16, 32)
     teacher = Llama(os.path.join(d, "teacher"))
     V = student.cfg["vocab_size"]
@@ -116,9 +125,11 @@ def main():
     dt = time.perf_counter() - t0
     tps = BATCH * SEQ * steps / dt
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"pytorch {torch.__version__}: {steps} steps of {BATCH}x{SEQ} tokens, {tps:.1f} tokens/s, "
-          f"peak RSS {peak:.1f} MiB, loss {loss.item():.4f}, threads {threads}")
-    print(f"RESULT tokens_per_s={tps:.3f} peak_mib={peak:.1f}")
+    wait = os.environ.get("OMP_WAIT_POLICY", "default")
+    print(f"pytorch {torch.__version__} (OpenMP wait {wait}): {steps} steps of {BATCH}x{SEQ} tokens, "
+          f"{tps:.1f} tokens/s, peak RSS {peak:.1f} MiB ({peak - base:.1f} above import torch), "
+          f"loss {loss.item():.4f}, threads {threads}")
+    print(f"RESULT tokens_per_s={tps:.3f} peak_mib={peak:.1f} above_mib={peak - base:.1f}")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,16 @@ const rf_ops *rf_ops_cpu(void);
 /* The same backend with portable C kernels only (what a CPU without AVX2 or
  * F16C runs): the op tests check it as a backend of its own. */
 const rf_ops *rf_ops_cpu_generic(void);
+/* The CPU table with mixed precision for inference: BF16 and W4A16 matmuls
+ * take their activations rounded to bf16 (round to nearest even) and sum
+ * the exact products in f32 — what a bf16 linear computes in PyTorch, and
+ * what lets the AVX-512 BF16 dot products (vdpbf16ps) run at twice the f32
+ * rate. F32 and F16 weights, and every other op, are as in rf_ops_cpu.
+ * rf_ops_cpu keeps f32 activations everywhere (its W4A16 decode runs on
+ * the same instructions with x split into three bf16 terms, exact to
+ * 2^-26, below f32's own rounding). CPUs without AVX-512 BF16 round x and
+ * run the f32 kernels, so the results agree across CPUs. */
+const rf_ops *rf_ops_cpu_bf16(void);
 /* Floats of scratch the CPU matmul needs for inner dimension K. */
 size_t rf_ops_matmul_scratch(int K);
 

@@ -11,16 +11,28 @@
  * Weights in F16/BF16 are converted to f32 a tile at a time into per-thread
  * scratch, never as a whole; decode (few rows) instead dots the stored
  * weights directly, converting in registers (AVX2/F16C when the CPU has
- * them, chosen at run time). */
+ * them, chosen at run time).
+ *
+ * Three tables (ops.h): rf_ops_cpu and rf_ops_cpu_generic compute with f32
+ * activations, the first with the SIMD kernels this CPU has, the second
+ * with portable loops only (the reference the others are tested against,
+ * tests/unit/test_ops_kernels.c); rf_ops_cpu_bf16 rounds the activations
+ * of BF16 and W4A16 matmuls to bf16 and runs them on the AVX-512 BF16
+ * GEMM (ops_cpu_bf16.c) at twice the f32 rate. Where the CPU has AVX-512,
+ * attention, SwiGLU and RMSNorm run 16 lanes wide (ops_cpu_avx512.c) in
+ * both SIMD tables; W4A16 is ops_cpu_w4a16.c. */
 #include <cblas.h>
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/backend/ops.h"
 #include "engine/backend/ops_cpu_backward.h"
+#include "engine/backend/ops_cpu_avx512.h"
+#include "engine/backend/ops_cpu_bf16.h"
 #include "engine/backend/ops_cpu_w4a16.h"
 
 /* Weight rows per GEMM tile of one thread. */
@@ -172,6 +184,7 @@ static const kernels g_generic = {
     .cvt = {[RF_DTYPE_F16] = cvt_f16, [RF_DTYPE_BF16] = cvt_bf16},
 };
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static int g_avx512; /* the AVX-512 forward ops (ops_cpu_avx512.h) run here */
 
 static void cpu_init(void)
 {
@@ -182,6 +195,7 @@ static void cpu_init(void)
     g_simd.dot[RF_DTYPE_BF16] = avx2 ? dot_bf16_avx2 : dot_bf16;
     g_simd.cvt[RF_DTYPE_F16] = f16c ? cvt_f16_avx2 : cvt_f16;
     g_simd.cvt[RF_DTYPE_BF16] = avx2 ? cvt_bf16_avx2 : cvt_bf16;
+    g_avx512 = rf_cpu_has_avx512();
     /* OpenBLAS runs inside our OpenMP threads, one thread each (see top). */
     openblas_set_num_threads(1);
 }
@@ -382,11 +396,65 @@ static void add(float *y, const float *x, size_t n)
         y[i] += x[i];
 }
 
+/* The exact products of this table on x rounded to bf16, rows in chunks
+ * through the top half of scratch (the product keeps the rest): what the
+ * bf16 table computes where no AVX-512 BF16 kernel runs. */
+typedef void (*exact_fn)(float *y, const float *x, const void *w, const float *bias, int M,
+                         float *scratch, size_t scratch_n);
+
+static void on_rounded_x(exact_fn f, const void *w, int N, int K, float *y, const float *x,
+                         const float *bias, int M, float *scratch, size_t scratch_n)
+{
+    size_t rows = scratch_n / 2 / (size_t)K;
+    float *own = NULL, *xr;
+    if (rows == 0) { /* below the scratch contract: still correct */
+        rows = 1;
+        xr = own = malloc(sizeof(float) * (size_t)K);
+        if (!own) return;
+    } else {
+        if (rows > (size_t)M) rows = (size_t)M;
+        xr = scratch + scratch_n - rows * (size_t)K;
+        scratch_n -= rows * (size_t)K;
+    }
+    for (int m0 = 0; m0 < M; m0 += (int)rows) {
+        const int n = M - m0 < (int)rows ? M - m0 : (int)rows;
+        const float *xs = x + (size_t)m0 * K;
+        for (size_t i = 0; i < (size_t)n * K; i++)
+            xr[i] = rf_bf16_to_f32(rf_f32_to_bf16(xs[i]));
+        f(y + (size_t)m0 * N, xr, w, bias, n, scratch, scratch_n);
+    }
+    free(own);
+}
+
+static void matmul_exact(float *y, const float *x, const void *w, const float *bias, int M,
+                         float *scratch, size_t scratch_n)
+{
+    matmul_k(&g_simd, y, x, w, bias, M, scratch, scratch_n);
+}
+
 static void matmul(float *y, const float *x, const rf_tensor *w, const float *bias, int M,
                    float *scratch, size_t scratch_n)
 {
     pthread_once(&g_once, cpu_init);
     matmul_k(&g_simd, y, x, w, bias, M, scratch, scratch_n);
+}
+
+/* BF16 weights on bf16 activations: the vdpbf16ps GEMM for prefill,
+ * decode's dot products on the rounded rows. */
+static void matmul_bf16(float *y, const float *x, const rf_tensor *w, const float *bias, int M,
+                        float *scratch, size_t scratch_n)
+{
+    pthread_once(&g_once, cpu_init);
+    const int N = (int)w->shape[0], K = (int)w->shape[1];
+    if (w->dtype != RF_DTYPE_BF16) {
+        matmul_k(&g_simd, y, x, w, bias, M, scratch, scratch_n);
+        return;
+    }
+    if (M >= SMALL_M && rf_cpu_bf16_gemm(y, x, w->data, M, N, K, 1, scratch, scratch_n) == 0) {
+        add_bias(y, bias, M, N);
+        return;
+    }
+    on_rounded_x(matmul_exact, w, N, K, y, x, bias, M, scratch, scratch_n);
 }
 
 static void matmul_generic(float *y, const float *x, const rf_tensor *w, const float *bias, int M,
@@ -396,11 +464,29 @@ static void matmul_generic(float *y, const float *x, const rf_tensor *w, const f
     matmul_k(&g_generic, y, x, w, bias, M, scratch, scratch_n);
 }
 
+static void w4a16_exact(float *y, const float *x, const void *w, const float *bias, int M,
+                        float *scratch, size_t scratch_n)
+{
+    rf_cpu_matmul_w4a16(y, x, w, bias, M, scratch, scratch_n);
+}
+
+/* Decode on the vdpbf16ps kernel with x as three bf16 terms (exact to
+ * 2^-26, below f32's own rounding); prefill on f32 tiles and OpenBLAS. */
 static void w4a16(float *y, const float *x, const rf_gptq_weight *w, const float *bias, int M,
                   float *scratch, size_t scratch_n)
 {
     pthread_once(&g_once, cpu_init);
+    if (M < SMALL_M && rf_cpu_matmul_w4a16_bf16(y, x, w, bias, M, 3, scratch, scratch_n) == 0)
+        return;
     rf_cpu_matmul_w4a16(y, x, w, bias, M, scratch, scratch_n);
+}
+
+static void w4a16_bf16(float *y, const float *x, const rf_gptq_weight *w, const float *bias, int M,
+                       float *scratch, size_t scratch_n)
+{
+    pthread_once(&g_once, cpu_init);
+    if (rf_cpu_matmul_w4a16_bf16(y, x, w, bias, M, 1, scratch, scratch_n) == 0) return;
+    on_rounded_x(w4a16_exact, w, w->N, w->K, y, x, bias, M, scratch, scratch_n);
 }
 
 static void w4a16_generic(float *y, const float *x, const rf_gptq_weight *w, const float *bias,
@@ -420,7 +506,26 @@ static void w4a16_backward(float *dx, const float *dy, const rf_gptq_weight *w, 
 static void attention(const rf_attn_args *a)
 {
     pthread_once(&g_once, cpu_init);
+    if (g_avx512 && rf_cpu_attention_avx512(a) == 0) return;
     attention_k(&g_simd, a);
+}
+
+static void rmsnorm_simd(float *y, const float *x, const float *w, int M, int D, float eps)
+{
+    pthread_once(&g_once, cpu_init);
+    if (g_avx512)
+        rf_cpu_rmsnorm_avx512(y, x, w, M, D, eps);
+    else
+        rmsnorm(y, x, w, M, D, eps);
+}
+
+static void swiglu_simd(float *gate, const float *up, size_t n)
+{
+    pthread_once(&g_once, cpu_init);
+    if (g_avx512)
+        rf_cpu_swiglu_avx512(gate, up, n);
+    else
+        swiglu(gate, up, n);
 }
 
 static void attention_generic(const rf_attn_args *a)
@@ -432,10 +537,10 @@ static const rf_ops g_cpu = {
     .name = "cpu",
     .matmul = matmul,
     .matmul_w4a16 = w4a16,
-    .rmsnorm = rmsnorm,
+    .rmsnorm = rmsnorm_simd,
     .rope = rope,
     .attention = attention,
-    .swiglu = swiglu,
+    .swiglu = swiglu_simd,
     .embedding = embedding,
     .softmax = softmax,
     .add = add,
@@ -468,6 +573,28 @@ static const rf_ops g_cpu_generic = {
     .embedding_backward = rf_cpu_embedding_backward,
 };
 
+/* The same ops with BF16 and W4A16 matmuls on activations rounded to bf16
+ * (see rf_ops_cpu_bf16 in ops.h). */
+static const rf_ops g_cpu_bf16 = {
+    .name = "cpu-bf16",
+    .matmul = matmul_bf16,
+    .matmul_w4a16 = w4a16_bf16,
+    .rmsnorm = rmsnorm_simd,
+    .rope = rope,
+    .attention = attention,
+    .swiglu = swiglu_simd,
+    .embedding = embedding,
+    .softmax = softmax,
+    .add = add,
+    .matmul_backward = rf_cpu_matmul_backward,
+    .matmul_w4a16_backward = w4a16_backward,
+    .rmsnorm_backward = rf_cpu_rmsnorm_backward,
+    .rope_backward = rf_cpu_rope_backward,
+    .attention_backward = rf_cpu_attention_backward,
+    .swiglu_backward = rf_cpu_swiglu_backward,
+    .embedding_backward = rf_cpu_embedding_backward,
+};
+
 const rf_ops *rf_ops_cpu(void)
 {
     return &g_cpu;
@@ -476,4 +603,9 @@ const rf_ops *rf_ops_cpu(void)
 const rf_ops *rf_ops_cpu_generic(void)
 {
     return &g_cpu_generic;
+}
+
+const rf_ops *rf_ops_cpu_bf16(void)
+{
+    return &g_cpu_bf16;
 }

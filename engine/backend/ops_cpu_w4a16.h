@@ -12,6 +12,10 @@
 /* SIMD kernels where the CPU has AVX2/FMA, portable C otherwise. */
 void rf_cpu_matmul_w4a16(float *y, const float *x, const rf_gptq_weight *w, const float *bias,
                          int M, float *scratch, size_t scratch_n);
+/* The AVX-512 BF16 kernels (ops_cpu_bf16.h) with x in `terms` bf16 parts,
+ * bias added: 0, or −1 (nothing written) where they cannot run. */
+int rf_cpu_matmul_w4a16_bf16(float *y, const float *x, const rf_gptq_weight *w, const float *bias,
+                             int M, int terms, float *scratch, size_t scratch_n);
 /* Portable C only. */
 void rf_cpu_matmul_w4a16_generic(float *y, const float *x, const rf_gptq_weight *w,
                                  const float *bias, int M, float *scratch, size_t scratch_n);
