@@ -11,6 +11,7 @@ pkgs=(
   python3 python3-torch python3-numpy chromium
   python3-optuna  # bench/hpo: the peer samplers (Optuna 3.1 in bookworm)
   python3-jinja2  # the chat-template reference (tests/reference/chat_template_reference.py)
+  curl jq         # scripts/demo.sh: make run's demo drives the API as a user would
 )
 
 missing=()
