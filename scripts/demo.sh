@@ -105,7 +105,7 @@ final=$(jq -r .final_model "$state/result.json")
   echo
   echo "  the report (tables and plots):  $url/v1/jobs/$id/report"
   echo "    curl -s -H \"Authorization: Bearer \$(cat $(show "$run")/local-key)\" $url/v1/jobs/$id/report > report.html"
-  echo "  the 4-bit model ($final), loadable as GPTQ by transformers/vLLM:"
+  echo "  the 4-bit model ($final), in the GPTQ checkpoint layout (docs/FORMATS.md):"
   api "$url/v1/models/$final/files" | jq -r --arg u "$url/v1/models/$final/files" \
     --arg k "$(show "$run")/local-key" \
     '.data[] | "    curl -s -H \"Authorization: Bearer $(cat \($k))\" -o \(.name) \($u)/\(.name)"'

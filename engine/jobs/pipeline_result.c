@@ -229,7 +229,7 @@ static json_t *comparisons(const rf_pipeline_opts *o, const json_t *kids, const 
             snprintf(note, sizeof note,
                      "%s: GPTQ changed the Muon-trained student's accuracy by %+.3f, the "
                      "AdamW-trained one's by %+.3f (%s)",
-                     name, -dm, -da,
+                     name, mq - muon, aq - ad, /* not -dm: no "-0.000" */
                      dm < da   ? "Muon's held better, as in the paper"
                      : dm > da ? "AdamW's held better here, unlike the paper"
                                : "the same");
