@@ -202,6 +202,19 @@ static const char style[] =
     "text-align:right}thead th{background:#f3f3f3}tbody th{text-align:left}"
     "td.na{color:#999}figure{margin:1em 0}h1{font-size:1.5em}code{background:#f3f3f3}";
 
+/* Whether any row has an accuracy on dataset id (a dataset without
+ * multiple-choice rows has perplexity only: no columns of dashes for it). */
+static bool any_acc(const json_t *rows, const char *id)
+{
+    size_t j;
+    json_t *r;
+    json_array_foreach(rows, j, r)
+    {
+        if (isfinite(num(json_object_get(json_object_get(r, "accuracy"), id), "acc"))) return true;
+    }
+    return false;
+}
+
 int rf_pipeline_report_html(const json_t *result, char **html, rf_error *err)
 {
     *html = NULL;
@@ -229,8 +242,29 @@ int rf_pipeline_report_html(const json_t *result, char **html, rf_error *err)
     rf_text_printf(&t, "</code>; final model <code>");
     rf_text_escaped(&t, str(result, "final_model"));
     rf_text_printf(&t, "</code></p><h2>Results</h2>");
-    table(&t, rows, dsets);
-    variant_bars(&t, rows, dsets, NULL, 1, "Accuracy by variant", "acc");
+    /* accuracy columns and bars only for datasets with multiple-choice rows */
+    json_t *mc = json_array();
+    size_t k;
+    const json_t *d;
+    json_array_foreach(dsets, k, d)
+    {
+        if (any_acc(rows, str(d, "id"))) json_array_append(mc, (json_t *)d);
+    }
+    table(&t, rows, mc);
+    json_array_foreach(dsets, k, d)
+    {
+        if (any_acc(rows, str(d, "id"))) continue;
+        rf_text_printf(&t, "<p>");
+        rf_text_escaped(&t, dataset_name(dsets, str(d, "id")));
+        rf_text_printf(&t, ": no multiple-choice rows, so no accuracy.</p>");
+    }
+    if (json_array_size(dsets)) {
+        rf_text_printf(&t, "<p>Perplexity is on ");
+        rf_text_escaped(&t, dataset_name(dsets, str(json_array_get(dsets, 0), "id")));
+        rf_text_printf(&t, "; decode tok/s and ms/token are batch-1 on this machine.</p>");
+    }
+    if (json_array_size(mc)) variant_bars(&t, rows, mc, NULL, 1, "Accuracy by variant", "acc");
+    json_decref(mc);
     training_chart(&t, json_object_get(result, "training"));
     if (json_object_get(result, "hpo")) hpo_chart(&t, json_object_get(result, "hpo"));
     variant_bars(&t, rows, dsets, "model_bytes", 1.0 / (1 << 20), "Model size", "MiB");
@@ -283,19 +317,6 @@ static void tcell(rf_text *t, double v, int width, int digits)
         rf_text_printf(t, " %*.*f", width, digits, v);
     else
         rf_text_printf(t, " %*s", width, "-");
-}
-
-/* Whether any row has an accuracy on dataset id (a dataset without
- * multiple-choice rows has perplexity only: no columns of dashes for it). */
-static bool any_acc(const json_t *rows, const char *id)
-{
-    size_t j;
-    json_t *r;
-    json_array_foreach(rows, j, r)
-    {
-        if (isfinite(num(json_object_get(json_object_get(r, "accuracy"), id), "acc"))) return true;
-    }
-    return false;
 }
 
 int rf_pipeline_report_text(const json_t *result, char **text, rf_error *err)

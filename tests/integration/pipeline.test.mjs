@@ -156,8 +156,8 @@ test('bad params are 422s naming the field, before any stage exists', async () =
 test('cancel: the running stages are cancelled, then the pipeline', async () => {
   const w = await start(db, env, 'worker');
   try {
-    const j = await post({ ...small(), train: { ...small().train, max_steps: 400 } });
-    await waitFor(async () => (await children(j.id)).some((k) => k.type === 'train' && k.status === 'running'), 120000, 200);
+    const j = await post({ ...small(), train: { ...small().train, epochs: 1000, max_steps: 8000 } }); // long enough to be caught running (40 steps take 0.2 s)
+    await waitFor(async () => (await children(j.id)).some((k) => k.type === 'train' && k.status === 'running'), 120000, 50);
     const c = await api(srv.base, key, 'POST', `/v1/jobs/${j.id}/cancel`);
     assert.equal(c.status, 200, c.text);
     const fin = await final(j.id, 120000);
@@ -170,9 +170,9 @@ test('cancel: the running stages are cancelled, then the pipeline', async () => 
 
 test('kill -9 of the worker running a stage: a new worker finishes the pipeline, no stage twice', async () => {
   let w = await start(db, env, 'worker');
-  const j = await post({ ...small(), compare: { adamw: false }, train: { ...small().train, max_steps: 40, checkpoint_every: 5 } });
+  const j = await post({ ...small(), compare: { adamw: false }, train: { ...small().train, epochs: 100, max_steps: 800, checkpoint_every: 50 } }); // seconds: caught running
   try {
-    await waitFor(async () => (await children(j.id)).some((k) => k.type === 'train' && k.status === 'running'), 120000, 200);
+    await waitFor(async () => (await children(j.id)).some((k) => k.type === 'train' && k.status === 'running'), 120000, 50);
     await w.stop('SIGKILL');
     w = await start(db, env, 'worker');
     const fin = await final(j.id);
