@@ -7,14 +7,6 @@
 #include "service/jobs.h"
 #include "service/sse.h"
 
-static void reply_result(rf_req *req, int rc, int status, char *json, const rf_error *err)
-{
-    if (rc)
-        rf_reply_error(req, err);
-    else
-        rf_reply_json_text(req, status, json);
-}
-
 void rf_h_jobs_create(rf_req *req)
 {
     PGconn *c = rf_req_db(req);
@@ -27,7 +19,7 @@ void rf_h_jobs_create(rf_req *req)
     int rc = rf_jobs_create(c, req->tenant, body, rf_req_header(req, "Idempotency-Key"), &json,
                             &created, &err);
     json_decref(body);
-    reply_result(req, rc, created ? 201 : 200, json, &err);
+    rf_reply_result(req, rc, created ? 201 : 200, json, &err);
 }
 
 void rf_h_jobs_list(rf_req *req)
@@ -59,7 +51,7 @@ void rf_h_jobs_list(rf_req *req)
     char *json = NULL;
     rf_error err;
     int rc = rf_jobs_list(c, req->tenant, &q, &json, &err);
-    reply_result(req, rc, 200, json, &err);
+    rf_reply_result(req, rc, 200, json, &err);
 }
 
 void rf_h_jobs_get(rf_req *req)
@@ -69,7 +61,7 @@ void rf_h_jobs_get(rf_req *req)
     char *json = NULL;
     rf_error err;
     int rc = rf_jobs_get(c, req->tenant, rf_req_param(req, 0), &json, &err);
-    reply_result(req, rc, 200, json, &err);
+    rf_reply_result(req, rc, 200, json, &err);
 }
 
 void rf_h_jobs_cancel(rf_req *req)
@@ -79,7 +71,7 @@ void rf_h_jobs_cancel(rf_req *req)
     char *json = NULL;
     rf_error err;
     int rc = rf_jobs_cancel(c, req->tenant, rf_req_param(req, 0), &json, &err);
-    reply_result(req, rc, 200, json, &err);
+    rf_reply_result(req, rc, 200, json, &err);
 }
 
 void rf_h_jobs_events(rf_req *req)
@@ -120,5 +112,5 @@ void rf_h_jobs_events(rf_req *req)
     char *json = NULL;
     rf_error err;
     int rc = rf_jobs_events(c, req->tenant, rf_req_param(req, 0), after, (int)limit, &json, &err);
-    reply_result(req, rc, 200, json, &err);
+    rf_reply_result(req, rc, 200, json, &err);
 }

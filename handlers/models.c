@@ -8,14 +8,6 @@
 #include "service/download.h"
 #include "service/models.h"
 
-static void reply(rf_req *req, int rc, int status, char *json, const rf_error *e)
-{
-    if (rc)
-        rf_reply_error(req, e);
-    else
-        rf_reply_json_text(req, status, json);
-}
-
 void rf_h_models_create(rf_req *req)
 {
     PGconn *c = rf_req_db(req);
@@ -26,7 +18,7 @@ void rf_h_models_create(rf_req *req)
     rf_error e;
     int rc = rf_models_register(c, req->tenant, req->cfg->model_roots, body, &json, &e);
     json_decref(body);
-    reply(req, rc, 201, json, &e);
+    rf_reply_result(req, rc, 201, json, &e);
 }
 
 void rf_h_models_list(rf_req *req)
@@ -38,7 +30,7 @@ void rf_h_models_list(rf_req *req)
     rf_error e;
     char *json = NULL;
     int rc = rf_models_list(c, req->tenant, rf_req_query(req, "after"), (int)limit, &json, &e);
-    reply(req, rc, 200, json, &e);
+    rf_reply_result(req, rc, 200, json, &e);
 }
 
 void rf_h_models_get(rf_req *req)
@@ -48,7 +40,7 @@ void rf_h_models_get(rf_req *req)
     char *json = NULL;
     rf_error e;
     int rc = rf_models_get(c, req->tenant, rf_req_param(req, 0), &json, &e);
-    reply(req, rc, 200, json, &e);
+    rf_reply_result(req, rc, 200, json, &e);
 }
 
 void rf_h_models_delete(rf_req *req)
@@ -73,7 +65,7 @@ void rf_h_models_files(rf_req *req)
     rf_error e;
     int rc =
         rf_models_files(c, req->tenant, req->cfg->served_roots, rf_req_param(req, 0), &json, &e);
-    reply(req, rc, 200, json, &e);
+    rf_reply_result(req, rc, 200, json, &e);
 }
 
 void rf_h_models_file(rf_req *req)

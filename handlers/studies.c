@@ -6,14 +6,6 @@
 
 #include "service/studies.h"
 
-static void reply(rf_req *req, int rc, int status, char *json, const rf_error *err)
-{
-    if (rc)
-        rf_reply_error(req, err);
-    else
-        rf_reply_json_text(req, status, json);
-}
-
 /* An optional body: none (or an empty one) is NULL without an error. */
 static bool optional_body(rf_req *req, json_t **body)
 {
@@ -51,7 +43,7 @@ void rf_h_studies_create(rf_req *req)
     int rc = rf_studies_create(c, req->tenant, body, rf_req_header(req, "Idempotency-Key"), NULL,
                                &json, &created, &err);
     json_decref(body);
-    reply(req, rc, created ? 201 : 200, json, &err);
+    rf_reply_result(req, rc, created ? 201 : 200, json, &err);
 }
 
 void rf_h_studies_list(rf_req *req)
@@ -63,7 +55,7 @@ void rf_h_studies_list(rf_req *req)
     char *json = NULL;
     rf_error err;
     int rc = rf_studies_list(c, req->tenant, rf_req_query(req, "after"), (int)limit, &json, &err);
-    reply(req, rc, 200, json, &err);
+    rf_reply_result(req, rc, 200, json, &err);
 }
 
 void rf_h_studies_get(rf_req *req)
@@ -73,7 +65,7 @@ void rf_h_studies_get(rf_req *req)
     char *json = NULL;
     rf_error err;
     int rc = rf_studies_get(c, req->tenant, rf_req_param(req, 0), &json, &err);
-    reply(req, rc, 200, json, &err);
+    rf_reply_result(req, rc, 200, json, &err);
 }
 
 void rf_h_studies_ask(rf_req *req)
@@ -85,7 +77,7 @@ void rf_h_studies_ask(rf_req *req)
     rf_error err;
     int rc = rf_studies_ask(c, req->tenant, rf_req_param(req, 0), body, &json, &err);
     json_decref(body);
-    reply(req, rc, 201, json, &err);
+    rf_reply_result(req, rc, 201, json, &err);
 }
 
 void rf_h_studies_trials(rf_req *req)
@@ -100,7 +92,7 @@ void rf_h_studies_trials(rf_req *req)
     rf_error err;
     int rc =
         rf_studies_trials(c, req->tenant, rf_req_param(req, 0), after, (int)limit, &json, &err);
-    reply(req, rc, 200, json, &err);
+    rf_reply_result(req, rc, 200, json, &err);
 }
 
 void rf_h_studies_trial(rf_req *req)
@@ -124,7 +116,7 @@ void rf_h_studies_trial(rf_req *req)
                            number);
         json_decref(page);
     }
-    reply(req, rc, 200, json, &err);
+    rf_reply_result(req, rc, 200, json, &err);
 }
 
 static void tell(rf_req *req, const char *state)
@@ -138,7 +130,7 @@ static void tell(rf_req *req, const char *state)
     int rc = rf_studies_tell(c, req->tenant, rf_req_param(req, 0), number, state, body, NULL, &json,
                              &err);
     json_decref(body);
-    reply(req, rc, 200, json, &err);
+    rf_reply_result(req, rc, 200, json, &err);
 }
 
 void rf_h_studies_complete(rf_req *req)
@@ -167,5 +159,5 @@ void rf_h_studies_report(rf_req *req)
     rf_error err;
     int rc = rf_studies_report(c, req->tenant, rf_req_param(req, 0), number, body, &json, &err);
     json_decref(body);
-    reply(req, rc, 200, json, &err);
+    rf_reply_result(req, rc, 200, json, &err);
 }

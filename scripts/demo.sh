@@ -79,9 +79,12 @@ params=$(jq -n --argjson task "$(cat "$demo/task.json")" --argjson pairs "$pairs
   evaluate: {datasets: ["vessa-isles-test"], chat: true},
   seed: 1
 }')
-job=$(api -X POST "$url/v1/jobs" -H 'content-type: application/json' \
+if ! job=$(api -X POST "$url/v1/jobs" -H 'content-type: application/json' \
   -H "Idempotency-Key: demo-vessa-isles-$pairs-$trials" \
-  -d "{\"type\": \"pipeline\", \"params\": $params}")
+  -d "{\"type\": \"pipeline\", \"params\": $params}"); then
+  say "the pipeline was refused: $job"
+  exit 1
+fi
 id=$(jq -r .id <<<"$job")
 echo "$id" >"$state/job"
 say "pipeline job $id submitted (watch it yourself: build/refinery jobs watch $id)"

@@ -132,6 +132,16 @@ void rf_reply_problem_ext(rf_req *req, int status, const char *detail, const cha
     rf_reply_text(req, status, "application/problem+json", s, s ? strlen(s) : 0);
 }
 
+void rf_reply_result(rf_req *req, int rc, int status, char *json, const rf_error *err)
+{
+    if (rc) {
+        free(json);
+        rf_reply_error(req, err);
+    } else {
+        rf_reply_json_text(req, status, json);
+    }
+}
+
 void rf_reply_error(rf_req *req, const rf_error *err)
 {
     int status;

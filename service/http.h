@@ -82,6 +82,9 @@ void rf_reply_problem_ext(rf_req *req, int status, const char *detail, const cha
                           json_t *ext);
 /* Map an rf_error to its status and reply with a problem. */
 void rf_reply_error(rf_req *req, const rf_error *err);
+/* A service call's outcome: its JSON with status when rc is 0 (json is
+ * taken), else the error's problem. */
+void rf_reply_result(rf_req *req, int rc, int status, char *json, const rf_error *err);
 void rf_reply_header(rf_req *req, const char *name, const char *value);
 
 #endif

@@ -422,6 +422,14 @@ static json_t *child_of(const json_t *kids, const char *key)
     return NULL;
 }
 
+/* The child job of a trial (its key is "trial-<number>"), or NULL. */
+static json_t *trial_child(const json_t *kids, int number)
+{
+    char key[32];
+    snprintf(key, sizeof key, "trial-%d", number);
+    return child_of(kids, key);
+}
+
 static bool open_status(const char *s)
 {
     return !strcmp(s, "queued") || !strcmp(s, "running") || !strcmp(s, "waiting");
@@ -521,9 +529,7 @@ static int hpo_run_fn(const json_t *p, rf_job_ctx *ctx, json_t **out, rf_error *
     json_array_foreach(trials, i, t)
     {
         int number = (int)json_integer_value(json_object_get(t, "number"));
-        char key[32];
-        snprintf(key, sizeof key, "trial-%d", number);
-        const json_t *kid = child_of(kids, key);
+        const json_t *kid = trial_child(kids, number);
         const char *state = json_string_value(json_object_get(t, "state"));
         const char *status = kid ? json_string_value(json_object_get(kid, "status")) : NULL;
         if (kid && open_status(status)) {
@@ -618,9 +624,7 @@ static int result(hpo_run *h, const json_t *trials, const json_t *kids, json_t *
     json_array_foreach(trials, i, t)
     {
         int number = (int)json_integer_value(json_object_get(t, "number"));
-        char key[32];
-        snprintf(key, sizeof key, "trial-%d", number);
-        const json_t *kid = child_of(kids, key);
+        const json_t *kid = trial_child(kids, number);
         const char *state = json_string_value(json_object_get(t, "state"));
         counts[0] += !strcmp(state, "complete");
         counts[1] += !strcmp(state, "pruned");
@@ -649,9 +653,8 @@ static int result(hpo_run *h, const json_t *trials, const json_t *kids, json_t *
         goto fail;
     }
     const json_t *bt = json_array_get(trials, (size_t)b);
-    char key[32];
-    snprintf(key, sizeof key, "trial-%d", (int)json_integer_value(json_object_get(bt, "number")));
-    const json_t *kid = child_of(kids, key), *res = json_object_get(kid, "result");
+    const json_t *kid = trial_child(kids, (int)json_integer_value(json_object_get(bt, "number"))),
+                 *res = json_object_get(kid, "result");
     json_t *tp = train_at(h->o.train, json_object_get(bt, "params"), h->err);
     best =
         json_pack("{s:O,s:O,s:O,s:O?,s:O?,s:O?,s:o?}", "number", json_object_get(bt, "number"),
