@@ -16,7 +16,7 @@ static int gen_usage(void)
     fprintf(stderr,
             "usage: refinery generate --model DIR (--prompt TEXT | --ids 1,2,3) [--chat]\n"
             "         [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
-            "         [--stop STR]... [--json]\n");
+            "         [--stop STR]... [--activations bf16|f32] [--json]\n");
     return 2;
 }
 
@@ -24,7 +24,7 @@ static int eval_usage(void)
 {
     fprintf(stderr, "usage: refinery eval --model DIR --dataset FILE.jsonl [--split S]\n"
                     "         [--metrics perplexity,accuracy,exact_match] [--limit N] [--chat]\n"
-                    "         [--max-new-tokens N]\n");
+                    "         [--max-new-tokens N] [--activations bf16|f32]\n");
     return 2;
 }
 
@@ -83,6 +83,7 @@ static bool print_piece(void *ctx, int seq, const char *text, size_t len, int fi
 int rf_cmd_generate(int argc, char **argv)
 {
     const char *model = NULL, *prompt = NULL, *ids_arg = NULL, *stops[RF_MAX_STOP_STRINGS];
+    const char *act_s = NULL;
     bool chat = false, as_json = false;
     long max_tokens = 64, top_k = 0, seed = 0;
     double temperature = 0, top_p = 1;
@@ -113,17 +114,24 @@ int rf_cmd_generate(int argc, char **argv)
             i++;
         else if (!strcmp(a, "--stop") && n_stop < RF_MAX_STOP_STRINGS)
             stops[n_stop++] = argv[++i];
+        else if (!strcmp(a, "--activations"))
+            act_s = argv[++i];
         else
             return gen_usage();
     }
     if (!model || !!prompt == !!ids_arg || (chat && !prompt)) return gen_usage();
     rf_lm lm;
     rf_error err = {0};
+    rf_activations act;
+    if (rf_activations_parse(act_s, &act, &err) < 0) {
+        fprintf(stderr, "refinery generate: --activations: %s\n", err.msg);
+        return 2;
+    }
     int32_t *ids = NULL;
     size_t n = 0;
     int status = 1;
     rf_complete_result res = {0};
-    if (rf_lm_load(&lm, model, &err) < 0) {
+    if (rf_lm_load(&lm, model, act, &err) < 0) {
         fprintf(stderr, "refinery generate: %s\n", err.msg);
         return 1;
     }
@@ -179,6 +187,7 @@ out:
 int rf_cmd_eval(int argc, char **argv)
 {
     const char *model = NULL, *dataset = NULL, *split = NULL, *metrics = "perplexity,accuracy";
+    const char *act_s = NULL;
     long limit = 0, max_new = 64;
     bool chat = false;
     for (int i = 1; i < argc; i++) {
@@ -195,6 +204,8 @@ int rf_cmd_eval(int argc, char **argv)
             split = argv[++i];
         else if (!strcmp(a, "--metrics"))
             metrics = argv[++i];
+        else if (!strcmp(a, "--activations"))
+            act_s = argv[++i];
         else if (!strcmp(a, "--limit") && parse_long(v, 0, 1L << 40, &limit))
             i++;
         else if (!strcmp(a, "--max-new-tokens") && parse_long(v, 1, 1 << 16, &max_new))
@@ -210,8 +221,13 @@ int rf_cmd_eval(int argc, char **argv)
         fprintf(stderr, "refinery eval: --%s: %s\n", err.field, err.msg);
         return 2;
     }
+    rf_activations act;
+    if (rf_activations_parse(act_s, &act, &err) < 0) {
+        fprintf(stderr, "refinery eval: --activations: %s\n", err.msg);
+        return 2;
+    }
     rf_lm lm;
-    if (rf_lm_load(&lm, model, &err) < 0) {
+    if (rf_lm_load(&lm, model, act, &err) < 0) {
         fprintf(stderr, "refinery eval: %s\n", err.msg);
         return 1;
     }

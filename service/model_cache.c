@@ -119,7 +119,8 @@ int rf_model_cache_get_adapter(const char *dir, const char *adapter, rf_cached_l
     g_head = e;
     pthread_mutex_unlock(&g_lock);
 
-    int rc = rf_lm_load(&e->lm, dir, err);
+    /* served with bf16 activations, as vLLM serves a W4A16 model in f16/bf16 */
+    int rc = rf_lm_load(&e->lm, dir, RF_ACT_BF16, err);
     if (rc == 0 && adapter && (rc = rf_lm_adapter_apply(&e->lm, adapter, &e->ad, err)) < 0) {
         rf_error_wrap(err, "applying the adapter");
         rf_lm_free(&e->lm);

@@ -175,7 +175,8 @@ int rf_teacher_lm_new(const char *model_dir, const char *name, int batch, rf_tea
 {
     lm_teacher *t = calloc(1, sizeof *t);
     if (!t) return rf_errorf(err, RF_ENOMEM, "teacher: out of memory");
-    int rc = rf_lm_load(&t->lm, model_dir, err);
+    /* a teacher generates: bf16 activations, as it would be served */
+    int rc = rf_lm_load(&t->lm, model_dir, RF_ACT_BF16, err);
     if (rc < 0) {
         free(t);
         return rc;

@@ -9,6 +9,7 @@
 #include "engine/model/lm.h"
 
 static const char *const splits[] = {"all", "train", "validation", "test", NULL};
+static const char *const activations[] = {"bf16", "f32", NULL};
 static const char *const metric_names[] = {"perplexity", "accuracy", "exact_match", "latency",
                                            NULL};
 static const rf_param metric_item = {.type = RF_PARAM_ENUM, .choices = metric_names};
@@ -53,6 +54,14 @@ static const rf_param params[] = {
      .hi = 4096,
      .def = "64",
      .help = "generation length for exact_match"},
+    {.name = "activations",
+     .type = RF_PARAM_ENUM,
+     .choices = activations,
+     .def = "bf16",
+     .help = "activations of the BF16 and 4-bit matmuls: bf16 (what W4A16 means and a bf16 "
+             "linear computes in PyTorch; the AVX-512 BF16 kernels where the CPU has them) or "
+             "f32 (every activation f32, exact against an f32 reference, slower). F32 and F16 "
+             "weights compute in f32 either way"},
     {0}};
 
 /* params has passed the table check. */
@@ -122,7 +131,10 @@ static int run(const json_t *p, rf_job_ctx *ctx, json_t **result, rf_error *err)
     if ((rc = ctx->resolve(ctx, "model", model, &model_dir, err)) < 0 ||
         (rc = ctx->resolve(ctx, "dataset", dataset, &data_path, err)) < 0)
         goto out;
-    if ((rc = rf_lm_load(&lm, model_dir, err)) < 0) {
+    rf_activations act;
+    if ((rc = rf_activations_parse(rf_param_str(p, params, "activations", "bf16"), &act, err)) < 0)
+        goto out;
+    if ((rc = rf_lm_load(&lm, model_dir, act, err)) < 0) {
         rf_error_wrap(err, "evaluate: model '%s'", model);
         /* a checkpoint that does not load will not load on a retry either */
         if (rc == RF_EIO || rc == RF_EUNSUPPORTED) rc = err->code = RF_EINVAL;
@@ -148,6 +160,7 @@ static int run(const json_t *p, rf_job_ctx *ctx, json_t **result, rf_error *err)
     json_object_set_new(m, "model", json_string(model));
     json_object_set_new(m, "dataset", json_string(dataset));
     json_object_set_new(m, "split", json_string(rf_param_str(p, params, "split", "all")));
+    json_object_set_new(m, "activations", json_string(rf_activations_name(act)));
     if (ctx->event) ctx->event(ctx, "metrics", m);
     *result = m;
 out:

@@ -1,5 +1,7 @@
 #include "engine/model/lm.h"
 
+#include "engine/backend/ops.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,10 +14,29 @@ static void add_stop(rf_lm *lm, int id)
     lm->stop_ids[lm->n_stop++] = id;
 }
 
-int rf_lm_load(rf_lm *lm, const char *dir, rf_error *err)
+int rf_activations_parse(const char *s, rf_activations *a, rf_error *err)
+{
+    if (!s || !strcmp(s, "bf16")) {
+        *a = RF_ACT_BF16;
+        return 0;
+    }
+    if (!strcmp(s, "f32")) {
+        *a = RF_ACT_F32;
+        return 0;
+    }
+    return rf_errorf(err, RF_EINVAL, "activations must be \"bf16\" or \"f32\", not \"%s\"", s);
+}
+
+const char *rf_activations_name(rf_activations a)
+{
+    return a == RF_ACT_F32 ? "f32" : "bf16";
+}
+
+int rf_lm_load(rf_lm *lm, const char *dir, rf_activations act, rf_error *err)
 {
     memset(lm, 0, sizeof *lm);
-    int rc = rf_llama_load(&lm->model, dir, NULL, err);
+    int rc =
+        rf_llama_load(&lm->model, dir, act == RF_ACT_F32 ? rf_ops_cpu() : rf_ops_cpu_bf16(), err);
     if (rc < 0) return rc;
     if ((rc = rf_tokenizer_load(dir, &lm->tok, err)) < 0) {
         rf_llama_free(&lm->model);

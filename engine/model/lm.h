@@ -29,7 +29,19 @@ typedef struct rf_lm {
     int n_stop;
 } rf_lm;
 
-int rf_lm_load(rf_lm *lm, const char *dir, rf_error *err);
+/* Activations of the BF16 and 4-bit matmuls at inference. BF16 is what
+ * W4A16 means and what a bf16 linear computes in PyTorch (rf_ops_cpu_bf16:
+ * activations rounded to bf16, the exact products summed in f32), and on
+ * CPUs with AVX-512 BF16 it runs the vdpbf16ps kernels at twice the f32
+ * rate; F32 keeps every activation f32 (rf_ops_cpu), exact against an f32
+ * reference. F32 and F16 weights compute in f32 either way. */
+typedef enum { RF_ACT_BF16, RF_ACT_F32 } rf_activations;
+
+/* "bf16" or "f32" (NULL: bf16) → *a; −RF_EINVAL for another word. */
+int rf_activations_parse(const char *s, rf_activations *a, rf_error *err);
+const char *rf_activations_name(rf_activations a);
+
+int rf_lm_load(rf_lm *lm, const char *dir, rf_activations act, rf_error *err);
 void rf_lm_free(rf_lm *lm);
 /* Resident bytes the loaded model stands for (mapped weights). */
 size_t rf_lm_bytes(const rf_lm *lm);

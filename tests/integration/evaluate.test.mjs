@@ -5,11 +5,11 @@
 // the server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
 import { createDb, migrate, createKey, start, api, assertProblem, waitFor, run, BIN } from './harness.mjs';
-import { loadRef, score } from './reflm.mjs';
+import { loadRef, score, toBf16 } from './reflm.mjs';
 
 const repo = resolve(import.meta.dirname, '..', '..');
 let db, srv, key, other, root, dir, ref;
@@ -38,20 +38,48 @@ before(async () => {
 });
 after(async () => assert.equal((await srv.stop()).code, 0, srv.logs));
 
+// The F32 checkpoint in dir rewritten as BF16 (each weight rounded to
+// nearest even) into out.
+function toBf16Checkpoint(from, out) {
+  cpSync(from, out, { recursive: true });
+  const buf = readFileSync(join(from, 'model.safetensors'));
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString());
+  const parts = [], h = {};
+  let off = 0;
+  for (const [name, v] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const [a, b] = v.data_offsets;
+    const src = buf.subarray(8 + n + a, 8 + n + b), dst = Buffer.alloc(src.length / 2);
+    for (let i = 0; i < dst.length / 2; i++) {
+      const f = new Float32Array([toBf16(src.readFloatLE(4 * i))]);
+      dst.writeUInt16LE(new Uint32Array(f.buffer)[0] >>> 16, 2 * i);
+    }
+    h[name] = { dtype: 'BF16', shape: v.shape, data_offsets: [off, off + dst.length] };
+    off += dst.length;
+    parts.push(dst);
+  }
+  let hs = JSON.stringify(h);
+  hs += ' '.repeat((8 - (hs.length % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(hs.length));
+  writeFileSync(join(out, 'model.safetensors'), Buffer.concat([len, Buffer.from(hs), ...parts]));
+}
+
 // The metrics computed here, from scratch, for the rows of a split.
-function expected(split) {
+function expected(split, m = ref, opts = {}) {
   const sel = rows.filter((r) => !split || (r.split ?? 'train') === split);
   let nll = 0, tokens = 0, acc = 0, accNorm = 0, mc = 0;
   for (const r of sel) {
     if (r.choices) {
-      const ll = r.choices.map((c) => score(ref, r.prompt, c).sum);
+      const ll = r.choices.map((c) => score(m, r.prompt, c, ' ', opts).sum);
       const norm = ll.map((v, i) => v / [...r.choices[i]].length);
       const argmax = (a) => a.indexOf(Math.max(...a));
       mc++;
       acc += argmax(ll) === r.answer;
       accNorm += argmax(norm) === r.answer;
     } else {
-      const s = score(ref, r.prompt, r.response);
+      const s = score(m, r.prompt, r.response, ' ', opts);
       nll -= s.sum;
       tokens += s.tokens;
     }
@@ -110,6 +138,34 @@ test('evaluate job: metrics equal an independent computation', async () => {
   assert.ok(Math.abs(res.data.perplexity - want.perplexity) <= 1e-4 * want.perplexity);
   assert.equal(res.data.acc, want.acc);
   assert.ok(lines.some((l) => l.event === 'progress' && l.data.progress === 1));
+});
+
+test('evaluate job: a BF16 model with bf16 activations (the default) and f32 ones, each equal to its reference', async () => {
+  const bdir = join(root, 'tiny-bf16');
+  toBf16Checkpoint(dir, bdir);
+  const bref = loadRef(bdir);
+  const up = await api(srv.base, key, 'POST', '/v1/datasets?name=ev-bf16', jsonl, { 'content-type': 'application/x-ndjson' });
+  assert.equal(up.status, 201, up.text);
+  assert.equal((await api(srv.base, key, 'POST', '/v1/models', { name: 'tiny-bf16', path: bdir })).status, 201);
+  const got = {};
+  for (const activations of [undefined, 'f32', 'bf16']) {
+    const params = { model: 'tiny-bf16', dataset: up.json.id, metrics: ['perplexity'] };
+    if (activations) params.activations = activations;
+    const r = await api(srv.base, key, 'POST', '/v1/jobs', { type: 'evaluate', params });
+    assert.equal(r.status, 201, r.text);
+    const j = await finished(r.json.id);
+    assert.equal(j.status, 'succeeded', JSON.stringify(j));
+    assert.equal(j.result.activations, activations ?? 'bf16');
+    got[activations ?? 'default'] = j.result.perplexity;
+  }
+  const want32 = expected(undefined, bref).perplexity, want16 = expected(undefined, bref, { bf16: true }).perplexity;
+  // the two references differ by more than the tolerance, so each match means something
+  // (4e-4 apart on this fixture; each engine figure lands within 1e-7 of its own)
+  assert.ok(Math.abs(want32 - want16) > 1e-4 * want32, `${want32} vs ${want16}`);
+  assert.ok(Math.abs(got.f32 - want32) <= 1e-5 * want32, `f32: ${got.f32} vs ${want32}`);
+  assert.ok(Math.abs(got.bf16 - want16) <= 1e-5 * want16, `bf16: ${got.bf16} vs ${want16}`);
+  assert.equal(got.default, got.bf16);
+  assertProblem(assert, await api(srv.base, key, 'POST', '/v1/jobs', { type: 'evaluate', params: { model: 'tiny-bf16', dataset: up.json.id, activations: 'f16' } }), 422, 'params.activations');
 });
 
 test('evaluate job: bad params are refused at POST, naming the field', async () => {

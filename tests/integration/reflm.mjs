@@ -1,8 +1,11 @@
 // An independent reference for the suites that check model outputs over HTTP:
 // the published Llama equations (RMSNorm, RoPE in the rotate-half convention,
 // grouped-query causal attention, SwiGLU) in plain JavaScript doubles, on an
-// F32 safetensors checkpoint, and the tokenizer from @huggingface/tokenizers.
-// Small and slow on purpose; only for the tiny fixtures.
+// F32 or BF16 safetensors checkpoint (BF16 widened exactly), and the tokenizer
+// from @huggingface/tokenizers. With { bf16: true } every product with a
+// weight takes its input rounded to bf16 first (round to nearest even), as a
+// bf16 linear in PyTorch does. Small and slow on purpose; only for the tiny
+// fixtures.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
@@ -14,10 +17,18 @@ function loadTensors(file) {
   const t = {};
   for (const [name, v] of Object.entries(header)) {
     if (name === '__metadata__') continue;
-    if (v.dtype !== 'F32') throw new Error(`reflm: ${name} is ${v.dtype}; only F32 checkpoints`);
+    if (v.dtype !== 'F32' && v.dtype !== 'BF16') throw new Error(`reflm: ${name} is ${v.dtype}; only F32 and BF16 checkpoints`);
     const [a, b] = v.data_offsets;
     const bytes = buf.subarray(8 + n + a, 8 + n + b);
-    t[name] = { shape: v.shape, data: new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)) };
+    let data;
+    if (v.dtype === 'F32') {
+      data = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+    } else {
+      const u = new Uint32Array(bytes.length / 2);
+      for (let i = 0; i < u.length; i++) u[i] = bytes.readUInt16LE(2 * i) << 16;
+      data = new Float32Array(u.buffer);
+    }
+    t[name] = { shape: v.shape, data };
   }
   return t;
 }
@@ -31,7 +42,17 @@ export function loadRef(dir) {
   return { cfg, w, tok, encode: (s) => tok.encode(s).ids };
 }
 
-const matvec = (W, x, rows, cols) => {
+// x (a double) as f32, then rounded to bf16, nearest even.
+const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
+export function toBf16(x) {
+  f32[0] = x;
+  u32[0] = ((u32[0] + 0x7fff + ((u32[0] >>> 16) & 1)) >>> 16) << 16;
+  return f32[0];
+}
+
+let roundActs = false;
+const matvec = (W, xin, rows, cols) => {
+  const x = roundActs ? Array.from(xin, toBf16) : xin;
   const out = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
     let s = 0;
@@ -49,7 +70,16 @@ const rmsnorm = (x, w, eps) => {
 };
 
 // Logits [T][vocab] for ids, every position.
-export function forward(m, ids) {
+export function forward(m, ids, opts = {}) {
+  roundActs = !!opts.bf16;
+  try {
+    return forwardRaw(m, ids);
+  } finally {
+    roundActs = false;
+  }
+}
+
+function forwardRaw(m, ids) {
   const c = m.cfg, D = c.hidden_size, H = c.num_attention_heads, KV = c.num_key_value_heads;
   const hd = c.head_dim ?? D / H, F = c.intermediate_size, V = c.vocab_size, L = c.num_hidden_layers;
   const eps = c.rms_norm_eps, theta = c.rope_theta ?? 10000;
@@ -112,9 +142,9 @@ export function logSoftmax(row) {
 
 // Σ log p(target tokens | context) as lm-evaluation-harness splits them:
 // the tokens of context+delim+target past the context's.
-export function score(m, context, target, delim = ' ') {
+export function score(m, context, target, delim = ' ', opts = {}) {
   const ctx = m.encode(context), whole = m.encode(context + delim + target);
-  const lg = forward(m, whole);
+  const lg = forward(m, whole, opts);
   let sum = 0;
   for (let i = ctx.length; i < whole.length; i++) sum += logSoftmax(lg[i - 1])[whole[i]];
   return { sum, tokens: whole.length - ctx.length };

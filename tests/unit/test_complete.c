@@ -48,7 +48,7 @@ static int setup(void **state)
     link_in(TOK, "tokenizer.json");
     link_in(TOK, "tokenizer_config.json");
     rf_error err = {0};
-    if (rf_lm_load(&g_lm, g_model, &err) < 0) {
+    if (rf_lm_load(&g_lm, g_model, RF_ACT_F32, &err) < 0) {
         fprintf(stderr, "%s\n", err.msg);
         return -1;
     }

@@ -77,7 +77,7 @@ static void check_against_complete(double temperature)
     assert_int_equal(t->chat(t, q, NP, &sp, out, &err), 0);
 
     rf_lm lm;
-    assert_int_equal(rf_lm_load(&lm, g_model, &err), 0);
+    assert_int_equal(rf_lm_load(&lm, g_model, RF_ACT_F32, &err), 0);
     for (int i = 0; i < NP; i++) {
         int32_t *ids;
         size_t n;
