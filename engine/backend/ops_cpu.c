@@ -217,6 +217,11 @@ static void matmul_k(const kernels *kn, float *y, const float *x, const rf_tenso
     /* Work is handed out in small pieces (dynamic schedule) rather than one
      * slice per thread: on a shared machine a thread that loses its core
      * then delays only its current piece, not half of the matmul. */
+    if (M < SMALL_M && kn == &g_simd && g_avx512 &&
+        rf_cpu_gemv_avx512(y, x, w->data, w->dtype, M, N, K) == 0) {
+        add_bias(y, bias, M, N);
+        return;
+    }
     if (M < SMALL_M) {
         dot_fn dot = kn->dot[w->dtype];
 #pragma omp parallel for schedule(dynamic, 32)
@@ -451,6 +456,11 @@ static void matmul_bf16(float *y, const float *x, const rf_tensor *w, const floa
         return;
     }
     if (M >= SMALL_M && rf_cpu_bf16_gemm(y, x, w->data, M, N, K, 1, scratch, scratch_n) == 0) {
+        add_bias(y, bias, M, N);
+        return;
+    }
+    if (M < SMALL_M && rf_cpu_has_bf16() &&
+        rf_cpu_gemv_bf16_dp(y, x, w->data, M, N, K, scratch, scratch_n) == 0) {
         add_bias(y, bias, M, N);
         return;
     }

@@ -3,6 +3,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #define AVX512 __attribute__((target("avx512f,avx512dq")))
@@ -327,4 +328,135 @@ void rf_cpu_rmsnorm_avx512(float *y, const float *x, const float *w, int M, int 
 #pragma omp parallel for schedule(static) if (M > 1)
     for (int m = 0; m < M; m++)
         rmsnorm_row(y + (size_t)m * D, x + (size_t)m * D, w, D, eps);
+}
+
+/* ---- decode's dense products ------------------------------------------------
+ * y[m, n] = W[n, :] · x[m, :] for few rows of x, 16 rows of W at a time: a
+ * row's products summed in two zmm chains, the 16 rows' sums reduced
+ * together by one hsum16 and stored as one vector. Rows n..n+15 are
+ * adjacent in memory, so the weights arrive as one sequential stream. */
+
+/* 16 weights at w[i] as f32: F32 as stored, F16 through vcvtph2ps, BF16
+ * widened (bf16 is the top half of an f32). */
+INLINE AVX512 __m512 load16(const int dt, const void *w, size_t i)
+{
+    if (dt == RF_DTYPE_F32) return _mm512_loadu_ps((const float *)w + i);
+    const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)w + i));
+    if (dt == RF_DTYPE_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+INLINE AVX512 void gemv_block(const int dt, float *y, const float *x, const void *w, int M, int N,
+                              int K, int n0)
+{
+    const size_t es = dt == RF_DTYPE_F32 ? 4 : 2;
+    const int nr = N - n0 < 16 ? N - n0 : 16;
+    for (int m = 0; m < M; m++) {
+        const float *xm = x + (size_t)m * K;
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) {
+            acc[j] = _mm512_setzero_ps();
+            if (j >= nr) continue;
+            const char *row = (const char *)w + (size_t)(n0 + j) * K * es;
+            __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+            int k = 0;
+            for (; k + 32 <= K; k += 32) {
+                a = _mm512_fmadd_ps(load16(dt, row, k), _mm512_loadu_ps(xm + k), a);
+                b = _mm512_fmadd_ps(load16(dt, row, k + 16), _mm512_loadu_ps(xm + k + 16), b);
+            }
+            if (k < K) a = _mm512_fmadd_ps(load16(dt, row, k), _mm512_loadu_ps(xm + k), a);
+            acc[j] = _mm512_add_ps(a, b);
+        }
+        _mm512_mask_storeu_ps(y + (size_t)m * N + n0, mask16(nr), hsum16(acc));
+    }
+}
+
+AVX512 static void gemv_f32(float *y, const float *x, const void *w, int M, int N, int K, int n0)
+{
+    gemv_block(RF_DTYPE_F32, y, x, w, M, N, K, n0);
+}
+
+AVX512 static void gemv_f16(float *y, const float *x, const void *w, int M, int N, int K, int n0)
+{
+    gemv_block(RF_DTYPE_F16, y, x, w, M, N, K, n0);
+}
+
+AVX512 static void gemv_bf16(float *y, const float *x, const void *w, int M, int N, int K, int n0)
+{
+    gemv_block(RF_DTYPE_BF16, y, x, w, M, N, K, n0);
+}
+
+int rf_cpu_gemv_avx512(float *y, const float *x, const void *w, rf_dtype dt, int M, int N, int K)
+{
+    if (K % 16 || (dt != RF_DTYPE_F32 && dt != RF_DTYPE_F16 && dt != RF_DTYPE_BF16)) return -1;
+    void (*f)(float *, const float *, const void *, int, int, int, int) =
+        dt == RF_DTYPE_F32   ? gemv_f32
+        : dt == RF_DTYPE_F16 ? gemv_f16
+                             : gemv_bf16;
+    /* blocks of 4 × 16 rows handed out dynamically (see ops_cpu.c) */
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int n0 = 0; n0 < N; n0 += 16)
+        f(y, x, w, M, N, K, n0);
+    return 0;
+}
+
+/* The bf16 table's BF16 × bf16 decode: x rounded to bf16 (nearest even),
+ * packed once; each row's pairs meet x's with vdpbf16ps, whose products
+ * are exact in f32 (the f32 sums of the exact products, as rf_ops_cpu_bf16
+ * promises), 32 weights an instruction and no conversion of the weights. */
+#define BF16_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16")))
+
+INLINE BF16_TARGET void gemv_dp_block(float *y, const uint16_t *xb, const uint16_t *w, int M, int N,
+                                      int K, int n0)
+{
+    const int nr = N - n0 < 16 ? N - n0 : 16;
+    for (int m = 0; m < M; m++) {
+        const uint16_t *xm = xb + (size_t)m * K;
+        __m512 acc[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) {
+            acc[j] = _mm512_setzero_ps();
+            if (j >= nr) continue;
+            const uint16_t *row = w + (size_t)(n0 + j) * K;
+            __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+            int k = 0;
+            for (; k + 64 <= K; k += 64) {
+                a = _mm512_dpbf16_ps(a, (__m512bh)_mm512_loadu_si512(row + k),
+                                     (__m512bh)_mm512_loadu_si512(xm + k));
+                b = _mm512_dpbf16_ps(b, (__m512bh)_mm512_loadu_si512(row + k + 32),
+                                     (__m512bh)_mm512_loadu_si512(xm + k + 32));
+            }
+            if (k < K)
+                a = _mm512_dpbf16_ps(a, (__m512bh)_mm512_loadu_si512(row + k),
+                                     (__m512bh)_mm512_loadu_si512(xm + k));
+            acc[j] = _mm512_add_ps(a, b);
+        }
+        _mm512_mask_storeu_ps(y + (size_t)m * N + n0, mask16(nr), hsum16(acc));
+    }
+}
+
+BF16_TARGET static void gemv_dp(float *y, const uint16_t *xb, const uint16_t *w, int M, int N,
+                                int K, int n0)
+{
+    gemv_dp_block(y, xb, w, M, N, K, n0);
+}
+
+BF16_TARGET static void round_rows(const float *x, size_t n, uint16_t *xb)
+{
+    for (size_t i = 0; i < n; i += 32) /* n a multiple of 32 */
+        _mm512_storeu_si512(xb + i, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16),
+                                                                 _mm512_loadu_ps(x + i)));
+}
+
+int rf_cpu_gemv_bf16_dp(float *y, const float *x, const uint16_t *w, int M, int N, int K,
+                        float *scratch, size_t scratch_n)
+{
+    if (K % 32 || (size_t)M * K / 2 > scratch_n) return -1;
+    uint16_t *xb = (uint16_t *)scratch;
+    round_rows(x, (size_t)M * K, xb);
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int n0 = 0; n0 < N; n0 += 16)
+        gemv_dp(y, xb, w, M, N, K, n0);
+    return 0;
 }

@@ -439,16 +439,23 @@ int rf_cpu_bf16_gemm_w4(float *y, const float *x, const rf_gptq_weight *w, int M
  * the weights arrive as one sequential stream (walking 4 or 16 rows side by
  * side, with the sums in registers, measured slower: the prefetchers keep
  * one stream full, not many), the partial sums staying in L1. */
-INLINE BF16_TARGET void row_pass(const int nt, const int32_t *w0, int len, __m512i tab,
+INLINE BF16_TARGET void row_pass(const int nt, const int32_t *w0, int len, size_t next,
                                  const __m512bh *xb, float *part)
 {
+    /* nibble b of each half moved to mantissa bits 3..6 (b = 0: left 3,
+     * else right 4b − 3), then (· & 0x0078) | 0x3F80 in one vpternlogd */
+    const __m512i keep = _mm512_set1_epi32(0x00780078), one = _mm512_set1_epi32(0x3F803F80);
     for (int c = 0; c < len; c += 16) {
         const __mmask16 mk = mask16(len - c);
         const __m512i q = _mm512_maskz_loadu_epi32(mk, w0 + c);
+        /* the same channels of the next row of words (for a whole-width
+         * pass, simply the bytes that follow) */
+        _mm_prefetch((const char *)(w0 + next + c), _MM_HINT_T0);
         __m512 a0 = _mm512_maskz_loadu_ps(mk, part + c), a1 = _mm512_setzero_ps();
 #pragma GCC unroll 4
         for (int b = 0; b < 4; b++) {
-            const __m512bh d = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi32(q, 4 * b), tab);
+            const __m512i sh = b == 0 ? _mm512_slli_epi32(q, 3) : _mm512_srli_epi32(q, 4 * b - 3);
+            const __m512bh d = (__m512bh)_mm512_ternarylogic_epi32(sh, keep, one, 0xEA);
 #pragma GCC unroll 3
             for (int t = 0; t < nt; t++)
                 if (b % 2)
@@ -467,10 +474,6 @@ INLINE BF16_TARGET void piece(const int nt, const rf_gptq_weight *w, int M, cons
                               size_t lda, size_t p16, const float *xs, int g, int n0, int n1,
                               float *part, float *out, size_t ldo)
 {
-    uint16_t tb[32];
-    for (int i = 0; i < 32; i++)
-        tb[i] = bf16_bits_of_int(i & 15);
-    const __m512i tab = _mm512_loadu_si512(tb);
     const int N = w->N, G = w->G, gs = w->K / G, r0 = g * gs / 8, r1 = (g + 1) * gs / 8;
     const int len = n1 - n0;
     memset(part, 0, sizeof(float) * (size_t)M * len);
@@ -482,7 +485,7 @@ INLINE BF16_TARGET void piece(const int nt, const rf_gptq_weight *w, int M, cons
             for (int t = 0; t < nt; t++)
                 for (int b = 0; b < 4; b++)
                     xb[4 * t + b] = (__m512bh)_mm512_set1_epi32((int)am[t * p16 + 4 * r + b]);
-            row_pass(nt, w->qweight + (size_t)r * N + n0, len, tab, xb, pm);
+            row_pass(nt, w->qweight + (size_t)r * N + n0, len, (size_t)N, xb, pm);
         }
     }
     /* the group's scales and zeros as stored (f16, and nibbles of zero − 1
@@ -497,15 +500,18 @@ INLINE BF16_TARGET void piece(const int nt, const rf_gptq_weight *w, int M, cons
         const __m512i zw =
             _mm512_permutexvar_epi32(zsel, _mm512_castsi128_si512(_mm_maskz_loadu_epi32(
                                                (__mmask8)(len - c > 8 ? 3 : 1), zq + c / 8)));
-        const __m512 zv = _mm512_add_ps(
+        /* part holds Σ x·(1 + q/16): Σ x (q − z) = 16 (part − (1 + z/16) Σ x),
+         * z = stored + 1; 1 + z/16 and 16 s are exact */
+        const __m512 zv = _mm512_fmadd_ps(
             _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srlv_epi32(zw, zsh), _mm512_set1_epi32(15))),
-            _mm512_set1_ps(1.0f));
+            _mm512_set1_ps(0.0625f), _mm512_set1_ps(1.0625f));
+        const __m512 sv16 = _mm512_mul_ps(sv, _mm512_set1_ps(16.0f));
         for (int m = 0; m < M; m++) {
             const float *pc = part + (size_t)m * len + c;
             float *oc = out + (size_t)m * ldo + n0 + c;
             const __m512 t = _mm512_fnmadd_ps(zv, _mm512_set1_ps(xs[(size_t)m * G + g]),
                                               _mm512_maskz_loadu_ps(mk, pc));
-            _mm512_mask_storeu_ps(oc, mk, _mm512_fmadd_ps(sv, t, _mm512_maskz_loadu_ps(mk, oc)));
+            _mm512_mask_storeu_ps(oc, mk, _mm512_fmadd_ps(sv16, t, _mm512_maskz_loadu_ps(mk, oc)));
         }
     }
 }

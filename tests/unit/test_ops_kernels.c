@@ -120,7 +120,16 @@ static void test_dense(void **state)
     const int Ms[] = {1, 2, 7, 8, 9, 13, 64, 131};
     const struct {
         int N, K;
-    } s[] = {{1, 1}, {17, 31}, {64, 64}, {200, 257}, {130, 100}, {48, 2}};
+    } s[] = {{1, 1},
+             {17, 31},
+             {64, 64},
+             {200, 257},
+             {130, 100},
+             {48, 2},
+             /* decode's AVX-512 products: K a multiple of 16 (of 32 for vdpbf16ps), N not of 16 */
+             {37, 48},
+             {50, 96},
+             {300, 160}};
     const rf_dtype dts[] = {RF_DTYPE_BF16, RF_DTYPE_F32, RF_DTYPE_F16};
     for (size_t d = 0; d < 3; d++)
         for (size_t i = 0; i < sizeof s / sizeof *s; i++)
