@@ -41,6 +41,8 @@
 /* Channels per work item of the decode kernel when threads split the
  * channels: its partial sums (M × CH floats) stay in L1 for one row. */
 #define CH 2048
+/* Rows of words fetched ahead while a W4A16 panel is packed. */
+#define PF_ROWS 16
 
 enum { PAIR_DENSE, PAIR_W4 };
 
@@ -201,6 +203,12 @@ BF16_TARGET static void pack_panel_w4(const rf_gptq_weight *w, int n0, int nr, _
     const int N = w->N, R = w->K / 8;
     for (int r = 0; r < R; r++) {
         const int32_t *row = w->qweight + (size_t)r * N + n0;
+        /* the tile's rows of words are 256 bytes each, N·4 apart: a new
+         * page every few rows, where the hardware prefetchers stop, so the
+         * rows PF_ROWS ahead are fetched here */
+        if (r + PF_ROWS < R)
+            for (int v = 0; v < NV && 16 * v < nr; v++)
+                _mm_prefetch((const char *)(row + (size_t)PF_ROWS * N + 16 * v), _MM_HINT_T0);
         __m512i *out = panel + (size_t)4 * r * NV;
         for (int v = 0; v < NV; v++) {
             const __m512i wd = _mm512_maskz_loadu_epi32(mk[v], row + 16 * v);
