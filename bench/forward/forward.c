@@ -25,7 +25,8 @@
  * Timings: each engine's best of three prefills and of three 32-token
  * decodes, in each of --rounds rounds (3) that run our tables and the peers
  * back to back, so that on a shared machine every engine samples the same
- * load; each figure reported is its median over the rounds.
+ * load; each figure reported is its median over the rounds, and each ratio
+ * both as the ratio of the medians and as the median of the rounds' ratios.
  *
  * The dense models are random (weights do not change the speed) and are
  * generated once into DIR (default /tmp/refinery-bench-<dtype>).
@@ -310,6 +311,17 @@ static figures median(const figures *f, int n)
     return m;
 }
 
+/* Median over the rounds of our figure over the peer's in the same round:
+ * the paired comparison, less swayed than the ratio of medians when the
+ * machine's load changes between rounds. */
+static figures paired(const figures *a, const figures *b, int n)
+{
+    figures r[MAX_ROUNDS];
+    for (int i = 0; i < n; i++)
+        r[i].prefill = a[i].prefill / b[i].prefill, r[i].decode = a[i].decode / b[i].decode;
+    return median(r, n);
+}
+
 static void logit_diff(const float *a, const float *b, int V, double *mabs, double *mref)
 {
     *mabs = *mref = 0;
@@ -440,20 +452,24 @@ int main(int argc, char **argv)
            cbw / 1e9, 100 * wbw / cbw);
     if (have_torch)
         printf("pytorch:  prefill %.1f tok/s, decode %.2f tok/s (best of default and passive "
-               "OpenMP waits in each round)\nratio vs pytorch (%s): prefill %.2fx, decode %.2fx\n",
+               "OpenMP waits in each round)\nratio vs pytorch (%s): prefill %.2fx, decode %.2fx "
+               "(per-round ratios' median: %.2fx, %.2fx)\n",
                tp.prefill, tp.decode, tables[best]->name, med[best].prefill / tp.prefill,
-               med[best].decode / tp.decode);
+               med[best].decode / tp.decode, paired(ours[best], torch, rounds).prefill,
+               paired(ours[best], torch, rounds).decode);
     if (have_llama) {
         double mabs, mref;
         logit_diff(ll, logits[best], VOCAB, &mabs, &mref);
         printf("llama.cpp (%s): prefill %.1f tok/s, decode %.2f tok/s; its logits vs ours (%s): "
                "max |diff| %.3g (max |logit| %.3g)\n",
                w4 ? "Q4_0" : dtname, lf.prefill, lf.decode, tables[best]->name, mabs, mref);
-        printf("ratio vs llama.cpp (%s): prefill %.2fx, decode %.2fx\n", tables[best]->name,
-               med[best].prefill / lf.prefill, med[best].decode / lf.decode);
-        if (ntables == 2)
-            printf("ratio vs llama.cpp (%s): prefill %.2fx, decode %.2fx\n", tables[0]->name,
-                   med[0].prefill / lf.prefill, med[0].decode / lf.decode);
+        for (int t = best; t >= 0; t--) {
+            const figures pr = paired(ours[t], lcpp, rounds);
+            printf("ratio vs llama.cpp (%s): prefill %.2fx, decode %.2fx (per-round ratios' "
+                   "median: %.2fx, %.2fx)\n",
+                   tables[t]->name, med[t].prefill / lf.prefill, med[t].decode / lf.decode,
+                   pr.prefill, pr.decode);
+        }
     } else if (peer && !llama) {
         printf("llama.cpp peer unavailable (bench/forward/llamacpp/setup.sh did not run)\n");
     }

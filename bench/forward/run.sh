@@ -4,7 +4,7 @@
 # decode's weight bandwidth beside a memory-copy bandwidth. See forward.c.
 # DTYPES="bf16 f32 w4a16" by default (w4a16: our GPTQ of the bf16 checkpoint,
 # beside llama.cpp's Q4_0 of the same integers); THREADS defaults to every core;
-# ROUNDS (3) rounds of all engines back to back, medians reported.
+# ROUNDS (5) rounds of all engines back to back, medians reported.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # The PyTorch peer uses Debian's torch, installed here when missing.
@@ -24,6 +24,6 @@ bin=build/bench/forward/forward
 [ -x "$bin" ] || make --no-print-directory "$bin"
 for dt in ${DTYPES:-bf16 f32 w4a16}; do
   echo "== bench/forward $dt"
-  "$bin" --dtype "$dt" ${THREADS:+--threads "$THREADS"} ${ROUNDS:+--rounds "$ROUNDS"} \
+  "$bin" --dtype "$dt" ${THREADS:+--threads "$THREADS"} --rounds "${ROUNDS:-5}" \
     ${llama:+--llama "$llama"}
 done
