@@ -21,6 +21,7 @@
 #include "service/datasets.h"
 #include "service/auth.h"
 #include "service/children.h"
+#include "service/job_cache.h"
 #include "service/queue.h"
 #include "service/resolve.h"
 #include "service/scrub.h"
@@ -498,7 +499,7 @@ static int listen_connect(rf_workers *p, PGconn **c, rf_error *err)
     if (rc) return rc;
     /* PQexec: three statements in one string (PQexecParams takes one). */
     PGresult *r = PQexec(*c, "LISTEN refinery_jobs; LISTEN refinery_cancel; LISTEN refinery_keys;"
-                             " LISTEN refinery_events; LISTEN refinery_wake");
+                             " LISTEN refinery_events; LISTEN refinery_wake; LISTEN refinery_job");
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         rc = rf_errorf(err, RF_EDB, "LISTEN failed: %s", PQerrorMessage(*c));
     PQclear(r);
@@ -534,7 +535,10 @@ static void *listener_main(void *arg)
     while (!atomic_load(&p->stopping)) {
         rf_error err;
         if (!p->ldb || PQstatus(p->ldb) != CONNECTION_OK) {
+            /* Deaf now: changes may go unannounced until LISTEN is back. */
+            rf_job_cache_online(false);
             if (wait_for_db(p, &p->ldb, "listener", listen_connect)) break;
+            rf_job_cache_online(true);
             /* Notifications may have been missed meanwhile: workers look for
              * jobs, event streams for events, keys are checked afresh, parents
              * whose children ended are woken; leases are extended at once. */
@@ -584,6 +588,8 @@ static void *listener_main(void *arg)
                 flag_cancel(p, n->extra);
             else if (!strcmp(n->relname, "refinery_keys"))
                 rf_auth_flush();
+            else if (!strcmp(n->relname, "refinery_job"))
+                rf_job_cache_changed(n->extra);
             else if (!strcmp(n->relname, "refinery_events"))
                 rf_sse_notify(n->extra);
             else if (!strcmp(n->relname, "refinery_wake"))
@@ -632,6 +638,7 @@ int rf_workers_start(const rf_config *cfg, rf_workers **out, rf_error *err)
     }
     int rc = listen_connect(p, &p->ldb, err);
     if (rc) goto fail;
+    rf_job_cache_online(true); /* listening: the job cache may serve */
     if (pthread_create(&p->listener, NULL, listener_main, p)) {
         rc = rf_errorf(err, RF_EINTERNAL, "cannot start the listener thread");
         goto fail;
@@ -689,6 +696,7 @@ void rf_workers_stop(rf_workers *p, int grace_ms)
             pthread_mutex_destroy(&p->w[i].lock);
         free(p->w);
     }
+    rf_job_cache_online(false);
     if (p->ldb) PQfinish(p->ldb);
     if (!stuck) free(p);
 }
