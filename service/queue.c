@@ -35,7 +35,10 @@ int rf_queue_claim(PGconn *c, const char *owner, const char *types, int lease_ms
     PGresult *r;
     *got = false;
     memset(job, 0, sizeof *job);
-    int rc = rf_db_execp(
+    /* Not prepared: planned for the table as it is now. The jobs table grows
+     * from nothing to a backlog, and a plan cached while it was empty (a
+     * scan and a sort) would be kept for ever. */
+    int rc = rf_db_exec(
         c,
         "WITH next AS ("
         "  SELECT id FROM jobs"
@@ -47,7 +50,7 @@ int rf_queue_claim(PGconn *c, const char *owner, const char *types, int lease_ms
         "   started_at = coalesce(j.started_at, now()), updated_at = now()"
         "  FROM next WHERE j.id = next.id"
         "  RETURNING j.id, j.tenant_id, j.type, j.attempts, j.max_attempts, j.params::text,"
-        "   j.checkpoint::text),"
+        "   j.checkpoint::text, j.metadata ? 'study_id'),"
         /* The attempt's first event, in the same round trip. */
         " e AS (INSERT INTO job_events (job_id, kind, data) SELECT id, 'log',"
         "   json_build_object('level', 'info', 'message', 'attempt started',"
@@ -64,6 +67,7 @@ int rf_queue_claim(PGconn *c, const char *owner, const char *types, int lease_ms
         job->max_attempts = atoi(PQgetvalue(r, 0, 4));
         job->params = json_loads(PQgetvalue(r, 0, 5), 0, NULL);
         if (!PQgetisnull(r, 0, 6)) job->checkpoint = json_loads(PQgetvalue(r, 0, 6), 0, NULL);
+        job->trial = PQgetvalue(r, 0, 7)[0] == 't';
         if (!job->params) {
             rc = rf_errorf(err, RF_EINTERNAL, "job %s has unreadable params", job->id);
             goto out;
@@ -110,8 +114,18 @@ int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const
     p[4] = result_json;
     p[5] = error;
     /* Worker connections commit asynchronously (a lost claim or event only
-     * means a re-run); a job's outcome is the exception and waits for disk.
-     * The four statements go out as one pipeline: one round trip. */
+     * means a re-run); a job's outcome is the exception and is on disk
+     * before this returns (and so before the job's folder is swept).
+     * The row's trigger announces the change (NOTIFY refinery_job), and a
+     * NOTIFY holds a cluster-wide lock through its transaction's commit: a
+     * commit that waited for disk there would serialise every notifying
+     * transaction of the cluster behind one fsync. So the outcome commits
+     * without waiting, then a second transaction that writes a commit record
+     * commits waiting for disk: WAL is flushed in order, so once it returns
+     * the outcome is durable too. (Readers may see the outcome up to one
+     * flush earlier than it is durable; a database crash in that window
+     * loses it like a lost claim: the job is rescued and runs again.)
+     * The statements go out as one pipeline: one round trip. */
     static const char *const upd =
         "WITH u AS (UPDATE jobs SET status = $4, result = $5::jsonb, error = $6,"
         " progress = CASE WHEN $4 = 'succeeded' THEN 1 ELSE progress END,"
@@ -120,26 +134,31 @@ int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const
         /* The final state as an event too: event streams end on it. */
         " e AS (INSERT INTO job_events (job_id, kind, data) SELECT id, 'status',"
         "  json_build_object('status', status, 'error', error) FROM u)"
-        " SELECT id FROM u";
-    /* After the commit, in a transaction of its own: a NOTIFY holds a
-     * cluster-wide lock through its commit, and this commit waits for disk. */
-    static const char *const notify = "SELECT pg_notify('refinery_events', $1)";
+        " SELECT id, pg_notify('refinery_events', id) FROM u";
     if (!PQenterPipelineMode(c))
         return rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
-    int sent =
-        PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
-        PQsendQueryParams(c, "SET LOCAL synchronous_commit = on", 0, NULL, NULL, NULL, NULL, 0) &&
-        PQsendQueryParams(c, upd, 6, NULL, p, NULL, NULL, 0) &&
-        PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
-        PQsendQueryParams(c, notify, 1, NULL, p, NULL, NULL, 0) && PQpipelineSync(c);
+    static const char *const steps[] = {"BEGIN",
+                                        "SET LOCAL synchronous_commit = off",
+                                        NULL, /* upd */
+                                        "COMMIT",
+                                        "BEGIN",
+                                        "SET LOCAL synchronous_commit = on",
+                                        "SELECT pg_current_xact_id()", /* a commit record */
+                                        "COMMIT"};
+    enum { N_STEPS = sizeof steps / sizeof *steps, UPD = 2 };
+    int sent = 1;
+    for (int i = 0; sent && i < N_STEPS; i++)
+        sent = i == UPD ? PQsendQueryParams(c, upd, 6, NULL, p, NULL, NULL, 0)
+                        : PQsendQueryParams(c, steps[i], 0, NULL, NULL, NULL, NULL, 0);
+    sent = sent && PQpipelineSync(c);
     int rc = sent ? 0 : rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
     /* Read every result up to the sync point, keeping the first error. */
-    for (int i = 0; sent && i < 5; i++) {
+    for (int i = 0; sent && i < N_STEPS; i++) {
         PGresult *r = PQgetResult(c);
         ExecStatusType st = PQresultStatus(r);
         if (!rc && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
             rc = rf_errorf(err, RF_EDB, "database error: %s", PQresultErrorMessage(r));
-        else if (!rc && i == 2 && PQntuples(r) == 0)
+        else if (!rc && i == UPD && PQntuples(r) == 0)
             rc = rf_errorf(err, RF_ECONFLICT,
                            "job %s is no longer held by this worker (lease lost)", j->id);
         PQclear(r);

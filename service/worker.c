@@ -97,11 +97,7 @@ static int worker_connect(rf_workers *p, PGconn **c, rf_error *err)
     if (*c) PQfinish(*c);
     *c = NULL;
     if (rf_db_connect(p->cfg->database_url, c, err) ||
-        rf_db_exec(*c, "SET synchronous_commit = off", 0, NULL, NULL, err) ||
-        /* The jobs table grows from nothing to a backlog: a plan cached
-         * while it was empty (a scan and a sort) would be kept for ever.
-         * Plan the claim for the table as it is now. */
-        rf_db_exec(*c, "SET plan_cache_mode = force_custom_plan", 0, NULL, NULL, err))
+        rf_db_exec(*c, "SET synchronous_commit = off", 0, NULL, NULL, err))
         return RF_EDB;
     return 0;
 }
@@ -375,6 +371,7 @@ static void run_one(worker *w)
         .study = ctx_study,
     };
     memset(&w->link, 0, sizeof w->link);
+    if (!j->trial) w->link.state = 1; /* no study to look up */
     w->stop_reason[0] = '\0';
     w->last_cancel_check = rf_now_s();
     rf_log(RF_LOG_INFO, "job %s (%s) attempt %d/%d started", j->id, j->type, j->attempt,
