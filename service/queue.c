@@ -35,10 +35,12 @@ int rf_queue_claim(PGconn *c, const char *owner, const char *types, int lease_ms
     PGresult *r;
     *got = false;
     memset(job, 0, sizeof *job);
-    /* Not prepared: planned for the table as it is now. The jobs table grows
-     * from nothing to a backlog, and a plan cached while it was empty (a
-     * scan and a sort) would be kept for ever. */
-    int rc = rf_db_exec(
+    /* Prepared, and planned once per connection: planning this statement
+     * (two scans of jobs and an insert, every index of both tables) costs
+     * more than running it. The worker connection disables sequential scans
+     * (service/worker.c) so that the cached plan is the claim index's walk
+     * even when it is made while the table is empty. */
+    int rc = rf_db_execp(
         c,
         "WITH next AS ("
         "  SELECT id FROM jobs"
@@ -120,12 +122,14 @@ int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const
      * NOTIFY holds a cluster-wide lock through its transaction's commit: a
      * commit that waited for disk there would serialise every notifying
      * transaction of the cluster behind one fsync. So the outcome commits
-     * without waiting, then a second transaction that writes a commit record
-     * commits waiting for disk: WAL is flushed in order, so once it returns
-     * the outcome is durable too. (Readers may see the outcome up to one
-     * flush earlier than it is durable; a database crash in that window
-     * loses it like a lost claim: the job is rescued and runs again.)
-     * The statements go out as one pipeline: one round trip. */
+     * without waiting (set_config(…, true): this statement's transaction
+     * only), then a second statement whose transaction writes a commit
+     * record (it takes a transaction id) commits waiting for disk: WAL is
+     * flushed in order, so once it returns the outcome is durable too.
+     * (Readers may see the outcome up to one flush before it is durable; a
+     * database crash in that window loses it as it would lose a claim: the
+     * job is rescued and runs again.) Both go out as one pipeline: one round
+     * trip. */
     static const char *const upd =
         "WITH u AS (UPDATE jobs SET status = $4, result = $5::jsonb, error = $6,"
         " progress = CASE WHEN $4 = 'succeeded' THEN 1 ELSE progress END,"
@@ -134,46 +138,32 @@ int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const
         /* The final state as an event too: event streams end on it. */
         " e AS (INSERT INTO job_events (job_id, kind, data) SELECT id, 'status',"
         "  json_build_object('status', status, 'error', error) FROM u)"
-        " SELECT id, pg_notify('refinery_events', id) FROM u";
+        " SELECT id, pg_notify('refinery_events', id),"
+        "  set_config('synchronous_commit', 'off', true) FROM u";
+    static const char *const durable =
+        "SELECT set_config('synchronous_commit', 'on', true), pg_current_xact_id()";
     if (!PQenterPipelineMode(c))
         return rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
-    static const char *const steps[] = {"BEGIN",
-                                        "SET LOCAL synchronous_commit = off",
-                                        NULL, /* upd */
-                                        "COMMIT",
-                                        "BEGIN",
-                                        "SET LOCAL synchronous_commit = on",
-                                        "SELECT pg_current_xact_id()", /* a commit record */
-                                        "COMMIT"};
-    enum { N_STEPS = sizeof steps / sizeof *steps, UPD = 2 };
-    int sent = 1;
-    for (int i = 0; sent && i < N_STEPS; i++)
-        sent = i == UPD ? PQsendQueryParams(c, upd, 6, NULL, p, NULL, NULL, 0)
-                        : PQsendQueryParams(c, steps[i], 0, NULL, NULL, NULL, NULL, 0);
-    sent = sent && PQpipelineSync(c);
+    /* A sync after each: in a pipeline, what lies between two syncs is one
+     * (implicit) transaction, and these must be two. */
+    int sent = PQsendQueryParams(c, upd, 6, NULL, p, NULL, NULL, 0) && PQpipelineSync(c) &&
+               PQsendQueryParams(c, durable, 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(c);
     int rc = sent ? 0 : rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
-    /* Read every result up to the sync point, keeping the first error. */
-    for (int i = 0; sent && i < N_STEPS; i++) {
+    /* Read each statement's result and its sync point, keeping the first error. */
+    for (int i = 0; sent && i < 2; i++) {
         PGresult *r = PQgetResult(c);
         ExecStatusType st = PQresultStatus(r);
         if (!rc && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
             rc = rf_errorf(err, RF_EDB, "database error: %s", PQresultErrorMessage(r));
-        else if (!rc && i == UPD && PQntuples(r) == 0)
+        else if (!rc && i == 0 && PQntuples(r) == 0)
             rc = rf_errorf(err, RF_ECONFLICT,
                            "job %s is no longer held by this worker (lease lost)", j->id);
         PQclear(r);
-        PQclear(PQgetResult(c)); /* the NULL that ends each query's results */
-    }
-    if (sent) {
-        PGresult *r;
-        while ((r = PQgetResult(c))) { /* the sync point */
-            ExecStatusType st = PQresultStatus(r);
-            PQclear(r);
-            if (st == PGRES_PIPELINE_SYNC) break;
-        }
+        PQclear(PQgetResult(c)); /* the NULL that ends the statement's results */
+        PQclear(PQgetResult(c)); /* its sync point */
     }
     PQexitPipelineMode(c);
-    /* A lost fence aborts nothing by itself: the COMMIT ran and changed nothing. */
+    /* A lost fence aborts nothing by itself: the statement changed nothing. */
     if (PQtransactionStatus(c) != PQTRANS_IDLE) rf_db_rollback(c);
     return rc;
 }
