@@ -118,6 +118,150 @@ static int body_hash(const json_t *body, char out[67])
     return 0;
 }
 
+/* ---- group commit of POST /v1/jobs ------------------------------------ */
+
+/* Concurrent creations (without Idempotency-Key) share one INSERT and one
+ * commit: the first request to arrive while no insert is running inserts
+ * every row queued by then, on its own connection, and hands each waiting
+ * request its object (or the error) once the commit returned. So each reply
+ * still goes out only after the commit that made its job durable, and a
+ * burst of requests costs one statement and one WAL flush instead of one
+ * each. */
+typedef struct pending_job {
+    struct pending_job *next;
+    const char *const *p; /* id, tenant, type, params, metadata, priority, max_attempts */
+    char *json;
+    int rc;
+    rf_error err;
+    bool done;
+} pending_job;
+
+static pthread_mutex_t g_ins_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_ins_done = PTHREAD_COND_INITIALIZER;
+static pending_job *g_ins_queue, **g_ins_tail = &g_ins_queue;
+static bool g_ins_busy;
+
+/* A PostgreSQL array literal being built: {"a","b\\"c",NULL}. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+} array_lit;
+
+static int lit_reserve(array_lit *a, size_t more)
+{
+    if (a->len + more <= a->cap) return 0;
+    size_t c = a->cap ? a->cap : 256;
+    while (c < a->len + more)
+        c *= 2;
+    char *b = realloc(a->s, c);
+    if (!b) return RF_ENOMEM;
+    a->s = b;
+    a->cap = c;
+    return 0;
+}
+
+/* Appends element v (NULL: SQL NULL), quoted and escaped; the first
+ * element opens the literal. */
+static int lit_add(array_lit *a, const char *v)
+{
+    if (lit_reserve(a, (v ? 2 * strlen(v) : 4) + 4)) return RF_ENOMEM;
+    char sep = a->len ? ',' : '{';
+    a->s[a->len++] = sep;
+    if (!v) {
+        memcpy(a->s + a->len, "NULL", 4);
+        a->len += 4;
+        return 0;
+    }
+    a->s[a->len++] = '"';
+    for (const char *q = v; *q; q++) {
+        if (*q == '"' || *q == '\\') a->s[a->len++] = '\\';
+        a->s[a->len++] = *q;
+    }
+    a->s[a->len++] = '"';
+    return 0;
+}
+
+static int lit_end(array_lit *a)
+{
+    if (lit_reserve(a, 2)) return RF_ENOMEM;
+    a->s[a->len++] = '}';
+    a->s[a->len] = '\0';
+    return 0;
+}
+
+static void insert_batch(PGconn *c, pending_job *batch)
+{
+    array_lit arr[7] = {0};
+    int rc = 0;
+    for (pending_job *b = batch; b && !rc; b = b->next)
+        for (int k = 0; k < 7 && !rc; k++)
+            rc = lit_add(&arr[k], b->p[k]);
+    for (int k = 0; k < 7 && !rc; k++)
+        rc = lit_end(&arr[k]);
+    const char *vals[7];
+    for (int k = 0; k < 7; k++)
+        vals[k] = arr[k].s;
+    rf_error err;
+    PGresult *r = NULL;
+    if (rc)
+        rf_errorf(&err, rc, "out of memory");
+    else
+        rc = rf_db_execp(c,
+                         "WITH j AS (INSERT INTO jobs (id, tenant_id, type, params, metadata,"
+                         "  priority, max_attempts) SELECT * FROM unnest($1::text[], $2::text[],"
+                         "  $3::text[], $4::jsonb[], $5::jsonb[], $6::int[], $7::int[])"
+                         "  RETURNING *)"
+                         " SELECT j.id, " JOB_JSON " FROM j",
+                         7, vals, &r, &err);
+    for (pending_job *b = batch; b; b = b->next) {
+        b->rc = rc;
+        if (rc) {
+            b->err = err;
+            continue;
+        }
+        for (int i = 0; i < PQntuples(r); i++)
+            if (!strcmp(PQgetvalue(r, i, 0), b->p[0])) b->json = take_text(r, i, 1);
+        if (!b->json) b->rc = rf_errorf(&b->err, RF_EINTERNAL, "job %s was not stored", b->p[0]);
+    }
+    PQclear(r);
+    for (int k = 0; k < 7; k++)
+        free(arr[k].s);
+}
+
+static int insert_job(PGconn *c, const char *const p[7], char **json, rf_error *err)
+{
+    pending_job me = {.p = p};
+    pthread_mutex_lock(&g_ins_lock);
+    *g_ins_tail = &me;
+    g_ins_tail = &me.next;
+    while (!me.done) {
+        if (g_ins_busy) {
+            pthread_cond_wait(&g_ins_done, &g_ins_lock);
+            continue;
+        }
+        g_ins_busy = true;
+        pending_job *batch = g_ins_queue;
+        g_ins_queue = NULL;
+        g_ins_tail = &g_ins_queue;
+        pthread_mutex_unlock(&g_ins_lock);
+        insert_batch(c, batch);
+        pthread_mutex_lock(&g_ins_lock);
+        for (pending_job *b = batch, *next; b; b = next) {
+            next = b->next; /* b's owner may return once it sees done */
+            b->done = true;
+        }
+        g_ins_busy = false;
+        pthread_cond_broadcast(&g_ins_done);
+    }
+    pthread_mutex_unlock(&g_ins_lock);
+    if (me.rc) {
+        *err = me.err;
+        return me.rc;
+    }
+    *json = me.json;
+    return 0;
+}
+
 int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char *idem_key,
                    char **json, bool *created, rf_error *err)
 {
@@ -195,6 +339,11 @@ int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char
 
     const char *p[7] = {
         id, tenant, json_string_value(json_object_get(body, "type")), params_s, md_s, prio, maxa};
+    if (!idem_key) {
+        if ((rc = insert_job(c, p, json, err))) goto fail;
+        rf_queue_announce(c);
+        goto fail; /* rc is 0: the common exit */
+    }
     if ((rc = rf_db_execp(c,
                           "WITH j AS (INSERT INTO jobs (id, tenant_id, type, params, metadata,"
                           "  priority, max_attempts) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb,"
