@@ -9,9 +9,9 @@
 #include "service/ids.h"
 
 /* Direct-mapped: a job maps to one slot, a newer job evicts an older one.
- * Objects larger than MAX_JSON (a pipeline's result) are not kept. */
+ * Objects larger than MAX_JSON (a pipeline's result) are not kept: at most 64 MiB. */
 #define SLOTS 4096
-#define MAX_JSON 65536
+#define MAX_JSON 16384
 
 typedef struct {
     char id[RF_ID_MAX];
