@@ -10,6 +10,7 @@
 #include "engine/jobs/job.h"
 #include "service/db.h"
 #include "service/ids.h"
+#include "service/job_cache.h"
 #include "service/queue.h"
 #include "service/resolve.h"
 
@@ -117,6 +118,150 @@ static int body_hash(const json_t *body, char out[67])
     return 0;
 }
 
+/* ---- group commit of POST /v1/jobs ------------------------------------ */
+
+/* Concurrent creations (without Idempotency-Key) share one INSERT and one
+ * commit: the first request to arrive while no insert is running inserts
+ * every row queued by then, on its own connection, and hands each waiting
+ * request its object (or the error) once the commit returned. So each reply
+ * still goes out only after the commit that made its job durable, and a
+ * burst of requests costs one statement and one WAL flush instead of one
+ * each. */
+typedef struct pending_job {
+    struct pending_job *next;
+    const char *const *p; /* id, tenant, type, params, metadata, priority, max_attempts */
+    char *json;
+    int rc;
+    rf_error err;
+    bool done;
+} pending_job;
+
+static pthread_mutex_t g_ins_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_ins_done = PTHREAD_COND_INITIALIZER;
+static pending_job *g_ins_queue, **g_ins_tail = &g_ins_queue;
+static bool g_ins_busy;
+
+/* A PostgreSQL array literal being built: {"a","b\\"c",NULL}. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+} array_lit;
+
+static int lit_reserve(array_lit *a, size_t more)
+{
+    if (a->len + more <= a->cap) return 0;
+    size_t c = a->cap ? a->cap : 256;
+    while (c < a->len + more)
+        c *= 2;
+    char *b = realloc(a->s, c);
+    if (!b) return RF_ENOMEM;
+    a->s = b;
+    a->cap = c;
+    return 0;
+}
+
+/* Appends element v (NULL: SQL NULL), quoted and escaped; the first
+ * element opens the literal. */
+static int lit_add(array_lit *a, const char *v)
+{
+    if (lit_reserve(a, (v ? 2 * strlen(v) : 4) + 4)) return RF_ENOMEM;
+    char sep = a->len ? ',' : '{';
+    a->s[a->len++] = sep;
+    if (!v) {
+        memcpy(a->s + a->len, "NULL", 4);
+        a->len += 4;
+        return 0;
+    }
+    a->s[a->len++] = '"';
+    for (const char *q = v; *q; q++) {
+        if (*q == '"' || *q == '\\') a->s[a->len++] = '\\';
+        a->s[a->len++] = *q;
+    }
+    a->s[a->len++] = '"';
+    return 0;
+}
+
+static int lit_end(array_lit *a)
+{
+    if (lit_reserve(a, 2)) return RF_ENOMEM;
+    a->s[a->len++] = '}';
+    a->s[a->len] = '\0';
+    return 0;
+}
+
+static void insert_batch(PGconn *c, pending_job *batch)
+{
+    array_lit arr[7] = {0};
+    int rc = 0;
+    for (pending_job *b = batch; b && !rc; b = b->next)
+        for (int k = 0; k < 7 && !rc; k++)
+            rc = lit_add(&arr[k], b->p[k]);
+    for (int k = 0; k < 7 && !rc; k++)
+        rc = lit_end(&arr[k]);
+    const char *vals[7];
+    for (int k = 0; k < 7; k++)
+        vals[k] = arr[k].s;
+    rf_error err;
+    PGresult *r = NULL;
+    if (rc)
+        rf_errorf(&err, rc, "out of memory");
+    else
+        rc = rf_db_execp(c,
+                         "WITH j AS (INSERT INTO jobs (id, tenant_id, type, params, metadata,"
+                         "  priority, max_attempts) SELECT * FROM unnest($1::text[], $2::text[],"
+                         "  $3::text[], $4::jsonb[], $5::jsonb[], $6::int[], $7::int[])"
+                         "  RETURNING *)"
+                         " SELECT j.id, " JOB_JSON " FROM j",
+                         7, vals, &r, &err);
+    for (pending_job *b = batch; b; b = b->next) {
+        b->rc = rc;
+        if (rc) {
+            b->err = err;
+            continue;
+        }
+        for (int i = 0; i < PQntuples(r); i++)
+            if (!strcmp(PQgetvalue(r, i, 0), b->p[0])) b->json = take_text(r, i, 1);
+        if (!b->json) b->rc = rf_errorf(&b->err, RF_EINTERNAL, "job %s was not stored", b->p[0]);
+    }
+    PQclear(r);
+    for (int k = 0; k < 7; k++)
+        free(arr[k].s);
+}
+
+static int insert_job(PGconn *c, const char *const p[7], char **json, rf_error *err)
+{
+    pending_job me = {.p = p};
+    pthread_mutex_lock(&g_ins_lock);
+    *g_ins_tail = &me;
+    g_ins_tail = &me.next;
+    while (!me.done) {
+        if (g_ins_busy) {
+            pthread_cond_wait(&g_ins_done, &g_ins_lock);
+            continue;
+        }
+        g_ins_busy = true;
+        pending_job *batch = g_ins_queue;
+        g_ins_queue = NULL;
+        g_ins_tail = &g_ins_queue;
+        pthread_mutex_unlock(&g_ins_lock);
+        insert_batch(c, batch);
+        pthread_mutex_lock(&g_ins_lock);
+        for (pending_job *b = batch, *next; b; b = next) {
+            next = b->next; /* b's owner may return once it sees done */
+            b->done = true;
+        }
+        g_ins_busy = false;
+        pthread_cond_broadcast(&g_ins_done);
+    }
+    pthread_mutex_unlock(&g_ins_lock);
+    if (me.rc) {
+        *err = me.err;
+        return me.rc;
+    }
+    *json = me.json;
+    return 0;
+}
+
 int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char *idem_key,
                    char **json, bool *created, rf_error *err)
 {
@@ -152,6 +297,8 @@ int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char
         goto fail;
     }
 
+    rf_job_cache_ticket ticket;
+    rf_job_cache_ticket_take(NULL, &ticket);
     if (idem_key) {
         if ((rc = body_hash(body, hash))) goto fail;
         if ((rc = rf_db_begin(c, err))) goto fail;
@@ -163,7 +310,7 @@ int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char
                               2, pk, NULL, err)))
             goto fail;
         if ((rc = rf_db_execp(c,
-                              "SELECT i.request_hash = $3::bytea, " JOB_JSON
+                              "SELECT i.request_hash = $3::bytea, " JOB_JSON ", j.version, j.id"
                               " FROM idempotency_keys i JOIN jobs j ON j.id = i.job_id"
                               " WHERE i.tenant_id = $1 AND i.key = $2"
                               " AND i.created_at > now() - interval '24 hours'",
@@ -178,6 +325,9 @@ int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char
             }
             *json = take_text(r, 0, 1);
             *created = false;
+            /* Shown to the client: the cache may not serve an older state after it. */
+            rf_job_cache_put(&ticket, tenant, PQgetvalue(r, 0, 3), atoll(PQgetvalue(r, 0, 2)),
+                             *json);
             rf_db_rollback(c);
             in_tx = false;
             rc = 0;
@@ -189,6 +339,11 @@ int rf_jobs_create(PGconn *c, const char *tenant, const json_t *body, const char
 
     const char *p[7] = {
         id, tenant, json_string_value(json_object_get(body, "type")), params_s, md_s, prio, maxa};
+    if (!idem_key) {
+        if ((rc = insert_job(c, p, json, err))) goto fail;
+        rf_queue_announce(c);
+        goto fail; /* rc is 0: the common exit */
+    }
     if ((rc = rf_db_execp(c,
                           "WITH j AS (INSERT INTO jobs (id, tenant_id, type, params, metadata,"
                           "  priority, max_attempts) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb,"
@@ -225,70 +380,48 @@ fail:
     return rc;
 }
 
-/* Finished jobs never change again, so their objects are kept in a small
- * direct-mapped cache: a poll of a finished job costs no database round trip.
- * Nothing here may cache a job that can still change; if jobs ever become
- * deletable, deletion must invalidate this cache (in every process). */
-#define DONE_SLOTS 4096
-
-typedef struct {
-    char id[RF_ID_MAX];
-    char tenant[RF_ID_MAX];
-    char *json;
-} done_entry;
-
-static done_entry g_done[DONE_SLOTS];
-static pthread_rwlock_t g_done_lock = PTHREAD_RWLOCK_INITIALIZER;
-
-static unsigned done_slot(const char *id)
-{
-    unsigned h = 2166136261u;
-    for (const char *p = id; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    return h % DONE_SLOTS;
-}
-
-static char *done_get(const char *tenant, const char *id)
-{
-    unsigned s = done_slot(id);
-    char *json = NULL;
-    pthread_rwlock_rdlock(&g_done_lock);
-    if (g_done[s].json && !strcmp(g_done[s].id, id) && !strcmp(g_done[s].tenant, tenant))
-        json = strdup(g_done[s].json);
-    pthread_rwlock_unlock(&g_done_lock);
-    return json;
-}
-
-static void done_put(const char *tenant, const char *id, const char *json)
-{
-    char *copy = strdup(json);
-    if (!copy) return;
-    unsigned s = done_slot(id);
-    pthread_rwlock_wrlock(&g_done_lock);
-    char *old = g_done[s].json;
-    snprintf(g_done[s].id, RF_ID_MAX, "%s", id);
-    snprintf(g_done[s].tenant, RF_ID_MAX, "%s", tenant);
-    g_done[s].json = copy;
-    pthread_rwlock_unlock(&g_done_lock);
-    free(old);
-}
-
 int rf_jobs_get(PGconn *c, const char *tenant, const char *id, char **json, rf_error *err)
 {
     if (!rf_id_valid("job", id)) return rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
-    if ((*json = done_get(tenant, id))) return 0;
+    /* service/job_cache.h says when a cached object may be served. */
+    if ((*json = rf_job_cache_get(tenant, id))) return 0;
+    rf_job_cache_ticket ticket;
+    rf_job_cache_ticket_take(id, &ticket);
     PGresult *r;
     int rc = rf_db_execp(c,
-                         "SELECT " JOB_JSON ", j.status IN ('succeeded', 'failed', 'cancelled')"
-                         " FROM jobs j WHERE j.id = $1 AND j.tenant_id = $2",
+                         "SELECT " JOB_JSON ", j.version FROM jobs j"
+                         " WHERE j.id = $1 AND j.tenant_id = $2",
                          2, (const char *[]){id, tenant}, &r, err);
     if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
     if (!rc) {
         *json = take_text(r, 0, 0);
-        if (PQgetvalue(r, 0, 1)[0] == 't') done_put(tenant, id, *json);
+        rf_job_cache_put(&ticket, tenant, id, atoll(PQgetvalue(r, 0, 1)), *json);
     }
     PQclear(r);
     return rc;
+}
+
+/* Offer each row of r (object, version, id) to the cache: a client shown
+ * them must not be served older ones afterwards. */
+static void feed_rows(const rf_job_cache_ticket *t, const char *tenant, PGresult *r, int limit)
+{
+    int n = PQntuples(r);
+    for (int i = 0; i < n && i < limit; i++)
+        rf_job_cache_put(t, tenant, PQgetvalue(r, i, 2), atoll(PQgetvalue(r, i, 1)),
+                         PQgetvalue(r, i, 0));
+}
+
+void rf_jobs_feed(PGconn *c, const char *id)
+{
+    rf_job_cache_ticket ticket;
+    rf_job_cache_ticket_take(id, &ticket);
+    PGresult *r;
+    if (!rf_db_execp(c, "SELECT " JOB_JSON ", j.version, j.tenant_id FROM jobs j WHERE j.id = $1",
+                     1, (const char *[]){id}, &r, NULL) &&
+        PQntuples(r) == 1)
+        rf_job_cache_put(&ticket, PQgetvalue(r, 0, 2), id, atoll(PQgetvalue(r, 0, 1)),
+                         PQgetvalue(r, 0, 0));
+    PQclear(r);
 }
 
 int rf_jobs_list(PGconn *c, const char *tenant, const rf_job_query *q, char **json, rf_error *err)
@@ -301,10 +434,12 @@ int rf_jobs_list(PGconn *c, const char *tenant, const rf_job_query *q, char **js
         return rf_error_field(err, RF_EINVAL, "parent_id", "'parent_id' must be a job id");
     const char *p[6] = {tenant, q->type, q->status, q->after, limit, q->parent_id};
     PGresult *r;
+    rf_job_cache_ticket ticket;
+    rf_job_cache_ticket_take(NULL, &ticket);
     /* Newest first by insertion sequence: a cursor, so concurrent inserts
      * never shift a page. An `after` of another tenant matches nothing. */
     int rc = rf_db_execp(c,
-                         "SELECT " JOB_JSON " FROM jobs j WHERE j.tenant_id = $1"
+                         "SELECT " JOB_JSON ", j.version, j.id FROM jobs j WHERE j.tenant_id = $1"
                          " AND ($2::text IS NULL OR j.type = $2)"
                          " AND ($3::text IS NULL OR j.status = $3)"
                          " AND ($6::text IS NULL OR j.parent_id = $6)"
@@ -313,6 +448,7 @@ int rf_jobs_list(PGconn *c, const char *tenant, const rf_job_query *q, char **js
                          " ORDER BY j.seq DESC LIMIT $5::int",
                          6, p, &r, err);
     if (!rc) rc = rf_db_list_json(r, q->limit, json, err);
+    if (!rc) feed_rows(&ticket, tenant, r, q->limit);
     PQclear(r);
     return rc;
 }
@@ -322,6 +458,8 @@ int rf_jobs_cancel(PGconn *c, const char *tenant, const char *id, char **json, r
     if (!rf_id_valid("job", id)) return rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
     PGresult *r;
     const char *p[2] = {id, tenant};
+    rf_job_cache_ticket ticket;
+    rf_job_cache_ticket_take(id, &ticket);
     int rc = rf_db_execp(
         c,
         "WITH j AS (UPDATE jobs SET cancel_requested = true,"
@@ -337,9 +475,9 @@ int rf_jobs_cancel(PGconn *c, const char *tenant, const char *id, char **json, r
         "   UNION ALL SELECT pg_notify('refinery_wake', id) FROM j WHERE has_children),"
         " e AS (INSERT INTO job_events (job_id, kind, data) SELECT id, 'log',"
         "   json_build_object('level', 'info', 'message', 'cancel requested') FROM j)"
-        " SELECT " JOB_JSON ", (SELECT count(*) FROM n) FROM j"
+        " SELECT " JOB_JSON ", (SELECT count(*) FROM n), j.version FROM j"
         " UNION ALL SELECT NULL,"
-        "   CASE WHEN status IN ('queued', 'running', 'waiting') THEN 1 ELSE 0 END"
+        "   CASE WHEN status IN ('queued', 'running', 'waiting') THEN 1 ELSE 0 END, NULL"
         "   FROM jobs WHERE id = $1 AND tenant_id = $2 AND NOT EXISTS (SELECT 1 FROM j)",
         2, p, &r, err);
     if (rc) goto out;
@@ -351,8 +489,11 @@ int rf_jobs_cancel(PGconn *c, const char *tenant, const char *id, char **json, r
                            ? "job %s is already being cancelled"
                            : "job %s has already finished and cannot be cancelled",
                        id);
-    else
+    else {
         *json = take_text(r, 0, 0);
+        /* The acknowledged write: this client reads it or later from now on. */
+        rf_job_cache_put(&ticket, tenant, id, atoll(PQgetvalue(r, 0, 2)), *json);
+    }
 out:
     PQclear(r);
     return rc;
@@ -365,22 +506,34 @@ int rf_jobs_events(PGconn *c, const char *tenant, const char *id, long long afte
     char a[32], l[16];
     snprintf(a, sizeof a, "%lld", after);
     snprintf(l, sizeof l, "%d", limit + 1);
-    PGresult *r;
-    const char *p[2] = {id, tenant};
-    int rc = rf_db_execp(c, "SELECT 1 FROM jobs WHERE id = $1 AND tenant_id = $2", 2, p, &r, err);
-    if (!rc && PQntuples(r) == 0) rc = rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
-    PQclear(r);
-    if (rc) return rc;
-    rc = rf_db_execp(c,
-                     "SELECT (SELECT row_to_json(o) FROM (SELECT e.id, 'job.event' AS object,"
-                     "  e.job_id, e.kind, e.data,"
-                     "  extract(epoch from e.created_at)::bigint AS created_at) o)::text"
-                     " FROM job_events e WHERE e.job_id = $1 AND e.id > $2::bigint"
-                     " ORDER BY e.id LIMIT $3::int",
-                     3, (const char *[]){id, a, l}, &r, err);
+    PGresult *r, *jr = NULL;
+    rf_job_cache_ticket ticket;
+    /* The events first, the job after: the job then read is at least as new
+     * as the last event shown, and goes to the cache (service/job_cache.h),
+     * so that a client who saw an event never reads an older job after it. */
+    int rc = rf_db_execp(c,
+                         "SELECT (SELECT row_to_json(o) FROM (SELECT e.id, 'job.event' AS object,"
+                         "  e.job_id, e.kind, e.data,"
+                         "  extract(epoch from e.created_at)::bigint AS created_at) o)::text"
+                         " FROM job_events e WHERE e.job_id = $1 AND e.id > $2::bigint"
+                         " ORDER BY e.id LIMIT $3::int",
+                         3, (const char *[]){id, a, l}, &r, err);
     if (rc) goto out;
+    rf_job_cache_ticket_take(id, &ticket);
+    if ((rc = rf_db_execp(c,
+                          "SELECT " JOB_JSON ", j.version, j.id FROM jobs j"
+                          " WHERE j.id = $1 AND j.tenant_id = $2",
+                          2, (const char *[]){id, tenant}, &jr, err)))
+        goto out;
+    /* Another tenant's job: its events are never shown. */
+    if (PQntuples(jr) == 0) {
+        rc = rf_errorf(err, RF_ENOTFOUND, "no job with id '%s'", id);
+        goto out;
+    }
+    feed_rows(&ticket, tenant, jr, 1);
     rc = rf_db_list_json(r, limit, json, err);
 out:
+    PQclear(jr);
     PQclear(r);
     return rc;
 }

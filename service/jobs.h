@@ -34,6 +34,10 @@ int rf_jobs_list(PGconn *c, const char *tenant, const rf_job_query *q, char **js
  * it ends once they have stopped; finished → RF_ECONFLICT. */
 int rf_jobs_cancel(PGconn *c, const char *tenant, const char *id, char **json, rf_error *err);
 
+/* Read job id (any tenant's) and offer it to the cache (service/job_cache.h):
+ * for a reader that has just shown this job's events from another query. */
+void rf_jobs_feed(PGconn *c, const char *id);
+
 /* Events after event id `after` (0: from the start), oldest first. */
 int rf_jobs_events(PGconn *c, const char *tenant, const char *id, long long after, int limit,
                    char **json, rf_error *err);

@@ -35,6 +35,11 @@ int rf_queue_claim(PGconn *c, const char *owner, const char *types, int lease_ms
     PGresult *r;
     *got = false;
     memset(job, 0, sizeof *job);
+    /* Prepared, and planned once per connection: planning this statement
+     * (two scans of jobs and an insert, every index of both tables) costs
+     * more than running it. The worker connection disables sequential scans
+     * (service/worker.c) so that the cached plan is the claim index's walk
+     * even when it is made while the table is empty. */
     int rc = rf_db_execp(
         c,
         "WITH next AS ("
@@ -47,7 +52,7 @@ int rf_queue_claim(PGconn *c, const char *owner, const char *types, int lease_ms
         "   started_at = coalesce(j.started_at, now()), updated_at = now()"
         "  FROM next WHERE j.id = next.id"
         "  RETURNING j.id, j.tenant_id, j.type, j.attempts, j.max_attempts, j.params::text,"
-        "   j.checkpoint::text),"
+        "   j.checkpoint::text, j.metadata ? 'study_id'),"
         /* The attempt's first event, in the same round trip. */
         " e AS (INSERT INTO job_events (job_id, kind, data) SELECT id, 'log',"
         "   json_build_object('level', 'info', 'message', 'attempt started',"
@@ -64,6 +69,7 @@ int rf_queue_claim(PGconn *c, const char *owner, const char *types, int lease_ms
         job->max_attempts = atoi(PQgetvalue(r, 0, 4));
         job->params = json_loads(PQgetvalue(r, 0, 5), 0, NULL);
         if (!PQgetisnull(r, 0, 6)) job->checkpoint = json_loads(PQgetvalue(r, 0, 6), 0, NULL);
+        job->trial = PQgetvalue(r, 0, 7)[0] == 't';
         if (!job->params) {
             rc = rf_errorf(err, RF_EINTERNAL, "job %s has unreadable params", job->id);
             goto out;
@@ -110,8 +116,20 @@ int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const
     p[4] = result_json;
     p[5] = error;
     /* Worker connections commit asynchronously (a lost claim or event only
-     * means a re-run); a job's outcome is the exception and waits for disk.
-     * The four statements go out as one pipeline: one round trip. */
+     * means a re-run); a job's outcome is the exception and is on disk
+     * before this returns (and so before the job's folder is swept).
+     * The row's trigger announces the change (NOTIFY refinery_job), and a
+     * NOTIFY holds a cluster-wide lock through its transaction's commit: a
+     * commit that waited for disk there would serialise every notifying
+     * transaction of the cluster behind one fsync. So the outcome commits
+     * without waiting (set_config(…, true): this statement's transaction
+     * only), then a second statement whose transaction writes a commit
+     * record (it takes a transaction id) commits waiting for disk: WAL is
+     * flushed in order, so once it returns the outcome is durable too.
+     * (Readers may see the outcome up to one flush before it is durable; a
+     * database crash in that window loses it as it would lose a claim: the
+     * job is rescued and runs again.) Both go out as one pipeline: one round
+     * trip. */
     static const char *const upd =
         "WITH u AS (UPDATE jobs SET status = $4, result = $5::jsonb, error = $6,"
         " progress = CASE WHEN $4 = 'succeeded' THEN 1 ELSE progress END,"
@@ -120,41 +138,32 @@ int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const
         /* The final state as an event too: event streams end on it. */
         " e AS (INSERT INTO job_events (job_id, kind, data) SELECT id, 'status',"
         "  json_build_object('status', status, 'error', error) FROM u)"
-        " SELECT id FROM u";
-    /* After the commit, in a transaction of its own: a NOTIFY holds a
-     * cluster-wide lock through its commit, and this commit waits for disk. */
-    static const char *const notify = "SELECT pg_notify('refinery_events', $1)";
+        " SELECT id, pg_notify('refinery_events', id),"
+        "  set_config('synchronous_commit', 'off', true) FROM u";
+    static const char *const durable =
+        "SELECT set_config('synchronous_commit', 'on', true), pg_current_xact_id()";
     if (!PQenterPipelineMode(c))
         return rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
-    int sent =
-        PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
-        PQsendQueryParams(c, "SET LOCAL synchronous_commit = on", 0, NULL, NULL, NULL, NULL, 0) &&
-        PQsendQueryParams(c, upd, 6, NULL, p, NULL, NULL, 0) &&
-        PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
-        PQsendQueryParams(c, notify, 1, NULL, p, NULL, NULL, 0) && PQpipelineSync(c);
+    /* A sync after each: in a pipeline, what lies between two syncs is one
+     * (implicit) transaction, and these must be two. */
+    int sent = PQsendQueryParams(c, upd, 6, NULL, p, NULL, NULL, 0) && PQpipelineSync(c) &&
+               PQsendQueryParams(c, durable, 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(c);
     int rc = sent ? 0 : rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
-    /* Read every result up to the sync point, keeping the first error. */
-    for (int i = 0; sent && i < 5; i++) {
+    /* Read each statement's result and its sync point, keeping the first error. */
+    for (int i = 0; sent && i < 2; i++) {
         PGresult *r = PQgetResult(c);
         ExecStatusType st = PQresultStatus(r);
         if (!rc && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
             rc = rf_errorf(err, RF_EDB, "database error: %s", PQresultErrorMessage(r));
-        else if (!rc && i == 2 && PQntuples(r) == 0)
+        else if (!rc && i == 0 && PQntuples(r) == 0)
             rc = rf_errorf(err, RF_ECONFLICT,
                            "job %s is no longer held by this worker (lease lost)", j->id);
         PQclear(r);
-        PQclear(PQgetResult(c)); /* the NULL that ends each query's results */
-    }
-    if (sent) {
-        PGresult *r;
-        while ((r = PQgetResult(c))) { /* the sync point */
-            ExecStatusType st = PQresultStatus(r);
-            PQclear(r);
-            if (st == PGRES_PIPELINE_SYNC) break;
-        }
+        PQclear(PQgetResult(c)); /* the NULL that ends the statement's results */
+        PQclear(PQgetResult(c)); /* its sync point */
     }
     PQexitPipelineMode(c);
-    /* A lost fence aborts nothing by itself: the COMMIT ran and changed nothing. */
+    /* A lost fence aborts nothing by itself: the statement changed nothing. */
     if (PQtransactionStatus(c) != PQTRANS_IDLE) rf_db_rollback(c);
     return rc;
 }

@@ -20,6 +20,7 @@ typedef struct rf_claimed_job {
     int max_attempts;
     json_t *params;
     json_t *checkpoint; /* NULL when no earlier attempt saved one */
+    bool trial;         /* its metadata names a study (service/study_link.h) */
 } rf_claimed_job;
 
 void rf_claimed_job_clear(rf_claimed_job *j);

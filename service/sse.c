@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "service/db.h"
+#include "service/jobs.h"
 #include "service/log.h"
 
 typedef struct stream {
@@ -133,6 +134,9 @@ static int refill(stream *s)
     /* Final only once every event is out: a full page means there may be more. */
     if (PQgetvalue(r, 0, 3)[0] == 't' && got < 200) s->final_seen = true;
     PQclear(r);
+    /* The job as new as the events about to be sent, for the cache: a client
+     * that sees an event never reads an older job after it (job_cache.h). */
+    if (got) rf_jobs_feed(c, s->job_id);
     return rc;
 }
 

@@ -21,6 +21,7 @@
 #include "service/datasets.h"
 #include "service/auth.h"
 #include "service/children.h"
+#include "service/job_cache.h"
 #include "service/queue.h"
 #include "service/resolve.h"
 #include "service/scrub.h"
@@ -97,10 +98,12 @@ static int worker_connect(rf_workers *p, PGconn **c, rf_error *err)
     *c = NULL;
     if (rf_db_connect(p->cfg->database_url, c, err) ||
         rf_db_exec(*c, "SET synchronous_commit = off", 0, NULL, NULL, err) ||
-        /* The jobs table grows from nothing to a backlog: a plan cached
-         * while it was empty (a scan and a sort) would be kept for ever.
-         * Plan the claim for the table as it is now. */
-        rf_db_exec(*c, "SET plan_cache_mode = force_custom_plan", 0, NULL, NULL, err))
+        /* The jobs table grows from nothing to a backlog: a claim plan
+         * cached while it was empty would scan and sort the whole table
+         * until the next ANALYZE. Every statement of a worker finds its
+         * rows by an index, so no plan here needs a sequential scan (one
+         * is still made where no index applies). */
+        rf_db_exec(*c, "SET enable_seqscan = off", 0, NULL, NULL, err))
         return RF_EDB;
     return 0;
 }
@@ -374,6 +377,7 @@ static void run_one(worker *w)
         .study = ctx_study,
     };
     memset(&w->link, 0, sizeof w->link);
+    if (!j->trial) w->link.state = 1; /* no study to look up */
     w->stop_reason[0] = '\0';
     w->last_cancel_check = rf_now_s();
     rf_log(RF_LOG_INFO, "job %s (%s) attempt %d/%d started", j->id, j->type, j->attempt,
@@ -498,7 +502,7 @@ static int listen_connect(rf_workers *p, PGconn **c, rf_error *err)
     if (rc) return rc;
     /* PQexec: three statements in one string (PQexecParams takes one). */
     PGresult *r = PQexec(*c, "LISTEN refinery_jobs; LISTEN refinery_cancel; LISTEN refinery_keys;"
-                             " LISTEN refinery_events; LISTEN refinery_wake");
+                             " LISTEN refinery_events; LISTEN refinery_wake; LISTEN refinery_job");
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         rc = rf_errorf(err, RF_EDB, "LISTEN failed: %s", PQerrorMessage(*c));
     PQclear(r);
@@ -534,7 +538,10 @@ static void *listener_main(void *arg)
     while (!atomic_load(&p->stopping)) {
         rf_error err;
         if (!p->ldb || PQstatus(p->ldb) != CONNECTION_OK) {
+            /* Deaf now: changes may go unannounced until LISTEN is back. */
+            rf_job_cache_online(false);
             if (wait_for_db(p, &p->ldb, "listener", listen_connect)) break;
+            rf_job_cache_online(true);
             /* Notifications may have been missed meanwhile: workers look for
              * jobs, event streams for events, keys are checked afresh, parents
              * whose children ended are woken; leases are extended at once. */
@@ -584,6 +591,8 @@ static void *listener_main(void *arg)
                 flag_cancel(p, n->extra);
             else if (!strcmp(n->relname, "refinery_keys"))
                 rf_auth_flush();
+            else if (!strcmp(n->relname, "refinery_job"))
+                rf_job_cache_changed(n->extra);
             else if (!strcmp(n->relname, "refinery_events"))
                 rf_sse_notify(n->extra);
             else if (!strcmp(n->relname, "refinery_wake"))
@@ -632,6 +641,7 @@ int rf_workers_start(const rf_config *cfg, rf_workers **out, rf_error *err)
     }
     int rc = listen_connect(p, &p->ldb, err);
     if (rc) goto fail;
+    rf_job_cache_online(true); /* listening: the job cache may serve */
     if (pthread_create(&p->listener, NULL, listener_main, p)) {
         rc = rf_errorf(err, RF_EINTERNAL, "cannot start the listener thread");
         goto fail;
@@ -689,6 +699,7 @@ void rf_workers_stop(rf_workers *p, int grace_ms)
             pthread_mutex_destroy(&p->w[i].lock);
         free(p->w);
     }
+    rf_job_cache_online(false);
     if (p->ldb) PQfinish(p->ldb);
     if (!stuck) free(p);
 }

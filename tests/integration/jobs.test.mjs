@@ -42,6 +42,40 @@ test('POST /v1/jobs creates a queued job object', async () => {
   assert.deepEqual(g.json, j);
 });
 
+test('concurrent creations (committed together) each get their own job, as sent', async () => {
+  // Requests that arrive together share one INSERT and one commit
+  // (service/jobs.c): each must still get its own row, its own values, its
+  // own tenant, whatever characters its strings hold.
+  const second = createKey(db, 'acme-two').key;
+  const weird = ['plain', 'a "quoted" word', 'back\\slash \\" both', '{braces},commas', 'üñí', '', 'NULL'];
+  const sent = Array.from({ length: 40 }, (_, i) => ({
+    k: i % 3 ? key : second,
+    body: {
+      type: 'test.sleep',
+      params: { ms: 1000 + i, steps: 1 + (i % 5) },
+      priority: i - 20,
+      max_attempts: 1 + (i % 7),
+      ...(i % 4 ? { metadata: { w: weird[i % weird.length], i: String(i) } } : {}),
+    },
+  }));
+  const rs = await Promise.all(sent.map((s) => api(srv.base, s.k, 'POST', '/v1/jobs', s.body)));
+  assert.deepEqual(rs.map((r) => r.status), rs.map(() => 201), rs.map((r) => r.text).join('\n'));
+  assert.equal(new Set(rs.map((r) => r.json.id)).size, sent.length);
+  for (const [i, r] of rs.entries()) {
+    const b = sent[i].body;
+    assert.deepEqual(r.json.params, b.params);
+    assert.equal(r.json.priority, b.priority);
+    assert.equal(r.json.max_attempts, b.max_attempts);
+    assert.deepEqual(r.json.metadata, b.metadata ?? null);
+    // stored as answered, under the tenant that sent it only
+    const g = await api(srv.base, sent[i].k, 'GET', `/v1/jobs/${r.json.id}`);
+    assert.deepEqual(g.json, r.json);
+    const other = sent[i].k === key ? second : key;
+    assertProblem(assert, await api(srv.base, other, 'GET', `/v1/jobs/${r.json.id}`), 404);
+  }
+  psql(db, `DELETE FROM jobs WHERE id IN (${rs.map((r) => `'${r.json.id}'`).join(',')})`);
+});
+
 test('Idempotency-Key: same body gives the same job, a different body 422', async () => {
   const body = { type: 'test.noop', params: { echo: 1 } };
   const before_ = counts();
