@@ -407,8 +407,8 @@ int rf_cpu_gemv_avx512(float *y, const float *x, const void *w, rf_dtype dt, int
  * promises), 32 weights an instruction and no conversion of the weights. */
 #define BF16_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16")))
 
-INLINE BF16_TARGET void gemv_dp_block(float *y, const uint16_t *xb, const uint16_t *w, int M, int N,
-                                      int K, int n0)
+BF16_TARGET static void gemv_dp(float *y, const uint16_t *xb, const uint16_t *w, int M, int N,
+                                int K, int n0)
 {
     const int nr = N - n0 < 16 ? N - n0 : 16;
     for (int m = 0; m < M; m++) {
@@ -434,12 +434,6 @@ INLINE BF16_TARGET void gemv_dp_block(float *y, const uint16_t *xb, const uint16
         }
         _mm512_mask_storeu_ps(y + (size_t)m * N + n0, mask16(nr), hsum16(acc));
     }
-}
-
-BF16_TARGET static void gemv_dp(float *y, const uint16_t *xb, const uint16_t *w, int M, int N,
-                                int K, int n0)
-{
-    gemv_dp_block(y, xb, w, M, N, K, n0);
 }
 
 BF16_TARGET static void round_rows(const float *x, size_t n, uint16_t *xb)

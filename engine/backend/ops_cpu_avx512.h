@@ -1,7 +1,7 @@
 /* AVX-512 versions of the CPU backend's non-GEMM forward ops (attention,
  * SwiGLU, RMSNorm) and of decode's dense matmuls: the same formulas as
- * ops_cpu.c's portable loops, in
- * f32 (RMSNorm's mean square in double, as there), vectorised 16 lanes
+ * ops_cpu.c's portable loops, in f32 (RMSNorm's mean square in double, as
+ * there), vectorised 16 lanes
  * wide with an exp accurate to about 1 ulp. ops_cpu.c calls them when the
  * CPU has AVX-512F; each returns 0, or −1 (nothing done) for a shape it
  * does not take, and the caller runs its own loop. */

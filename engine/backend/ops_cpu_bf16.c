@@ -20,7 +20,10 @@
  * bottom of its high half. vpermw, which reads only the low 5 bits of each
  * 16-bit index, turns both into bf16 at once through a 32-entry table
  * holding bf16(i & 15): two instructions per 32 weights, pairs
- * (8r + b, 8r + b + 4), and x is packed in that order to match. */
+ * (8r + b, 8r + b + 4), and x is packed in that order to match. That is how
+ * prefill packs its panels; decode, which dequantizes every weight once per
+ * token, moves the same nibbles under the mantissa of 1.0 instead (one
+ * shift and one vpternlogd, no table: see row_pass), giving 1 + q/16. */
 #include "engine/backend/ops_cpu_bf16.h"
 
 #include <immintrin.h>
@@ -476,8 +479,10 @@ INLINE BF16_TARGET void row_pass(const int nt, const int32_t *w0, int len, size_
 }
 
 /* Group g, channels [n0, n1) of the few-rows product: part[m] = Σ_{k∈g}
- * x_k q_k, rows of words streamed in order (each a contiguous run of the
- * packed layout), then out[m][n] += s · (part − z · xs). */
+ * x_k (1 + q_k/16), rows of words streamed in order (each a contiguous run
+ * of the packed layout), then out[m][n] += 16 s · (part − (1 + z/16) · xs),
+ * which is s · Σ x (q − z). The offset of 1 costs about 1.5 bits of the f32
+ * sums (part is at most 2× what Σ x q/16 alone would be). */
 INLINE BF16_TARGET void piece(const int nt, const rf_gptq_weight *w, int M, const uint32_t *A,
                               size_t lda, size_t p16, const float *xs, int g, int n0, int n1,
                               float *part, float *out, size_t ldo)

@@ -10,7 +10,8 @@
  * and the products, exact in f32, sum to the f32 result within f32 rounding
  * (the rf_ops_cpu table, whose contract is f32 activations). Weights enter
  * exactly: bf16 values as stored, W4A16 integers q as bf16 (exact for
- * 0..15) with the group's scale and zero applied in f32 after each group,
+ * 0..15; decode uses 1 + q/16, as exact) with the group's scale and zero
+ * applied in f32 after each group,
  * y = Σ_g s_g · (Σ_{k∈g} x_k q_k − z_g Σ_{k∈g} x_k). Accumulation is f32.
  *
  * Every entry returns 0, or −1 without writing y when it cannot run here

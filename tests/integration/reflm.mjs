@@ -50,9 +50,7 @@ export function toBf16(x) {
   return f32[0];
 }
 
-let roundActs = false;
-const matvec = (W, xin, rows, cols) => {
-  const x = roundActs ? Array.from(xin, toBf16) : xin;
+const matvec = (W, x, rows, cols) => {
   const out = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
     let s = 0;
@@ -71,15 +69,8 @@ const rmsnorm = (x, w, eps) => {
 
 // Logits [T][vocab] for ids, every position.
 export function forward(m, ids, opts = {}) {
-  roundActs = !!opts.bf16;
-  try {
-    return forwardRaw(m, ids);
-  } finally {
-    roundActs = false;
-  }
-}
-
-function forwardRaw(m, ids) {
+  // every product with a weight, its input rounded first when asked
+  const mv = opts.bf16 ? (W, x, rows, cols) => matvec(W, Array.from(x, toBf16), rows, cols) : matvec;
   const c = m.cfg, D = c.hidden_size, H = c.num_attention_heads, KV = c.num_key_value_heads;
   const hd = c.head_dim ?? D / H, F = c.intermediate_size, V = c.vocab_size, L = c.num_hidden_layers;
   const eps = c.rms_norm_eps, theta = c.rope_theta ?? 10000;
@@ -99,11 +90,11 @@ function forwardRaw(m, ids) {
     const qs = [], ks = [], vs = [];
     xs.forEach((x, t) => {
       const h = rmsnorm(x, g(p + 'input_layernorm.weight'), eps);
-      const q = matvec(g(p + 'self_attn.q_proj.weight'), h, H * hd, D);
-      const k = matvec(g(p + 'self_attn.k_proj.weight'), h, KV * hd, D);
+      const q = mv(g(p + 'self_attn.q_proj.weight'), h, H * hd, D);
+      const k = mv(g(p + 'self_attn.k_proj.weight'), h, KV * hd, D);
       qs.push([...Array(H)].map((_, i) => rope(q.subarray(i * hd, (i + 1) * hd), t)));
       ks.push([...Array(KV)].map((_, i) => rope(k.subarray(i * hd, (i + 1) * hd), t)));
-      const v = matvec(g(p + 'self_attn.v_proj.weight'), h, KV * hd, D);
+      const v = mv(g(p + 'self_attn.v_proj.weight'), h, KV * hd, D);
       vs.push([...Array(KV)].map((_, i) => v.subarray(i * hd, (i + 1) * hd)));
     });
     xs = xs.map((x, t) => {
@@ -119,17 +110,17 @@ function forwardRaw(m, ids) {
         const mx = Math.max(...sc), e = sc.map((v) => Math.exp(v - mx)), z = e.reduce((a, b) => a + b, 0);
         for (let s = 0; s <= t; s++) for (let j = 0; j < hd; j++) att[i * hd + j] += (e[s] / z) * vs[s][kv][j];
       }
-      const o = matvec(g(p + 'self_attn.o_proj.weight'), att, D, H * hd);
+      const o = mv(g(p + 'self_attn.o_proj.weight'), att, D, H * hd);
       const x1 = x.map((v, i) => v + o[i]);
       const h = rmsnorm(x1, g(p + 'post_attention_layernorm.weight'), eps);
-      const gt = matvec(g(p + 'mlp.gate_proj.weight'), h, F, D), up = matvec(g(p + 'mlp.up_proj.weight'), h, F, D);
+      const gt = mv(g(p + 'mlp.gate_proj.weight'), h, F, D), up = mv(g(p + 'mlp.up_proj.weight'), h, F, D);
       const a = gt.map((v, i) => (v / (1 + Math.exp(-v))) * up[i]);
-      const dn = matvec(g(p + 'mlp.down_proj.weight'), a, D, F);
+      const dn = mv(g(p + 'mlp.down_proj.weight'), a, D, F);
       return x1.map((v, i) => v + dn[i]);
     });
   }
   const head = m.w['lm_head.weight'] ? g('lm_head.weight') : g('model.embed_tokens.weight');
-  return xs.map((x) => matvec(head, rmsnorm(x, g('model.norm.weight'), eps), V, D));
+  return xs.map((x) => mv(head, rmsnorm(x, g('model.norm.weight'), eps), V, D));
 }
 
 export function logSoftmax(row) {
