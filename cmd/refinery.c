@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engine/jobs/dataset_params.h"
+#include "engine/backend/blas_core.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/testjobs.h"
 #include "handlers/routes.h"
@@ -215,6 +216,7 @@ static int cmd_serve(bool http)
 
 int main(int argc, char **argv)
 {
+    rf_blas_core_reexec(argv);
     if (argc < 2) return usage(stderr);
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) return usage(stdout);

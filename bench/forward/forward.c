@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "engine/model/llama.h"
+#include "engine/backend/blas_core.h"
 #include "engine/quant/quantize.h"
 
 /* ~100M parameters: 12 layers of 768 with GQA (12 heads, 4 kv heads), SwiGLU
@@ -333,10 +334,14 @@ static void logit_diff(const float *a, const float *b, int V, double *mabs, doub
 
 int main(int argc, char **argv)
 {
+    rf_blas_core_reexec(argv);
     const char *dtname = "bf16", *dir = NULL, *llama = NULL;
     int threads = omp_get_max_threads(), prompt = 128, decode = 32, peer = 1, rounds = 3;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
+        if (!strcmp(argv[i], "--blas-core")) {
+            printf("%s\n", rf_blas_core());
+            return 0;
+        } else if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
             dtname = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
@@ -353,10 +358,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--no-peer"))
             peer = 0;
         else {
-            fprintf(
-                stderr,
-                "usage: forward [--dtype bf16|f32|w4a16] [--threads N] [--prompt N] "
-                "[--decode N] [--dir DIR] [--rounds N] [--no-peer] [--llama \"PEER BACKENDS\"]\n");
+            fprintf(stderr,
+                    "usage: forward [--dtype bf16|f32|w4a16] [--threads N] [--prompt N] "
+                    "[--decode N] [--dir DIR] [--rounds N] [--no-peer] [--llama \"PEER BACKENDS\"] "
+                    "[--blas-core]\n");
             return 2;
         }
     }
@@ -435,10 +440,10 @@ int main(int argc, char **argv)
     if (have_llama) lf = median(lcpp, rounds);
     const double cbw = copy_bandwidth(threads), wbw = med[best].decode * wbytes;
     printf("model: %s, %.0f MiB mapped (%s); activations %.1f MiB; resident %.0f MiB; %d "
-           "threads; medians of %d rounds\n",
+           "threads; medians of %d rounds; OpenBLAS %s kernels\n",
            dtname, wbytes / 1048576.0,
            w4 ? "GPTQ 4-bit g128 layers, f16 tied embedding" : "100.1M parameters", act_mib,
-           rss / 1048576.0, threads, rounds);
+           rss / 1048576.0, threads, rounds, rf_blas_core());
     for (int t = 0; t < ntables; t++)
         printf("refinery (%s%s): prefill %.1f tok/s (%d tokens), decode %.2f tok/s (%d tokens)\n",
                tables[t]->name, t ? ", bf16 activations" : ", f32 activations", med[t].prefill,

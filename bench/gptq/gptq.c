@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "engine/quant/gptq.h"
+#include "engine/backend/blas_core.h"
 #include "engine/core/safetensors.h"
 
 static double now(void)
@@ -31,6 +32,7 @@ static float frand(void) /* roughly unit-variance, symmetric */
 
 int main(int argc, char **argv)
 {
+    rf_blas_core_reexec(argv);
     if (argc < 2) {
         fprintf(stderr, "usage: gptq OUT.safetensors [N K SEQS SEQLEN]\n");
         return 2;

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "engine/model/llama.h"
+#include "engine/backend/blas_core.h"
 #include "engine/model/lora.h"
 #include "engine/train/train.h"
 
@@ -137,6 +138,7 @@ static int generate(const char *dir, const shape *s)
 
 int main(int argc, char **argv)
 {
+    rf_blas_core_reexec(argv);
     const double base_mib = resident_mib();
     const char *dir = "/tmp/refinery-bench-train", *sz = "small";
     int steps = 4, threads = 0, gen_only = 0;

@@ -21,6 +21,7 @@
 
 #include "engine/quant/gptq_pack.h"
 #include "engine/backend/ops.h"
+#include "engine/backend/blas_core.h"
 
 /* copies of each format rotate until their bytes pass this (3x a 32 MiB L3) */
 #define ROTATE_BYTES ((size_t)96 << 20)
@@ -186,8 +187,10 @@ static void run(int N, int K, double rbw)
     free(wf), free(wb), free(p), free(w), free(wbt), free(x), free(y), free(scratch);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    rf_blas_core_reexec(argv);
     const double rbw = read_bandwidth();
     printf("== bench/w4a16: batch-1 mat-vec, %d threads, weights rotating over >= %zu MiB "
            "per format\n",
