@@ -28,7 +28,9 @@
 
 #include <immintrin.h>
 #include <omp.h>
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #define INLINE static inline __attribute__((always_inline))
@@ -46,6 +48,10 @@
 #define CH 2048
 /* Rows of words fetched ahead while a W4A16 panel is packed. */
 #define PF_ROWS 16
+/* k per panel of the f32 FMA form (32 KiB: the panel, one block of rows of
+ * A and of y stay in a 48 KiB L1), and the most for one W4A16 group. */
+#define SEGF 128
+#define SEGW 256
 
 enum { PAIR_DENSE, PAIR_W4 };
 
@@ -257,6 +263,8 @@ typedef struct tile_args {
     const uint32_t *a; /* first row of the block */
     size_t lda, p16;
     const __m512i *panel;
+    const float *af; /* the f32 form's A (at the segment's first k) and panel */
+    const __m512 *pf;
     float *c; /* y at (first row, n0) */
     size_t ldc;
     __mmask16 mk[NV]; /* valid channels of each vector */
@@ -266,11 +274,9 @@ typedef struct tile_args {
 } tile_args;
 
 /* Pairs [p0, p1) of a dense tile: c = Σ, or c += Σ when not first. */
-INLINE BF16_TARGET void block_dense(const int mr, const int nt, const tile_args *ta, int p0, int p1,
+INLINE BF16_TARGET void store_dense(const int mr, const tile_args *ta, __m512 acc[MR][NV],
                                     int first)
 {
-    __m512 acc[MR][NV];
-    kern(mr, nt, ta->a, ta->lda, ta->p16, ta->panel, p0, p1, acc);
 #pragma GCC unroll 8
     for (int m = 0; m < mr; m++)
 #pragma GCC unroll 4
@@ -282,12 +288,19 @@ INLINE BF16_TARGET void block_dense(const int mr, const int nt, const tile_args 
         }
 }
 
-/* Group g of a W4A16 tile: c += s · (Σ x q − z · Σ x), or c = … when first. */
-INLINE BF16_TARGET void block_w4(const int mr, const int nt, const tile_args *ta, int g, int pps,
-                                 int first)
+INLINE BF16_TARGET void block_dense(const int mr, const int nt, const tile_args *ta, int p0, int p1,
+                                    int first)
 {
     __m512 acc[MR][NV];
-    kern(mr, nt, ta->a, ta->lda, ta->p16, ta->panel, g * pps, (g + 1) * pps, acc);
+    kern(mr, nt, ta->a, ta->lda, ta->p16, ta->panel, p0, p1, acc);
+    store_dense(mr, ta, acc, first);
+}
+
+/* Group g of a W4A16 tile: c += s · (Σ x q − z · Σ x), or c = … when
+ * first; xs at column j of its rows (the group's, or the segment's). */
+INLINE BF16_TARGET void store_w4(const int mr, const tile_args *ta, __m512 acc[MR][NV], int j,
+                                 int first)
+{
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) {
         const __m512 s = _mm512_maskz_loadu_ps(ta->mk[v], ta->s + 16 * v),
@@ -296,12 +309,20 @@ INLINE BF16_TARGET void block_w4(const int mr, const int nt, const tile_args *ta
         for (int m = 0; m < mr; m++) {
             float *c = ta->c + (size_t)m * ta->ldc + 16 * v;
             const __m512 t =
-                _mm512_fnmadd_ps(z, _mm512_set1_ps(ta->xs[(size_t)m * ta->G + g]), acc[m][v]);
+                _mm512_fnmadd_ps(z, _mm512_set1_ps(ta->xs[(size_t)m * ta->G + j]), acc[m][v]);
             const __m512 o = first ? _mm512_mul_ps(s, t)
                                    : _mm512_fmadd_ps(s, t, _mm512_maskz_loadu_ps(ta->mk[v], c));
             _mm512_mask_storeu_ps(c, ta->mk[v], o);
         }
     }
+}
+
+INLINE BF16_TARGET void block_w4(const int mr, const int nt, const tile_args *ta, int g, int pps,
+                                 int first)
+{
+    __m512 acc[MR][NV];
+    kern(mr, nt, ta->a, ta->lda, ta->p16, ta->panel, g * pps, (g + 1) * pps, acc);
+    store_w4(mr, ta, acc, g, first);
 }
 
 #define CASE(mr, nt, call)                                                                         \
@@ -334,6 +355,172 @@ BF16_TARGET static void run_w4(int mr, int nt, const tile_args *ta, int g, int p
     switch (mr * 4 + nt) {
         CASES(block_w4, ta, g, pps, first)
     }
+}
+
+/* ---- the f32 FMA form ------------------------------------------------------ */
+
+/* Where vdpbf16ps issues slower than f32 FMAs do their work (measured here:
+ * an Intel family 6 model 207 core runs 1.1 G vdpbf16ps/s, 72 GFLOP/s,
+ * beside 5.4 G 16-wide FMA/s, 174 GFLOP/s; AMD Zen 4 the other way round),
+ * the GEMMs take the same operands in f32: x as its terms sum (hi, or
+ * hi + lo, exact in f32), the weights widened exactly (bf16 by a shift,
+ * W4A16 integers by a conversion), one FMA a k. The products are those of
+ * the vdpbf16ps form; only the order of the f32 additions differs. The
+ * panel holds one segment of k (a W4A16 group, or a part of one) and is
+ * packed just before the rows run over it, so it stays in L1. */
+
+/* One row of x (K floats) into A as the f32 sum of its terms (a[k], k
+ * padded with zeros to a multiple of 16), and xs[j] = Σ over segment j of
+ * seg k when xs is not NULL. */
+BF16_TARGET static void pack_row_f32(const float *x, int K, int terms, float *a, int seg, float *xs)
+{
+    if (xs) memset(xs, 0, sizeof(float) * (size_t)(K / seg));
+    for (int k0 = 0; k0 < K; k0 += 16) {
+        const int n = K - k0 < 16 ? K - k0 : 16;
+        __m512 r = _mm512_maskz_loadu_ps(mask16(n), x + k0), sum = _mm512_setzero_ps();
+        for (int t = 0; t < terms; t++) {
+            const __m512 b = _mm512_castsi512_ps(
+                _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(r)), 16));
+            r = _mm512_sub_ps(r, b);
+            sum = _mm512_add_ps(sum, b);
+        }
+        _mm512_storeu_ps(a + k0, sum);
+        if (!xs) continue;
+        if (seg % 16 == 0) {
+            xs[k0 / seg] += _mm512_reduce_add_ps(sum);
+        } else {
+            for (int i = 0; i < n; i++)
+                xs[(k0 + i) / seg] += a[k0 + i];
+        }
+    }
+}
+
+/* k [k0, k0 + kk) of channels [n0, n0 + nr) of a row-major bf16 W [N, K]
+ * as f32: panel[k·NV + v] (channels past nr and k past K are zero). */
+BF16_TARGET static void pack_seg_dense(const uint16_t *w, int K, int n0, int nr, int k0, int kk,
+                                       __m512 *panel)
+{
+    const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
+    for (int v = 0; v < NV; v++)
+        for (int c = 0; c < kk; c += 32) {
+            const int ke = K - k0 - c;
+            const __mmask32 mk = ke >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << ke) - 1);
+            __m512i r[16];
+            for (int j = 0; j < 16; j++) {
+                const int in = 16 * v + j < nr;
+                const uint16_t *src = w + (size_t)(n0 + 16 * v + j) * K + k0 + c;
+                if (in && k0 + c + 128 < K) _mm_prefetch((const char *)(src + 128), _MM_HINT_T0);
+                r[j] = in ? _mm512_maskz_loadu_epi16(mk, src) : _mm512_setzero_si512();
+            }
+            transpose16(r); /* r[i]: the 16 channels' k = c + 2i (low), c + 2i + 1 (high) */
+            for (int i = 0; i < 16; i++) {
+                panel[(size_t)(c + 2 * i) * NV + v] =
+                    _mm512_castsi512_ps(_mm512_slli_epi32(r[i], 16));
+                panel[(size_t)(c + 2 * i + 1) * NV + v] =
+                    _mm512_castsi512_ps(_mm512_and_si512(r[i], hi));
+            }
+        }
+}
+
+/* k [k0, k0 + kk) of channels [n0, n0 + nr) of a GPTQ weight, the integers
+ * q as f32 (k0 and kk multiples of 8, within one group). */
+BF16_TARGET static void pack_seg_w4(const rf_gptq_weight *w, int n0, int nr, int k0, int kk,
+                                    __m512 *panel)
+{
+    const int N = w->N, R = w->K / 8;
+    const __m512i f = _mm512_set1_epi32(15);
+    __mmask16 mk[NV];
+    for (int v = 0; v < NV; v++)
+        mk[v] = mask16(nr - 16 * v);
+    for (int r = k0 / 8; r < (k0 + kk) / 8; r++) {
+        const int32_t *row = w->qweight + (size_t)r * N + n0;
+        /* rows N·4 bytes apart, a new page every few: see pack_panel_w4 */
+        if (r + PF_ROWS < R)
+            for (int v = 0; v < NV && 16 * v < nr; v++)
+                _mm_prefetch((const char *)(row + (size_t)PF_ROWS * N + 16 * v), _MM_HINT_T0);
+        __m512 *out = panel + (size_t)(8 * r - k0) * NV;
+        for (int v = 0; v < NV; v++) {
+            const __m512i wd = _mm512_maskz_loadu_epi32(mk[v], row + 16 * v);
+#pragma GCC unroll 8
+            for (int b = 0; b < 8; b++)
+                out[b * NV + v] =
+                    _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(wd, 4 * b), f));
+        }
+    }
+}
+
+/* acc[m][v] = Σ_{k < kk} a[m, k] · panel[k, v] for mr rows. */
+INLINE BF16_TARGET void kern_f32(const int mr, const float *a, size_t lda, const __m512 *panel,
+                                 int kk, __m512 acc[MR][NV])
+{
+#pragma GCC unroll 8
+    for (int m = 0; m < mr; m++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[m][v] = _mm512_setzero_ps();
+    for (int k = 0; k < kk; k++) {
+        __m512 b[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            b[v] = _mm512_load_ps(panel + (size_t)k * NV + v);
+#pragma GCC unroll 8
+        for (int m = 0; m < mr; m++) {
+            const __m512 av = _mm512_set1_ps(a[(size_t)m * lda + k]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                acc[m][v] = _mm512_fmadd_ps(av, b[v], acc[m][v]);
+        }
+    }
+}
+
+INLINE BF16_TARGET void block_dense_f32(const int mr, const tile_args *ta, int kk, int first)
+{
+    __m512 acc[MR][NV];
+    kern_f32(mr, ta->af, ta->lda, ta->pf, kk, acc);
+    store_dense(mr, ta, acc, first);
+}
+
+INLINE BF16_TARGET void block_w4_f32(const int mr, const tile_args *ta, int j, int kk, int first)
+{
+    __m512 acc[MR][NV];
+    kern_f32(mr, ta->af, ta->lda, ta->pf, kk, acc);
+    store_w4(mr, ta, acc, j, first);
+}
+
+#define CASE_F(mr, call)                                                                           \
+    case mr:                                                                                       \
+        call;                                                                                      \
+        break;
+#define CASES_F(f, ...)                                                                            \
+    CASE_F(1, f(1, __VA_ARGS__))                                                                   \
+    CASE_F(2, f(2, __VA_ARGS__))                                                                   \
+    CASE_F(3, f(3, __VA_ARGS__))                                                                   \
+    CASE_F(4, f(4, __VA_ARGS__))                                                                   \
+    CASE_F(5, f(5, __VA_ARGS__))                                                                   \
+    CASE_F(6, f(6, __VA_ARGS__))
+
+BF16_TARGET static void run_dense_f32(int mr, const tile_args *ta, int kk, int first)
+{
+    switch (mr) {
+        CASES_F(block_dense_f32, ta, kk, first)
+    }
+}
+
+BF16_TARGET static void run_w4_f32(int mr, const tile_args *ta, int j, int kk, int first)
+{
+    switch (mr) {
+        CASES_F(block_w4_f32, ta, j, kk, first)
+    }
+}
+
+/* k per W4A16 segment: the group, or the largest multiple of 8 dividing
+ * it that is at most SEGW (the epilogue is linear in the segment's sums). */
+static int w4_seg(int gs)
+{
+    if (gs <= SEGW) return gs;
+    for (int s = SEGW; s >= 8; s -= 8)
+        if (gs % s == 0) return s;
+    return 8;
 }
 
 /* ---- the GEMM driver ------------------------------------------------------ */
@@ -419,13 +606,165 @@ BF16_TARGET static int gemm(const gemm_op *op, float *scratch, size_t scratch_n)
     return 0;
 }
 
+/* The f32 form of gemm(): the same split (chunks of rows packed once,
+ * threads taking tiles of 64 channels), each tile's panel packed one
+ * segment of k at a time, every block of rows run over it. */
+BF16_TARGET static int gemm_f32(const gemm_op *op, float *scratch, size_t scratch_n)
+{
+    const int M = op->M, N = op->N, K = op->K, w4 = op->mode == PAIR_W4;
+    const int gs = w4 ? K / op->w4->G : 0, seg = w4 ? w4_seg(gs) : SEGF;
+    const int S = w4 ? K / seg : 0; /* segments a row, each with its Σ x */
+    const size_t lda = round_up((size_t)K, 16);
+    const size_t row_bytes = lda * 4 + sizeof(float) * S;
+    const size_t panel_bytes = round_up((size_t)seg, 32) * NV * 64;
+    const int ntiles = (N + NR - 1) / NR;
+    int team = omp_get_max_threads();
+    if (team > ntiles) team = ntiles;
+    const size_t have = scratch_n * sizeof(float), slack = 4 * ALIGN;
+    while (team > 1 && (size_t)team * panel_bytes + MR * row_bytes + slack > have)
+        team--;
+    if ((size_t)team * panel_bytes + MR * row_bytes + slack > have) return -1;
+    size_t mc_cap = (have - slack - (size_t)team * panel_bytes) / row_bytes;
+    int Mc = mc_cap >= (size_t)M ? M : (int)(mc_cap / MR * MR);
+
+    char *p = (char *)scratch;
+    __m512 *panels = carve(&p, (size_t)team * panel_bytes);
+    float *A = carve(&p, (size_t)Mc * lda * 4);
+    float *xs = carve(&p, (size_t)Mc * S * sizeof(float));
+
+#pragma omp parallel num_threads(team)
+    {
+        __m512 *panel = panels + (size_t)omp_get_thread_num() * (panel_bytes / 64);
+        for (int c0 = 0; c0 < M; c0 += Mc) {
+            const int mc = M - c0 < Mc ? M - c0 : Mc;
+#pragma omp for schedule(static)
+            for (int m = 0; m < mc; m++)
+                pack_row_f32(op->x + (size_t)(c0 + m) * K, K, op->nt, A + (size_t)m * lda, seg,
+                             S ? xs + (size_t)m * S : NULL);
+#pragma omp for schedule(dynamic, 1)
+            for (int ti = 0; ti < ntiles; ti++) {
+                const int n0 = ti * NR, nr = N - n0 < NR ? N - n0 : NR;
+                tile_args ta = {.lda = lda, .pf = panel, .ldc = (size_t)N, .G = S};
+                for (int v = 0; v < NV; v++)
+                    ta.mk[v] = mask16(nr - 16 * v);
+                for (int k0 = 0; k0 < K; k0 += seg) {
+                    const int kk = K - k0 < seg ? K - k0 : seg, j = k0 / seg;
+                    if (w4) {
+                        const int g = k0 / gs;
+                        pack_seg_w4(op->w4, n0, nr, k0, kk, panel);
+                        ta.s = op->w4->sf + (size_t)g * N + n0;
+                        ta.z = op->w4->zf + (size_t)g * N + n0;
+                    } else {
+                        pack_seg_dense(op->wd, K, n0, nr, k0, kk, panel);
+                    }
+                    for (int mb = 0; mb < mc; mb += MR) {
+                        const int mr = mc - mb < MR ? mc - mb : MR;
+                        ta.af = A + (size_t)mb * lda + k0;
+                        ta.c = op->y + (size_t)(c0 + mb) * N + n0;
+                        if (w4) {
+                            ta.xs = xs + (size_t)mb * S;
+                            run_w4_f32(mr, &ta, j, kk, k0 == 0);
+                        } else {
+                            run_dense_f32(mr, &ta, kk, k0 == 0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- which form ------------------------------------------------------------ */
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* GFLOP/s of one core issuing independent vdpbf16ps (fma = 0) or f32 FMAs
+ * (fma = 1), 12 chains as the micro-kernels keep. Written in assembly so
+ * that what is timed is the instruction, at any optimisation level (a
+ * sanitizer build would otherwise time its spills). */
+#define CHAINS12(op)                                                                               \
+    op " %%zmm12, %%zmm13, %%zmm0\n\t" op " %%zmm12, %%zmm13, %%zmm1\n\t" op                       \
+       " %%zmm12, %%zmm13, %%zmm2\n\t" op " %%zmm12, %%zmm13, %%zmm3\n\t" op                       \
+       " %%zmm12, %%zmm13, %%zmm4\n\t" op " %%zmm12, %%zmm13, %%zmm5\n\t" op                       \
+       " %%zmm12, %%zmm13, %%zmm6\n\t" op " %%zmm12, %%zmm13, %%zmm7\n\t" op                       \
+       " %%zmm12, %%zmm13, %%zmm8\n\t" op " %%zmm12, %%zmm13, %%zmm9\n\t" op                       \
+       " %%zmm12, %%zmm13, %%zmm10\n\t" op " %%zmm12, %%zmm13, %%zmm11\n\t"
+#define ZMM_CLOBBERS                                                                               \
+    "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",       \
+        "xmm11", "xmm12", "xmm13", "cc"
+
+BF16_TARGET static double issue_rate(int fma)
+{
+    long n = 2000;
+    const double t0 = now_s();
+    if (fma)
+        __asm__ volatile("vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n"
+                         "1:\n\t" CHAINS12("vfmadd231ps") "dec %0\n\tjnz 1b"
+                         : "+r"(n)
+                         :
+                         : ZMM_CLOBBERS);
+    else
+        __asm__ volatile("vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n"
+                         "1:\n\t" CHAINS12("vdpbf16ps") "dec %0\n\tjnz 1b"
+                         : "+r"(n)
+                         :
+                         : ZMM_CLOBBERS);
+    const double t = now_s() - t0;
+    return 2000.0 * 12 * (fma ? 32 : 64) / (t > 0 ? t : 1e-9) * 1e-9;
+}
+
+static rf_bf16_gemm_form g_form = RF_BF16_GEMM_AUTO;
+static double g_rate[2];
+static pthread_once_t g_form_once = PTHREAD_ONCE_INIT;
+
+/* The faster of the two on this core, best of 5 interleaved trials (the
+ * gap where it matters is 2× either way, far above the noise). */
+static void measure_form(void)
+{
+    if (!rf_cpu_has_bf16()) return;
+    for (int t = 0; t < 5; t++)
+        for (int f = 0; f < 2; f++) {
+            const double r = issue_rate(f);
+            if (r > g_rate[f]) g_rate[f] = r;
+        }
+    if (g_form == RF_BF16_GEMM_AUTO)
+        g_form = g_rate[1] > g_rate[0] ? RF_BF16_GEMM_FMA : RF_BF16_GEMM_DP;
+}
+
+rf_bf16_gemm_form rf_cpu_bf16_gemm_form(double *dp_gflops, double *fma_gflops)
+{
+    pthread_once(&g_form_once, measure_form);
+    if (dp_gflops) *dp_gflops = g_rate[0];
+    if (fma_gflops) *fma_gflops = g_rate[1];
+    return g_form;
+}
+
+void rf_cpu_bf16_set_gemm_form(rf_bf16_gemm_form f)
+{
+    pthread_once(&g_form_once, measure_form);
+    g_form =
+        f == RF_BF16_GEMM_AUTO ? (g_rate[1] > g_rate[0] ? RF_BF16_GEMM_FMA : RF_BF16_GEMM_DP) : f;
+}
+
+static int run_gemm(const gemm_op *op, float *scratch, size_t scratch_n)
+{
+    return rf_cpu_bf16_gemm_form(NULL, NULL) == RF_BF16_GEMM_FMA ? gemm_f32(op, scratch, scratch_n)
+                                                                 : gemm(op, scratch, scratch_n);
+}
+
 int rf_cpu_bf16_gemm(float *y, const float *x, const uint16_t *w, int M, int N, int K, int terms,
                      float *scratch, size_t scratch_n)
 {
     if (!rf_cpu_has_bf16() || M < 1 || N < 1 || K < 1 || (terms != 1 && terms != 2)) return -1;
     const gemm_op op = {
         .mode = PAIR_DENSE, .wd = w, .M = M, .N = N, .K = K, .nt = terms, .x = x, .y = y};
-    return gemm(&op, scratch, scratch_n);
+    return run_gemm(&op, scratch, scratch_n);
 }
 
 static int w4_takes(const rf_gptq_weight *w)
@@ -439,7 +778,7 @@ int rf_cpu_bf16_gemm_w4(float *y, const float *x, const rf_gptq_weight *w, int M
     if (!rf_cpu_has_bf16() || M < 1 || !w4_takes(w) || (terms != 1 && terms != 2)) return -1;
     const gemm_op op = {
         .mode = PAIR_W4, .w4 = w, .M = M, .N = w->N, .K = w->K, .nt = terms, .x = x, .y = y};
-    return gemm(&op, scratch, scratch_n);
+    return run_gemm(&op, scratch, scratch_n);
 }
 
 /* ---- few rows (decode) ------------------------------------------------------ */

@@ -29,6 +29,23 @@
 /* 1 when the AVX-512 BF16 kernels can run on this CPU (and OS). */
 int rf_cpu_has_bf16(void);
 
+/* The GEMMs' (prefill's) micro-kernel: vdpbf16ps on bf16 pairs, or f32
+ * FMAs on the same operands widened exactly (x as the sum of its terms,
+ * the weights as the values they hold). Which runs faster differs by CPU
+ * (Intel's recent cores issue vdpbf16ps at well under half the rate of
+ * their FMAs, AMD's Zen 4 twice it), so the first use times both on one
+ * core (about 0.2 ms) and takes the faster; results differ between the two
+ * only by the order of f32 additions. */
+typedef enum { RF_BF16_GEMM_AUTO, RF_BF16_GEMM_DP, RF_BF16_GEMM_FMA } rf_bf16_gemm_form;
+
+/* The form the GEMMs use, and the measured per-core GFLOP/s of each (either
+ * pointer may be NULL; 0 without AVX-512 BF16). */
+rf_bf16_gemm_form rf_cpu_bf16_gemm_form(double *dp_gflops, double *fma_gflops);
+
+/* Forces a form (tests, benchmarks); AUTO returns to the measured one. Not
+ * safe while a GEMM runs. */
+void rf_cpu_bf16_set_gemm_form(rf_bf16_gemm_form f);
+
 /* y[M, N] = x[M, K] · Wᵀ for a row-major bf16 W [N, K]; bias not added. */
 int rf_cpu_bf16_gemm(float *y, const float *x, const uint16_t *w, int M, int N, int K, int terms,
                      float *scratch, size_t scratch_n);

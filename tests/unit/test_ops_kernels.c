@@ -13,7 +13,9 @@
  *
  * where bf16(x) rounds to nearest even (rf_f32_to_bf16). On a CPU without
  * AVX-512 BF16 the same comparisons check the AVX2 kernels and the
- * rounding fallback. Each case prints its errors. */
+ * rounding fallback. The dense and W4A16 cases run under both GEMM forms
+ * (vdpbf16ps, and f32 FMAs on the widened operands), whichever this CPU
+ * would pick. Each case prints its errors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +27,7 @@
 #include <string.h>
 
 #include "engine/backend/ops.h"
+#include "engine/backend/ops_cpu_bf16.h"
 
 static uint64_t g_rng = 0x2545f4914f6cdd1dull;
 static double urand(void) /* uniform in [-1, 1) */
@@ -317,11 +320,29 @@ static void test_swiglu_rmsnorm(void **state)
     assert_int_equal(g_failures, 0);
 }
 
+static int form_dp(void **state)
+{
+    rf_cpu_bf16_set_gemm_form(RF_BF16_GEMM_DP);
+    return 0;
+}
+
+static int form_fma(void **state)
+{
+    rf_cpu_bf16_set_gemm_form(RF_BF16_GEMM_FMA);
+    return 0;
+}
+
 int main(void)
 {
+    double dp, fma;
+    rf_bf16_gemm_form f = rf_cpu_bf16_gemm_form(&dp, &fma);
+    printf("GEMM form here: %s (vdpbf16ps %.1f, f32 FMA %.1f GFLOP/s a core)\n",
+           f == RF_BF16_GEMM_FMA ? "fma" : "vdpbf16ps", dp, fma);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dense),
-        cmocka_unit_test(test_w4a16),
+        cmocka_unit_test_setup(test_dense, form_dp),
+        cmocka_unit_test_setup(test_w4a16, form_dp),
+        cmocka_unit_test_setup(test_dense, form_fma),
+        cmocka_unit_test_setup(test_w4a16, form_fma),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_swiglu_rmsnorm),
     };
