@@ -375,6 +375,7 @@ BF16_TARGET static void run_w4(int mr, int nt, const tile_args *ta, int g, int p
 BF16_TARGET static void pack_row_f32(const float *x, int K, int terms, float *a, int seg, float *xs)
 {
     if (xs) memset(xs, 0, sizeof(float) * (size_t)(K / seg));
+    __m512 part = _mm512_setzero_ps(); /* the segment's sums so far (seg % 16 == 0) */
     for (int k0 = 0; k0 < K; k0 += 16) {
         const int n = K - k0 < 16 ? K - k0 : 16;
         __m512 r = _mm512_maskz_loadu_ps(mask16(n), x + k0), sum = _mm512_setzero_ps();
@@ -387,7 +388,11 @@ BF16_TARGET static void pack_row_f32(const float *x, int K, int terms, float *a,
         _mm512_storeu_ps(a + k0, sum);
         if (!xs) continue;
         if (seg % 16 == 0) {
-            xs[k0 / seg] += _mm512_reduce_add_ps(sum);
+            part = _mm512_add_ps(part, sum);
+            if ((k0 + 16) % seg == 0 || k0 + 16 >= K) {
+                xs[k0 / seg] = _mm512_reduce_add_ps(part);
+                part = _mm512_setzero_ps();
+            }
         } else {
             for (int i = 0; i < n; i++)
                 xs[(k0 + i) / seg] += a[k0 + i];
@@ -432,6 +437,12 @@ BF16_TARGET static void pack_seg_w4(const rf_gptq_weight *w, int n0, int nr, int
     __mmask16 mk[NV];
     for (int v = 0; v < NV; v++)
         mk[v] = mask16(nr - 16 * v);
+    /* a tile's first segment has had nothing fetched ahead: ask for all
+     * of its first rows at once, so that their misses overlap */
+    if (k0 == 0)
+        for (int r = 0; r < kk / 8 && r < PF_ROWS; r++)
+            for (int v = 0; v < NV && 16 * v < nr; v++)
+                _mm_prefetch((const char *)(w->qweight + (size_t)r * N + n0 + 16 * v), _MM_HINT_T0);
     for (int r = k0 / 8; r < (k0 + kk) / 8; r++) {
         const int32_t *row = w->qweight + (size_t)r * N + n0;
         /* rows N·4 bytes apart, a new page every few: see pack_panel_w4 */
