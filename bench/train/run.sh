@@ -21,6 +21,7 @@ for size in ${SIZES:-small 100m}; do
   dir=${BENCH_DIR:-/tmp/refinery-bench-train}/$size
   steps=${STEPS:-$([ "$size" = small ] && echo 12 || echo 6)}
   echo "== bench/train $size"
+  mkdir -p "$dir"
   "$bin" --size "$size" --dir "$dir" --generate
   ours=$("$bin" --size "$size" --dir "$dir" --steps "$steps" --threads "$threads")
   echo "$ours" | grep -v '^RESULT'

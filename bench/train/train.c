@@ -20,6 +20,7 @@
  * PyTorch 1.13 peer has no Muon). */
 #include <math.h>
 #include <omp.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +86,10 @@ static int generate(const char *dir, const shape *s)
     mkdir(dir, 0755);
     snprintf(p, sizeof p, "%s/config.json", dir);
     FILE *f = fopen(p, "w");
-    if (!f) return -1;
+    if (!f) {
+        fprintf(stderr, "bench/train: cannot write %s: %s\n", p, strerror(errno));
+        return -1;
+    }
     fprintf(f,
             "{\"model_type\":\"llama\",\"hidden_size\":%d,\"intermediate_size\":%d,"
             "\"num_hidden_layers\":%d,\"num_attention_heads\":%d,\"num_key_value_heads\":%d,"
