@@ -1,6 +1,7 @@
-/* The CPU backend's AVX-512 BF16 kernels (vdpbf16ps): GEMM on packed bf16
- * panels for BF16 and GPTQ W4A16 weights, and the W4A16 product of decode's
- * few rows. Chosen at run time by ops_cpu.c and ops_cpu_w4a16.c when the CPU
+/* The CPU backend's AVX-512 BF16 kernels: GEMM on packed panels for BF16
+ * and GPTQ W4A16 weights (vdpbf16ps on bf16 pairs, or f32 FMAs on the same
+ * operands widened, see rf_bf16_gemm_form), and the W4A16 product of
+ * decode's few rows (vdpbf16ps). Chosen at run time by ops_cpu.c and ops_cpu_w4a16.c when the CPU
  * has avx512f/bw/vl and avx512_bf16 (rf_cpu_has_bf16); nothing here runs
  * otherwise.
  *
