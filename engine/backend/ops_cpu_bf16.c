@@ -357,6 +357,25 @@ BF16_TARGET static void run_w4(int mr, int nt, const tile_args *ta, int g, int p
     }
 }
 
+/* Threads and rows of x a chunk for a GEMM of ntiles tiles whose threads
+ * each hold a panel of panel_bytes and whose packed rows take row_bytes:
+ * fewer threads when scratch cannot hold a panel each beside MR rows, and
+ * -1 when it cannot for one. */
+static int plan(int M, int ntiles, size_t panel_bytes, size_t row_bytes, size_t scratch_n,
+                int *team, int *Mc)
+{
+    int t = omp_get_max_threads();
+    if (t > ntiles) t = ntiles;
+    const size_t have = scratch_n * sizeof(float), slack = 4 * ALIGN;
+    while (t > 1 && (size_t)t * panel_bytes + MR * row_bytes + slack > have)
+        t--;
+    if ((size_t)t * panel_bytes + MR * row_bytes + slack > have) return -1;
+    const size_t mc_cap = (have - slack - (size_t)t * panel_bytes) / row_bytes;
+    *team = t;
+    *Mc = mc_cap >= (size_t)M ? M : (int)(mc_cap / MR * MR);
+    return 0;
+}
+
 /* ---- the f32 FMA form ------------------------------------------------------ */
 
 /* Where vdpbf16ps issues slower than f32 FMAs do their work (measured here:
@@ -558,14 +577,8 @@ BF16_TARGET static int gemm(const gemm_op *op, float *scratch, size_t scratch_n)
     const size_t row_bytes = lda * 4 + sizeof(float) * G;
     const size_t panel_bytes = p16 * NV * 64;
     const int ntiles = (N + NR - 1) / NR;
-    int team = omp_get_max_threads();
-    if (team > ntiles) team = ntiles;
-    const size_t have = scratch_n * sizeof(float), slack = 4 * ALIGN;
-    while (team > 1 && (size_t)team * panel_bytes + MR * row_bytes + slack > have)
-        team--;
-    if ((size_t)team * panel_bytes + MR * row_bytes + slack > have) return -1;
-    size_t mc_cap = (have - slack - (size_t)team * panel_bytes) / row_bytes;
-    int Mc = mc_cap >= (size_t)M ? M : (int)(mc_cap / MR * MR);
+    int team, Mc;
+    if (plan(M, ntiles, panel_bytes, row_bytes, scratch_n, &team, &Mc)) return -1;
 
     char *p = (char *)scratch;
     __m512i *panels = carve(&p, (size_t)team * panel_bytes);
@@ -629,14 +642,8 @@ BF16_TARGET static int gemm_f32(const gemm_op *op, float *scratch, size_t scratc
     const size_t row_bytes = lda * 4 + sizeof(float) * S;
     const size_t panel_bytes = round_up((size_t)seg, 32) * NV * 64;
     const int ntiles = (N + NR - 1) / NR;
-    int team = omp_get_max_threads();
-    if (team > ntiles) team = ntiles;
-    const size_t have = scratch_n * sizeof(float), slack = 4 * ALIGN;
-    while (team > 1 && (size_t)team * panel_bytes + MR * row_bytes + slack > have)
-        team--;
-    if ((size_t)team * panel_bytes + MR * row_bytes + slack > have) return -1;
-    size_t mc_cap = (have - slack - (size_t)team * panel_bytes) / row_bytes;
-    int Mc = mc_cap >= (size_t)M ? M : (int)(mc_cap / MR * MR);
+    int team, Mc;
+    if (plan(M, ntiles, panel_bytes, row_bytes, scratch_n, &team, &Mc)) return -1;
 
     char *p = (char *)scratch;
     __m512 *panels = carve(&p, (size_t)team * panel_bytes);
