@@ -187,6 +187,8 @@ static int cmd_serve(bool http)
     signal(SIGXFSZ, SIG_IGN); /* a file-size limit is an I/O error to report, not a death */
 
     if (migrate_with(&cfg, &err) || sweep(&cfg, &err)) return fail(&err);
+    rf_log(RF_LOG_INFO, "OpenBLAS kernels: %s%s", rf_blas_core(),
+           getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE)" : "");
     rf_runners_register_builtin();
     if (cfg.test_jobs) rf_testjobs_register();
     if (!http && cfg.workers == 0) cfg.workers = 1;
