@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -487,6 +488,11 @@ static int shared_write(worker *w, finish_req *req, rf_error *err)
             continue;
         }
         p->fin_busy = true;
+        /* Workers that were woken with this one (handed jobs by one claim)
+         * are likely a moment behind: a chance to join the batch. */
+        pthread_mutex_unlock(&p->fin_lock);
+        sched_yield();
+        pthread_mutex_lock(&p->fin_lock);
         finish_req *batch = p->fin_queue;
         p->fin_queue = NULL;
         p->fin_tail = &p->fin_queue;
@@ -548,9 +554,13 @@ static void run_one(worker *w)
     snprintf(w->workdir, sizeof w->workdir, "%s/jobs/%s", p->cfg->data_dir, j->id);
     char jobs_dir[1100];
     snprintf(jobs_dir, sizeof jobs_dir, "%s/jobs", p->cfg->data_dir);
-    mkdir(p->cfg->data_dir, 0750);
-    mkdir(jobs_dir, 0750);
-    if (mkdir(w->workdir, 0750) && errno != EEXIST) {
+    /* A runner that writes no files gets no folder (rf_runner.no_workdir). */
+    bool folder = !runner || !runner->no_workdir;
+    if (folder) {
+        mkdir(p->cfg->data_dir, 0750);
+        mkdir(jobs_dir, 0750);
+    }
+    if (folder && mkdir(w->workdir, 0750) && errno != EEXIST) {
         rc = rf_errorf(&err, RF_EIO, "cannot create the job's folder %s: %s", w->workdir,
                        strerror(errno));
         goto done;
@@ -671,6 +681,11 @@ static bool next_job(worker *w, rf_claimed_job *batch, bool *want)
             /* Every wake-up from now on is for a claim after this one. */
             p->claiming = true;
             p->pending = false;
+            /* Workers returning with this one (from one batch of outcomes)
+             * are likely a moment behind: a chance to be counted. */
+            pthread_mutex_unlock(&p->wake_lock);
+            sched_yield();
+            pthread_mutex_lock(&p->wake_lock);
             k = p->n - p->held; /* ≥ 1: this worker holds none, and none waits in handoff */
             break;
         }
