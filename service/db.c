@@ -215,6 +215,77 @@ int rf_db_execp(PGconn *c, const char *sql, int n, const char *const *params, PG
     return RF_EDB;
 }
 
+int rf_db_prepare(PGconn *c, const char *sql, int n, char name[32], rf_error *err)
+{
+    snprintf(name, 32, "rf_%lx", (unsigned long)(uintptr_t)sql);
+    bool found;
+    prep_slot *slot = prep_find(c, sql, &found);
+    if (found) return 0;
+    PGresult *p = PQprepare(c, name, sql, n, NULL);
+    bool ok = PQresultStatus(p) == PGRES_COMMAND_OK || !strcmp(rf_db_sqlstate(p), "42P05");
+    if (!ok) {
+        rf_metrics_db_error();
+        rf_errorf(err, RF_EDB, "database error: %s",
+                  p ? PQresultErrorMessage(p) : PQerrorMessage(c));
+        if (err) trim_newline(err->msg);
+    } else {
+        slot->conn = c;
+        slot->sql = sql;
+    }
+    PQclear(p);
+    return ok ? 0 : RF_EDB;
+}
+
+void rf_db_forget(PGconn *c, const char *sql)
+{
+    bool found;
+    prep_slot *slot = prep_find(c, sql, &found);
+    /* An emptied slot would end the probe sequence of the ones after it, so
+     * it keeps a connection no statement is run on. */
+    if (found) slot->sql = "";
+}
+
+static int lit_reserve(rf_array_lit *a, size_t more)
+{
+    if (a->len + more <= a->cap) return 0;
+    size_t c = a->cap ? a->cap : 256;
+    while (c < a->len + more)
+        c *= 2;
+    char *b = realloc(a->s, c);
+    if (!b) return RF_ENOMEM;
+    a->s = b;
+    a->cap = c;
+    return 0;
+}
+
+int rf_array_lit_add(rf_array_lit *a, const char *v)
+{
+    if (lit_reserve(a, (v ? 2 * strlen(v) : 4) + 4)) return RF_ENOMEM;
+    char sep = a->len ? ',' : '{';
+    a->s[a->len++] = sep;
+    if (!v) {
+        memcpy(a->s + a->len, "NULL", 4);
+        a->len += 4;
+        return 0;
+    }
+    a->s[a->len++] = '"';
+    for (const char *q = v; *q; q++) {
+        if (*q == '"' || *q == '\\') a->s[a->len++] = '\\';
+        a->s[a->len++] = *q;
+    }
+    a->s[a->len++] = '"';
+    return 0;
+}
+
+int rf_array_lit_end(rf_array_lit *a)
+{
+    if (lit_reserve(a, 3)) return RF_ENOMEM;
+    if (!a->len) a->s[a->len++] = '{';
+    a->s[a->len++] = '}';
+    a->s[a->len] = '\0';
+    return 0;
+}
+
 const char *rf_db_sqlstate(const PGresult *res)
 {
     const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;

@@ -33,6 +33,27 @@ int rf_db_exec(PGconn *c, const char *sql, int n, const char *const *params, PGr
 int rf_db_execp(PGconn *c, const char *sql, int n, const char *const *params, PGresult **res,
                 rf_error *err);
 
+/* For pipelines (PQsendQueryPrepared): prepare sql on c unless done already,
+ * as rf_db_execp does, and write its statement name to name. When the server
+ * answers that it does not know the name after all (SQLSTATE 26000: a new
+ * connection at a recycled address), rf_db_forget drops the record, and the
+ * next rf_db_prepare prepares it again. */
+int rf_db_prepare(PGconn *c, const char *sql, int n, char name[32], rf_error *err);
+void rf_db_forget(PGconn *c, const char *sql);
+
+/* A PostgreSQL array literal being built, {"a","b\\"c",NULL}: one per column
+ * of a statement that works on many rows at once (unnest($1::text[], …)). */
+typedef struct {
+    char *s;
+    size_t len, cap;
+} rf_array_lit;
+
+/* Appends element v (NULL: SQL NULL), quoted and escaped; the first element
+ * opens the literal. rf_array_lit_end closes it (an empty one too: "{}").
+ * RF_ENOMEM when out of memory; free(a->s) afterwards. */
+int rf_array_lit_add(rf_array_lit *a, const char *v);
+int rf_array_lit_end(rf_array_lit *a);
+
 /* The SQLSTATE of a failed result, "" when none. */
 const char *rf_db_sqlstate(const PGresult *res);
 

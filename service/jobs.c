@@ -141,63 +141,15 @@ static pthread_cond_t g_ins_done = PTHREAD_COND_INITIALIZER;
 static pending_job *g_ins_queue, **g_ins_tail = &g_ins_queue;
 static bool g_ins_busy;
 
-/* A PostgreSQL array literal being built: {"a","b\\"c",NULL}. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-} array_lit;
-
-static int lit_reserve(array_lit *a, size_t more)
-{
-    if (a->len + more <= a->cap) return 0;
-    size_t c = a->cap ? a->cap : 256;
-    while (c < a->len + more)
-        c *= 2;
-    char *b = realloc(a->s, c);
-    if (!b) return RF_ENOMEM;
-    a->s = b;
-    a->cap = c;
-    return 0;
-}
-
-/* Appends element v (NULL: SQL NULL), quoted and escaped; the first
- * element opens the literal. */
-static int lit_add(array_lit *a, const char *v)
-{
-    if (lit_reserve(a, (v ? 2 * strlen(v) : 4) + 4)) return RF_ENOMEM;
-    char sep = a->len ? ',' : '{';
-    a->s[a->len++] = sep;
-    if (!v) {
-        memcpy(a->s + a->len, "NULL", 4);
-        a->len += 4;
-        return 0;
-    }
-    a->s[a->len++] = '"';
-    for (const char *q = v; *q; q++) {
-        if (*q == '"' || *q == '\\') a->s[a->len++] = '\\';
-        a->s[a->len++] = *q;
-    }
-    a->s[a->len++] = '"';
-    return 0;
-}
-
-static int lit_end(array_lit *a)
-{
-    if (lit_reserve(a, 2)) return RF_ENOMEM;
-    a->s[a->len++] = '}';
-    a->s[a->len] = '\0';
-    return 0;
-}
-
 static void insert_batch(PGconn *c, pending_job *batch)
 {
-    array_lit arr[7] = {0};
+    rf_array_lit arr[7] = {0};
     int rc = 0;
     for (pending_job *b = batch; b && !rc; b = b->next)
         for (int k = 0; k < 7 && !rc; k++)
-            rc = lit_add(&arr[k], b->p[k]);
+            rc = rf_array_lit_add(&arr[k], b->p[k]);
     for (int k = 0; k < 7 && !rc; k++)
-        rc = lit_end(&arr[k]);
+        rc = rf_array_lit_end(&arr[k]);
     const char *vals[7];
     for (int k = 0; k < 7; k++)
         vals[k] = arr[k].s;

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "service/db.h"
+#include "service/log.h"
 
 void rf_claimed_job_clear(rf_claimed_job *j)
 {
@@ -26,58 +27,87 @@ void rf_claimed_job_clear(rf_claimed_job *j)
     "now() + (least(" M "::float8, " B "::float8 * power(2, greatest(attempts - 1, 0)))"           \
     " * (0.5 + random() / 2)) * interval '1 millisecond'"
 
-int rf_queue_claim(PGconn *c, const char *owner, const char *types, int lease_ms,
-                   rf_claimed_job *job, bool *got, rf_error *err)
+/* The claim, for LIMIT N. The limit is part of the text, not a parameter:
+ * the cached generic plan of a parameterised LIMIT is made for a tenth of
+ * the queued rows (PostgreSQL's guess for an unknown limit), and with a
+ * backlog that is a sort of them all instead of the claim index's walk
+ * (milliseconds instead of tens of microseconds). */
+#define CLAIM_SQL(N)                                                                               \
+    "WITH next AS ("                                                                               \
+    "  SELECT id FROM jobs"                                                                        \
+    "  WHERE status = 'queued' AND run_after <= now() AND type = ANY($2::text[])"                  \
+    "  ORDER BY priority DESC, seq"                                                                \
+    "  FOR UPDATE SKIP LOCKED LIMIT " N "),"                                                       \
+    " u AS (UPDATE jobs j SET status = 'running', attempts = j.attempts + 1, lease_owner = $1,"    \
+    "   lease_expires_at = now() + $3 * interval '1 millisecond',"                                 \
+    "   started_at = coalesce(j.started_at, now()), updated_at = now()"                            \
+    "  FROM next WHERE j.id = next.id"                                                             \
+    "  RETURNING j.id, j.tenant_id, j.type, j.attempts, j.max_attempts, j.params::text,"           \
+    "   j.checkpoint::text, j.metadata ? 'study_id', j.priority, j.seq)," /* The attempt's first   \
+                                                                             event, in the same    \
+                                                                             round trip. */        \
+    " e AS (INSERT INTO job_events (job_id, kind, data) SELECT id, 'log',"                         \
+    "   json_build_object('level', 'info', 'message', 'attempt started',"                          \
+    "   'attempt', attempts, 'worker', $1::text) FROM u RETURNING job_id)"                         \
+    " SELECT u.*, (SELECT count(*) FROM (SELECT pg_notify('refinery_events', job_id) FROM e) n)"   \
+    " FROM u ORDER BY priority DESC, seq"
+
+static const char *const CLAIM[RF_QUEUE_CLAIM_MAX] = {
+    CLAIM_SQL("1"),  CLAIM_SQL("2"),  CLAIM_SQL("3"),  CLAIM_SQL("4"),
+    CLAIM_SQL("5"),  CLAIM_SQL("6"),  CLAIM_SQL("7"),  CLAIM_SQL("8"),
+    CLAIM_SQL("9"),  CLAIM_SQL("10"), CLAIM_SQL("11"), CLAIM_SQL("12"),
+    CLAIM_SQL("13"), CLAIM_SQL("14"), CLAIM_SQL("15"), CLAIM_SQL("16")};
+
+int rf_queue_claim_many(PGconn *c, const char *owner, const char *types, int lease_ms, int max,
+                        rf_claimed_job *jobs, int *got, rf_error *err)
 {
     char lease[32];
     snprintf(lease, sizeof lease, "%d", lease_ms);
     const char *p[3] = {owner, types, lease};
     PGresult *r;
-    *got = false;
-    memset(job, 0, sizeof *job);
+    *got = 0;
+    max = max < 1 ? 1 : max > RF_QUEUE_CLAIM_MAX ? RF_QUEUE_CLAIM_MAX : max;
     /* Prepared, and planned once per connection: planning this statement
      * (two scans of jobs and an insert, every index of both tables) costs
      * more than running it. The worker connection disables sequential scans
      * (service/worker.c) so that the cached plan is the claim index's walk
-     * even when it is made while the table is empty. */
-    int rc = rf_db_execp(
-        c,
-        "WITH next AS ("
-        "  SELECT id FROM jobs"
-        "  WHERE status = 'queued' AND run_after <= now() AND type = ANY($2::text[])"
-        "  ORDER BY priority DESC, seq"
-        "  FOR UPDATE SKIP LOCKED LIMIT 1),"
-        " u AS (UPDATE jobs j SET status = 'running', attempts = j.attempts + 1, lease_owner = $1,"
-        "   lease_expires_at = now() + $3 * interval '1 millisecond',"
-        "   started_at = coalesce(j.started_at, now()), updated_at = now()"
-        "  FROM next WHERE j.id = next.id"
-        "  RETURNING j.id, j.tenant_id, j.type, j.attempts, j.max_attempts, j.params::text,"
-        "   j.checkpoint::text, j.metadata ? 'study_id'),"
-        /* The attempt's first event, in the same round trip. */
-        " e AS (INSERT INTO job_events (job_id, kind, data) SELECT id, 'log',"
-        "   json_build_object('level', 'info', 'message', 'attempt started',"
-        "   'attempt', attempts, 'worker', $1::text) FROM u RETURNING job_id)"
-        " SELECT u.*, (SELECT count(*) FROM (SELECT pg_notify('refinery_events', job_id) FROM e) n)"
-        " FROM u",
-        3, p, &r, err);
+     * even when it is made while the table is empty. One statement claims
+     * for every idle worker at once: its parse, its transaction and its
+     * round trip are paid once per batch, not once per job. */
+    int rc = rf_db_execp(c, CLAIM[max - 1], 3, p, &r, err);
     if (rc) goto out;
-    if (PQntuples(r) == 1) {
-        snprintf(job->id, sizeof job->id, "%s", PQgetvalue(r, 0, 0));
-        snprintf(job->tenant, sizeof job->tenant, "%s", PQgetvalue(r, 0, 1));
-        snprintf(job->type, sizeof job->type, "%s", PQgetvalue(r, 0, 2));
-        job->attempt = atoi(PQgetvalue(r, 0, 3));
-        job->max_attempts = atoi(PQgetvalue(r, 0, 4));
-        job->params = json_loads(PQgetvalue(r, 0, 5), 0, NULL);
-        if (!PQgetisnull(r, 0, 6)) job->checkpoint = json_loads(PQgetvalue(r, 0, 6), 0, NULL);
-        job->trial = PQgetvalue(r, 0, 7)[0] == 't';
-        if (!job->params) {
-            rc = rf_errorf(err, RF_EINTERNAL, "job %s has unreadable params", job->id);
-            goto out;
+    int n = PQntuples(r);
+    for (int i = 0; i < n && i < max; i++) {
+        rf_claimed_job *job = &jobs[*got];
+        memset(job, 0, sizeof *job);
+        snprintf(job->id, sizeof job->id, "%s", PQgetvalue(r, i, 0));
+        snprintf(job->tenant, sizeof job->tenant, "%s", PQgetvalue(r, i, 1));
+        snprintf(job->type, sizeof job->type, "%s", PQgetvalue(r, i, 2));
+        job->attempt = atoi(PQgetvalue(r, i, 3));
+        job->max_attempts = atoi(PQgetvalue(r, i, 4));
+        job->params = json_loads(PQgetvalue(r, i, 5), 0, NULL);
+        if (!PQgetisnull(r, i, 6)) job->checkpoint = json_loads(PQgetvalue(r, i, 6), 0, NULL);
+        job->trial = PQgetvalue(r, i, 7)[0] == 't';
+        if (job->params) {
+            (*got)++;
+            continue;
         }
-        *got = true;
+        /* Left to expire and be rescued (the attempt counts); the others run. */
+        rf_log(RF_LOG_WARN, "job %s has unreadable params (out of memory?)", job->id);
+        rf_claimed_job_clear(job);
     }
 out:
     PQclear(r);
+    return rc;
+}
+
+int rf_queue_claim(PGconn *c, const char *owner, const char *types, int lease_ms,
+                   rf_claimed_job *job, bool *got, rf_error *err)
+{
+    int n = 0;
+    memset(job, 0, sizeof *job);
+    int rc = rf_queue_claim_many(c, owner, types, lease_ms, 1, job, &n, err);
+    *got = n == 1;
     return rc;
 }
 
@@ -106,58 +136,61 @@ static int fenced(PGconn *c, const char *sql, int n, const char *const *p, PGres
     return rc;
 }
 
-int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const char *status,
-                    const char *result_json, const char *error, rf_error *err)
+/* The outcomes of many jobs as one statement: unnest() pairs each job with
+ * its own attempt, so the fence holds row by row — a job whose lease was
+ * lost is simply not among the rows updated, and the others are. */
+static const char *const FINISH_SQL =
+    "WITH f AS (SELECT * FROM unnest($2::text[], $3::int[], $4::text[], $5::jsonb[], $6::text[])"
+    "  AS f(id, attempt, status, result, error)),"
+    " u AS (UPDATE jobs j SET status = f.status, result = f.result, error = f.error,"
+    "  progress = CASE WHEN f.status = 'succeeded' THEN 1 ELSE j.progress END,"
+    "  finished_at = now(), updated_at = now(), lease_owner = NULL, lease_expires_at = NULL"
+    "  FROM f WHERE j.id = f.id AND j.lease_owner = $1 AND j.attempts = f.attempt"
+    "  AND j.status = 'running' RETURNING j.id, j.status, j.error),"
+    /* The final state as an event too: event streams end on it. */
+    " e AS (INSERT INTO job_events (job_id, kind, data) SELECT id, 'status',"
+    "  json_build_object('status', status, 'error', error) FROM u)"
+    " SELECT id, pg_notify('refinery_events', id),"
+    "  set_config('synchronous_commit', 'off', true) FROM u";
+
+static const char *const DURABLE_SQL =
+    "SELECT set_config('synchronous_commit', 'on', true), pg_current_xact_id()";
+
+/* One try of rf_queue_finish_many; *unprepared when the server did not know
+ * a statement this connection was thought to have prepared. */
+static int finish_once(PGconn *c, const char *const vals[6], rf_finish *f, int n, bool *unprepared,
+                       rf_error *err)
 {
-    char attempt[16];
-    const char *p[6];
-    fence_params(j, owner, attempt, p);
-    p[3] = status;
-    p[4] = result_json;
-    p[5] = error;
-    /* Worker connections commit asynchronously (a lost claim or event only
-     * means a re-run); a job's outcome is the exception and is on disk
-     * before this returns (and so before the job's folder is swept).
-     * The row's trigger announces the change (NOTIFY refinery_job), and a
-     * NOTIFY holds a cluster-wide lock through its transaction's commit: a
-     * commit that waited for disk there would serialise every notifying
-     * transaction of the cluster behind one fsync. So the outcome commits
-     * without waiting (set_config(…, true): this statement's transaction
-     * only), then a second statement whose transaction writes a commit
-     * record (it takes a transaction id) commits waiting for disk: WAL is
-     * flushed in order, so once it returns the outcome is durable too.
-     * (Readers may see the outcome up to one flush before it is durable; a
-     * database crash in that window loses it as it would lose a claim: the
-     * job is rescued and runs again.) Both go out as one pipeline: one round
-     * trip. */
-    static const char *const upd =
-        "WITH u AS (UPDATE jobs SET status = $4, result = $5::jsonb, error = $6,"
-        " progress = CASE WHEN $4 = 'succeeded' THEN 1 ELSE progress END,"
-        " finished_at = now(), updated_at = now(), lease_owner = NULL,"
-        " lease_expires_at = NULL" FENCE " RETURNING id, status, error),"
-        /* The final state as an event too: event streams end on it. */
-        " e AS (INSERT INTO job_events (job_id, kind, data) SELECT id, 'status',"
-        "  json_build_object('status', status, 'error', error) FROM u)"
-        " SELECT id, pg_notify('refinery_events', id),"
-        "  set_config('synchronous_commit', 'off', true) FROM u";
-    static const char *const durable =
-        "SELECT set_config('synchronous_commit', 'on', true), pg_current_xact_id()";
+    char upd[32], durable[32];
+    *unprepared = false;
+    int rc = rf_db_prepare(c, FINISH_SQL, 6, upd, err);
+    if (!rc) rc = rf_db_prepare(c, DURABLE_SQL, 0, durable, err);
+    if (rc) return rc;
     if (!PQenterPipelineMode(c))
         return rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
     /* A sync after each: in a pipeline, what lies between two syncs is one
      * (implicit) transaction, and these must be two. */
-    int sent = PQsendQueryParams(c, upd, 6, NULL, p, NULL, NULL, 0) && PQpipelineSync(c) &&
-               PQsendQueryParams(c, durable, 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(c);
-    int rc = sent ? 0 : rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
+    int sent = PQsendQueryPrepared(c, upd, 6, vals, NULL, NULL, 0) && PQpipelineSync(c) &&
+               PQsendQueryPrepared(c, durable, 0, NULL, NULL, NULL, 0) && PQpipelineSync(c);
+    rc = sent ? 0 : rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
     /* Read each statement's result and its sync point, keeping the first error. */
     for (int i = 0; sent && i < 2; i++) {
         PGresult *r = PQgetResult(c);
         ExecStatusType st = PQresultStatus(r);
-        if (!rc && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-            rc = rf_errorf(err, RF_EDB, "database error: %s", PQresultErrorMessage(r));
-        else if (!rc && i == 0 && PQntuples(r) == 0)
-            rc = rf_errorf(err, RF_ECONFLICT,
-                           "job %s is no longer held by this worker (lease lost)", j->id);
+        if (!rc && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+            *unprepared = !strcmp(rf_db_sqlstate(r), "26000");
+            rc = rf_errorf(err, RF_EDB, "database error: %s",
+                           r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+        } else if (!rc && i == 0) {
+            /* The jobs not among the rows returned were not updated: their
+             * fence refused the write. */
+            for (int k = 0; k < n; k++) {
+                bool found = false;
+                for (int row = 0; row < PQntuples(r) && !found; row++)
+                    found = !strcmp(PQgetvalue(r, row, 0), f[k].job->id);
+                f[k].rc = found ? 0 : RF_ECONFLICT;
+            }
+        }
         PQclear(r);
         PQclear(PQgetResult(c)); /* the NULL that ends the statement's results */
         PQclear(PQgetResult(c)); /* its sync point */
@@ -165,6 +198,63 @@ int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const
     PQexitPipelineMode(c);
     /* A lost fence aborts nothing by itself: the statement changed nothing. */
     if (PQtransactionStatus(c) != PQTRANS_IDLE) rf_db_rollback(c);
+    return rc;
+}
+
+int rf_queue_finish_many(PGconn *c, const char *owner, rf_finish *f, int n, rf_error *err)
+{
+    /* Worker connections commit asynchronously (a lost claim or event only
+     * means a re-run); a job's outcome is the exception and is on disk
+     * before this returns (and so before the job's folder is swept).
+     * The row's trigger announces the change (NOTIFY refinery_job), and a
+     * NOTIFY holds a cluster-wide lock through its transaction's commit: a
+     * commit that waited for disk there would serialise every notifying
+     * transaction of the cluster behind one fsync. So the outcomes commit
+     * without waiting (set_config(…, true): this statement's transaction
+     * only), then a second statement whose transaction writes a commit
+     * record (it takes a transaction id) commits waiting for disk: WAL is
+     * flushed in order, so once it returns the outcomes are durable too.
+     * (Readers may see an outcome up to one flush before it is durable; a
+     * database crash in that window loses it as it would lose a claim: the
+     * job is rescued and runs again.) Both go out as one pipeline: one round
+     * trip, and one flush, for the whole batch. */
+    rf_array_lit arr[5] = {0};
+    int rc = 0;
+    for (int k = 0; k < n; k++) {
+        char attempt[16];
+        snprintf(attempt, sizeof attempt, "%d", f[k].job->attempt);
+        f[k].rc = RF_EDB;
+        const char *v[5] = {f[k].job->id, attempt, f[k].status, f[k].result_json, f[k].error};
+        for (int i = 0; i < 5 && !rc; i++)
+            rc = rf_array_lit_add(&arr[i], v[i]);
+    }
+    for (int i = 0; i < 5 && !rc; i++)
+        rc = rf_array_lit_end(&arr[i]);
+    if (rc) {
+        rc = rf_errorf(err, RF_ENOMEM, "out of memory");
+        goto out;
+    }
+    const char *vals[6] = {owner, arr[0].s, arr[1].s, arr[2].s, arr[3].s, arr[4].s};
+    bool unprepared;
+    rc = finish_once(c, vals, f, n, &unprepared, err);
+    if (rc && unprepared) {
+        rf_db_forget(c, FINISH_SQL);
+        rf_db_forget(c, DURABLE_SQL);
+        rc = finish_once(c, vals, f, n, &unprepared, err);
+    }
+out:
+    for (int i = 0; i < 5; i++)
+        free(arr[i].s);
+    return rc;
+}
+
+int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const char *status,
+                    const char *result_json, const char *error, rf_error *err)
+{
+    rf_finish f = {.job = j, .status = status, .result_json = result_json, .error = error};
+    int rc = rf_queue_finish_many(c, owner, &f, 1, err);
+    if (!rc && f.rc)
+        rc = rf_errorf(err, f.rc, "job %s is no longer held by this worker (lease lost)", j->id);
     return rc;
 }
 
@@ -337,12 +427,38 @@ int rf_queue_rescue(PGconn *c, int base_ms, int max_ms, int *rescued, rf_error *
 int rf_queue_event(PGconn *c, const char *job_id, const char *kind, const char *data_json,
                    rf_error *err)
 {
-    const char *p[3] = {job_id, kind, data_json};
-    return rf_db_execp(c,
-                       "WITH e AS (INSERT INTO job_events (job_id, kind, data)"
-                       " VALUES ($1, $2, $3::jsonb) RETURNING id)"
-                       " SELECT pg_notify('refinery_events', $1) FROM e",
-                       3, p, NULL, err);
+    return rf_queue_events(c, 1, &job_id, &kind, &data_json, err);
+}
+
+int rf_queue_events(PGconn *c, int n, const char *const *job_ids, const char *const *kinds,
+                    const char *const *datas, rf_error *err)
+{
+    rf_array_lit arr[3] = {0};
+    int rc = 0;
+    for (int k = 0; k < n && !rc; k++)
+        if ((rc = rf_array_lit_add(&arr[0], job_ids[k])) ||
+            (rc = rf_array_lit_add(&arr[1], kinds[k])) ||
+            (rc = rf_array_lit_add(&arr[2], datas[k])))
+            break;
+    for (int i = 0; i < 3 && !rc; i++)
+        rc = rf_array_lit_end(&arr[i]);
+    const char *p[3] = {arr[0].s, arr[1].s, arr[2].s};
+    /* unnest yields the rows in array order, so one job's events keep the
+     * order they were given in (their ids are assigned in that order); one
+     * notification per job is enough for its streams to read them all. */
+    if (rc)
+        rc = rf_errorf(err, RF_ENOMEM, "out of memory");
+    else
+        rc = rf_db_execp(c,
+                         "WITH e AS (INSERT INTO job_events (job_id, kind, data)"
+                         " SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])"
+                         " RETURNING job_id)"
+                         " SELECT pg_notify('refinery_events', id)"
+                         " FROM (SELECT DISTINCT job_id AS id FROM e) d",
+                         3, p, NULL, err);
+    for (int i = 0; i < 3; i++)
+        free(arr[i].s);
+    return rc;
 }
 
 int rf_queue_progress(PGconn *c, const rf_claimed_job *j, const char *owner, double fraction,

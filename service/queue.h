@@ -12,6 +12,8 @@
 #include "engine/core/error.h"
 #include "service/ids.h"
 
+#define RF_QUEUE_CLAIM_MAX 16 /* jobs one claim takes at most */
+
 typedef struct rf_claimed_job {
     char id[RF_ID_MAX];
     char tenant[RF_ID_MAX];
@@ -32,6 +34,26 @@ void rf_claimed_job_clear(rf_claimed_job *j);
  * counts, and the rescuer fails the job once max_attempts is reached. */
 int rf_queue_claim(PGconn *c, const char *owner, const char *types, int lease_ms,
                    rf_claimed_job *job, bool *got, rf_error *err);
+
+/* Claim up to max (1 to RF_QUEUE_CLAIM_MAX, clamped) jobs at once, the most urgent first, as
+ * rf_queue_claim claims one: jobs[0 .. *got) are filled (clear each). Claim
+ * no more than can start now: a claimed job shows as running and its lease
+ * runs. */
+int rf_queue_claim_many(PGconn *c, const char *owner, const char *types, int lease_ms, int max,
+                        rf_claimed_job *jobs, int *got, rf_error *err);
+
+/* One job's outcome for rf_queue_finish_many. */
+typedef struct rf_finish {
+    const rf_claimed_job *job;
+    const char *status, *result_json, *error; /* as rf_queue_finish takes them */
+    int rc; /* out: 0, RF_ECONFLICT (lease lost) or, when the batch failed, RF_EDB */
+} rf_finish;
+
+/* The outcomes of n jobs of owner in one transaction and one flush (group
+ * commit); each row is fenced on its own, so a job whose lease was lost gets
+ * RF_ECONFLICT and the others are recorded. A failed statement fails all
+ * (returned, and each rc RF_EDB). */
+int rf_queue_finish_many(PGconn *c, const char *owner, rf_finish *f, int n, rf_error *err);
 
 /* Final states. status is "succeeded", "failed" or "cancelled"; result_json
  * and error may be NULL. RF_ECONFLICT when the lease was lost meanwhile. */
@@ -71,6 +93,9 @@ int rf_queue_rescue(PGconn *c, int base_ms, int max_ms, int *rescued, rf_error *
 /* Per-job writes from a running job, fenced like the others. */
 int rf_queue_event(PGconn *c, const char *job_id, const char *kind, const char *data_json,
                    rf_error *err);
+/* n events at once (one statement), of one job or of many. */
+int rf_queue_events(PGconn *c, int n, const char *const *job_ids, const char *const *kinds,
+                    const char *const *datas, rf_error *err);
 int rf_queue_progress(PGconn *c, const rf_claimed_job *j, const char *owner, double fraction,
                       rf_error *err);
 int rf_queue_checkpoint(PGconn *c, const rf_claimed_job *j, const char *owner,

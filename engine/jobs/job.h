@@ -152,6 +152,11 @@ typedef struct rf_runner {
      * resolver, `refinery run` through local paths. err->field names the
      * param. May be NULL. */
     int (*check)(const json_t *params, rf_ref_resolver resolve, void *user, rf_error *err);
+    /* The runner writes nothing under ctx->workdir (its path is given, the
+     * folder is not made): a job that ends in milliseconds is not charged a
+     * folder's creation and removal (on ext4, mkdir alone costs more than
+     * the job's database writes). */
+    bool no_workdir;
 } rf_runner;
 
 /* The table check, then runner->validate: what POST and `refinery run` call. */

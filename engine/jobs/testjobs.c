@@ -371,21 +371,25 @@ void rf_testjobs_register(void)
         {.type = "test.noop",
          .run = noop_run,
          .description = "Diagnostic: succeeds at once, echoing its input.",
-         .params = noop_params},
+         .params = noop_params,
+         .no_workdir = true},
         {.type = "test.sleep",
          .run = sleep_run,
          .description = "Diagnostic: sleeps in checkpointed steps, reporting progress; a rescued "
                         "attempt resumes from the last step.",
-         .params = sleep_params},
+         .params = sleep_params,
+         .no_workdir = true},
         {.type = "test.fail",
          .run = fail_run,
          .description = "Diagnostic: fails a given number of attempts, or at once for good.",
-         .params = fail_params},
+         .params = fail_params,
+         .no_workdir = true},
         {.type = "test.crash",
          .run = crash_run,
          .description = "Diagnostic: takes its worker process down (a segfault, a division by "
                         "zero, an abort), as a bug in a runner would.",
-         .params = crash_params},
+         .params = crash_params,
+         .no_workdir = true},
         {.type = "test.artifact",
          .validate = artifact_validate,
          .run = artifact_run,
@@ -400,7 +404,8 @@ void rf_testjobs_register(void)
          .run = parent_run,
          .description = "Diagnostic: submits child test.sleep jobs (some at a time) and waits for "
                         "them without holding a worker; optionally crashes right after a submit.",
-         .params = parent_params},
+         .params = parent_params,
+         .no_workdir = true},
     };
     for (size_t i = 0; i < sizeof runners / sizeof runners[0]; i++)
         rf_runner_register(&runners[i]);

@@ -240,3 +240,51 @@ test('SIGTERM: in-flight requests finish, the running job goes back to the queue
     await w.stop();
   }
 });
+
+test('claims in batches, outcomes in batches: every job once, with its status and events; never more running than workers; cancel still works', async () => {
+  // Jobs waiting before the workers start, so that idle workers are claimed for together.
+  const kinds = (i) => (i % 10 === 3 ? { type: 'test.fail', params: { final: true } } : { type: 'test.noop', params: { echo: i } });
+  const jobs = await Promise.all(Array.from({ length: 240 }, (_, i) => post(kinds(i))));
+  const long = await post({ type: 'test.sleep', params: { ms: 600000, steps: 6000 }, priority: 5 });
+  const w = await start(db, { ...FAST, REFINERY_WORKERS: '6' }, 'worker');
+  try {
+    let most = 0;
+    await waitFor(async () => {
+      // A claimed job is one a worker runs: never more running than the process has workers.
+      const running = Number(psql(db, `SELECT count(*) FROM jobs WHERE status = 'running'`)[0][0]);
+      most = Math.max(most, running);
+      assert.ok(running <= 6, `${running} jobs running with 6 workers`);
+      const open = psql(db, `SELECT count(*) FROM jobs WHERE id IN (${jobs.map((j) => `'${j.id}'`).join(',')})
+        AND status NOT IN ('succeeded', 'failed')`)[0][0];
+      return open === '0';
+    }, 60000);
+    assert.ok(most >= 1);
+    const rows = psql(db, `SELECT j.id, j.status, j.attempts,
+        count(*) FILTER (WHERE e.data->>'message' = 'attempt started'),
+        count(*) FILTER (WHERE e.kind = 'status'),
+        string_agg(e.data->>'status', ',') FILTER (WHERE e.kind = 'status'),
+        count(*) FILTER (WHERE e.data->>'message' = 'test execution')
+      FROM jobs j LEFT JOIN job_events e ON e.job_id = j.id
+      WHERE j.id IN (${jobs.map((j) => `'${j.id}'`).join(',')}) GROUP BY j.id, j.status, j.attempts`);
+    assert.equal(rows.length, jobs.length);
+    const want = new Map(jobs.map((j, i) => [j.id, i % 10 === 3 ? 'failed' : 'succeeded']));
+    for (const [id, status, attempts, started, statusEvents, finalStatus, executions] of rows) {
+      assert.equal(status, want.get(id), id);
+      assert.equal(attempts, '1', id);
+      assert.equal(started, '1', `${id} started ${started} times`);
+      assert.equal(statusEvents, '1', `${id} has ${statusEvents} status events`);
+      assert.equal(finalStatus, status, id);
+      assert.equal(executions, '1', `${id} ran ${executions} times`);
+    }
+    const failed = await get(jobs[3].id);
+    assert.equal(failed.error, 'test failure that retrying cannot fix');
+    assert.deepEqual((await get(jobs[1].id)).result, { echo: 1, attempt: 1 });
+    // The long job ran beside them all along, and is cancelled as ever.
+    assert.equal((await get(long.id)).status, 'running');
+    assert.equal((await api(srv.base, key, 'POST', `/v1/jobs/${long.id}/cancel`)).status, 200);
+    const fin = await done(long.id, 'cancelled');
+    assert.equal(fin.error, 'cancelled by request');
+  } finally {
+    assert.equal((await w.stop()).code, 0, w.logs);
+  }
+});

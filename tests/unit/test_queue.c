@@ -135,6 +135,123 @@ static void test_fence_and_finish(void **state)
     rf_claimed_job_clear(&j);
 }
 
+/* One claim for many workers: the most urgent first, never more than asked
+ * for, each counted as its own attempt with its own first event. */
+static void test_claim_many(void **state)
+{
+    NEED_DB();
+    sql("DELETE FROM jobs");
+    add_job("job_m1", "x", 0, 3);
+    add_job("job_m2", "x", 7, 3);
+    add_job("job_m3", "y", 9, 3);
+    add_job("job_m4", "x", 7, 3);
+    add_job("job_m5", "x", -1, 3);
+    rf_claimed_job jobs[RF_QUEUE_CLAIM_MAX];
+    int got = -1;
+    rf_error e;
+    assert_int_equal(rf_queue_claim_many(db, OWNER, "{x}", 60000, 3, jobs, &got, &e), 0);
+    assert_int_equal(got, 3);
+    const char *order[] = {"job_m2", "job_m4", "job_m1"};
+    for (int i = 0; i < 3; i++) {
+        assert_string_equal(jobs[i].id, order[i]);
+        assert_int_equal(jobs[i].attempt, 1);
+        assert_int_equal(json_integer_value(json_object_get(jobs[i].params, "n")), 1);
+        rf_claimed_job_clear(&jobs[i]);
+    }
+    assert_string_equal(one("SELECT string_agg(id || ':' || status, ',' ORDER BY id) FROM jobs"),
+                        "job_m1:running,job_m2:running,job_m3:queued,job_m4:running,"
+                        "job_m5:queued");
+    assert_string_equal(one("SELECT count(*) FROM job_events WHERE kind = 'log'"
+                            " AND data->>'message' = 'attempt started'"),
+                        "3");
+    /* More asked for than runnable: what there is. */
+    assert_int_equal(rf_queue_claim_many(db, OWNER, "{x}", 60000, 16, jobs, &got, &e), 0);
+    assert_int_equal(got, 1);
+    assert_string_equal(jobs[0].id, "job_m5");
+    rf_claimed_job_clear(&jobs[0]);
+    assert_int_equal(rf_queue_claim_many(db, OWNER, "{x}", 60000, 4, jobs, &got, &e), 0);
+    assert_int_equal(got, 0);
+}
+
+/* Outcomes in one batch are fenced row by row: the job whose lease was lost
+ * (here: rescued and claimed again by another worker) is refused and left as
+ * it is, the others are recorded, each with its final event. */
+static void test_finish_many_fenced(void **state)
+{
+    NEED_DB();
+    sql("DELETE FROM jobs");
+    add_job("job_n1", "x", 0, 3);
+    add_job("job_n2", "x", 0, 3);
+    add_job("job_n3", "x", 0, 3);
+    rf_claimed_job jobs[3];
+    int got;
+    rf_error e;
+    assert_int_equal(rf_queue_claim_many(db, OWNER, "{x}", 60000, 3, jobs, &got, &e), 0);
+    assert_int_equal(got, 3);
+    int lost = -1;
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(jobs[i].id, "job_n2")) lost = i;
+    assert_true(lost >= 0);
+    /* Its lease expired and another worker holds its next attempt. */
+    sql("UPDATE jobs SET attempts = attempts + 1, lease_owner = 'other:2:x' WHERE id = 'job_n2'");
+    rf_finish f[3];
+    for (int i = 0; i < 3; i++)
+        f[i] = (rf_finish){.job = &jobs[i],
+                           .status = i == 0 ? "failed" : "succeeded",
+                           .result_json = i == 0 ? NULL : "{\"i\":1}",
+                           .error = i == 0 ? "bad \"input\", {quoted} \\ too" : NULL,
+                           .rc = 99};
+    assert_int_equal(rf_queue_finish_many(db, OWNER, f, 3, &e), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(f[i].rc, i == lost ? RF_ECONFLICT : 0);
+    assert_string_equal(one("SELECT status || ' ' || attempts || ' ' || lease_owner"
+                            " FROM jobs WHERE id = 'job_n2'"),
+                        "running 2 other:2:x");
+    char q[256];
+    for (int i = 0; i < 3; i++) {
+        if (i == lost) continue;
+        snprintf(q, sizeof q,
+                 "SELECT status || ' ' || coalesce(result::text, '-') || ' ' ||"
+                 " coalesce(error, '-') || ' ' || (lease_owner IS NULL) || ' ' || progress"
+                 " FROM jobs WHERE id = '%s'",
+                 jobs[i].id);
+        assert_string_equal(one(q), i == 0 ? "failed - bad \"input\", {quoted} \\ too true 0"
+                                           : "succeeded {\"i\": 1} - true 1");
+        snprintf(q, sizeof q,
+                 "SELECT count(*) || ' ' || max(data->>'status') FROM job_events"
+                 " WHERE job_id = '%s' AND kind = 'status'",
+                 jobs[i].id);
+        assert_string_equal(one(q), i == 0 ? "1 failed" : "1 succeeded");
+    }
+    assert_string_equal(one("SELECT count(*) FROM job_events WHERE job_id = 'job_n2'"
+                            " AND kind = 'status'"),
+                        "0");
+    /* Recorded once: the same outcomes again are all refused. */
+    assert_int_equal(rf_queue_finish_many(db, OWNER, f, 3, &e), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(f[i].rc, RF_ECONFLICT);
+    for (int i = 0; i < 3; i++)
+        rf_claimed_job_clear(&jobs[i]);
+}
+
+/* Events of several jobs in one statement keep each job's order. */
+static void test_events_batch(void **state)
+{
+    NEED_DB();
+    sql("DELETE FROM jobs");
+    add_job("job_e1", "x", 0, 3);
+    add_job("job_e2", "x", 0, 3);
+    const char *ids[] = {"job_e1", "job_e2", "job_e1", "job_e1"};
+    const char *kinds[] = {"log", "log", "progress", "log"};
+    const char *data[] = {"{\"n\":1}", "{\"n\":2}", "{\"n\":3}", "{\"n\":\"4 \\\" q\"}"};
+    rf_error e;
+    assert_int_equal(rf_queue_events(db, 4, ids, kinds, data, &e), 0);
+    assert_string_equal(one("SELECT string_agg(kind || '=' || (data->>'n'), ',' ORDER BY id)"
+                            " FROM job_events WHERE job_id = 'job_e1'"),
+                        "log=1,progress=3,log=4 \" q");
+    assert_string_equal(one("SELECT count(*) FROM job_events WHERE job_id = 'job_e2'"), "1");
+}
+
 static void test_retry_backoff_and_give_up(void **state)
 {
     NEED_DB();
@@ -250,6 +367,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_claim_order_and_types),
         cmocka_unit_test(test_fence_and_finish),
+        cmocka_unit_test(test_claim_many),
+        cmocka_unit_test(test_finish_many_fenced),
+        cmocka_unit_test(test_events_batch),
         cmocka_unit_test(test_retry_backoff_and_give_up),
         cmocka_unit_test(test_retry_growth_and_cap),
         cmocka_unit_test(test_release_heartbeat_rescue),
