@@ -737,7 +737,8 @@ BF16_TARGET static double issue_rate(int fma)
     return 2000.0 * 12 * (fma ? 32 : 64) / (t > 0 ? t : 1e-9) * 1e-9;
 }
 
-static rf_bf16_gemm_form g_form = RF_BF16_GEMM_AUTO;
+static rf_bf16_gemm_form g_measured = RF_BF16_GEMM_DP; /* the faster here */
+static rf_bf16_gemm_form g_forced = RF_BF16_GEMM_AUTO; /* rf_cpu_bf16_set_gemm_form's */
 static double g_rate[2];
 static pthread_once_t g_form_once = PTHREAD_ONCE_INIT;
 
@@ -751,8 +752,7 @@ static void measure_form(void)
             const double r = issue_rate(f);
             if (r > g_rate[f]) g_rate[f] = r;
         }
-    if (g_form == RF_BF16_GEMM_AUTO)
-        g_form = g_rate[1] > g_rate[0] ? RF_BF16_GEMM_FMA : RF_BF16_GEMM_DP;
+    g_measured = g_rate[1] > g_rate[0] ? RF_BF16_GEMM_FMA : RF_BF16_GEMM_DP;
 }
 
 rf_bf16_gemm_form rf_cpu_bf16_gemm_form(double *dp_gflops, double *fma_gflops)
@@ -760,14 +760,12 @@ rf_bf16_gemm_form rf_cpu_bf16_gemm_form(double *dp_gflops, double *fma_gflops)
     pthread_once(&g_form_once, measure_form);
     if (dp_gflops) *dp_gflops = g_rate[0];
     if (fma_gflops) *fma_gflops = g_rate[1];
-    return g_form;
+    return g_forced == RF_BF16_GEMM_AUTO ? g_measured : g_forced;
 }
 
 void rf_cpu_bf16_set_gemm_form(rf_bf16_gemm_form f)
 {
-    pthread_once(&g_form_once, measure_form);
-    g_form =
-        f == RF_BF16_GEMM_AUTO ? (g_rate[1] > g_rate[0] ? RF_BF16_GEMM_FMA : RF_BF16_GEMM_DP) : f;
+    g_forced = f;
 }
 
 static int run_gemm(const gemm_op *op, float *scratch, size_t scratch_n)
