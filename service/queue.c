@@ -58,24 +58,10 @@ static const char *const CLAIM[RF_QUEUE_CLAIM_MAX] = {
     CLAIM_SQL("9"),  CLAIM_SQL("10"), CLAIM_SQL("11"), CLAIM_SQL("12"),
     CLAIM_SQL("13"), CLAIM_SQL("14"), CLAIM_SQL("15"), CLAIM_SQL("16")};
 
-int rf_queue_claim_many(PGconn *c, const char *owner, const char *types, int lease_ms, int max,
-                        rf_claimed_job *jobs, int *got, rf_error *err)
+/* The rows of a claim into jobs[0 .. *got). */
+static void claimed_rows(PGresult *r, int max, rf_claimed_job *jobs, int *got)
 {
-    char lease[32];
-    snprintf(lease, sizeof lease, "%d", lease_ms);
-    const char *p[3] = {owner, types, lease};
-    PGresult *r;
     *got = 0;
-    max = max < 1 ? 1 : max > RF_QUEUE_CLAIM_MAX ? RF_QUEUE_CLAIM_MAX : max;
-    /* Prepared, and planned once per connection: planning this statement
-     * (two scans of jobs and an insert, every index of both tables) costs
-     * more than running it. The worker connection disables sequential scans
-     * (service/worker.c) so that the cached plan is the claim index's walk
-     * even when it is made while the table is empty. One statement claims
-     * for every idle worker at once: its parse, its transaction and its
-     * round trip are paid once per batch, not once per job. */
-    int rc = rf_db_execp(c, CLAIM[max - 1], 3, p, &r, err);
-    if (rc) goto out;
     int n = PQntuples(r);
     for (int i = 0; i < n && i < max; i++) {
         rf_claimed_job *job = &jobs[*got];
@@ -96,7 +82,31 @@ int rf_queue_claim_many(PGconn *c, const char *owner, const char *types, int lea
         rf_log(RF_LOG_WARN, "job %s has unreadable params (out of memory?)", job->id);
         rf_claimed_job_clear(job);
     }
-out:
+}
+
+static int clamp_claim(int max)
+{
+    return max < 1 ? 1 : max > RF_QUEUE_CLAIM_MAX ? RF_QUEUE_CLAIM_MAX : max;
+}
+
+int rf_queue_claim_many(PGconn *c, const char *owner, const char *types, int lease_ms, int max,
+                        rf_claimed_job *jobs, int *got, rf_error *err)
+{
+    char lease[32];
+    snprintf(lease, sizeof lease, "%d", lease_ms);
+    const char *p[3] = {owner, types, lease};
+    PGresult *r;
+    *got = 0;
+    max = clamp_claim(max);
+    /* Prepared, and planned once per connection: planning this statement
+     * (two scans of jobs and an insert, every index of both tables) costs
+     * more than running it. The worker connection disables sequential scans
+     * (service/worker.c) so that the cached plan is the claim index's walk
+     * even when it is made while the table is empty. One statement claims
+     * for every idle worker at once: its parse, its transaction and its
+     * round trip are paid once per batch, not once per job. */
+    int rc = rf_db_execp(c, CLAIM[max - 1], 3, p, &r, err);
+    if (!rc) claimed_rows(r, max, jobs, got);
     PQclear(r);
     return rc;
 }
@@ -157,27 +167,51 @@ static const char *const DURABLE_SQL =
     "SELECT set_config('synchronous_commit', 'on', true), pg_current_xact_id()";
 
 /* One try of rf_queue_finish_many; *unprepared when the server did not know
- * a statement this connection was thought to have prepared. */
-static int finish_once(PGconn *c, const char *const vals[6], rf_finish *f, int n, bool *unprepared,
-                       rf_error *err)
+ * a statement this connection was thought to have prepared. The claim, when
+ * there is one and it was not made by an earlier try, goes between the
+ * outcomes and the flush: its own transaction, in the same round trip. */
+static int finish_once(PGconn *c, const char *const vals[6], rf_finish *f, int n, rf_claim *claim,
+                       bool *unprepared, rf_error *err)
 {
-    char upd[32], durable[32];
+    char upd[32], durable[32], take[32], lease[32];
+    const char *cp[3] = {vals[0], claim ? claim->types : NULL, lease};
     *unprepared = false;
+    bool claiming = claim && !claim->made;
+    int max = claiming ? clamp_claim(claim->max) : 0;
     int rc = rf_db_prepare(c, FINISH_SQL, 6, upd, err);
     if (!rc) rc = rf_db_prepare(c, DURABLE_SQL, 0, durable, err);
+    if (!rc && claiming) rc = rf_db_prepare(c, CLAIM[max - 1], 3, take, err);
     if (rc) return rc;
+    if (claiming) snprintf(lease, sizeof lease, "%d", claim->lease_ms);
     if (!PQenterPipelineMode(c))
         return rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
     /* A sync after each: in a pipeline, what lies between two syncs is one
-     * (implicit) transaction, and these must be two. */
-    int sent = PQsendQueryPrepared(c, upd, 6, vals, NULL, NULL, 0) && PQpipelineSync(c) &&
-               PQsendQueryPrepared(c, durable, 0, NULL, NULL, NULL, 0) && PQpipelineSync(c);
+     * (implicit) transaction, and these must be apart. */
+    int sent =
+        PQsendQueryPrepared(c, upd, 6, vals, NULL, NULL, 0) && PQpipelineSync(c) &&
+        (!claiming || (PQsendQueryPrepared(c, take, 3, cp, NULL, NULL, 0) && PQpipelineSync(c))) &&
+        PQsendQueryPrepared(c, durable, 0, NULL, NULL, NULL, 0) && PQpipelineSync(c);
     rc = sent ? 0 : rf_errorf(err, RF_EDB, "database error: %s", PQerrorMessage(c));
-    /* Read each statement's result and its sync point, keeping the first error. */
-    for (int i = 0; sent && i < 2; i++) {
+    /* Read each statement's result and its sync point, keeping the first error
+     * of the outcomes' statements (the claim's is the claim's own). */
+    for (int i = 0; sent && i < (claiming ? 3 : 2); i++) {
+        bool is_claim = claiming && i == 1;
         PGresult *r = PQgetResult(c);
         ExecStatusType st = PQresultStatus(r);
-        if (!rc && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+        if (is_claim) {
+            claim->made = true;
+            if (ok) {
+                claimed_rows(r, max, claim->jobs, &claim->got);
+                claim->rc = 0;
+            } else {
+                /* Prepared again at the next claim; the workers claim on
+                 * their own meanwhile. */
+                if (!strcmp(rf_db_sqlstate(r), "26000")) rf_db_forget(c, CLAIM[max - 1]);
+                claim->rc = rf_errorf(&claim->err, RF_EDB, "database error: %s",
+                                      r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+            }
+        } else if (!rc && !ok) {
             *unprepared = !strcmp(rf_db_sqlstate(r), "26000");
             rc = rf_errorf(err, RF_EDB, "database error: %s",
                            r ? PQresultErrorMessage(r) : PQerrorMessage(c));
@@ -198,10 +232,13 @@ static int finish_once(PGconn *c, const char *const vals[6], rf_finish *f, int n
     PQexitPipelineMode(c);
     /* A lost fence aborts nothing by itself: the statement changed nothing. */
     if (PQtransactionStatus(c) != PQTRANS_IDLE) rf_db_rollback(c);
+    if (claiming && !claim->made)
+        claim->rc = rf_errorf(&claim->err, RF_EDB, "not claimed: %s", err ? err->msg : "");
     return rc;
 }
 
-int rf_queue_finish_many(PGconn *c, const char *owner, rf_finish *f, int n, rf_error *err)
+int rf_queue_finish_many(PGconn *c, const char *owner, rf_finish *f, int n, rf_claim *then,
+                         rf_error *err)
 {
     /* Worker connections commit asynchronously (a lost claim or event only
      * means a re-run); a job's outcome is the exception and is on disk
@@ -220,6 +257,10 @@ int rf_queue_finish_many(PGconn *c, const char *owner, rf_finish *f, int n, rf_e
      * trip, and one flush, for the whole batch. */
     rf_array_lit arr[5] = {0};
     int rc = 0;
+    if (then && !then->made) {
+        then->got = 0;
+        then->rc = rf_errorf(&then->err, RF_ENOMEM, "not claimed: out of memory");
+    }
     for (int k = 0; k < n; k++) {
         char attempt[16];
         snprintf(attempt, sizeof attempt, "%d", f[k].job->attempt);
@@ -236,11 +277,11 @@ int rf_queue_finish_many(PGconn *c, const char *owner, rf_finish *f, int n, rf_e
     }
     const char *vals[6] = {owner, arr[0].s, arr[1].s, arr[2].s, arr[3].s, arr[4].s};
     bool unprepared;
-    rc = finish_once(c, vals, f, n, &unprepared, err);
+    rc = finish_once(c, vals, f, n, then, &unprepared, err);
     if (rc && unprepared) {
         rf_db_forget(c, FINISH_SQL);
         rf_db_forget(c, DURABLE_SQL);
-        rc = finish_once(c, vals, f, n, &unprepared, err);
+        rc = finish_once(c, vals, f, n, then, &unprepared, err);
     }
 out:
     for (int i = 0; i < 5; i++)
@@ -252,7 +293,7 @@ int rf_queue_finish(PGconn *c, const rf_claimed_job *j, const char *owner, const
                     const char *result_json, const char *error, rf_error *err)
 {
     rf_finish f = {.job = j, .status = status, .result_json = result_json, .error = error};
-    int rc = rf_queue_finish_many(c, owner, &f, 1, err);
+    int rc = rf_queue_finish_many(c, owner, &f, 1, NULL, err);
     if (!rc && f.rc)
         rc = rf_errorf(err, f.rc, "job %s is no longer held by this worker (lease lost)", j->id);
     return rc;

@@ -49,11 +49,28 @@ typedef struct rf_finish {
     int rc; /* out: 0, RF_ECONFLICT (lease lost) or, when the batch failed, RF_EDB */
 } rf_finish;
 
+/* A claim made with a batch of outcomes (rf_queue_finish_many): for the
+ * workers those outcomes free, in the same round trip. */
+typedef struct rf_claim {
+    const char *types;    /* as rf_queue_claim_many takes them */
+    int lease_ms, max;    /* max: 1 to RF_QUEUE_CLAIM_MAX (clamped) */
+    rf_claimed_job *jobs; /* room for max */
+    int got;              /* out: jobs[0 .. got) claimed (clear each) */
+    int rc;               /* out: the claim's own outcome (err says why) */
+    rf_error err;
+    bool made; /* false at first; set once the claim was answered, so that
+                * a call made again (after a lost connection) claims no more */
+} rf_claim;
+
 /* The outcomes of n jobs of owner in one transaction and one flush (group
  * commit); each row is fenced on its own, so a job whose lease was lost gets
  * RF_ECONFLICT and the others are recorded. A failed statement fails all
- * (returned, and each rc RF_EDB). */
-int rf_queue_finish_many(PGconn *c, const char *owner, rf_finish *f, int n, rf_error *err);
+ * (returned, and each rc RF_EDB). then, when not NULL, is a claim made in
+ * the same round trip after the outcomes (its own transaction: its failure
+ * costs the outcomes nothing, and theirs not it), flushed with them; made
+ * again by a later call only while then->made is false. */
+int rf_queue_finish_many(PGconn *c, const char *owner, rf_finish *f, int n, rf_claim *then,
+                         rf_error *err);
 
 /* Final states. status is "succeeded", "failed" or "cancelled"; result_json
  * and error may be NULL. RF_ECONFLICT when the lease was lost meanwhile. */

@@ -44,7 +44,10 @@ typedef struct worker {
     rf_study_link link;       /* the job as a study's trial (service/study_link.h) */
     char stop_reason[320];    /* why the job was stopped, when not by a user */
     char workdir[1200];
-    bool let_go; /* its job's outcome is recorded: it counts as idle (wake_lock) */
+    bool let_go;            /* its job's outcome is recorded: it counts as idle (wake_lock) */
+    bool claimed_for;       /* a claim was made for it with its outcome (wake_lock) */
+    atomic_bool running;    /* between a job's start and its end */
+    atomic_llong active_us; /* monotonic µs of its job's start or its last write */
 } worker;
 
 /* A write of a running job waiting for the group commit of such writes:
@@ -80,12 +83,28 @@ struct rf_workers {
     int held;                /* jobs claimed and not yet done with: run by a worker or in handoff */
     rf_claimed_job *handoff; /* claimed for idle workers, not yet taken */
     int handoff_n;
+    rf_claimed_job *claim_buf; /* the claim made with a batch of outcomes (fin_busy) */
     /* Group commit of finishes (finish_job). */
     pthread_mutex_t fin_lock;
     pthread_cond_t fin_done;
+    pthread_cond_t fin_arrive; /* a write joined the queue (to a gathering leader) */
     finish_req *fin_queue, **fin_tail;
-    bool fin_busy;
+    int fin_n; /* writes queued */
+    bool fin_busy, fin_gathering;
 };
+
+/* A batch's leader waits for the writes of its siblings (gather) at most
+ * this long; a sibling is a worker whose job started or wrote within the
+ * window before. */
+#define GATHER_MAX_US 1000
+#define SIBLING_WINDOW_US 5000
+
+static long long now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
 
 /* A job may have become runnable: one idle worker claims (for all of them). */
 static void wake_one(rf_workers *p)
@@ -414,8 +433,8 @@ static void events_batch(worker *leader, finish_req *batch, int n)
 
 /* The batch's leader records every write queued by then on its own
  * connection: the events in one statement, the outcomes in another (and one
- * flush); see finish_job. */
-static void finish_batch(worker *leader, finish_req *batch)
+ * flush, and the claim for the workers they free); see finish_job. */
+static void finish_batch(worker *leader, finish_req *batch, rf_claim *then)
 {
     rf_workers *p = leader->pool;
     int n = 0, events = 0;
@@ -435,7 +454,7 @@ static void finish_batch(worker *leader, finish_req *batch)
         int i = 0;
         for (finish_req *b = batch; b; b = b->next)
             if (!b->kind) f[i++] = b->f;
-        while (db_lost(leader, rc = rf_queue_finish_many(leader->db, p->owner, f, n, &err))) {
+        while (db_lost(leader, rc = rf_queue_finish_many(leader->db, p->owner, f, n, then, &err))) {
         }
         /* A statement fails as a whole: one outcome the database refuses (a
          * trigger's error) must not cost the others theirs, so each is then
@@ -445,8 +464,8 @@ static void finish_batch(worker *leader, finish_req *batch)
             for (i = 0; i < n; i++) {
                 rf_error one;
                 int orc;
-                while (db_lost(leader,
-                               orc = rf_queue_finish_many(leader->db, p->owner, &f[i], 1, &one))) {
+                while (db_lost(leader, orc = rf_queue_finish_many(leader->db, p->owner, &f[i], 1,
+                                                                  NULL, &one))) {
                 }
                 if (orc) f[i].rc = orc;
                 if (orc) rf_log(RF_LOG_WARN, "job %s: %s", f[i].job->id, one.msg);
@@ -469,6 +488,39 @@ static void finish_batch(worker *leader, finish_req *batch)
     free(f);
 }
 
+/* Workers running a job that started or wrote within the window: likely to
+ * write again soon (short jobs, handed out together by one claim). */
+static int siblings(rf_workers *p, long long now)
+{
+    int n = 0;
+    for (int i = 0; i < p->n; i++)
+        n += atomic_load(&p->w[i].running) &&
+             now - atomic_load(&p->w[i].active_us) < SIBLING_WINDOW_US;
+    return n;
+}
+
+/* With fin_lock held, as the batch's leader: wait, at most GATHER_MAX_US,
+ * until every sibling has queued a write — PostgreSQL's commit_delay and
+ * commit_siblings, for the same reason. Workers handed jobs by one claim
+ * reach their writes a moment apart (each must be scheduled, on a machine
+ * with fewer cores than threads); without the wait the first one writes
+ * alone and the rest together, and the batches, and the claims made with
+ * them, halve. Long jobs are not siblings: they add no wait. */
+static void gather(rf_workers *p)
+{
+    long long start = now_us(), deadline = start + GATHER_MAX_US;
+    for (long long t = start; p->fin_n < siblings(p, t) && t < deadline; t = now_us()) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        long long ns = until.tv_nsec + (deadline - t) * 1000;
+        until.tv_sec += ns / 1000000000LL;
+        until.tv_nsec = ns % 1000000000LL;
+        p->fin_gathering = true;
+        pthread_cond_timedwait(&p->fin_arrive, &p->fin_lock, &until);
+        p->fin_gathering = false;
+    }
+}
+
 /* rf_queue_finish for w's job, shared with the workers finishing at the same
  * time: the first to arrive while no batch is being recorded records every
  * outcome queued by then, and each worker returns once the flush that made
@@ -482,31 +534,67 @@ static int shared_write(worker *w, finish_req *req, rf_error *err)
     pthread_mutex_lock(&p->fin_lock);
     *p->fin_tail = &me;
     p->fin_tail = &me.next;
+    p->fin_n++;
+    atomic_store(&w->active_us, now_us());
+    if (p->fin_gathering) pthread_cond_signal(&p->fin_arrive);
     while (!me.done) {
         if (p->fin_busy) {
             pthread_cond_wait(&p->fin_done, &p->fin_lock);
             continue;
         }
         p->fin_busy = true;
-        /* Workers that were woken with this one (handed jobs by one claim)
-         * are likely a moment behind: a chance to join the batch. */
-        pthread_mutex_unlock(&p->fin_lock);
-        sched_yield();
-        pthread_mutex_lock(&p->fin_lock);
+        gather(p);
         finish_req *batch = p->fin_queue;
         p->fin_queue = NULL;
         p->fin_tail = &p->fin_queue;
+        p->fin_n = 0;
         pthread_mutex_unlock(&p->fin_lock);
-        finish_batch(w, batch);
+        /* The workers these outcomes free (and any idle now) get their next
+         * jobs from a claim in the same round trip: no wake-up, no claim of
+         * their own, and they start again together, so that the next batch
+         * of outcomes is as large as this one. */
+        rf_claim claim = {.types = p->types, .lease_ms = p->cfg->lease_ms, .jobs = p->claim_buf};
+        int ending = 0;
+        for (finish_req *b = batch; b; b = b->next)
+            ending += !b->kind;
+        pthread_mutex_lock(&p->wake_lock);
+        if (ending && !p->claiming && !atomic_load(&p->stopping)) {
+            claim.max = p->n - p->held + ending; /* ≤ n: the ending are among the held */
+            p->claiming = true;
+            p->pending = false; /* every wake-up from now on is for a claim after this one */
+        }
+        pthread_mutex_unlock(&p->wake_lock);
+        if (claim.max > 0) claim.rc = rf_errorf(&claim.err, RF_ENOMEM, "out of memory");
+        finish_batch(w, batch, claim.max > 0 ? &claim : NULL);
+        if (claim.max > 0 && claim.rc) rf_log(RF_LOG_WARN, "claim failed: %s", claim.err.msg);
         /* The workers whose outcome is recorded are idle from now on (what
          * is left of their job is removing its folder): counted so at once,
-         * all together, the next claim is for all of them. */
+         * all together, with the jobs claimed for them. */
         pthread_mutex_lock(&p->wake_lock);
         for (finish_req *b = batch; b; b = b->next)
             if (!b->kind && (b->rc == 0 || b->rc == RF_ECONFLICT)) {
                 b->w->let_go = true;
                 p->held--;
             }
+        if (claim.max > 0) {
+            p->claiming = false;
+            p->held += claim.got;
+            for (int i = 0; i < claim.got; i++) {
+                p->handoff[p->handoff_n++] = claim.jobs[i];
+                pthread_cond_signal(&p->wake);
+            }
+            if (claim.rc) {
+                /* The workers claim on their own. */
+                p->pending = true;
+                pthread_cond_signal(&p->wake);
+            } else {
+                /* Looked for: they need not look again until a wake-up says
+                 * there may be more. */
+                for (finish_req *b = batch; b; b = b->next)
+                    if (!b->kind && b->w->let_go) b->w->claimed_for = true;
+                if (p->pending && p->held < p->n) pthread_cond_signal(&p->wake);
+            }
+        }
         pthread_mutex_unlock(&p->wake_lock);
         pthread_mutex_lock(&p->fin_lock);
         for (finish_req *b = batch, *next; b; b = next) {
@@ -687,6 +775,13 @@ static bool next_job(worker *w, rf_claimed_job *batch, bool *want)
             sched_yield();
             pthread_mutex_lock(&p->wake_lock);
             k = p->n - p->held; /* ≥ 1: this worker holds none, and none waits in handoff */
+            if (k < 1) {
+                /* Defensive: every job held is someone's; nothing to claim for. */
+                p->claiming = false;
+                *want = false;
+                pthread_mutex_unlock(&p->wake_lock);
+                return true;
+            }
             break;
         }
         if (pthread_cond_timedwait(&p->wake, &p->wake_lock, &until) == ETIMEDOUT) {
@@ -747,7 +842,10 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&w->lock);
             atomic_fetch_add(&p->busy, 1);
             rf_metrics_workers(0, 1);
+            atomic_store(&w->active_us, now_us());
+            atomic_store(&w->running, true);
             run_one(w);
+            atomic_store(&w->running, false);
             rf_metrics_workers(0, -1);
             atomic_fetch_sub(&p->busy, 1);
             pthread_mutex_lock(&w->lock);
@@ -758,8 +856,11 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&p->wake_lock);
         if (!w->let_go) p->held--;
         w->let_go = false;
+        /* When a claim was made for it with its outcome, the jobs there were
+         * are in handoff; otherwise it looks for one itself. */
+        want = !w->claimed_for;
+        w->claimed_for = false;
         pthread_mutex_unlock(&p->wake_lock);
-        want = true;
     }
     if (!batch) rf_log(RF_LOG_ERROR, "worker %d: out of memory; not started", w->index);
     free(batch);
@@ -896,6 +997,7 @@ int rf_workers_start(const rf_config *cfg, rf_workers **out, rf_error *err)
     pthread_cond_init(&p->wake, NULL);
     pthread_mutex_init(&p->fin_lock, NULL);
     pthread_cond_init(&p->fin_done, NULL);
+    pthread_cond_init(&p->fin_arrive, NULL);
     p->fin_tail = &p->fin_queue;
     char host[64] = "host", rnd[9];
     gethostname(host, sizeof host - 1);
@@ -915,9 +1017,11 @@ int rf_workers_start(const rf_config *cfg, rf_workers **out, rf_error *err)
     p->n = cfg->workers;
     p->w = calloc((size_t)(p->n ? p->n : 1), sizeof *p->w);
     p->handoff = calloc((size_t)(p->n ? p->n : 1), sizeof *p->handoff);
-    if (!p->w || !p->handoff) {
+    p->claim_buf = calloc((size_t)(p->n ? p->n : 1), sizeof *p->claim_buf);
+    if (!p->w || !p->handoff || !p->claim_buf) {
         free(p->w);
         free(p->handoff);
+        free(p->claim_buf);
         free(p);
         return rf_errorf(err, RF_ENOMEM, "out of memory");
     }
@@ -981,6 +1085,7 @@ void rf_workers_stop(rf_workers *p, int grace_ms)
             pthread_mutex_destroy(&p->w[i].lock);
         free(p->w);
         free(p->handoff);
+        free(p->claim_buf);
     }
     rf_job_cache_online(false);
     if (p->ldb) PQfinish(p->ldb);

@@ -201,7 +201,7 @@ static void test_finish_many_fenced(void **state)
                            .result_json = i == 0 ? NULL : "{\"i\":1}",
                            .error = i == 0 ? "bad \"input\", {quoted} \\ too" : NULL,
                            .rc = 99};
-    assert_int_equal(rf_queue_finish_many(db, OWNER, f, 3, &e), 0);
+    assert_int_equal(rf_queue_finish_many(db, OWNER, f, 3, NULL, &e), 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(f[i].rc, i == lost ? RF_ECONFLICT : 0);
     assert_string_equal(one("SELECT status || ' ' || attempts || ' ' || lease_owner"
@@ -227,11 +227,77 @@ static void test_finish_many_fenced(void **state)
                             " AND kind = 'status'"),
                         "0");
     /* Recorded once: the same outcomes again are all refused. */
-    assert_int_equal(rf_queue_finish_many(db, OWNER, f, 3, &e), 0);
+    assert_int_equal(rf_queue_finish_many(db, OWNER, f, 3, NULL, &e), 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(f[i].rc, RF_ECONFLICT);
     for (int i = 0; i < 3; i++)
         rf_claimed_job_clear(&jobs[i]);
+}
+
+/* A claim made with a batch of outcomes: the jobs the outcomes free take the
+ * next ones in the same call, in order; a claim that fails (an unknown type
+ * list) costs the outcomes nothing; a call made again once the claim was
+ * answered (after a lost connection) claims no more. */
+static void test_finish_then_claim(void **state)
+{
+    NEED_DB();
+    sql("DELETE FROM jobs");
+    add_job("job_c1", "x", 5, 3);
+    add_job("job_c2", "x", 5, 3);
+    add_job("job_c3", "x", 3, 3);
+    add_job("job_c4", "x", 1, 3);
+    add_job("job_c5", "x", 0, 3);
+    rf_claimed_job held[2], next[RF_QUEUE_CLAIM_MAX];
+    int got;
+    rf_error e;
+    assert_int_equal(rf_queue_claim_many(db, OWNER, "{x}", 60000, 2, held, &got, &e), 0);
+    assert_int_equal(got, 2);
+    rf_finish f[2];
+    for (int i = 0; i < 2; i++)
+        f[i] = (rf_finish){.job = &held[i], .status = "succeeded", .result_json = "{}"};
+    rf_claim c = {.types = "{x}", .lease_ms = 60000, .max = 2, .jobs = next};
+    assert_int_equal(rf_queue_finish_many(db, OWNER, f, 2, &c, &e), 0);
+    assert_int_equal(f[0].rc, 0);
+    assert_int_equal(f[1].rc, 0);
+    assert_int_equal(c.rc, 0);
+    assert_true(c.made);
+    assert_int_equal(c.got, 2);
+    assert_string_equal(next[0].id, "job_c3");
+    assert_string_equal(next[1].id, "job_c4");
+    assert_string_equal(one("SELECT string_agg(id || ':' || status, ',' ORDER BY id) FROM jobs"),
+                        "job_c1:succeeded,job_c2:succeeded,job_c3:running,job_c4:running,"
+                        "job_c5:queued");
+    assert_string_equal(one("SELECT count(*) FROM job_events WHERE job_id = 'job_c3'"
+                            " AND data->>'message' = 'attempt started'"),
+                        "1");
+    /* Again with the claim answered: the outcomes are refused (recorded
+     * already) and nothing more is claimed. */
+    assert_int_equal(rf_queue_finish_many(db, OWNER, f, 2, &c, &e), 0);
+    assert_int_equal(f[0].rc, RF_ECONFLICT);
+    assert_int_equal(c.got, 2);
+    assert_string_equal(one("SELECT status FROM jobs WHERE id = 'job_c5'"), "queued");
+    for (int i = 0; i < 2; i++)
+        rf_claimed_job_clear(&held[i]);
+    /* The claim fails on its own; the outcomes are recorded. */
+    f[0] = (rf_finish){.job = &next[0], .status = "failed", .error = "no"};
+    f[1] = (rf_finish){.job = &next[1], .status = "succeeded", .result_json = "{}"};
+    rf_claim bad = {.types = "{not a literal", .lease_ms = 60000, .max = 1, .jobs = held};
+    assert_int_equal(rf_queue_finish_many(db, OWNER, f, 2, &bad, &e), 0);
+    assert_int_equal(f[0].rc, 0);
+    assert_int_equal(f[1].rc, 0);
+    assert_int_equal(bad.rc, RF_EDB);
+    assert_int_equal(bad.got, 0);
+    assert_non_null(strstr(bad.err.msg, "database error"));
+    assert_string_equal(one("SELECT string_agg(id || ':' || status, ',' ORDER BY id) FROM jobs"),
+                        "job_c1:succeeded,job_c2:succeeded,job_c3:failed,job_c4:succeeded,"
+                        "job_c5:queued");
+    /* The connection is usable: its next statement runs. */
+    assert_int_equal(rf_queue_claim_many(db, OWNER, "{x}", 60000, 4, held, &got, &e), 0);
+    assert_int_equal(got, 1);
+    assert_string_equal(held[0].id, "job_c5");
+    rf_claimed_job_clear(&held[0]);
+    for (int i = 0; i < 2; i++)
+        rf_claimed_job_clear(&next[i]);
 }
 
 /* Events of several jobs in one statement keep each job's order. */
@@ -369,6 +435,7 @@ int main(void)
         cmocka_unit_test(test_fence_and_finish),
         cmocka_unit_test(test_claim_many),
         cmocka_unit_test(test_finish_many_fenced),
+        cmocka_unit_test(test_finish_then_claim),
         cmocka_unit_test(test_events_batch),
         cmocka_unit_test(test_retry_backoff_and_give_up),
         cmocka_unit_test(test_retry_growth_and_cap),
