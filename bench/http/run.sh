@@ -79,6 +79,14 @@ for target in static get live post; do
   [ "$target" = post ] && claimed_rate=$(printf '%s\n' "${claimed[@]}" | median)
 done
 left=$(psql_q "SELECT count(*) FROM jobs WHERE status <> 'succeeded' AND type = 'test.noop'")
+# The backlog the flood left, drained with no request load: the workers' own
+# rate (latency-bound: CPU stays partly idle), beside their rate under the flood.
+before=$(psql_q "SELECT count(*) FROM jobs WHERE status = 'succeeded'")
+t0=$(date +%s.%N)
+sleep "$secs"
+t1=$(date +%s.%N)
+after=$(psql_q "SELECT count(*) FROM jobs WHERE status = 'succeeded'")
+drain_rate=$(echo "($after - $before) / ($t1 - $t0)" | bc -l)
 
 printf '\nbench/http  (%s cores, wrk -t2 -c%s -d%ss, median of %s runs)\n' "$(nproc)" "$conns" "$secs" "$runs"
 printf '  %-34s %10s req/s  p99 %8s ms\n' "static libmicrohttpd (ceiling)" "${rps[static]}" "${p99[static]}"
@@ -89,3 +97,4 @@ printf '  %-34s %10s req/s  p99 %8s ms   ratio %.2f of ceiling\n' "GET /v1/jobs/
 printf '  %-34s %10s req/s  p99 %8s ms   ratio %.2f of ceiling\n' "POST /v1/jobs (accepted)" "${rps[post]}" "${p99[post]}" \
   "$(echo "${rps[post]} / ${rps[static]}" | bc -l)"
 printf '  %-34s %10.0f jobs/s (%s not finished at the end)\n' "POST /v1/jobs (claimed and run)" "$claimed_rate" "$left"
+printf '  %-34s %10.0f jobs/s (%s workers, that backlog, no requests)\n' "claimed and run, no POST load" "$drain_rate" "${BENCH_WORKERS:-4}"
