@@ -44,10 +44,10 @@ typedef struct worker {
     rf_study_link link;       /* the job as a study's trial (service/study_link.h) */
     char stop_reason[320];    /* why the job was stopped, when not by a user */
     char workdir[1200];
-    bool let_go;            /* its job's outcome is recorded: it counts as idle (wake_lock) */
-    bool claimed_for;       /* a claim was made for it with its outcome (wake_lock) */
-    atomic_bool running;    /* between a job's start and its end */
-    atomic_llong active_us; /* monotonic µs of its job's start or its last write */
+    bool let_go;             /* its job's outcome is recorded: it counts as idle (wake_lock) */
+    bool claimed_for;        /* a claim was made for it with its outcome (wake_lock) */
+    atomic_bool running;     /* between a job's start and its end */
+    _Atomic double active_s; /* rf_now_s() of its job's start or its last write */
 } worker;
 
 /* A write of a running job waiting for the group commit of such writes:
@@ -96,15 +96,8 @@ struct rf_workers {
 /* A batch's leader waits for the writes of its siblings (gather) at most
  * this long; a sibling is a worker whose job started or wrote within the
  * window before. */
-#define GATHER_MAX_US 1000
-#define SIBLING_WINDOW_US 5000
-
-static long long now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
-}
+#define GATHER_MAX_S 0.001
+#define SIBLING_WINDOW_S 0.005
 
 /* A job may have become runnable: one idle worker claims (for all of them). */
 static void wake_one(rf_workers *p)
@@ -450,6 +443,7 @@ static void finish_batch(worker *leader, finish_req *batch, rf_claim *then)
     int rc = 0;
     if (!f) {
         rc = rf_errorf(&err, RF_ENOMEM, "out of memory");
+        if (then) then->rc = rf_errorf(&then->err, RF_ENOMEM, "not claimed: out of memory");
     } else {
         int i = 0;
         for (finish_req *b = batch; b; b = b->next)
@@ -490,16 +484,16 @@ static void finish_batch(worker *leader, finish_req *batch, rf_claim *then)
 
 /* Workers running a job that started or wrote within the window: likely to
  * write again soon (short jobs, handed out together by one claim). */
-static int siblings(rf_workers *p, long long now)
+static int siblings(rf_workers *p, double now)
 {
     int n = 0;
     for (int i = 0; i < p->n; i++)
         n += atomic_load(&p->w[i].running) &&
-             now - atomic_load(&p->w[i].active_us) < SIBLING_WINDOW_US;
+             now - atomic_load(&p->w[i].active_s) < SIBLING_WINDOW_S;
     return n;
 }
 
-/* With fin_lock held, as the batch's leader: wait, at most GATHER_MAX_US,
+/* With fin_lock held, as the batch's leader: wait, at most GATHER_MAX_S,
  * until every sibling has queued a write — PostgreSQL's commit_delay and
  * commit_siblings, for the same reason. Workers handed jobs by one claim
  * reach their writes a moment apart (each must be scheduled, on a machine
@@ -508,17 +502,40 @@ static int siblings(rf_workers *p, long long now)
  * them, halve. Long jobs are not siblings: they add no wait. */
 static void gather(rf_workers *p)
 {
-    long long start = now_us(), deadline = start + GATHER_MAX_US;
-    for (long long t = start; p->fin_n < siblings(p, t) && t < deadline; t = now_us()) {
+    double start = rf_now_s(), deadline = start + GATHER_MAX_S;
+    for (double t = start; p->fin_n < siblings(p, t) && t < deadline; t = rf_now_s()) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        long long ns = until.tv_nsec + (deadline - t) * 1000;
+        long long ns = until.tv_nsec + (long long)((deadline - t) * 1e9);
         until.tv_sec += ns / 1000000000LL;
         until.tv_nsec = ns % 1000000000LL;
         p->fin_gathering = true;
         pthread_cond_timedwait(&p->fin_arrive, &p->fin_lock, &until);
         p->fin_gathering = false;
     }
+}
+
+/* With wake_lock held, after the outcomes of batch were counted: the jobs of
+ * the claim made with them go to the idle workers. A failed claim leaves the
+ * claiming to the workers. */
+static void hand_off(rf_workers *p, finish_req *batch, const rf_claim *claim)
+{
+    p->claiming = false;
+    p->held += claim->got;
+    for (int i = 0; i < claim->got; i++) {
+        p->handoff[p->handoff_n++] = claim->jobs[i];
+        pthread_cond_signal(&p->wake);
+    }
+    if (claim->rc) {
+        p->pending = true;
+        pthread_cond_signal(&p->wake);
+        return;
+    }
+    /* Looked for: they need not look again until a wake-up says there may be
+     * more. */
+    for (finish_req *b = batch; b; b = b->next)
+        if (!b->kind && b->w->let_go) b->w->claimed_for = true;
+    if (p->pending && p->held < p->n) pthread_cond_signal(&p->wake);
 }
 
 /* rf_queue_finish for w's job, shared with the workers finishing at the same
@@ -535,7 +552,7 @@ static int shared_write(worker *w, finish_req *req, rf_error *err)
     *p->fin_tail = &me;
     p->fin_tail = &me.next;
     p->fin_n++;
-    atomic_store(&w->active_us, now_us());
+    atomic_store(&w->active_s, rf_now_s());
     if (p->fin_gathering) pthread_cond_signal(&p->fin_arrive);
     while (!me.done) {
         if (p->fin_busy) {
@@ -564,7 +581,6 @@ static int shared_write(worker *w, finish_req *req, rf_error *err)
             p->pending = false; /* every wake-up from now on is for a claim after this one */
         }
         pthread_mutex_unlock(&p->wake_lock);
-        if (claim.max > 0) claim.rc = rf_errorf(&claim.err, RF_ENOMEM, "out of memory");
         finish_batch(w, batch, claim.max > 0 ? &claim : NULL);
         if (claim.max > 0 && claim.rc) rf_log(RF_LOG_WARN, "claim failed: %s", claim.err.msg);
         /* The workers whose outcome is recorded are idle from now on (what
@@ -576,25 +592,7 @@ static int shared_write(worker *w, finish_req *req, rf_error *err)
                 b->w->let_go = true;
                 p->held--;
             }
-        if (claim.max > 0) {
-            p->claiming = false;
-            p->held += claim.got;
-            for (int i = 0; i < claim.got; i++) {
-                p->handoff[p->handoff_n++] = claim.jobs[i];
-                pthread_cond_signal(&p->wake);
-            }
-            if (claim.rc) {
-                /* The workers claim on their own. */
-                p->pending = true;
-                pthread_cond_signal(&p->wake);
-            } else {
-                /* Looked for: they need not look again until a wake-up says
-                 * there may be more. */
-                for (finish_req *b = batch; b; b = b->next)
-                    if (!b->kind && b->w->let_go) b->w->claimed_for = true;
-                if (p->pending && p->held < p->n) pthread_cond_signal(&p->wake);
-            }
-        }
+        if (claim.max > 0) hand_off(p, batch, &claim);
         pthread_mutex_unlock(&p->wake_lock);
         pthread_mutex_lock(&p->fin_lock);
         for (finish_req *b = batch, *next; b; b = next) {
@@ -842,7 +840,7 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&w->lock);
             atomic_fetch_add(&p->busy, 1);
             rf_metrics_workers(0, 1);
-            atomic_store(&w->active_us, now_us());
+            atomic_store(&w->active_s, rf_now_s());
             atomic_store(&w->running, true);
             run_one(w);
             atomic_store(&w->running, false);
